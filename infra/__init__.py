@@ -1,0 +1,1 @@
+"""eks-platform: Pulumi components (declare), ops engines (act), shared config."""

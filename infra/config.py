@@ -1,0 +1,488 @@
+"""Typed, validated stack configuration read from Pulumi config (`Pulumi.<env>.yaml`).
+
+Everything is validated before a single resource is declared, and every problem is reported at
+once with the config key that holds it and how to fix it, so a typo never costs a `pulumi up`.
+This module never imports pulumi: ops engines and tasks read the same StackConfig from the file.
+"""
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
+
+from infra.versions import KubeVersion, skew_problem, supported_range
+
+PROJECT = "eks-platform"
+ROOT = Path(__file__).resolve().parent.parent
+
+AmiType = Literal["AL2_x86_64", "AL2_ARM_64", "AL2023_x86_64_STANDARD", "AL2023_ARM_64_STANDARD",
+                  "BOTTLEROCKET_x86_64", "BOTTLEROCKET_ARM_64"]
+LogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
+ADDONS = ("vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver")
+
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$|^[a-z]$")
+_CLUSTER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+_INSTANCE = re.compile(r"^([a-z]+)(\d+)([a-z-]*)\.(nano|micro|small|medium|large|\d*xlarge|metal(-\d+xl)?)$")
+_ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_CLOUDWATCH_RETENTION = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                         2557, 2922, 3288, 3653)
+
+
+class ConfigIssue(BaseModel):
+    """One problem in the stack config: where it is, what is wrong, and what to do."""
+
+    key: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.problem}"
+
+
+class ConfigError(Exception):
+    """All problems found in one stack config, reported together."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]):
+        self.source = source
+        self.issues = issues
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"{self.source}: {len(self.issues)} config problem(s):"]
+        lines += [f"  {issue}" for issue in self.issues]
+        return "\n".join(lines)
+
+
+def _version(value: Any) -> str:
+    version = KubeVersion.parse(value)
+    if not version.supported:
+        raise ValueError(f"Kubernetes {version} is outside the supported range {supported_range()}; "
+                         f"pick a version in that range")
+    return str(version)
+
+
+Version = Annotated[str, AfterValidator(_version)]
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid name; use 1-16 lowercase letters, digits and '-', "
+                         f"starting with a letter")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+
+
+class Section(BaseModel):
+    """Strict base: unknown keys are typos, and config never changes after validation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NetworkConfig(Section):
+    """VPC CIDR and the AZs to spread subnets over; subnets are carved deterministically."""
+
+    cidr: ipaddress.IPv4Network
+    azs: list[str] = Field(min_length=1, max_length=6)
+    private_subnet_prefix: int = Field(19, ge=16, le=27)
+    public_subnet_prefix: int = Field(24, ge=16, le=28)
+
+    @field_validator("cidr", mode="before")
+    @classmethod
+    def _strict_cidr(cls, value: Any) -> Any:
+        try:
+            return ipaddress.IPv4Network(str(value), strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a well-formed IPv4 CIDR ({exc}); write it like 10.10.0.0/16") from None
+
+    @field_validator("cidr")
+    @classmethod
+    def _private_range(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if not value.is_private:
+            raise ValueError(f"{value} is not a private (RFC 1918) range; use one inside 10.0.0.0/8, "
+                             f"172.16.0.0/12 or 192.168.0.0/16")
+        if not 16 <= value.prefixlen <= 24:
+            raise ValueError(f"/{value.prefixlen} is outside what a VPC allows; use a prefix from /16 to /24")
+        return value
+
+    @field_validator("azs")
+    @classmethod
+    def _unique_azs(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({az for az in value if value.count(az) > 1})
+        if duplicates:
+            raise ValueError(f"AZs listed twice: {', '.join(duplicates)}; list each AZ once")
+        return value
+
+    @model_validator(mode="after")
+    def _subnets_fit(self) -> "NetworkConfig":
+        subnet_plan(self)
+        return self
+
+
+def subnet_plan(network: NetworkConfig) -> dict[str, tuple[str, str]]:
+    """AZ -> (public CIDR, private CIDR): private subnets from the bottom, public from the top.
+
+    Deterministic, so adding an AZ at the end of the list never renumbers existing subnets.
+    """
+    count = len(network.azs)
+    if network.private_subnet_prefix < network.cidr.prefixlen or network.public_subnet_prefix < network.cidr.prefixlen:
+        raise ValueError(f"subnet prefixes must be longer than the VPC's /{network.cidr.prefixlen}; "
+                         f"raise private_subnet_prefix/public_subnet_prefix")
+    private = list(network.cidr.subnets(new_prefix=network.private_subnet_prefix))[:count]
+    public = list(network.cidr.subnets(new_prefix=network.public_subnet_prefix))[-count:][::-1]
+    if len(private) < count or len(public) < count or any(a.overlaps(b) for a in private for b in public):
+        raise ValueError(f"{network.cidr} is too small for {count} private /{network.private_subnet_prefix} and "
+                         f"{count} public /{network.public_subnet_prefix} subnets; use a larger VPC CIDR or "
+                         f"longer subnet prefixes")
+    return {az: (str(pub), str(priv)) for az, pub, priv in zip(network.azs, public, private)}
+
+
+class ClusterConfig(Section):
+    """EKS control plane: version, endpoint exposure, logging and add-on versions."""
+
+    name: str
+    version: Version
+    endpoint_public_access: bool = False
+    endpoint_private_access: bool = True
+    public_access_cidrs: list[ipaddress.IPv4Network] = Field(default_factory=list)
+    service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("172.20.0.0/16")
+    log_types: list[LogType] = Field(default_factory=lambda: ["api", "audit", "authenticator",
+                                                               "controllerManager", "scheduler"])
+    log_retention_days: int = 90
+    deletion_protection: bool = False
+    addons: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _cluster_name(cls, value: str) -> str:
+        if not _CLUSTER_NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid EKS cluster name; use up to 100 letters, digits, '-' or '_', "
+                             f"starting with a letter")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value not in _CLOUDWATCH_RETENTION:
+            nearest = min(_CLOUDWATCH_RETENTION, key=lambda allowed: abs(allowed - value))
+            raise ValueError(f"CloudWatch does not accept {value} days; use an allowed value such as {nearest}")
+        return value
+
+    @field_validator("addons")
+    @classmethod
+    def _addons(cls, value: dict[str, str]) -> dict[str, str]:
+        for addon, version in value.items():
+            if addon not in ADDONS:
+                raise ValueError(f"unknown add-on {addon!r}; use one of {', '.join(ADDONS)}")
+            if not _ADDON_VERSION.match(str(version)):
+                raise ValueError(f"add-on {addon} version {version!r} is not an EKS add-on version; "
+                                 f"write it like v1.19.2-eksbuild.1")
+        return value
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> "ClusterConfig":
+        if not (self.endpoint_public_access or self.endpoint_private_access):
+            raise ValueError("the API endpoint would be unreachable; enable endpoint_private_access "
+                             "or endpoint_public_access")
+        if self.public_access_cidrs and not self.endpoint_public_access:
+            raise ValueError("public_access_cidrs is set but endpoint_public_access is false; "
+                             "remove public_access_cidrs or enable public access")
+        kube_proxy = self.addons.get("kube-proxy")
+        if kube_proxy and not kube_proxy.startswith(f"v{self.version}."):
+            raise ValueError(f"add-on kube-proxy {kube_proxy} does not match cluster version {self.version}; "
+                             f"use a v{self.version}.x-eksbuild.N build")
+        return self
+
+
+class Taint(Section):
+    key: str
+    value: str = ""
+    effect: Literal["NO_SCHEDULE", "NO_EXECUTE", "PREFER_NO_SCHEDULE"]
+
+
+class Generation(Section):
+    """One side of a blue/green pair: an AMI family and the kubelet version it runs."""
+
+    ami_type: AmiType
+    version: Version | None = None
+    release_version: str | None = None
+
+    @property
+    def is_al2(self) -> bool:
+        return self.ami_type.startswith("AL2_")
+
+    @property
+    def is_arm(self) -> bool:
+        return "ARM" in self.ami_type
+
+
+class NodePool(Section):
+    """A pool of identical nodes; one managed node group per AZ and generation. Sizes are per AZ."""
+
+    instance_types: list[str] = Field(min_length=1)
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    disk_size_gib: int = Field(50, ge=20, le=2000)
+    min_size: int = Field(ge=0)
+    desired_size: int = Field(ge=0)
+    max_size: int = Field(gt=0, le=450)
+    max_unavailable: int = Field(1, ge=1, le=100)
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[Taint] = Field(default_factory=list)
+    azs: list[str] | None = None
+    generations: dict[Name, Generation] = Field(min_length=1, max_length=3)
+
+    @field_validator("instance_types")
+    @classmethod
+    def _instance_types(cls, value: list[str]) -> list[str]:
+        bad = [item for item in value if not _INSTANCE.match(item)]
+        if bad:
+            raise ValueError(f"not EC2 instance types: {', '.join(bad)}; write them like m6i.large or t4g.medium")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, label in value.items():
+            if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(str(label)):
+                raise ValueError(f"label {key}={label} is not a valid Kubernetes label; use [prefix/]name=value "
+                                 f"with at most 63 alphanumerics, '-', '_' or '.'")
+            if key.split("/")[0].endswith(("kubernetes.io", "k8s.io")) and "/" in key:
+                raise ValueError(f"label {key} uses a reserved prefix EKS refuses; drop the kubernetes.io/k8s.io prefix")
+            if key in ("pool", "generation"):
+                raise ValueError(f"label {key} is set by the platform; remove it from labels")
+        return value
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "NodePool":
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(f"sizes must satisfy min_size <= desired_size <= max_size "
+                             f"(got {self.min_size} <= {self.desired_size} <= {self.max_size}); adjust them")
+        if self.max_unavailable > self.max_size:
+            raise ValueError(f"max_unavailable {self.max_unavailable} exceeds max_size {self.max_size}; lower it")
+        return self
+
+    @property
+    def is_graviton(self) -> bool:
+        """Graviton families carry a 'g' right after the generation digit (m7g, c6gn, t4g)."""
+        return all(_INSTANCE.match(item).group(3).startswith("g") for item in self.instance_types)
+
+
+class StackConfig(Section):
+    """The whole validated, frozen configuration of one stack (environment)."""
+
+    env: str
+    region: str
+    network: NetworkConfig
+    cluster: ClusterConfig
+    node_pools: dict[Name, NodePool] = Field(min_length=1)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not _REGION.match(value):
+            raise ValueError(f"{value!r} is not an AWS region; set aws:region to a region like eu-west-1")
+        return value
+
+    @property
+    def version(self) -> KubeVersion:
+        return KubeVersion.parse(self.cluster.version)
+
+    def pool_azs(self, pool: NodePool) -> list[str]:
+        return pool.azs or list(self.network.azs)
+
+
+# Top-level keys in the project namespace and the StackConfig field each one fills.
+SECTIONS: dict[str, str] = {"network": "network", "cluster": "cluster", "node_pools": "node_pools"}
+
+
+def _cross_issues(cfg: StackConfig) -> list[ConfigIssue]:
+    """Checks that need more than one section: AZs vs region, version skew, AMI vs instance arch."""
+    issues: list[ConfigIssue] = []
+    for index, az in enumerate(cfg.network.azs):
+        if not re.fullmatch(re.escape(cfg.region) + r"[a-z]", az):
+            issues.append(ConfigIssue(key=f"{PROJECT}:network.azs[{index}]",
+                                      problem=f"{az!r} is not an AZ of region {cfg.region}; use names like "
+                                              f"{cfg.region}a"))
+    vpc = cfg.network.cidr
+    if cfg.cluster.service_cidr.overlaps(vpc):
+        issues.append(ConfigIssue(key=f"{PROJECT}:cluster.service_cidr",
+                                  problem=f"{cfg.cluster.service_cidr} overlaps the VPC {vpc}; pick a "
+                                          f"service range outside the VPC"))
+    control_plane = cfg.version
+    for pool_name, pool in cfg.node_pools.items():
+        base = f"{PROJECT}:node_pools.{pool_name}"
+        unknown = [az for az in pool.azs or [] if az not in cfg.network.azs]
+        if unknown:
+            issues.append(ConfigIssue(key=f"{base}.azs", problem=f"{', '.join(unknown)} not in network.azs; "
+                                                                 f"add them there or remove them here"))
+        for gen_name, gen in pool.generations.items():
+            key = f"{base}.generations.{gen_name}"
+            kubelet = KubeVersion.parse(gen.version or cfg.cluster.version)
+            problem = skew_problem(control_plane, kubelet)
+            if problem:
+                issues.append(ConfigIssue(key=f"{key}.version", problem=f"{problem}; set it between "
+                                          f"1.{control_plane.minor - control_plane.max_kubelet_lag} and {control_plane}"))
+            if gen.is_al2 and not (control_plane.allows_al2 and kubelet.allows_al2):
+                issues.append(ConfigIssue(key=f"{key}.ami_type", problem=(
+                    f"{gen.ami_type} has no AMIs for Kubernetes {max(control_plane, kubelet)}; migrate the pool to "
+                    f"AL2023 first: add a generation with ami_type AL2023_* and run "
+                    f"`invoke nodes.migrate --env {cfg.env} --pool {pool_name} --to <generation>`")))
+            if gen.is_arm != pool.is_graviton:
+                arch = "arm64 (Graviton, e.g. m7g.large)" if gen.is_arm else "x86_64 (e.g. m6i.large)"
+                issues.append(ConfigIssue(key=f"{key}.ami_type", problem=(
+                    f"{gen.ami_type} needs {arch} instance types but the pool has "
+                    f"{', '.join(pool.instance_types)}; match ami_type and instance_types")))
+    return issues
+
+
+def check_generation_history(cfg: StackConfig, deployed: Mapping[str, Mapping[str, str]]) -> list[ConfigIssue]:
+    """Refuse changing the AMI type of a generation that already exists.
+
+    `deployed` is pool -> generation -> AMI type as last deployed (stack outputs) or committed (git base).
+    Changing it in place would make EKS replace every node of the group at once; a new generation is the
+    safe path.
+    """
+    issues = []
+    for pool_name, pool in cfg.node_pools.items():
+        for gen_name, gen in pool.generations.items():
+            before = deployed.get(pool_name, {}).get(gen_name)
+            if before and before != gen.ami_type:
+                issues.append(ConfigIssue(
+                    key=f"{PROJECT}:node_pools.{pool_name}.generations.{gen_name}.ami_type",
+                    problem=(f"changes {before} -> {gen.ami_type} in place, which replaces all nodes of the generation "
+                             f"at once; keep {before} here, add a new generation with {gen.ami_type} and run "
+                             f"`invoke nodes.migrate --env {cfg.env} --pool {pool_name} --to <new generation>`")))
+    return issues
+
+
+def deployed_ami_types(cfg: StackConfig) -> dict[str, dict[str, str]]:
+    """pool -> generation -> AMI type, in the shape check_generation_history compares against."""
+    return {pool_name: {gen_name: gen.ami_type for gen_name, gen in pool.generations.items()}
+            for pool_name, pool in cfg.node_pools.items()}
+
+
+def _loc_key(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts[-1] = f"{parts[-1]}[{part}]" if parts else f"[{part}]"
+        elif part not in ("function-after", "function-before") and not str(part).startswith(("function-", "lax-")):
+            parts.append(str(part))
+    if not parts:
+        return PROJECT
+    head, *rest = parts
+    if head == "region":
+        return "aws:region"
+    return f"{PROJECT}:" + ".".join([head, *rest])
+
+
+def _fix_for(error: Mapping[str, Any], allowed: list[str]) -> str:
+    kind = error["type"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        name = str(error["loc"][-1])
+        close = difflib.get_close_matches(name, allowed, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+        return f"unknown key; remove it or fix the spelling ({hint})"
+    if kind == "missing":
+        return "required but missing; add it"
+    if kind in ("int_parsing", "int_type", "bool_parsing", "bool_type", "string_type", "list_type", "dict_type"):
+        return f"{message}; got {error.get('input')!r}"
+    return message
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that holds `loc`, for 'did you mean' hints."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            annotation = current.model_fields[part].annotation
+            args = getattr(annotation, "__args__", ())
+            current = args[-1] if args else annotation
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            return list(current.model_fields)
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _decode(value: Any) -> Any:
+    """Pulumi hands structured config to the program as JSON strings; files hold objects."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def from_mapping(env: str, raw: Mapping[str, Any], source: str | None = None) -> StackConfig:
+    """Validate a flat Pulumi config map (`ns:key` -> value) into a StackConfig, or raise ConfigError."""
+    source = source or f"Pulumi.{env}.yaml"
+    issues: list[ConfigIssue] = []
+    data: dict[str, Any] = {"env": env, "region": raw.get("aws:region")}
+    if data["region"] is None:
+        issues.append(ConfigIssue(key="aws:region", problem="required but missing; add aws:region: <region>"))
+    for key, value in raw.items():
+        namespace, _, name = key.partition(":")
+        if namespace != PROJECT:
+            continue
+        if name not in SECTIONS:
+            close = difflib.get_close_matches(name, list(SECTIONS), n=1)
+            hint = f"did you mean {PROJECT}:{close[0]}?" if close else f"known keys: {', '.join(SECTIONS)}"
+            issues.append(ConfigIssue(key=key, problem=f"unknown key; remove it or fix the spelling ({hint})"))
+            continue
+        data[SECTIONS[name]] = _decode(value)
+    try:
+        cfg = StackConfig.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            if error["loc"] == ("region",) and data["region"] is None:
+                continue
+            loc = tuple(error["loc"])
+            allowed = _allowed_keys(StackConfig, loc)
+            issues.append(ConfigIssue(key=_loc_key(loc), problem=_fix_for(error, allowed)))
+        raise ConfigError(source, issues) from None
+    issues += _cross_issues(cfg)
+    if issues:
+        raise ConfigError(source, issues)
+    return cfg
+
+
+def stack_file(env: str, root: Path = ROOT) -> Path:
+    return root / f"Pulumi.{env}.yaml"
+
+
+def known_envs(root: Path = ROOT) -> list[str]:
+    return sorted(path.name[len("Pulumi."):-len(".yaml")] for path in root.glob("Pulumi.*.yaml"))
+
+
+def read_stack_file(env: str, root: Path = ROOT) -> dict[str, Any]:
+    """The raw `config:` map of Pulumi.<env>.yaml; unknown env -> ConfigError listing the valid ones."""
+    from ruamel.yaml import YAML, YAMLError
+
+    path = stack_file(env, root)
+    if not path.is_file():
+        raise ConfigError("--env", [ConfigIssue(key="env", problem=(
+            f"no stack {env!r} (no {path.name}); use one of: {', '.join(known_envs(root)) or 'none found'}"))])
+    try:
+        document = YAML(typ="safe").load(path.read_text()) or {}
+    except YAMLError as exc:
+        raise ConfigError(path.name, [ConfigIssue(key="(file)", problem=f"not valid YAML: {exc}".replace("\n", " "))]) from None
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(path.name, [ConfigIssue(key="config", problem="missing the top-level `config:` map; add it")])
+    return config
+
+
+def load_stack_config(env: str, root: Path = ROOT) -> StackConfig:
+    """Read and validate Pulumi.<env>.yaml (no Pulumi CLI needed)."""
+    return from_mapping(env, read_stack_file(env, root), source=stack_file(env, root).name)

@@ -1,0 +1,1 @@
+"""Lambda handlers: plain boto3, configuration from environment variables."""

@@ -1,0 +1,1 @@
+"""Run-time engines behind tasks.py. Nothing here imports pulumi."""

@@ -1,0 +1,56 @@
+"""Wires the components for one stack and exports the outputs other tools read.
+
+Outputs are the seam to ops engines and later components: names, IDs per AZ, role ARNs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from infra.components.cluster import Cluster, ClusterArgs
+from infra.components.network import Network, NetworkArgs
+from infra.components.nodegroups import NodeGroups, NodeGroupsArgs
+from infra.config import StackConfig, from_mapping
+
+
+def runtime_config() -> dict[str, Any]:
+    """Every config key the Pulumi engine handed this program (env bag plus explicitly set keys)."""
+    from pulumi.runtime import config as runtime
+
+    return {**runtime.get_config_env(), **runtime.CONFIG.get()}
+
+
+def load_from_pulumi() -> StackConfig:
+    return from_mapping(pulumi.get_stack(), runtime_config())
+
+
+def build(cfg: StackConfig) -> dict[str, Any]:
+    """Declare the whole platform for one environment and export its outputs."""
+    tags = {"project": "eks-platform", "environment": cfg.env, "managed-by": "pulumi"}
+    network = Network("network", NetworkArgs(network=cfg.network, cluster_name=cfg.cluster.name, tags=tags))
+    cluster = Cluster("cluster", ClusterArgs(
+        cluster=cfg.cluster, vpc_id=network.vpc.id,
+        private_subnet_ids=[subnet.id for subnet in network.private_subnets.values()],
+        public_subnet_ids=[subnet.id for subnet in network.public_subnets.values()],
+        tags=tags))
+    node_groups = NodeGroups("nodes", NodeGroupsArgs(
+        config=cfg, cluster_name=cfg.cluster.name, depends_on=[cluster.eks],
+        private_subnet_ids={az: subnet.id for az, subnet in network.private_subnets.items()}, tags=tags))
+    outputs: dict[str, Any] = {
+        "clusterName": cfg.cluster.name,
+        "clusterVersion": cfg.cluster.version,
+        "endpoint": cluster.endpoint,
+        "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
+        "oidcProviderArn": cluster.oidc_provider_arn,
+        "nodeGroups": node_groups.names,
+        "nodeGroupAmiTypes": {pool_name: {gen_name: gen.ami_type for gen_name, gen in pool.generations.items()}
+                              for pool_name, pool in cfg.node_pools.items()},
+        "vpcId": network.vpc.id,
+        "subnetIds": {az: {"public": network.public_subnets[az].id, "private": network.private_subnets[az].id}
+                      for az in cfg.network.azs},
+        "privateRouteTableIds": {az: table.id for az, table in network.private_route_tables.items()},
+    }
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs
