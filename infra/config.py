@@ -57,7 +57,9 @@ class ConfigError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
-        lines = [f"{self.source}: {len(self.issues)} config problem(s):"]
+        if len(self.issues) == 1:
+            return f"{self.source}: {self.issues[0]}"
+        lines = [f"{self.source}: {len(self.issues)} config problems:"]
         lines += [f"  {issue}" for issue in self.issues]
         return "\n".join(lines)
 
@@ -471,8 +473,8 @@ def read_stack_file(env: str, root: Path = ROOT) -> dict[str, Any]:
 
     path = stack_file(env, root)
     if not path.is_file():
-        raise ConfigError("--env", [ConfigIssue(key="env", problem=(
-            f"no stack {env!r} (no {path.name}); use one of: {', '.join(known_envs(root)) or 'none found'}"))])
+        raise ConfigError("--env", [ConfigIssue(key=env, problem=(
+            f"no such stack (no {path.name}); use one of: {', '.join(known_envs(root)) or 'none found'}"))])
     try:
         document = YAML(typ="safe").load(path.read_text()) or {}
     except YAMLError as exc:

@@ -172,8 +172,12 @@ def _config_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def plan_config(cfg: StackConfig, raw: dict[str, Any] | None = None) -> Plan:
+    """Record what the program declares for an already validated config (each run isolated in a fresh context)."""
+    return contextvars.Context().run(_run, cfg, raw or {"aws:region": cfg.region})
+
+
 def plan_stack(env: str) -> Plan:
     """Validate Pulumi.<env>.yaml and record everything the program declares for it (ConfigError on bad config)."""
     raw = read_stack_file(env)
-    cfg = from_mapping(env, raw)
-    return contextvars.Context().run(_run, cfg, raw)
+    return plan_config(from_mapping(env, raw), raw)

@@ -1,0 +1,72 @@
+"""The one place that shells out to `pulumi`, so tests can put a fake executable on PATH.
+
+Ops engines change infrastructure only through this (config change + `pulumi up`), so Pulumi
+state never drifts from what the engines did.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.config import ROOT
+
+
+class PulumiError(RuntimeError):
+    """A pulumi command failed or the CLI is missing; the message says which and how to proceed."""
+
+
+@dataclass
+class PulumiCLI:
+    """`pulumi` for one stack, run in the project directory."""
+
+    stack: str
+    cwd: Path = ROOT
+    executable: str = "pulumi"
+    env: dict[str, str] | None = None
+    calls: list[list[str]] = field(default_factory=list)
+
+    def _binary(self) -> str:
+        found = shutil.which(self.executable)
+        if not found:
+            raise PulumiError(f"`{self.executable}` CLI not found on PATH; install it "
+                              f"(https://www.pulumi.com/docs/install/) or use `invoke plan` offline")
+        return found
+
+    def run(self, *args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+        command = [self._binary(), *args, "--stack", self.stack, "--non-interactive"]
+        self.calls.append(command)
+        result = subprocess.run(command, cwd=self.cwd, env=self.env, text=True,
+                                stdout=subprocess.PIPE if capture else None,
+                                stderr=subprocess.PIPE if capture else None)
+        if check and result.returncode != 0:
+            detail = (result.stderr or "").strip().splitlines()[-1:] if capture else []
+            raise PulumiError(f"`pulumi {' '.join(args)}` failed for stack {self.stack} "
+                              f"(exit {result.returncode}){': ' + detail[0] if detail else ''}")
+        return result
+
+    def preview(self, diff: bool = True) -> None:
+        self.run("preview", *(["--diff"] if diff else []))
+
+    def up(self, yes: bool = False, targets: list[str] | None = None) -> None:
+        extra = ["--yes", "--skip-preview"] if yes else []
+        for target in targets or []:
+            extra += ["--target", target]
+        self.run("up", *extra)
+
+    def outputs(self) -> dict[str, Any]:
+        """Current stack outputs (secrets stay masked); {} for a stack never deployed."""
+        result = self.run("stack", "output", "--json", capture=True, check=False)
+        if result.returncode != 0:
+            return {}
+        try:
+            return json.loads(result.stdout or "{}")
+        except json.JSONDecodeError as exc:
+            raise PulumiError(f"`pulumi stack output --json` printed invalid JSON: {exc}") from None
+
+    def set_config(self, key: str, value: str, path: bool = True) -> None:
+        """Set one config value (`--path` addresses nested keys like cluster.version)."""
+        self.run("config", "set", *(["--path"] if path else []), key, value)

@@ -1,0 +1,113 @@
+"""invoke tasks: thin argument parsing over infra.* engines. `invoke --list` shows them all."""
+from __future__ import annotations
+
+import json
+import sys
+
+from invoke import task
+from invoke.exceptions import Exit
+
+
+def fail(message: str, code: int = 2) -> Exit:
+    """A one-line error for bad input; exit code 2, nothing changed."""
+    return Exit(f"error: {message}", code=code)
+
+
+def require_env(env: str | None, flag: str = "--env") -> str:
+    """--env must name a stack file (Pulumi.<env>.yaml); exit 2 listing the valid ones otherwise."""
+    from infra.config import known_envs
+
+    valid = known_envs()
+    if env not in valid:
+        what = f"{flag} is required" if not env else f"{flag} {env!r} is not a stack"
+        raise fail(f"{what}; use one of: {', '.join(valid)}")
+    return env
+
+
+def stack_config(env: str | None):
+    """Validated StackConfig for --env, or exit 2 listing every config problem."""
+    from infra.config import ConfigError, load_stack_config
+
+    require_env(env)
+    try:
+        return load_stack_config(env)
+    except ConfigError as error:
+        raise fail(error.render()) from None
+
+
+@task(positional=[], help={"env": "stack to plan: dev or prod", "json": "print the plan as JSON instead of a tree",
+            "diff": "another stack to compare with, e.g. --diff prod"})
+def plan(c, env, json_=False, diff=None):
+    """Show what the Pulumi program declares for a stack, offline (no credentials, no Pulumi CLI).
+
+    Runs the real program under Pulumi's mock runtime: a plan of declarations, not a cloud diff
+    (use `invoke preview` for that).
+    """
+    from rich.console import Console
+
+    from infra import plan_view
+    from infra.config import ConfigError
+    from infra.plan import plan_stack
+
+    require_env(env)
+    if diff:
+        require_env(diff, "--diff")
+    try:
+        plans = [plan_stack(name) for name in [env, *([diff] if diff else [])]]
+    except ConfigError as error:
+        raise fail(error.render()) from None
+    if json_:
+        body = [p.to_json() for p in plans]
+        print(json.dumps(body[0] if not diff else {"stacks": body, "diff": plan_view.diff(*plans)}, indent=2))
+        return
+    console = Console()
+    if diff:
+        lines = plan_view.diff(*plans)
+        print("\n".join(lines))
+        print(f"{len(lines)} difference(s) between {env} and {diff}")
+        return
+    console.print(plan_view.tree(plans[0]))
+    console.print(plan_view.summary(plans[0]))
+
+
+def _checked_cli(env: str):
+    """Config valid and no generation changes AMI in place, against what the stack last deployed."""
+    from infra.config import check_generation_history
+    from infra.ops.pulumi_cli import PulumiCLI, PulumiError
+
+    cfg = stack_config(env)
+    cli = PulumiCLI(stack=env)
+    try:
+        deployed = cli.outputs().get("nodeGroupAmiTypes") or {}
+    except PulumiError as error:
+        raise fail(str(error)) from None
+    issues = check_generation_history(cfg, deployed)
+    if issues:
+        raise fail("\n".join(str(issue) for issue in issues))
+    return cli
+
+
+@task(positional=[], help={"env": "stack to preview: dev or prod"})
+def preview(c, env):
+    """`pulumi preview --diff` for a stack, after validating its config (needs the Pulumi CLI and AWS credentials)."""
+    from infra.ops.pulumi_cli import PulumiError
+
+    try:
+        _checked_cli(env).preview()
+    except PulumiError as error:
+        raise fail(str(error), code=1) from None
+
+
+@task(positional=[], help={"env": "stack to update: dev or prod", "yes": "do not ask for confirmation (CI)"})
+def up(c, env, yes=False):
+    """`pulumi up` for a stack, after validating its config (needs the Pulumi CLI and AWS credentials)."""
+    from infra.ops.pulumi_cli import PulumiError
+
+    try:
+        _checked_cli(env).up(yes=yes)
+    except PulumiError as error:
+        raise fail(str(error), code=1) from None
+
+
+if __name__ == "__main__":  # pragma: no cover - `python tasks.py` is not how tasks run
+    sys.exit("run tasks with `invoke`, e.g. `invoke --list`")
