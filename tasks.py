@@ -67,7 +67,7 @@ def plan(c, env, json_=False, diff=None):
         print(f"{len(lines)} difference(s) between {env} and {diff}")
         return
     console.print(plan_view.tree(plans[0]))
-    console.print(plan_view.summary(plans[0]))
+    print(plan_view.summary(plans[0]))
 
 
 def _checked_cli(env: str):
