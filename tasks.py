@@ -36,8 +36,10 @@ def stack_config(env: str | None):
 
 
 @task(positional=[], help={"env": "stack to plan: dev or prod", "json": "print the plan as JSON instead of a tree",
-            "diff": "another stack to compare with, e.g. --diff prod"})
-def plan(c, env, json_=False, diff=None):
+            "diff": "another stack to compare with, e.g. --diff prod",
+            "against": "git revision whose stack file counts as deployed (e.g. origin/main): refuse changing "
+                       "the AMI type of a generation it has"})
+def plan(c, env, json_=False, diff=None, against=None):
     """Show what the Pulumi program declares for a stack, offline (no credentials, no Pulumi CLI).
 
     Runs the real program under Pulumi's mock runtime: a plan of declarations, not a cloud diff
@@ -46,13 +48,15 @@ def plan(c, env, json_=False, diff=None):
     from rich.console import Console
 
     from infra import plan_view
-    from infra.config import ConfigError
+    from infra.config import ConfigError, committed_ami_types
     from infra.plan import plan_stack
 
     require_env(env)
     if diff:
         require_env(diff, "--diff")
     try:
+        if against:
+            _refuse_generation_changes(stack_config(env), committed_ami_types(env, against))
         plans = [plan_stack(name) for name in [env, *([diff] if diff else [])]]
     except ConfigError as error:
         raise fail(error.render()) from None
@@ -70,9 +74,17 @@ def plan(c, env, json_=False, diff=None):
     print(plan_view.summary(plans[0]))
 
 
+def _refuse_generation_changes(cfg, deployed) -> None:
+    """Exit 2 when a generation that exists in `deployed` would change its AMI type in place."""
+    from infra.config import check_generation_history
+
+    issues = check_generation_history(cfg, deployed)
+    if issues:
+        raise fail("\n".join(str(issue) for issue in issues))
+
+
 def _checked_cli(env: str):
     """Config valid and no generation changes AMI in place, against what the stack last deployed."""
-    from infra.config import check_generation_history
     from infra.ops.pulumi_cli import PulumiCLI, PulumiError
 
     cfg = stack_config(env)
@@ -81,9 +93,7 @@ def _checked_cli(env: str):
         deployed = cli.outputs().get("nodeGroupAmiTypes") or {}
     except PulumiError as error:
         raise fail(str(error)) from None
-    issues = check_generation_history(cfg, deployed)
-    if issues:
-        raise fail("\n".join(str(issue) for issue in issues))
+    _refuse_generation_changes(cfg, deployed)
     return cli
 
 

@@ -126,7 +126,7 @@ class NetworkConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _subnets_fit(self) -> "NetworkConfig":
+    def _subnets_fit(self) -> NetworkConfig:
         subnet_plan(self)
         return self
 
@@ -146,7 +146,7 @@ def subnet_plan(network: NetworkConfig) -> dict[str, tuple[str, str]]:
         raise ValueError(f"{network.cidr} is too small for {count} private /{network.private_subnet_prefix} and "
                          f"{count} public /{network.public_subnet_prefix} subnets; use a larger VPC CIDR or "
                          f"longer subnet prefixes")
-    return {az: (str(pub), str(priv)) for az, pub, priv in zip(network.azs, public, private)}
+    return {az: (str(pub), str(priv)) for az, pub, priv in zip(network.azs, public, private, strict=True)}
 
 
 class ClusterConfig(Section):
@@ -192,7 +192,7 @@ class ClusterConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _endpoint(self) -> "ClusterConfig":
+    def _endpoint(self) -> ClusterConfig:
         if not (self.endpoint_public_access or self.endpoint_private_access):
             raise ValueError("the API endpoint would be unreachable; enable endpoint_private_access "
                              "or endpoint_public_access")
@@ -265,7 +265,7 @@ class NodePool(Section):
         return value
 
     @model_validator(mode="after")
-    def _sizes(self) -> "NodePool":
+    def _sizes(self) -> NodePool:
         if not self.min_size <= self.desired_size <= self.max_size:
             raise ValueError(f"sizes must satisfy min_size <= desired_size <= max_size "
                              f"(got {self.min_size} <= {self.desired_size} <= {self.max_size}); adjust them")
@@ -483,6 +483,24 @@ def read_stack_file(env: str, root: Path = ROOT) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigError(path.name, [ConfigIssue(key="config", problem="missing the top-level `config:` map; add it")])
     return config
+
+
+def committed_ami_types(env: str, rev: str, root: Path = ROOT) -> dict[str, dict[str, str]]:
+    """pool -> generation -> AMI type as Pulumi.<env>.yaml had them at git revision `rev` (e.g. origin/main)."""
+    import subprocess
+
+    from ruamel.yaml import YAML
+
+    shown = subprocess.run(["git", "show", f"{rev}:{stack_file(env, root).name}"], cwd=root, capture_output=True,
+                           text=True)
+    if shown.returncode != 0:
+        raise ConfigError("--against", [ConfigIssue(key=rev, problem=(
+            f"cannot read {stack_file(env, root).name} at that revision ({shown.stderr.strip() or 'git failed'}); "
+            f"name a commit or branch that has it"))])
+    config = (YAML(typ="safe").load(shown.stdout) or {}).get("config") or {}
+    pools = config.get(f"{PROJECT}:node_pools") or {}
+    return {pool: {gen: str((spec or {}).get("ami_type")) for gen, spec in ((p or {}).get("generations") or {}).items()}
+            for pool, p in pools.items() if isinstance(p, dict)}
 
 
 def load_stack_config(env: str, root: Path = ROOT) -> StackConfig:

@@ -23,7 +23,7 @@ class KubeVersion:
     minor: int
 
     @classmethod
-    def parse(cls, text: object) -> "KubeVersion":
+    def parse(cls, text: object) -> KubeVersion:
         match = _VERSION.match(str(text).strip())
         if not match:
             raise ValueError(f"{text!r} is not a Kubernetes minor version; write it as a quoted string like \"1.31\"")
@@ -32,7 +32,7 @@ class KubeVersion:
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}"
 
-    def next(self) -> "KubeVersion":
+    def next(self) -> KubeVersion:
         return KubeVersion(self.major, self.minor + 1)
 
     @property

@@ -134,3 +134,16 @@ def test_missing_pulumi_cli_is_a_clear_error(tmp_path):
     result = invoke("preview", "--env", "dev", env=env)
     assert result.returncode != 0
     assert "`pulumi` CLI not found on PATH" in result.stderr
+
+
+def test_plan_against_a_revision_refuses_in_place_ami_change(project_copy):
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q"], cwd=project_copy, check=True)
+    subprocess.run([*git, "add", "."], cwd=project_copy, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=project_copy, check=True)
+    assert invoke("plan", "--env", "dev", "--against", "HEAD", cwd=project_copy).returncode == 0
+    stack = project_copy / "Pulumi.dev.yaml"
+    stack.write_text(stack.read_text().replace("ami_type: AL2_x86_64", "ami_type: AL2023_x86_64_STANDARD"))
+    result = invoke("plan", "--env", "dev", "--against", "HEAD", cwd=project_copy)
+    assert result.returncode == 2
+    assert "generations.blue.ami_type: changes AL2_x86_64 -> AL2023_x86_64_STANDARD in place" in result.stderr
