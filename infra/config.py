@@ -279,6 +279,198 @@ class NodePool(Section):
         return all(_INSTANCE.match(item).group(3).startswith("g") for item in self.instance_types)
 
 
+AuthMode = Literal["CONFIG_MAP", "API_AND_CONFIG_MAP", "API"]
+# EKS moves a cluster's authentication mode only forward along this order, never back.
+AUTH_MODES: tuple[str, ...] = ("CONFIG_MAP", "API_AND_CONFIG_MAP", "API")
+ADMIN_GROUP = "system:masters"
+
+_ROLE_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+_OIDC_PROVIDER_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$")
+_GITHUB_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
+_GITHUB_REPO = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_GITHUB_ENVIRONMENT = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+_KUBE_GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,62}$")
+_SERVICE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_SECRET_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def app_namespace(env: str) -> str:
+    """The one namespace a stack's application services run in."""
+    return f"apps-{env}"
+
+
+def _role_arn(value: str) -> str:
+    if not _ROLE_ARN.match(value):
+        raise ValueError(f"{value!r} is not an IAM role ARN; write it like arn:aws:iam::123456789012:role/name")
+    return value
+
+
+RoleArn = Annotated[str, AfterValidator(_role_arn)]
+
+
+class RoleMapping(Section):
+    """An extra IAM role mapped to a Kubernetes user and groups (aws-auth entry or access entry)."""
+
+    role_arn: RoleArn
+    username: str = Field(min_length=1, max_length=128)
+    groups: list[str] = Field(min_length=1)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: list[str]) -> list[str]:
+        for group in value:
+            if not _KUBE_GROUP.match(group):
+                raise ValueError(f"{group!r} is not a Kubernetes group name; use letters, digits, ':', '.', '_', '-'")
+            if group.startswith("system:") and group != ADMIN_GROUP:
+                raise ValueError(f"group {group} is reserved for Kubernetes and EKS (nodes are mapped by EKS itself); "
+                                 f"bind a group of your own with RBAC instead")
+        return value
+
+
+class GitHubConfig(Section):
+    """The repository whose workflows may assume the CI roles, and the GitHub environments they must run in."""
+
+    org: str
+    repo: str
+    deploy_environment: str
+    infra_environment: str
+    oidc_provider_arn: str | None = None
+
+    @field_validator("org")
+    @classmethod
+    def _org(cls, value: str) -> str:
+        if not _GITHUB_OWNER.match(value):
+            raise ValueError(f"{value!r} is not a GitHub organization or user name; use up to 39 letters, digits and "
+                             f"single '-', not at the start or end")
+        return value
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, value: str) -> str:
+        if not _GITHUB_REPO.match(value) or value in (".", "..") or value.lower().endswith(".git"):
+            raise ValueError(f"{value!r} is not a GitHub repository name; use the bare name (letters, digits, '.', "
+                             f"'_', '-'; no owner, no .git, no wildcards)")
+        return value
+
+    @field_validator("deploy_environment", "infra_environment")
+    @classmethod
+    def _environment(cls, value: str) -> str:
+        if not _GITHUB_ENVIRONMENT.match(value):
+            raise ValueError(f"{value!r} is not a GitHub environment name the trust policy can pin; use letters, "
+                             f"digits, '.', '_', '-' (no wildcards, spaces or ':')")
+        return value
+
+    @field_validator("oidc_provider_arn")
+    @classmethod
+    def _provider(cls, value: str | None) -> str | None:
+        if value is not None and not _OIDC_PROVIDER_ARN.match(value):
+            raise ValueError(f"{value!r} is not the ARN of GitHub's OIDC provider; write it like "
+                             f"arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com")
+        return value
+
+    @property
+    def repository(self) -> str:
+        return f"{self.org}/{self.repo}"
+
+    def subject(self, environment: str) -> str:
+        """The exact `sub` claim of a job running in one GitHub environment of the repository."""
+        return f"repo:{self.repository}:environment:{environment}"
+
+
+class AccessConfig(Section):
+    """Who may reach the cluster: auth mode, the CI roles' GitHub trust, admin roles, extra mappings."""
+
+    authentication_mode: AuthMode = "API_AND_CONFIG_MAP"
+    github: GitHubConfig | None = None
+    admin_role_arns: list[RoleArn] = Field(default_factory=list)
+    pulumi_deployer_cluster_admin: bool = False
+    role_mappings: list[RoleMapping] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _mappings(self) -> "AccessConfig":
+        seen: set[str] = set()
+        for index, mapping in enumerate(self.role_mappings):
+            if mapping.role_arn in seen:
+                raise ValueError(f"role_mappings[{index}] maps {mapping.role_arn} twice; merge the entries")
+            seen.add(mapping.role_arn)
+            if ADMIN_GROUP in mapping.groups and mapping.role_arn not in self.admin_role_arns:
+                raise ValueError(f"role_mappings[{index}] maps {mapping.role_arn} to {ADMIN_GROUP}, which only the "
+                                 f"configured admin roles get; bind a namespaced group with RBAC instead, or list the "
+                                 f"role in admin_role_arns if it really is the cluster admin")
+        return self
+
+    @property
+    def uses_config_map(self) -> bool:
+        return self.authentication_mode != "API"
+
+    @property
+    def uses_access_entries(self) -> bool:
+        return self.authentication_mode != "CONFIG_MAP"
+
+
+class DatabaseTarget(Section):
+    """Where a database credential lives, so the rotation Lambda can change and test the password."""
+
+    engine: Literal["postgres"] = "postgres"
+    host: str = Field(min_length=1)
+    port: int = Field(5432, ge=1, le=65535)
+    dbname: str = Field(min_length=1)
+    username: str = Field(min_length=1)
+
+
+class SecretSpec(Section):
+    """One secret of one service: `generated` and `database` values are made in AWS, `external` ones are set."""
+
+    description: str = Field(min_length=1, max_length=2048)
+    kind: Literal["generated", "database", "external"] = "generated"
+    length: int = Field(32, ge=16, le=128)
+    rotation_days: int | None = Field(None, ge=1, le=365)
+    database: DatabaseTarget | None = None
+
+    @model_validator(mode="after")
+    def _kind(self) -> "SecretSpec":
+        if (self.kind == "database") != (self.database is not None):
+            raise ValueError("a database secret needs a `database:` block (host, dbname, username) and other kinds "
+                             "must not have one; fix kind or the block")
+        if self.kind == "external" and self.rotation_days is not None:
+            raise ValueError("an external secret has no generator to rotate it; drop rotation_days or make it "
+                             "kind: generated")
+        return self
+
+
+class SecretsConfig(Section):
+    """Per-service secrets in Secrets Manager and how they reach pods (External Secrets Operator)."""
+
+    rotation: bool = False
+    recovery_window_days: int = Field(30, ge=7, le=30)
+    eso_chart_version: str = "0.19.2"
+    refresh_interval: str = Field("1h", pattern=r"^\d+[smh]$")
+    services: dict[str, dict[str, SecretSpec]] = Field(default_factory=dict)
+
+    @field_validator("eso_chart_version")
+    @classmethod
+    def _chart(cls, value: str) -> str:
+        if not _CHART_VERSION.match(value):
+            raise ValueError(f"{value!r} is not a chart version; pin an exact one like 0.19.2")
+        return value
+
+    @field_validator("services")
+    @classmethod
+    def _names(cls, value: dict[str, dict[str, SecretSpec]]) -> dict[str, dict[str, SecretSpec]]:
+        for service, secrets in value.items():
+            if not _SERVICE.match(service):
+                raise ValueError(f"service {service!r} is not a DNS-1123 label; use lowercase letters, digits, '-'")
+            for key in secrets:
+                if not _SECRET_KEY.match(key):
+                    raise ValueError(f"secret key {service}.{key} is invalid; use lowercase letters, digits, '_', '-', "
+                                     f"starting with a letter")
+        return value
+
+    def entries(self) -> list[tuple[str, str, SecretSpec]]:
+        return [(service, key, spec) for service, secrets in self.services.items() for key, spec in secrets.items()]
+
+
 class StackConfig(Section):
     """The whole validated, frozen configuration of one stack (environment)."""
 
@@ -287,6 +479,8 @@ class StackConfig(Section):
     network: NetworkConfig
     cluster: ClusterConfig
     node_pools: dict[Name, NodePool] = Field(min_length=1)
+    access: AccessConfig = Field(default_factory=AccessConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
 
     @field_validator("region")
     @classmethod
@@ -304,7 +498,29 @@ class StackConfig(Section):
 
 
 # Top-level keys in the project namespace and the StackConfig field each one fills.
-SECTIONS: dict[str, str] = {"network": "network", "cluster": "cluster", "node_pools": "node_pools"}
+SECTIONS: dict[str, str] = {"network": "network", "cluster": "cluster", "node_pools": "node_pools",
+                            "access": "access", "secrets": "secrets"}
+
+
+def _secret_service_issues(cfg: StackConfig) -> list[ConfigIssue]:
+    """Secrets belong to services of the catalog (infra/k8s/base/<svc>): a typo would create an unread secret."""
+    catalog = ROOT / "infra" / "k8s" / "base"
+    if not catalog.is_dir():
+        return []
+    known = sorted(path.name for path in catalog.iterdir() if (path / "kustomization.yaml").is_file())
+    return [ConfigIssue(key=f"{PROJECT}:secrets.services.{service}",
+                        problem=f"no service {service!r} in infra/k8s/base; use one of: {', '.join(known)}")
+            for service in cfg.secrets.services if service not in known]
+
+
+def check_auth_mode_history(cfg: StackConfig, deployed: str | None) -> list[ConfigIssue]:
+    """Refuse moving the cluster's authentication mode backwards (EKS cannot), given the deployed mode."""
+    wanted = cfg.access.authentication_mode
+    if deployed not in AUTH_MODES or AUTH_MODES.index(wanted) >= AUTH_MODES.index(deployed):
+        return []
+    return [ConfigIssue(key=f"{PROJECT}:access.authentication_mode", problem=(
+        f"goes back from {deployed} to {wanted}, which EKS does not allow; keep {deployed} "
+        f"(`invoke access.migrate --env {cfg.env}` only moves forward)"))]
 
 
 def _cross_issues(cfg: StackConfig) -> list[ConfigIssue]:
@@ -320,6 +536,7 @@ def _cross_issues(cfg: StackConfig) -> list[ConfigIssue]:
         issues.append(ConfigIssue(key=f"{PROJECT}:cluster.service_cidr",
                                   problem=f"{cfg.cluster.service_cidr} overlaps the VPC {vpc}; pick a "
                                           f"service range outside the VPC"))
+    issues += _secret_service_issues(cfg)
     control_plane = cfg.version
     for pool_name, pool in cfg.node_pools.items():
         base = f"{PROJECT}:node_pools.{pool_name}"
