@@ -1,0 +1,36 @@
+"""Helm charts the platform baseline installs, each pinned to one version.
+
+Pins live here (not in stack files) so dev and prod run the same charts unless a stack overrides one
+deliberately through `eks-platform:platform.charts`; a bump is a reviewed one-line change.
+No pulumi import: config validation reads the catalogue too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Chart:
+    name: str
+    repo: str
+    version: str
+    namespace: str
+
+
+CHARTS: dict[str, Chart] = {chart.name: chart for chart in (
+    Chart("cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.46.6", "kube-system"),
+    Chart("metrics-server", "https://kubernetes-sigs.github.io/metrics-server/", "3.12.2", "kube-system"),
+    Chart("kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "75.15.1", "monitoring"),
+    Chart("prometheus-cloudwatch-exporter", "https://prometheus-community.github.io/helm-charts", "0.27.0",
+          "monitoring"),
+    Chart("aws-for-fluent-bit", "https://aws.github.io/eks-charts", "0.1.34", "logging"),
+)}
+
+# The autoscaler must match the control plane's minor version; its image tag follows the cluster, not the chart.
+AUTOSCALER_IMAGES: dict[int, str] = {29: "v1.29.5", 30: "v1.30.4", 31: "v1.31.2", 32: "v1.32.1", 33: "v1.33.0",
+                                     34: "v1.34.0", 35: "v1.35.0"}
+
+
+def chart_version(name: str, overrides: dict[str, str]) -> str:
+    """The version to install: the stack's override if it sets one, else the pin above."""
+    return overrides.get(name) or CHARTS[name].version
