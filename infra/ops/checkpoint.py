@@ -1,0 +1,64 @@
+"""Progress of long operations kept in a ConfigMap in the cluster they change.
+
+The state lives next to what it describes, so a migration interrupted on one laptop can be resumed
+(or rolled back) from another, and two operators see the same progress.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from infra.ops.retry import kube_retry
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "eks-platform"}
+
+
+@dataclass
+class Checkpoint:
+    """One operation's state (a JSON object) in ConfigMap `eks-platform-<name>`."""
+
+    api: client.ApiClient
+    name: str
+    namespace: str = "kube-system"
+
+    @property
+    def configmap(self) -> str:
+        return f"eks-platform-{self.name}"
+
+    @property
+    def _core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    @kube_retry
+    def load(self) -> dict[str, Any] | None:
+        try:
+            found = self._core.read_namespaced_config_map(self.configmap, self.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return json.loads((found.data or {}).get("state", "null"))
+
+    @kube_retry
+    def save(self, state: dict[str, Any]) -> None:
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=self.configmap, namespace=self.namespace, labels=MANAGED_BY),
+            data={"state": json.dumps(state, sort_keys=True)})
+        try:
+            self._core.replace_namespaced_config_map(self.configmap, self.namespace, body)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            self._core.create_namespaced_config_map(self.namespace, body)
+
+    @kube_retry
+    def clear(self) -> None:
+        try:
+            self._core.delete_namespaced_config_map(self.configmap, self.namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise

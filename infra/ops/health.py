@@ -1,0 +1,63 @@
+"""Is the cluster healthy enough to take the next step? Nodes Ready, Deployments available,
+StatefulSets ready. Every long operation checks this between steps, so a problem stops it early.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from kubernetes import client
+
+from infra.ops.retry import kube_retry
+
+
+def is_ready(node: client.V1Node) -> bool:
+    conditions = (node.status and node.status.conditions) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+@kube_retry
+def unready_nodes(api: client.ApiClient, selector: str | None = None) -> list[str]:
+    nodes = client.CoreV1Api(api).list_node(label_selector=selector or "").items
+    return sorted(node.metadata.name for node in nodes if not is_ready(node))
+
+
+@kube_retry
+def unhealthy_workloads(api: client.ApiClient) -> list[str]:
+    """Deployments with fewer available replicas than wanted, StatefulSets with fewer ready ones."""
+    apps = client.AppsV1Api(api)
+    problems = []
+    for deployment in apps.list_deployment_for_all_namespaces().items:
+        wanted = deployment.spec.replicas if deployment.spec.replicas is not None else 1
+        available = (deployment.status and deployment.status.available_replicas) or 0
+        if available < wanted:
+            problems.append(f"Deployment {deployment.metadata.namespace}/{deployment.metadata.name} "
+                            f"{available}/{wanted} available")
+    for statefulset in apps.list_stateful_set_for_all_namespaces().items:
+        wanted = statefulset.spec.replicas if statefulset.spec.replicas is not None else 1
+        ready = (statefulset.status and statefulset.status.ready_replicas) or 0
+        if ready < wanted:
+            problems.append(f"StatefulSet {statefulset.metadata.namespace}/{statefulset.metadata.name} "
+                            f"{ready}/{wanted} ready")
+    return problems
+
+
+class NotHealthy(RuntimeError):
+    """The cluster did not become healthy in time; the message lists what is still wrong."""
+
+
+def wait_until(check: Callable[[], list[str]], what: str, timeout: float, poll: float = 1.0) -> None:
+    """Poll `check` (a list of problems) until it is empty or the time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        problems = check()
+        if not problems:
+            return
+        if time.monotonic() > deadline:
+            shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+            raise NotHealthy(f"{what} not reached after {timeout:.0f}s: {shown}")
+        time.sleep(poll)
+
+
+def wait_healthy(api: client.ApiClient, timeout: float, poll: float = 1.0) -> None:
+    wait_until(lambda: unready_nodes(api) + unhealthy_workloads(api), "healthy cluster", timeout, poll)
