@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -71,7 +72,7 @@ class PlanMocks(pulumi.runtime.Mocks):
         service = args.typ.split(":")[1].split("/")[0] if ":" in args.typ else "mock"
         resource_id = f"{args.name}-{digest}"
         outputs.setdefault("arn", f"arn:aws:{service}:{self.region}:{ACCOUNT}:{args.name}")
-        outputs.setdefault("name", outputs.get("name") or args.name)
+        outputs.setdefault("name", args.name)
         if args.typ == "aws:kms/key:Key":
             outputs["keyId"] = digest
         elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
@@ -167,8 +168,6 @@ def _run(cfg: StackConfig, raw: dict[str, Any]) -> Plan:
 
 def _config_value(value: Any) -> str:
     """Pulumi hands config to programs as strings, objects JSON-encoded; do the same here."""
-    import json
-
     return value if isinstance(value, str) else json.dumps(value)
 
 

@@ -1,11 +1,14 @@
 """The Pulumi program under mocks, for both real stack files: what it declares and how."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from infra.config import load_stack_config
 from infra.plan import SECRET, Plan, plan_config, plan_stack
 
+ROOT = Path(__file__).resolve().parent.parent
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 SUBNET = "aws:ec2/subnet:Subnet"
 
@@ -152,3 +155,53 @@ def test_adding_a_generation_adds_groups_without_touching_existing_ones():
     assert set(after_groups) - set(before_groups) == {f"nodes-general-green-{s}" for s in "abc"}
     for name, inputs in before_groups.items():
         assert after_groups[name] == inputs
+
+
+def _run_main(env: str, config: dict) -> Plan:
+    """Run __main__.py the way the Pulumi engine does: config arrives as the PULUMI_CONFIG JSON bag."""
+    import contextvars
+    import json
+    import os
+    import runpy
+    from unittest import mock
+
+    import pulumi
+    from pulumi.runtime import settings
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    from infra.plan import PlanMocks, RecordingMonitor
+
+    plan = Plan(env=env)
+    bag = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+
+    def run() -> None:
+        settings.ROOT.set(None)
+        mocks = PlanMocks("eu-west-1")
+        pulumi.runtime.set_mocks(mocks, project="eks-platform", stack=env, preview=True,
+                                 monitor=RecordingMonitor(mocks, plan))
+        with mock.patch.dict(os.environ, {"PULUMI_CONFIG": json.dumps(bag)}):
+            _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"))))
+
+    contextvars.Context().run(run)
+    return plan
+
+
+def test_main_reads_config_from_the_engine_and_builds_the_stack():
+    from infra.config import read_stack_file
+
+    plan = _run_main("prod", read_stack_file("prod"))
+    assert len(plan.of_type(NODE_GROUP)) == 6
+    (cluster,) = plan.of_type("eks:index:Cluster")
+    assert cluster.inputs["name"] == "eks-prod"
+
+
+def test_main_stops_on_bad_config_with_the_config_error():
+    import pulumi
+
+    from infra.config import read_stack_file
+
+    raw = read_stack_file("dev")
+    raw["eks-platform:cluster"] = {**raw["eks-platform:cluster"], "version": "1.99"}
+    with pytest.raises(pulumi.RunError, match=r"eks-platform:cluster.version: Kubernetes 1.99 is outside"):
+        _run_main("dev", raw)
