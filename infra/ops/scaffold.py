@@ -1,0 +1,133 @@
+"""`invoke new-service`: a new service's base and its overlay entries, passing `invoke lint` untouched.
+
+The base comes from templates that carry every default of the convention (probes, limits, PDB, preStop,
+security context, spread, network policy, logging config); overlays gain the service through in-place
+edits (ruamel.yaml round-trip), so their comments and order survive.
+"""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from ruamel.yaml import YAML
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+from infra.ops.manifests import K8S_ROOT, SHARED
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+KINDS = {
+    "http": ("serviceaccount.yaml", "deployment.yaml", "service.yaml", "ingress.yaml", "hpa.yaml", "pdb.yaml",
+             "networkpolicy.yaml"),
+    "worker": ("serviceaccount.yaml", "deployment.yaml", "pdb.yaml", "networkpolicy.yaml"),
+    "cron": ("serviceaccount.yaml", "cronjob.yaml", "pdb.yaml", "networkpolicy.yaml"),
+}
+# DNS-1035 label (Service names must start with a letter), short enough for CronJob's 52-character limit
+# and the pod-name suffixes Deployments add.
+_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+WORKER_REPLICAS = 2
+DEFAULT_TAG = "0.1.0"
+
+
+class ScaffoldError(ValueError):
+    """Bad input for new-service: the message names the argument and the fix."""
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file the scaffold creates or updates, with its full new content."""
+
+    path: Path
+    content: str
+    created: bool
+
+
+def check_request(name: str, kind: str, k8s_root: Path = K8S_ROOT) -> None:
+    """Refuse bad names, unknown kinds and services that exist already."""
+    if kind not in KINDS:
+        raise ScaffoldError(f"--kind {kind!r} is not a service kind; use one of {', '.join(KINDS)}")
+    if not _NAME.match(name):
+        raise ScaffoldError(f"NAME {name!r} is not a valid service name; use 1-40 lowercase letters, digits and '-' "
+                            f"(DNS-1123), starting with a letter and not ending with '-'")
+    if name == SHARED:
+        raise ScaffoldError(f"NAME {name!r} is reserved for the shared base; pick another name")
+    if (k8s_root / "base" / name).exists():
+        raise ScaffoldError(f"NAME {name!r}: service exists already (infra/k8s/base/{name}); pick another name")
+    overlays = sorted((k8s_root / "overlays").glob("*/kustomization.yaml"))
+    if not overlays:
+        raise ScaffoldError(f"no overlays under {k8s_root / 'overlays'}; create overlays/<env>/kustomization.yaml first")
+    for path in overlays:
+        if f"../../base/{name}" in path.read_text():
+            raise ScaffoldError(f"NAME {name!r}: {path.parent.name} overlay already lists base/{name}; "
+                                f"remove the stale entry or pick another name")
+
+
+def plan(name: str, kind: str, k8s_root: Path = K8S_ROOT) -> list[FileChange]:
+    """Every file the scaffold would write, without writing anything (the --dry-run view)."""
+    check_request(name, kind, k8s_root)
+    base = k8s_root / "base" / name
+    files = KINDS[kind]
+    values = {"name": name, "kind": kind, "version": DEFAULT_TAG,
+              "resources": "\n".join(f"  - {f}" for f in files)}
+    changes = [FileChange(base / "kustomization.yaml", _fill("common/kustomization.yaml", values), True)]
+    changes += [FileChange(base / f, _fill(_template_path(kind, f), values), True) for f in files]
+    for kustomization in sorted((k8s_root / "overlays").glob("*/kustomization.yaml")):
+        env = kustomization.parent.name
+        host = f"{name}.{env}.example.com"
+        issuer = "letsencrypt-prod" if env == "prod" else "letsencrypt-staging"
+        patch = _fill(f"overlay/{kind}.yaml", {**values, "env": env, "host": host, "issuer": issuer})
+        changes.append(FileChange(kustomization.parent / "patches" / f"{name}.yaml", patch, True))
+        changes.append(FileChange(kustomization, _add_to_overlay(kustomization, name, kind), False))
+    return changes
+
+
+def apply(changes: list[FileChange]) -> None:
+    """Write the planned files (new files first, overlay edits last, so a failure leaves overlays intact)."""
+    for change in sorted(changes, key=lambda c: not c.created):
+        change.path.parent.mkdir(parents=True, exist_ok=True)
+        change.path.write_text(change.content)
+
+
+def _template_path(kind: str, filename: str) -> str:
+    return f"{kind}/{filename}" if (TEMPLATES / kind / filename).exists() else f"common/{filename}"
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    return Template((TEMPLATES / template).read_text()).substitute(values)
+
+
+def _yaml() -> YAML:
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 120
+    return yaml
+
+
+def _add_to_overlay(kustomization: Path, name: str, kind: str) -> str:
+    """The overlay kustomization with the service's base, image, replicas (workers) and patch added."""
+    yaml = _yaml()
+    doc = yaml.load(kustomization.read_text())
+    doc.setdefault("resources", []).append(f"../../base/{name}")
+    images = doc.setdefault("images", [])
+    registry, tag = _registry_and_tag(images, kustomization.parent.name)
+    images.append({"name": name, "newName": f"{registry}/{name}", "newTag": DoubleQuotedScalarString(tag)})
+    if kind == "worker":
+        doc.setdefault("replicas", []).append({"name": name, "count": WORKER_REPLICAS})
+    doc.setdefault("patches", []).append({"path": f"patches/{name}.yaml"})
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue()
+
+
+def _registry_and_tag(images: list, env: str) -> tuple[str, str]:
+    """The registry the overlay already uses (one per environment), or the stack's region's ECR placeholder."""
+    for image in images:
+        if "/" in str(image.get("newName", "")):
+            return str(image["newName"]).rsplit("/", 1)[0], str(image.get("newTag", DEFAULT_TAG))
+    from infra.config import load_stack_config
+
+    region = load_stack_config(env).region
+    return f"000000000000.dkr.ecr.{region}.amazonaws.com", DEFAULT_TAG
