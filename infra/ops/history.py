@@ -1,0 +1,100 @@
+"""Deploy history of a service: a bounded list of records in a ConfigMap beside the service.
+
+Kept in the cluster, so CI deploys and laptop deploys land in one place, and bounded (`KEEP` records),
+so a busy service never grows an object towards etcd's size limit. Writes are read-modify-write on the
+ConfigMap's resourceVersion, so two writers never lose each other's record.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from infra.ops.kube import Kube, KubeError, api_reason
+
+KEEP = 30
+DATA_KEY = "history.json"
+CHANGE_CAUSE = "kubernetes.io/change-cause"
+
+
+@dataclass(frozen=True)
+class DeployRecord:
+    """One deploy or rollback: who shipped what, when, and how it ended."""
+
+    service: str
+    env: str
+    action: str          # deploy | rollback
+    tag: str
+    image: str
+    who: str
+    started: str         # ISO 8601 UTC
+    finished: str
+    verdict: str         # Complete, ImagePullBackOff, Timeout, Interrupted, ...
+    ok: bool
+    rolled_back: bool = False
+    rollback_verdict: str = ""
+    revision: str = ""
+    message: str = ""
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> DeployRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def change_cause(self) -> str:
+        return f"{self.action} {self.service}:{self.tag} by {self.who} at {self.started}"
+
+
+def config_map_name(service: str) -> str:
+    return f"deploy-history-{service}"
+
+
+def read(kube: Kube, namespace: str, service: str) -> list[DeployRecord]:
+    """Records oldest first; [] when the service was never deployed by this tool."""
+    try:
+        found = kube.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/{config_map_name(service)}")
+    except ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise KubeError(f"reading deploy history of {service}: {api_reason(exc)}") from None
+    return _records(found)
+
+
+def _records(config_map: dict[str, Any]) -> list[DeployRecord]:
+    try:
+        raw = json.loads((config_map.get("data") or {}).get(DATA_KEY) or "[]")
+    except ValueError:
+        return []
+    return [DeployRecord.from_json(item) for item in raw if isinstance(item, dict)]
+
+
+def append(kube: Kube, namespace: str, record: DeployRecord, keep: int = KEEP) -> None:
+    """Add a record, dropping the oldest beyond `keep`; retried on write conflicts."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    name = config_map_name(record.service)
+    for _ in range(5):
+        try:
+            current = kube.request("GET", f"{path}/{name}")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise KubeError(f"reading deploy history of {record.service}: {api_reason(exc)}") from None
+            current = None
+        records = (_records(current) if current else []) + [record]
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace,
+                             "labels": {"app.kubernetes.io/name": record.service,
+                                        "app.kubernetes.io/managed-by": "eks-platform-deploy"}},
+                "data": {DATA_KEY: json.dumps([asdict(r) for r in records[-keep:]], indent=1)}}
+        try:
+            if current is None:
+                kube.request("POST", path, body=body)
+            else:
+                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                kube.request("PUT", f"{path}/{name}", body=body)
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise KubeError(f"writing deploy history of {record.service}: {api_reason(exc)}") from None
+    raise KubeError(f"writing deploy history of {record.service}: too many concurrent writers, gave up")
