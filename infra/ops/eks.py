@@ -114,9 +114,9 @@ class Eks:
                             free_ips=int(item["AvailableIpAddressCount"])) for item in found]
 
 
-def addon_versions(region: str, addon: str, kubernetes: KubeVersion) -> list[AddonBuild]:
+def addon_versions(region: str, addon: str, kubernetes: KubeVersion, client=None) -> list[AddonBuild]:
     """Builds of an add-on EKS offers for a Kubernetes version (the one call moto cannot serve)."""
-    client = boto3.client("eks", region_name=region, config=RETRIES)
+    client = client or boto3.client("eks", region_name=region, config=RETRIES)
     found = _call(client, "describe_addon_versions", addonName=addon, kubernetesVersion=str(kubernetes))
     builds = []
     for item in found.get("addons", []):

@@ -1,0 +1,122 @@
+"""A fake `pulumi` executable for engine tests, and a moto EKS world that follows the stack file.
+
+The fake records every call (argv plus the stack file's versions at that moment) to $FAKE_PULUMI_LOG,
+and on `up` with $FAKE_PULUMI_SYNC_EKS set it makes moto's EKS match Pulumi.<stack>.yaml (what a real
+`pulumi up` would do), so engines observe the effect of their changes through the real EKS API.
+$FAKE_PULUMI_FAIL_ON_UP=N makes the N-th `up` fail (an interrupted run).
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def install(tmp_path: Path, monkeypatch, sync_eks: bool = False, fail_on_up: int | None = None) -> Path:
+    """Put the fake first on PATH; returns the call log path."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "pulumi"
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                      f"from tests.fake_pulumi import main\nsys.exit(main(sys.argv[1:]))\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    log = tmp_path / "pulumi-calls.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_PULUMI_LOG", str(log))
+    if sync_eks:
+        monkeypatch.setenv("FAKE_PULUMI_SYNC_EKS", "1")
+    if fail_on_up:
+        monkeypatch.setenv("FAKE_PULUMI_FAIL_ON_UP", str(fail_on_up))
+    return log
+
+
+def calls(log: Path) -> list[dict]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def _snapshot(stack: str) -> dict:
+    from infra.config import load_stack_config
+
+    cfg = load_stack_config(stack, Path.cwd())
+    return {"cluster": cfg.cluster.version, "addons": dict(cfg.cluster.addons),
+            "generations": {f"{pool}/{gen}": {"ami_type": g.ami_type, "version": g.version}
+                            for pool, spec in cfg.node_pools.items() for gen, g in spec.generations.items()}}
+
+
+def main(argv: list[str]) -> int:
+    stack = argv[argv.index("--stack") + 1] if "--stack" in argv else "dev"
+    command = argv[0] if argv else ""
+    log = Path(os.environ["FAKE_PULUMI_LOG"])
+    ups = sum(1 for call in calls(log) if call["argv"][:1] == ["up"])
+    entry = {"argv": argv, "config": _snapshot(stack)}
+    with log.open("a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+    if command == "up":
+        if os.environ.get("FAKE_PULUMI_FAIL_ON_UP") == str(ups + 1):
+            print("error: update failed (injected)", file=sys.stderr)
+            return 255
+        if os.environ.get("FAKE_PULUMI_SYNC_EKS"):
+            from infra.config import load_stack_config
+
+            sync_eks(load_stack_config(stack, Path.cwd()))
+    if command == "stack":
+        print("{}")
+    return 0
+
+
+# --- moto EKS world ---------------------------------------------------------------------------------
+
+def _clients(region: str):
+    import boto3
+
+    return boto3.client("eks", region_name=region), boto3.client("ec2", region_name=region)
+
+
+def seed_eks(cfg, free_ips_cidr_prefix: int = 24) -> dict[str, str]:
+    """VPC, one private subnet per AZ, the cluster and its node groups as the stack file declares; az -> subnet."""
+    eks, ec2 = _clients(cfg.region)
+    vpc = ec2.create_vpc(CidrBlock=str(cfg.network.cidr))["Vpc"]["VpcId"]
+    subnets = {}
+    for index, az in enumerate(cfg.network.azs):
+        base = str(cfg.network.cidr.network_address).split(".")
+        cidr = f"{base[0]}.{base[1]}.{index * 4}.0/{free_ips_cidr_prefix}"
+        subnets[az] = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=az)["Subnet"]["SubnetId"]
+    eks.create_cluster(name=cfg.cluster.name, version=cfg.cluster.version, roleArn="arn:aws:iam::123456789012:role/eks",
+                       resourcesVpcConfig={"subnetIds": list(subnets.values())})
+    _create_groups(eks, cfg, subnets)
+    return subnets
+
+
+def _create_groups(eks, cfg, subnets: dict[str, str]) -> None:
+    from infra.components.nodegroups import node_group_name
+
+    for pool_name, pool in cfg.node_pools.items():
+        for gen_name, gen in pool.generations.items():
+            for az in cfg.pool_azs(pool):
+                eks.create_nodegroup(
+                    clusterName=cfg.cluster.name, nodegroupName=node_group_name(pool_name, gen_name, az),
+                    nodeRole="arn:aws:iam::123456789012:role/node", subnets=[subnets[az]], amiType=gen.ami_type,
+                    version=gen.version or cfg.cluster.version, labels={"pool": pool_name, "generation": gen_name},
+                    scalingConfig={"minSize": pool.min_size, "maxSize": pool.max_size,
+                                   "desiredSize": pool.desired_size},
+                    updateConfig={"maxUnavailable": pool.max_unavailable})
+
+
+def sync_eks(cfg) -> None:
+    """Recreate cluster and node groups at the stack file's versions (moto cannot update them in place)."""
+    eks, ec2 = _clients(cfg.region)
+    found = eks.describe_cluster(name=cfg.cluster.name)["cluster"]
+    subnet_ids = found["resourcesVpcConfig"]["subnetIds"]
+    azs = {item["SubnetId"]: item["AvailabilityZone"] for item in ec2.describe_subnets(SubnetIds=subnet_ids)["Subnets"]}
+    for group in eks.list_nodegroups(clusterName=cfg.cluster.name)["nodegroups"]:
+        eks.delete_nodegroup(clusterName=cfg.cluster.name, nodegroupName=group)
+    eks.delete_cluster(name=cfg.cluster.name)
+    eks.create_cluster(name=cfg.cluster.name, version=cfg.cluster.version, roleArn="arn:aws:iam::123456789012:role/eks",
+                       resourcesVpcConfig={"subnetIds": subnet_ids})
+    _create_groups(eks, cfg, {az: subnet for subnet, az in azs.items()})
