@@ -300,6 +300,11 @@ def app_namespace(env: str) -> str:
     return f"apps-{env}"
 
 
+def secret_name(env: str, service: str, key: str) -> str:
+    """Secrets Manager name of one service secret; IAM scopes and `invoke secrets.*` rely on this prefix."""
+    return f"eks-platform/{env}/{service}/{key}"
+
+
 def _role_arn(value: str) -> str:
     if not _ROLE_ARN.match(value):
         raise ValueError(f"{value!r} is not an IAM role ARN; write it like arn:aws:iam::123456789012:role/name")

@@ -98,14 +98,14 @@ class PlanMocks(pulumi.runtime.Mocks):
                 "clusterSecurityGroupId": f"sg-{digest}", "nodeSecurityGroupId": f"sg-n{digest}",
                 "core": {"endpoint": server, "clusterSecurityGroupId": f"sg-{digest}"}}
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/plan", "userId": "plan"}, None
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/plan", "userId": "plan"}, []
         if args.token == "aws:index/getRegion:getRegion":
-            return {"name": self.region, "region": self.region, "id": self.region}, None
+            return {"name": self.region, "region": self.region, "id": self.region}, []
         if args.token == "aws:index/getPartition:getPartition":
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com"}, None
-        return dict(args.args), None
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com"}, []
+        return dict(args.args), []
 
 
 def _redact(value: Any) -> Any:

@@ -8,9 +8,11 @@ from typing import Any
 
 import pulumi
 
+from infra.components.access import Access, AccessArgs
 from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodeGroups, NodeGroupsArgs
+from infra.components.secrets import Secrets, SecretsArgs
 from infra.config import StackConfig, from_mapping
 
 
@@ -33,10 +35,19 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         cluster=cfg.cluster, vpc_id=network.vpc.id,
         private_subnet_ids=[subnet.id for subnet in network.private_subnets.values()],
         public_subnet_ids=[subnet.id for subnet in network.public_subnets.values()],
+        authentication_mode=cfg.access.authentication_mode,
         tags=tags))
     node_groups = NodeGroups("nodes", NodeGroupsArgs(
         config=cfg, cluster_name=cfg.cluster.name, depends_on=[cluster.eks],
         private_subnet_ids={az: subnet.id for az, subnet in network.private_subnets.items()}, tags=tags))
+    access = Access("access", AccessArgs(
+        config=cfg, kubeconfig=cluster.kubeconfig, depends_on=[cluster.eks],
+        node_role_arns=[group.node_role_arn for group in node_groups.groups], tags=tags))
+    secrets = Secrets("secrets", SecretsArgs(
+        config=cfg, k8s_provider=access.provider, oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_provider_url=cluster.oidc_provider_url, vpc_id=network.vpc.id,
+        private_subnet_ids=[subnet.id for subnet in network.private_subnets.values()],
+        depends_on=[cluster.eks, *node_groups.groups], tags=tags))
     outputs: dict[str, Any] = {
         "clusterName": cfg.cluster.name,
         "clusterVersion": cfg.cluster.version,
@@ -50,6 +61,13 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         "subnetIds": {az: {"public": network.public_subnets[az].id, "private": network.private_subnets[az].id}
                       for az in cfg.network.azs},
         "privateRouteTableIds": {az: table.id for az, table in network.private_route_tables.items()},
+        "authenticationMode": cfg.access.authentication_mode,
+        "ciDeployerRoleArn": access.ci_role_arn,
+        "pulumiDeployerRoleArn": access.pulumi_deployer_role_arn,
+        "accessPrincipals": [principal.role_arn for principal in access.principals],
+        "secretArns": secrets.arns,
+        "secretReaderRoleArns": secrets.reader_role_arns,
+        "secretsKmsKeyArn": secrets.key.arn,
     }
     for key, value in outputs.items():
         pulumi.export(key, value)

@@ -1,0 +1,212 @@
+"""Service secrets end to end: Secrets Manager + a customer-managed KMS key, rotation, delivery to pods.
+
+No value ever passes through config or Pulumi state: `generated` and `database` secrets get their first
+value from the rotation Lambda (an `initialize` invocation inside AWS), `external` ones from
+`invoke secrets.set` (stdin). Pods get values through the External Secrets Operator: one namespaced
+SecretStore per service that authenticates as that service's own service account (IRSA), so a service
+can read its own secrets and nothing else, and no value is ever written into a manifest.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.components.cluster import irsa_trust_policy
+from infra.config import SecretSpec, StackConfig, app_namespace, secret_name
+from infra.lambdas import secret_rotation
+
+ESO_REPOSITORY = "https://charts.external-secrets.io"
+ESO_NAMESPACE = "external-secrets"
+ESO_API = "external-secrets.io/v1"
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+# pg8000 and what it imports, bundled next to the handler (pure Python, so the venv's copy runs on Lambda).
+VENDORED = ("pg8000", "scramp", "asn1crypto", "dateutil", "six")
+
+
+def rotation_code() -> pulumi.AssetArchive:
+    assets: dict[str, Any] = {"secret_rotation.py": pulumi.FileAsset(secret_rotation.__file__)}
+    for module in VENDORED:
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            raise RuntimeError(f"{module} is not installed; run `pip install -r requirements.txt` before planning")
+        origin = Path(spec.origin)
+        if origin.name == "__init__.py":
+            assets[module] = pulumi.FileArchive(str(origin.parent))
+        else:
+            assets[origin.name] = pulumi.FileAsset(str(origin))
+    return pulumi.AssetArchive(assets)
+
+
+def secret_tags(spec: SecretSpec, service: str, tags: dict[str, str]) -> dict[str, str]:
+    """What the rotation Lambda needs to know about a secret; never a value."""
+    out = {**tags, "service": service, secret_rotation.TAG_KIND: spec.kind,
+           secret_rotation.TAG_LENGTH: str(spec.length)}
+    if spec.database:
+        db = spec.database
+        out.update({secret_rotation.DB_TAGS["host"]: db.host, secret_rotation.DB_TAGS["port"]: str(db.port),
+                    secret_rotation.DB_TAGS["dbname"]: db.dbname, secret_rotation.DB_TAGS["username"]: db.username,
+                    secret_rotation.DB_TAGS["engine"]: db.engine})
+    return out
+
+
+def reader_policy(secret_arns: list[str], key_arn: str, region: str) -> str:
+    """Read this service's secrets (exact ARNs) and decrypt them only through Secrets Manager."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "ReadOwnSecrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue",
+                                                                  "secretsmanager:DescribeSecret"],
+         "Resource": sorted(secret_arns)},
+        {"Sid": "DecryptViaSecretsManager", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": key_arn,
+         "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}},
+    ]})
+
+
+def rotation_policy(secret_arns: list[str], key_arn: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "RotateGeneratedSecrets", "Effect": "Allow", "Action": [
+            "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+            "secretsmanager:UpdateSecretVersionStage"], "Resource": sorted(secret_arns)},
+        {"Sid": "UseSecretsKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+         "Resource": key_arn},
+    ]})
+
+
+@dataclass(frozen=True)
+class SecretsArgs:
+    config: StackConfig
+    k8s_provider: k8s.Provider
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_provider_url: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: list[pulumi.Input[str]]
+    tags: dict[str, str]
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+class Secrets(pulumi.ComponentResource):
+    """`arns[service][key]` = secret ARN; `reader_role_arns[service]` = that service's IRSA role."""
+
+    def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("eks-platform:secrets:Secrets", name, None, opts)
+        cfg = args.config
+        self._child = pulumi.ResourceOptions(parent=self)
+        self.namespace = app_namespace(cfg.env)
+        self.key = aws.kms.Key(f"{name}-key", description=f"Service secrets of eks-platform {cfg.env}",
+                               enable_key_rotation=True, deletion_window_in_days=30, tags=args.tags,
+                               opts=self._child)
+        aws.kms.Alias(f"{name}-key", name=f"alias/eks-platform-{cfg.env}-service-secrets",
+                      target_key_id=self.key.key_id, opts=self._child)
+        self.secrets: dict[str, dict[str, aws.secretsmanager.Secret]] = {}
+        for service, key, spec in cfg.secrets.entries():
+            self.secrets.setdefault(service, {})[key] = aws.secretsmanager.Secret(
+                f"{name}-{service}-{key}", name=secret_name(cfg.env, service, key), description=spec.description,
+                kms_key_id=self.key.arn, recovery_window_in_days=cfg.secrets.recovery_window_days,
+                tags=secret_tags(spec, service, args.tags), opts=self._child)
+        self.arns = {service: {key: secret.arn for key, secret in secrets.items()}
+                     for service, secrets in self.secrets.items()}
+        self.rotation_function = self._generators(name, args)
+        self.reader_role_arns = {service: self._reader(name, args, service) for service in self.secrets}
+        if self.secrets:
+            self._delivery(name, args)
+        self.register_outputs({"arns": self.arns, "readerRoleArns": self.reader_role_arns})
+
+    def _generators(self, name: str, args: SecretsArgs) -> aws.lambda_.Function | None:
+        """The rotation Lambda, its first-value `initialize` run per secret, and rotation schedules."""
+        cfg = args.config
+        made = [(service, key, spec) for service, key, spec in cfg.secrets.entries() if spec.kind != "external"]
+        if not made:
+            return None
+        arns = [self.secrets[service][key].arn for service, key, _ in made]
+        role = aws.iam.Role(f"{name}-rotation", tags=args.tags, opts=self._child,
+                            assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+                                "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                "Action": "sts:AssumeRole"}]}))
+        aws.iam.RolePolicyAttachment(f"{name}-rotation-vpc", role=role.name, opts=self._child,
+                                     policy_arn="arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole")
+        policy = aws.iam.RolePolicy(f"{name}-rotation", role=role.name, opts=self._child,
+                                    policy=pulumi.Output.all(self.key.arn, *arns).apply(
+                                        lambda values: rotation_policy(values[1:], values[0])))
+        function_name = f"eks-platform-{cfg.env}-secret-rotation"
+        logs = aws.cloudwatch.LogGroup(f"{name}-rotation", name=f"/aws/lambda/{function_name}",
+                                       retention_in_days=cfg.cluster.log_retention_days, tags=args.tags,
+                                       opts=self._child)
+        # In the VPC so it can reach databases; Secrets Manager through the NAT (or a VPC endpoint).
+        group = aws.ec2.SecurityGroup(f"{name}-rotation", vpc_id=args.vpc_id, description="secret rotation Lambda",
+                                      egress=[aws.ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=443,
+                                                                              to_port=443, cidr_blocks=["0.0.0.0/0"]),
+                                              aws.ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=5432,
+                                                                              to_port=5432,
+                                                                              cidr_blocks=[str(cfg.network.cidr)])],
+                                      tags=args.tags, opts=self._child)
+        function = aws.lambda_.Function(
+            f"{name}-rotation", name=function_name, runtime="python3.12", handler="secret_rotation.handler",
+            code=rotation_code(), role=role.arn, timeout=60, memory_size=256, tags=args.tags,
+            vpc_config=aws.lambda_.FunctionVpcConfigArgs(subnet_ids=args.private_subnet_ids,
+                                                         security_group_ids=[group.id]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, policy]))
+        permission = aws.lambda_.Permission(f"{name}-rotation", action="lambda:InvokeFunction",
+                                            function=function.name, principal="secretsmanager.amazonaws.com",
+                                            opts=self._child)
+        for service, key, spec in made:
+            secret = self.secrets[service][key]
+            first = aws.lambda_.Invocation(
+                f"{name}-{service}-{key}-initialize", function_name=function.name,
+                input=secret.arn.apply(lambda arn: json.dumps({"Step": "initialize", "SecretId": arn})),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[function, policy]))
+            if cfg.secrets.rotation and spec.rotation_days:
+                aws.secretsmanager.SecretRotation(
+                    f"{name}-{service}-{key}", secret_id=secret.id, rotation_lambda_arn=function.arn,
+                    rotation_rules=aws.secretsmanager.SecretRotationRotationRulesArgs(
+                        automatically_after_days=spec.rotation_days),
+                    rotate_immediately=False, opts=pulumi.ResourceOptions(parent=self, depends_on=[permission, first]))
+        return function
+
+    def _reader(self, name: str, args: SecretsArgs, service: str) -> pulumi.Output[str]:
+        subject = f"system:serviceaccount:{self.namespace}:{service}"
+        role = aws.iam.Role(f"{name}-{service}-reader", tags={**args.tags, "service": service}, opts=self._child,
+                            assume_role_policy=irsa_trust_policy(args.oidc_provider_arn, args.oidc_provider_url,
+                                                                 subject))
+        arns = [secret.arn for secret in self.secrets[service].values()]
+        aws.iam.RolePolicy(f"{name}-{service}-reader", role=role.name, opts=self._child,
+                           policy=pulumi.Output.all(self.key.arn, *arns).apply(
+                               lambda values: reader_policy(values[1:], values[0], args.config.region)))
+        return role.arn
+
+    def _delivery(self, name: str, args: SecretsArgs) -> None:
+        """External Secrets Operator, then per service: IRSA service account, SecretStore, ExternalSecret."""
+        cfg = args.config
+        opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=args.depends_on)
+        eso = k8s.helm.v3.Release(
+            f"{name}-eso", name="external-secrets", chart="external-secrets", version=cfg.secrets.eso_chart_version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ESO_REPOSITORY), namespace=ESO_NAMESPACE,
+            create_namespace=True, atomic=True, timeout=600, values={"installCRDs": True}, opts=opts)
+        after_eso = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[eso]))
+        for service, secrets in self.secrets.items():
+            # Server-side apply shares the object with the service's own manifest; Pulumi owns only this annotation.
+            k8s.core.v1.ServiceAccount(
+                f"{name}-{service}", metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=service, namespace=self.namespace,
+                    annotations={IRSA_ANNOTATION: self.reader_role_arns[service], "pulumi.com/patchForce": "true"}),
+                opts=opts)
+            store = f"{service}-aws"
+            k8s.apiextensions.CustomResource(
+                f"{name}-{service}-store", api_version=ESO_API, kind="SecretStore",
+                metadata={"name": store, "namespace": self.namespace},
+                spec={"provider": {"aws": {"service": "SecretsManager", "region": cfg.region,
+                                           "auth": {"jwt": {"serviceAccountRef": {"name": service}}}}}},
+                opts=after_eso)
+            k8s.apiextensions.CustomResource(
+                f"{name}-{service}-external", api_version=ESO_API, kind="ExternalSecret",
+                metadata={"name": f"{service}-secrets", "namespace": self.namespace},
+                spec={"refreshInterval": cfg.secrets.refresh_interval,
+                      "secretStoreRef": {"name": store, "kind": "SecretStore"},
+                      "target": {"name": f"{service}-secrets", "creationPolicy": "Owner"},
+                      "data": [{"secretKey": key, "remoteRef": {"key": secret_name(cfg.env, service, key)}}
+                               for key in secrets]},
+                opts=after_eso)
