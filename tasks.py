@@ -119,5 +119,52 @@ def up(c, env, yes=False):
         raise fail(str(error), code=1) from None
 
 
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+@task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov",
+            "skip": "comma-separated checks to leave out, e.g. --skip checkov for a quick pass"})
+def lint(c, only="", skip=""):
+    """Lint the kustomize tree (infra/k8s): yamllint, render every overlay, schema-validate against each stack's
+    Kubernetes version, scan for removed/deprecated APIs, checkov (own venv, created on first run) and the
+    workload rules. One table of findings; exit 1 on any error."""
+    from rich.console import Console
+
+    from infra.ops import lint as engine
+    from infra.ops.findings import table
+
+    try:
+        checks = engine.select(_csv(only), _csv(skip))
+    except ValueError as error:
+        raise fail(str(error)) from None
+    console = Console()
+    with console.status("lint") as status:
+        report = engine.run(checks=checks, say=lambda step: status.update(f"lint: {step}"))
+    if report.findings:
+        console.print(table(report.findings))
+    if report.failed:
+        raise Exit(report.summary, code=1)
+    console.print(report.summary)
+
+
+@task(positional=["name"], help={"name": "service name: lowercase letters, digits, '-' (DNS-1123), e.g. billing",
+                                 "kind": "http (Deployment+Service+Ingress+HPA), worker (queue consumer) or cron "
+                                         "(CronJob)", "dry_run": "show what would be written, change nothing"})
+def new_service(c, name, kind=None, dry_run=False):
+    """Scaffold infra/k8s/base/NAME and its overlay entries with every workload default; passes `invoke lint`."""
+    from infra.ops import scaffold
+
+    try:
+        changes = scaffold.plan(name, kind or "")
+    except scaffold.ScaffoldError as error:
+        raise fail(str(error)) from None
+    print("\n".join(scaffold.describe(changes)))
+    if dry_run:
+        print("dry run: nothing written")
+        return
+    scaffold.apply(changes)
+    print(f"service {name} ({kind}) scaffolded; next: `invoke lint`, then build the image with /healthz and /readyz")
+
 if __name__ == "__main__":  # pragma: no cover - `python tasks.py` is not how tasks run
     sys.exit("run tasks with `invoke`, e.g. `invoke --list`")

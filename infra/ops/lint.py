@@ -40,6 +40,13 @@ class Report:
     def errors(self) -> int:
         return sum(f.failed for f in self.findings)
 
+    @property
+    def summary(self) -> str:
+        warnings = len(self.findings) - self.errors
+        verdict = "FAILED" if self.failed else "passed"
+        return (f"lint {verdict}: {self.errors} error(s), {warnings} warning(s); checks {', '.join(self.checks)} "
+                f"over overlays {', '.join(self.overlays) or '(none)'}")
+
 
 def select(only: Sequence[str] = (), skip: Sequence[str] = ()) -> tuple[str, ...]:
     """The checks to run; unknown names are a ValueError naming the valid ones."""
@@ -107,11 +114,7 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
 
 
 def _render_finding(k8s_root: Path, overlay: str, error: str) -> Finding:
-    path = k8s_root / "overlays" / overlay / "kustomization.yaml"
-    try:
-        where = str(path.relative_to(manifests.REPO))
-    except ValueError:
-        where = str(path)
+    where = manifests.shown_path(k8s_root / "overlays" / overlay / "kustomization.yaml")
     return Finding(where, f"overlay {overlay}", "render", error, "fix the kustomization so `kubectl kustomize` builds")
 
 
@@ -133,19 +136,12 @@ def yamllint(k8s_root: Path, config: Path = YAMLLINT_CONFIG) -> list[Finding]:
     for path in sorted([*k8s_root.rglob("*.yaml"), *k8s_root.rglob("*.yml")]):
         if conf.is_file_ignored(str(path)):
             continue
-        where = _shown(path)
+        where = manifests.shown_path(path)
         for problem in linter.run(path.read_text(), conf, str(path)):
             findings.append(Finding(f"{where}:{problem.line}", "", f"yamllint/{problem.rule or 'syntax'}",
                                     problem.desc, "see .yamllint.yml; `yamllint -c .yamllint.yml FILE`",
                                     ERROR if problem.level == "error" else WARNING))
     return findings
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(manifests.REPO))
-    except ValueError:
-        return str(path)
 
 
 def schema(objects: Sequence[Manifest], version: KubeVersion) -> list[Finding]:

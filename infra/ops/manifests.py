@@ -80,7 +80,9 @@ def kustomize(directory: Path) -> str:
     return done.stdout
 
 
-def _relative(path: Path) -> str:
+def shown_path(path: Path) -> str:
+    """A path as findings and messages show it: relative to the repo when inside it."""
+    path = path.resolve()
     try:
         return str(path.relative_to(REPO))
     except ValueError:
@@ -95,7 +97,7 @@ def render(overlay_dir: Path, images: Mapping[str, str] | None = None) -> list[M
     """
     overlay_dir = overlay_dir.resolve()
     if not (overlay_dir / "kustomization.yaml").is_file():
-        raise RenderError(f"{_relative(overlay_dir)} has no kustomization.yaml")
+        raise RenderError(f"{shown_path(overlay_dir)} has no kustomization.yaml")
     with tempfile.TemporaryDirectory(prefix="kustomize-") as scratch:
         wrapper: dict[str, Any] = {"resources": [os.path.relpath(overlay_dir, scratch)],
                                    "buildMetadata": ["originAnnotations"]}
@@ -126,7 +128,7 @@ def _manifest(obj: dict[str, Any], scratch: Path, overlay_dir: Path) -> Manifest
         del obj["metadata"]["annotations"]
     where = origin.get("path") or origin.get("configuredIn")
     source = (scratch / where).resolve() if where else overlay_dir / "kustomization.yaml"
-    return Manifest(obj=obj, source=_relative(source))
+    return Manifest(obj=obj, source=shown_path(source))
 
 
 def service_objects(manifests: Iterable[Manifest], service: str) -> list[Manifest]:

@@ -6,6 +6,7 @@ edits (ruamel.yaml round-trip), so their comments and order survive.
 """
 from __future__ import annotations
 
+import difflib
 import io
 import re
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from string import Template
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from infra.ops.manifests import K8S_ROOT, SHARED
+from infra.ops.manifests import K8S_ROOT, SHARED, shown_path
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KINDS = {
@@ -46,6 +47,8 @@ class FileChange:
 
 def check_request(name: str, kind: str, k8s_root: Path = K8S_ROOT) -> None:
     """Refuse bad names, unknown kinds and services that exist already."""
+    if not kind:
+        raise ScaffoldError(f"--kind is required; use one of {', '.join(KINDS)}")
     if kind not in KINDS:
         raise ScaffoldError(f"--kind {kind!r} is not a service kind; use one of {', '.join(KINDS)}")
     if not _NAME.match(name):
@@ -88,6 +91,20 @@ def apply(changes: list[FileChange]) -> None:
     for change in sorted(changes, key=lambda c: not c.created):
         change.path.parent.mkdir(parents=True, exist_ok=True)
         change.path.write_text(change.content)
+
+
+def describe(changes: list[FileChange]) -> list[str]:
+    """One line per new file and a unified diff per edited one, for --dry-run and the summary."""
+    lines = []
+    for change in changes:
+        shown = shown_path(change.path)
+        if change.created:
+            lines.append(f"create {shown} ({len(change.content.splitlines())} lines)")
+            continue
+        lines.append(f"update {shown}")
+        lines += difflib.unified_diff(change.path.read_text().splitlines(), change.content.splitlines(),
+                                      f"a/{shown}", f"b/{shown}", lineterm="", n=1)
+    return lines
 
 
 def _template_path(kind: str, filename: str) -> str:
