@@ -1,0 +1,502 @@
+"""Single-service deploy: image, render, server-side apply, fail-fast rollout, smoke check, rollback, record.
+
+One pass, in order: resolve the service -> image tag (git SHA) -> build/push or verify the tag in ECR ->
+render the env overlay with that image -> validate -> take the service's Lease -> capture what runs now
+-> server-side apply (or a server-side dry-run and a diff) -> track the rollout -> smoke check through
+the API server's service proxy -> on any failure put back exactly the captured objects and track that
+too -> record history and notify -> release the Lease. Interrupts (SIGINT/SIGTERM) take the same
+failure path and end with exit code 130. Nothing here imports pulumi.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes.client.exceptions import ApiException
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
+from infra.ops import history, manifests, notify
+from infra.ops.docker_cli import Docker
+from infra.ops.ecr import Registry
+from infra.ops.history import CHANGE_CAUSE, DeployRecord
+from infra.ops.kube import KINDS, Kube, KubeError, ref
+from infra.ops.lock import DeployLock, identity
+from infra.ops.report import Reporter
+from infra.ops.rollout import REVISION, Progress, Rollout, Verdict
+
+REPO = manifests.REPO
+MANAGER_PREFIX = "eks-platform-deploy"
+SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
+                 "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences")
+SERVER_ANNOTATIONS = (REVISION, "deployment.kubernetes.io/desired-replicas", "deployment.kubernetes.io/max-replicas")
+WORKLOADS = ("Deployment", "CronJob")
+
+
+class BadInput(Exception):
+    """Wrong service, env, tag or manifests: exit 2, nothing changed."""
+
+
+class DeployFailed(Exception):
+    """The deploy ran and failed (rolled back unless told not to): exit 1."""
+
+
+class Interrupted(Exception):
+    """Stopped by SIGINT/SIGTERM after cleaning up: exit 130."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A service in an environment: where its overlay is and which namespace it runs in."""
+
+    service: str
+    env: str
+    overlay: Path
+    namespace: str
+
+    @property
+    def manager(self) -> str:
+        return f"{MANAGER_PREFIX}-{self.service}"
+
+
+def resolve(service: str, env: str, k8s_root: Path = manifests.K8S_ROOT) -> Target:
+    """The service and env as the kustomize tree knows them; BadInput listing valid names otherwise."""
+    services, envs = manifests.services(k8s_root), manifests.overlays(k8s_root)
+    if service not in services:
+        raise BadInput(f"service {service!r} is not in infra/k8s/base; use one of: {', '.join(services)}")
+    if env not in envs:
+        raise BadInput(f"--env {env!r} has no overlay in infra/k8s/overlays; use one of: {', '.join(envs)}")
+    overlay = k8s_root / "overlays" / env
+    namespace = (yaml.safe_load((overlay / "kustomization.yaml").read_text()) or {}).get("namespace")
+    if not namespace:
+        raise BadInput(f"infra/k8s/overlays/{env}/kustomization.yaml sets no namespace; add `namespace: apps-{env}`")
+    return Target(service, env, overlay, namespace)
+
+
+def git_tag(repo: Path = REPO, allow_dirty: bool = False) -> str:
+    """The image tag for the working tree: the short commit SHA; BadInput on a dirty tree unless allowed."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BadInput(f"{repo} is not a git checkout ({done.stderr.strip() or 'git failed'}); deploy an "
+                           f"existing image with --tag")
+        return done.stdout.strip()
+
+    sha = git("rev-parse", "--short=12", "HEAD")
+    dirty = git("status", "--porcelain")
+    if dirty and not allow_dirty:
+        count = len(dirty.splitlines())
+        raise BadInput(f"the working tree has {count} uncommitted change(s), so the git SHA would not describe "
+                       f"the image; commit them, or pass --allow-dirty")
+    return sha
+
+
+# -- objects ---------------------------------------------------------------------------------------------
+def clean(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object as one would apply it: without status and server-owned metadata."""
+    out = copy.deepcopy(obj)
+    out.pop("status", None)
+    meta = out.get("metadata") or {}
+    for key in SERVER_FIELDS:
+        meta.pop(key, None)
+    annotations = meta.get("annotations") or {}
+    for key in SERVER_ANNOTATIONS:
+        annotations.pop(key, None)
+    if "annotations" in meta and not annotations:
+        del meta["annotations"]
+    return out
+
+
+def redact(obj: dict[str, Any]) -> dict[str, Any]:
+    """Secret values replaced, so diffs and reports never show them."""
+    if obj.get("kind") != "Secret":
+        return obj
+    out = copy.deepcopy(obj)
+    for key in ("data", "stringData"):
+        if out.get(key):
+            out[key] = {k: "[redacted]" for k in out[key]}
+    return out
+
+
+def diff(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
+    """Unified diff of one object (clean, redacted YAML); [] when nothing changes."""
+    old = yaml.safe_dump(redact(clean(before)), sort_keys=True).splitlines() if before else []
+    new = yaml.safe_dump(redact(clean(after)), sort_keys=True).splitlines()
+    return list(difflib.unified_diff(old, new, f"live/{ref(after)}", f"deploy/{ref(after)}", lineterm="", n=3))
+
+
+def workload(objects: list[dict[str, Any]], service: str) -> dict[str, Any] | None:
+    return next((o for o in objects if o.get("kind") in WORKLOADS and o["metadata"].get("name") == service), None)
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    return (spec.get("template") or {}).get("spec") or {}
+
+
+def service_image(objects: list[dict[str, Any]], service: str) -> str:
+    """The image the service's workload runs (its container named like the service, else the first)."""
+    found = workload(objects, service)
+    if found is None:
+        raise BadInput(f"the overlay renders no Deployment or CronJob named {service}; check "
+                       f"infra/k8s/base/{service}")
+    containers = pod_spec(found).get("containers") or []
+    container = next((c for c in containers if c.get("name") == service), containers[0] if containers else None)
+    if not container or not container.get("image"):
+        raise BadInput(f"{ref(found)} has no container image; set `image: {service}` in infra/k8s/base/{service}")
+    return container["image"]
+
+
+def image_name(image: str) -> str:
+    """registry/repo without :tag or @digest."""
+    name = image.split("@", 1)[0]
+    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+
+
+def render(target: Target, image: str) -> list[dict[str, Any]]:
+    """The service's objects from the env overlay with its image set through kustomize `images:`."""
+    try:
+        plain = manifests.service_objects(manifests.render(target.overlay), target.service)
+        current = image_name(service_image([m.obj for m in plain], target.service))
+        rendered = manifests.service_objects(manifests.render(target.overlay, images={current: image}),
+                                             target.service)
+    except manifests.RenderError as exc:
+        raise BadInput(f"kustomize cannot render infra/k8s/overlays/{target.env}: {exc}") from None
+    objects = [m.obj for m in rendered]
+    validate(objects, target, image)
+    return objects
+
+
+def validate(objects: list[dict[str, Any]], target: Target, image: str) -> None:
+    """The rendered objects are deployable: known kinds, named, in the env's namespace, with the new image."""
+    problems = []
+    for obj in objects:
+        kind, meta = obj.get("kind"), obj.get("metadata") or {}
+        if not obj.get("apiVersion") or not meta.get("name"):
+            problems.append(f"an object of kind {kind} has no apiVersion or metadata.name")
+        elif kind not in KINDS:
+            problems.append(f"{ref(obj)}: kind {kind} is not deployable by `invoke deploy`")
+        elif KINDS[kind][1] and meta.get("namespace") != target.namespace:
+            problems.append(f"{ref(obj)} is in namespace {meta.get('namespace')!r}, not {target.namespace!r}")
+    if not problems and service_image(objects, target.service) != image:
+        problems.append(f"the image was not set: {target.service} runs {service_image(objects, target.service)}")
+    if problems:
+        raise BadInput(f"infra/k8s/overlays/{target.env} renders objects deploy refuses: " + "; ".join(problems))
+
+
+def with_change_cause(objects: list[dict[str, Any]], service: str, cause: str) -> list[dict[str, Any]]:
+    out = copy.deepcopy(objects)
+    found = workload(out, service)
+    if found is not None:
+        found["metadata"].setdefault("annotations", {})[CHANGE_CAUSE] = cause
+    return out
+
+
+# -- capture / apply / restore -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Snapshot:
+    """What ran before a deploy: each object's live version (None when the deploy would create it)."""
+
+    before: dict[str, dict[str, Any] | None]
+
+    @classmethod
+    def capture(cls, kube: Kube, objects: list[dict[str, Any]]) -> Snapshot:
+        return cls({ref(o): (clean(live) if (live := kube.get(o)) else None) for o in objects})
+
+
+def apply_all(kube: Kube, objects: list[dict[str, Any]], manager: str, force: bool = False,
+              dry_run: bool = False) -> list[dict[str, Any]]:
+    """Server-side apply in order (config before workloads), returning what the server stored (or would)."""
+    ordered = sorted(objects, key=lambda o: o["kind"] in WORKLOADS)
+    return [kube.apply(o, manager, force=force, dry_run=dry_run) for o in ordered]
+
+
+def restore(kube: Kube, snapshot: Snapshot, objects: list[dict[str, Any]], manager: str) -> None:
+    """Put back exactly the captured objects; delete the ones this deploy created."""
+    for obj in objects:
+        before = snapshot.before.get(ref(obj))
+        if before is None:
+            kube.delete(obj)
+        else:
+            kube.apply(before, manager, force=True)
+
+
+# -- steps after apply --------------------------------------------------------------------------------
+def smoke_check(kube: Kube, objects: list[dict[str, Any]], target: Target, budget_s: float = 30.0) -> Verdict:
+    """GET the readiness path through the API server's service proxy, retried for a bounded time."""
+    started = time.monotonic()
+    service = next((o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == target.service), None)
+    found = workload(objects, target.service)
+    probe = next((c.get("readinessProbe") for c in pod_spec(found or {}).get("containers") or []
+                  if (c.get("readinessProbe") or {}).get("httpGet")), None)
+    if service is None or probe is None:
+        return Verdict(True, "Skipped", message="no Service with an HTTP readiness probe to check")
+    port = (service["spec"].get("ports") or [{}])[0]
+    path = probe["httpGet"].get("path", "/").lstrip("/")
+    url = (f"/api/v1/namespaces/{target.namespace}/services/{service['metadata']['name']}:"
+           f"{port.get('name') or port.get('port')}/proxy/{path}")
+
+    def retryable(exc: BaseException) -> bool:
+        return isinstance(exc, ApiException)
+
+    try:
+        for attempt in Retrying(retry=retry_if_exception(retryable), stop=stop_after_delay(budget_s),
+                                wait=wait_exponential_jitter(initial=0.1, max=2), reraise=True):
+            with attempt:
+                kube.call(kube.api.call_api, url, "GET", header_params={"Accept": "*/*"},
+                          auth_settings=["BearerToken"], response_type="str", _return_http_data_only=True)
+    except ApiException as exc:
+        return Verdict(False, "SmokeCheckFailed", message=f"GET /{path} via service {service['metadata']['name']} "
+                       f"answered {exc.status} {exc.reason} for {budget_s:g}s", elapsed_s=time.monotonic() - started)
+    return Verdict(True, "SmokeCheckPassed", message=f"GET /{path} answered 2xx", elapsed_s=time.monotonic() - started)
+
+
+@contextmanager
+def signals_stop(*events: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set the first unset event instead of killing the process mid-apply.
+
+    The first signal stops the rollout (and triggers the rollback); a second one stops waiting on the rollback.
+    Outside the main thread (tests calling the engine from a worker) handlers cannot be installed: no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        next((e for e in events if not e.is_set()), events[-1]).set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- the pipeline -----------------------------------------------------------------------------------------
+@dataclass
+class Deploy:
+    """One `invoke deploy`: everything it needs, injected, so tests drive it against kubesim and moto."""
+
+    kube: Kube
+    target: Target
+    region: str
+    tag: str | None = None              # deploy this existing tag; None: build the git SHA
+    allow_dirty: bool = False
+    dry_run: bool = False
+    rollback: bool = True
+    force_conflicts: bool = False
+    timeout_s: float = 600.0
+    readiness_grace_s: float | None = None
+    smoke_budget_s: float = 30.0
+    context: Path | None = None         # docker build context (default apps/<service>)
+    reporter: Reporter = field(default_factory=Reporter)
+    docker: Docker = field(default_factory=Docker)
+    stop: threading.Event = field(default_factory=threading.Event)
+    abort: threading.Event = field(default_factory=threading.Event)
+    who: str = field(default_factory=identity)
+
+    def image(self) -> tuple[str, str]:
+        """(tag, image): an existing tag verified in ECR, or the git SHA built and pushed now."""
+        registry = Registry(self.region)
+        uri = registry.repository_uri(self.target.service)
+        if self.tag:
+            if not registry.has_tag(self.target.service, self.tag):
+                raise BadInput(f"--tag {self.tag} is not in ECR repository {self.target.service}; push it first or "
+                               f"omit --tag to build the current commit")
+            return self.tag, f"{uri}:{self.tag}"
+        tag = git_tag(REPO, self.allow_dirty or self.dry_run)
+        if self.dry_run:
+            return tag, f"{uri}:{tag}"
+        context = self.context or REPO / "apps" / self.target.service
+        if not (context / "Dockerfile").is_file():
+            raise BadInput(f"no Dockerfile in {context} to build {self.target.service}; add one, or deploy an "
+                           f"image already in ECR with --tag")
+        if registry.has_tag(self.target.service, tag):
+            self.reporter.event("build", f"{uri}:{tag} already in ECR, not rebuilding", image=f"{uri}:{tag}")
+            return tag, f"{uri}:{tag}"
+        login = registry.login()
+        self.docker.login(login.registry, login.username, login.password)
+        self.reporter.event("build", f"docker buildx build {context} -> {uri}:{tag}", image=f"{uri}:{tag}")
+        self.docker.build_push(context, f"{uri}:{tag}", labels={"org.opencontainers.image.revision": tag})
+        return tag, f"{uri}:{tag}"
+
+    def run(self) -> DeployRecord | list[str]:
+        """Deploy; returns the record (or, for --dry-run, the diff lines). Raises DeployFailed/Interrupted."""
+        tag, image = self.image()
+        started = now_iso()
+        record = DeployRecord(service=self.target.service, env=self.target.env, action="deploy", tag=tag,
+                              image=image, who=self.who, started=started, finished="", verdict="", ok=False)
+        objects = with_change_cause(render(self.target, image), self.target.service, record.change_cause())
+        self.reporter.event("render", f"{len(objects)} objects for {self.target.service} in {self.target.namespace}",
+                            service=self.target.service, env=self.target.env, image=image, objects=len(objects))
+        if self.dry_run:
+            return self.preview(objects)
+        with signals_stop(self.stop, self.abort), DeployLock(self.kube, self.target.namespace, self.target.service,
+                                                              holder=self.who):
+            return self._deploy(objects, record)
+
+    def preview(self, objects: list[dict[str, Any]]) -> list[str]:
+        """Server-side dry-run of the apply and the diff against what runs; changes nothing."""
+        snapshot = Snapshot.capture(self.kube, objects)
+        would = apply_all(self.kube, objects, self.target.manager, force=self.force_conflicts, dry_run=True)
+        lines: list[str] = []
+        for obj in would:
+            lines += diff(snapshot.before.get(ref(obj)), obj)
+        return lines
+
+    def _deploy(self, objects: list[dict[str, Any]], record: DeployRecord) -> DeployRecord:
+        snapshot = Snapshot.capture(self.kube, objects)
+        verdict: Verdict
+        applied: list[dict[str, Any]] = []
+        try:
+            applied = apply_all(self.kube, objects, self.target.manager, force=self.force_conflicts)
+            self.reporter.event("apply", f"applied {len(applied)} objects as {self.target.manager}",
+                                objects=len(applied), manager=self.target.manager)
+            verdict = self.track(applied, "rollout")
+            if verdict.ok and not self.stop.is_set():
+                smoke = smoke_check(self.kube, applied, self.target, self.smoke_budget_s)
+                self.reporter.event("smoke", str(smoke), ok=smoke.ok)
+                verdict = verdict if smoke.ok else smoke
+            if self.stop.is_set() and verdict.ok:
+                verdict = Verdict(False, "Interrupted", message="stopped by a signal")
+        except KubeError as exc:
+            verdict = Verdict(False, "ApplyFailed", message=str(exc))
+        self.reporter.event("verdict", str(verdict), ok=verdict.ok, reason=verdict.reason, pod=verdict.pod or "",
+                            elapsed_s=round(verdict.elapsed_s, 2))
+        record = _finish(record, verdict)
+        if not verdict.ok and self.rollback and (applied or verdict.reason == "ApplyFailed"):
+            back = self.restore(snapshot, objects)
+            record = _finish(record, verdict, back)
+        self.conclude(record)
+        if verdict.reason == "Interrupted":
+            raise Interrupted(notify.headline(record))
+        if not verdict.ok:
+            raise DeployFailed(notify.headline(record) + (f"\n  {verdict}" if verdict.message else ""))
+        return record
+
+    def track(self, applied: list[dict[str, Any]], label: str, stop: threading.Event | None = None) -> Verdict:
+        found = workload(applied, self.target.service)
+        if found is None or found["kind"] != "Deployment":
+            return Verdict(True, "Applied", message=f"{found['kind'] if found else 'no workload'}: nothing to roll out")
+        rollout = Rollout(self.kube, self.target.namespace, self.target.service, timeout_s=self.timeout_s,
+                          readiness_grace_s=self.readiness_grace_s, stop=stop or self.stop,
+                          on_progress=lambda p: self._progress(label, p))
+        try:
+            return rollout.track(found["metadata"].get("generation"))
+        finally:
+            self.reporter.done()
+
+    def _progress(self, label: str, progress: Progress) -> None:
+        self.reporter.progress(f"{label} {self.target.service}", progress)
+
+    def restore(self, snapshot: Snapshot, objects: list[dict[str, Any]]) -> Verdict:
+        """Roll back to the captured objects and track that rollout with the same tracker."""
+        self.reporter.event("rollback", "restoring the objects captured before the apply")
+        try:
+            restore(self.kube, snapshot, objects, self.target.manager)
+            previous = snapshot.before.get(ref(workload(objects, self.target.service) or {"metadata": {}}))
+            if previous is None:
+                back = Verdict(True, "Removed", message="first deploy: created objects deleted")
+            else:
+                live = self.kube.get(previous) or previous
+                back = self.track([live], "rollback", stop=self.abort)
+        except KubeError as exc:
+            back = Verdict(False, "RollbackFailed", message=str(exc))
+        self.reporter.event("rollback-verdict", str(back), ok=back.ok, reason=back.reason)
+        return back
+
+    def conclude(self, record: DeployRecord) -> None:
+        """History, webhook, step summary: after the outcome is known, never changing it."""
+        try:
+            history.append(self.kube, self.target.namespace, record)
+        except KubeError as exc:
+            self.reporter.event("warning", f"deploy history not written: {exc}")
+        warning = notify.post_webhook(record)
+        if warning:
+            self.reporter.event("warning", warning)
+        notify.write_step_summary([record])
+
+
+def _finish(record: DeployRecord, verdict: Verdict, back: Verdict | None = None) -> DeployRecord:
+    from dataclasses import replace
+
+    message = str(verdict) if not verdict.ok else verdict.message
+    return replace(record, finished=now_iso(), verdict=verdict.reason, ok=verdict.ok, message=message,
+                   rolled_back=back is not None and back.ok, rollback_verdict=str(back) if back else "")
+
+
+# -- rollback by hand ---------------------------------------------------------------------------------------
+def revisions(kube: Kube, target: Target) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """The live Deployment and its ReplicaSets by revision number."""
+    deployment = kube.get({"apiVersion": "apps/v1", "kind": "Deployment",
+                           "metadata": {"name": target.service, "namespace": target.namespace}})
+    if deployment is None:
+        raise BadInput(f"deployment {target.service} does not exist in {target.namespace}; nothing to roll back")
+    uid = deployment["metadata"]["uid"]
+    listing = kube.request("GET", f"/apis/apps/v1/namespaces/{target.namespace}/replicasets")
+    owned = {}
+    for rs in listing.get("items") or []:
+        if any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or []):
+            revision = (rs["metadata"].get("annotations") or {}).get(REVISION)
+            if revision and revision.isdigit():
+                owned[int(revision)] = rs
+    return deployment, owned
+
+
+def rollback(kube: Kube, target: Target, to_revision: int | None = None, timeout_s: float = 600.0,
+             reporter: Reporter | None = None, who: str | None = None) -> DeployRecord:
+    """Roll the Deployment back to a ReplicaSet revision's pod template (default: the one before the current)."""
+    reporter = reporter or Reporter()
+    who = who or identity()
+    deployment, owned = revisions(kube, target)
+    current = int((deployment["metadata"].get("annotations") or {}).get(REVISION) or max(owned, default=0))
+    candidates = sorted(r for r in owned if r != current)
+    if to_revision is None:
+        if not candidates:
+            raise BadInput(f"deployment {target.service} has no earlier revision to roll back to")
+        to_revision = candidates[-1]
+    if to_revision not in owned or to_revision == current:
+        raise BadInput(f"--to-revision {to_revision} is not a revision to roll back to; available: "
+                       f"{', '.join(map(str, candidates)) or 'none'} (current {current})")
+    template = copy.deepcopy(owned[to_revision]["spec"]["template"])
+    template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
+    image = next((c["image"] for c in template["spec"]["containers"] if c.get("name") == target.service),
+                 template["spec"]["containers"][0]["image"])
+    record = DeployRecord(service=target.service, env=target.env, action="rollback", tag=image.rsplit(":", 1)[-1],
+                          image=image, who=who, started=now_iso(), finished="", verdict="", ok=False,
+                          revision=str(to_revision))
+    desired = clean(deployment)
+    desired["spec"]["template"] = template
+    desired["metadata"].setdefault("annotations", {})[CHANGE_CAUSE] = record.change_cause()
+    stop = threading.Event()
+    step = Deploy(kube, target, region="", reporter=reporter, timeout_s=timeout_s, stop=stop, who=who)
+    with signals_stop(stop), DeployLock(kube, target.namespace, target.service, holder=who):
+        applied = kube.apply(desired, target.manager, force=True)
+        reporter.event("apply", f"deployment {target.service} set to revision {to_revision} ({image})",
+                       revision=to_revision, image=image)
+        verdict = step.track([applied], "rollback")
+        record = _finish(record, verdict)
+        step.conclude(record)
+    if verdict.reason == "Interrupted":
+        raise Interrupted(notify.headline(record))
+    if not verdict.ok:
+        raise DeployFailed(f"{notify.headline(record)}\n  {verdict}")
+    return record
+
