@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from invoke import task
+from invoke import Collection, task
 from invoke.exceptions import Exit
 
 
@@ -297,6 +297,134 @@ def history(c, service, env=None, json_=False, kubeconfig=None):
         table.add_row(r.started, r.action + (f" r{r.revision}" if r.revision else ""), r.tag, r.who,
                       "ok" if r.ok else r.verdict, r.rollback_verdict if r.rolled_back else "", r.finished)
     Console(width=160).print(table)
+
+
+def _lifecycle(call, resume_hint: str):
+    """Node-lifecycle outcomes as exit codes: bad input 2, blocked/failed 1 (progress kept), interrupted 130."""
+    from infra.config import ConfigError
+    from infra.ops import nodes as migration
+    from infra.ops import upgrade
+    from infra.ops.drain import DrainBlocked
+    from infra.ops.eks import EksError
+    from infra.ops.health import NotHealthy
+    from infra.ops.kube import KubeError
+    from infra.ops.pulumi_cli import PulumiError
+
+    try:
+        return call()
+    except (migration.MigrationRefused, upgrade.UpgradeRefused) as error:
+        raise fail(str(error)) from None
+    except ConfigError as error:
+        raise fail(error.render()) from None
+    except (migration.PreflightFailed, upgrade.PreflightFailed) as error:
+        raise fail(f"preflight failed, nothing changed: {error}", code=1) from None
+    except (DrainBlocked, NotHealthy, PulumiError, EksError, KubeError) as error:
+        raise fail(f"{error}\nprogress is checkpointed: fix the cause, then {resume_hint}", code=1) from None
+    except KeyboardInterrupt:
+        raise Exit(f"interrupted; progress is checkpointed: {resume_hint}", code=130) from None
+
+
+def _printer():
+    from rich.console import Console
+
+    console = Console()
+    return console, lambda event, message: console.print(f"[bold cyan]{event:>11}[/] {message}")
+
+
+@task(name="migrate", positional=[], help={
+    "env": "stack: dev or prod", "pool": "node pool to migrate, e.g. general",
+    "to": "generation to move to, e.g. green", "from": "generation to leave (default: the pool's other one)",
+    "add": "declare --to in Pulumi.<env>.yaml first (comments kept); AMI: the AL2023 twin of the old one",
+    "ami-type": "AMI type for --add, e.g. AL2023_ARM_64_STANDARD", "dry-run": "print the plan, change nothing",
+    "resume": "continue an interrupted migration from its checkpoint",
+    "rollback": "uncordon the old generation and cordon the new one",
+    "parallelism": "pods evicted at once (budgets still apply)", "kubeconfig": _KUBE_HELP})
+def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_type=None, dry_run=False, resume=False,
+                  rollback=False, parallelism=8, kubeconfig=None):
+    """Blue/green node migration (e.g. AL2 -> AL2023): new generation up, drain AZ by AZ, old one retired.
+
+    Preconditions (declaration, capacity per AZ, budgets that never allow eviction) are checked first.
+    Changes go through Pulumi.<env>.yaml + `pulumi up`; progress is kept in a ConfigMap for --resume.
+    """
+    from infra.ops.drain import DrainPolicy
+    from infra.ops.nodes import Migration
+    from infra.ops.pulumi_cli import PulumiCLI
+    from infra.ops.stack_file import StackFile
+
+    if not pool or not to:
+        raise fail("--pool and --to are required, e.g. `invoke nodes.migrate --env dev --pool general --to green`")
+    if rollback and (resume or dry_run):
+        raise fail("--rollback cannot be combined with --resume or --dry-run")
+    if int(parallelism) < 1:
+        raise fail("--parallelism must be at least 1")
+    kube, cfg = _kube(env, kubeconfig)
+    console, on_event = _printer()
+    engine = Migration(StackFile(env), kube.api, PulumiCLI(stack=env), pool=pool, target=to, source=from_, add=add,
+                       ami_type=ami_type, policy=DrainPolicy(parallelism=int(parallelism)), on_event=on_event)
+    resume_hint = f"`invoke nodes.migrate --env {env} --pool {pool} --to {to} --resume` (or --rollback)"
+    if rollback:
+        console.print(_lifecycle(engine.rollback, resume_hint))
+        return
+    plan = _lifecycle(engine.plan, resume_hint)
+    console.print(plan.zone_table())
+    from infra.ops.preflight import table
+
+    console.print(table(plan.checks, "preflight"))
+    if dry_run:
+        console.print("\n".join(f"{n}. {step}" for n, step in enumerate(plan.steps(), 1)))
+        console.print("dry run: nothing changed")
+        return
+    _lifecycle(lambda: engine.run(plan, resume=resume), resume_hint)
+
+
+@task(name="upgrade", positional=[], help={
+    "env": "stack: dev or prod", "to": "target Kubernetes version, e.g. 1.32 (one-minor steps are planned)",
+    "plan-only": "print the playbook as Markdown (steps, preflight, actions) and stop",
+    "dry-run": "print the steps and the preflight table, change nothing",
+    "resume": "continue an interrupted upgrade from its checkpoint", "kubeconfig": _KUBE_HELP})
+def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume=False, kubeconfig=None):
+    """Sequential Kubernetes upgrade: control plane, node groups, add-ons, verify - one minor at a time.
+
+    Every step is preflighted (removed APIs, add-on builds, kubelet skew, AL2, EKS insights, subnet IPs)
+    and printed as one table; any FAIL stops before a change. Progress is checkpointed for --resume.
+    """
+    from infra.ops.eks import Eks
+    from infra.ops.preflight import table
+    from infra.ops.pulumi_cli import PulumiCLI
+    from infra.ops.stack_file import StackFile
+    from infra.ops.upgrade import Upgrade
+
+    if not to:
+        raise fail("--to is required, e.g. `invoke cluster.upgrade --env dev --to 1.32`")
+    kube, cfg = _kube(env, kubeconfig)
+    console, on_event = _printer()
+    engine = Upgrade(cfg, StackFile(env), Eks(cfg.region), kube.api, PulumiCLI(stack=env), on_event=on_event)
+    resume_hint = f"`invoke cluster.upgrade --env {env} --to {to} --resume`"
+    plan = _lifecycle(lambda: engine.plan(to), resume_hint)
+    if plan_only:
+        print(plan.playbook())
+        return
+    console.print(f"{plan.cluster}: {' -> '.join([str(plan.current), *(str(s.target) for s in plan.steps)])}")
+    for step in plan.steps:
+        console.print(table(step.checks, f"preflight {step.source} -> {step.target}"))
+    if not plan.steps:
+        console.print(f"{plan.cluster} already runs {plan.current}; nothing to do")
+        return
+    if dry_run:
+        console.print("dry run: nothing changed")
+        return
+    _lifecycle(lambda: engine.execute(plan, resume=resume), resume_hint)
+
+
+nodes = Collection("nodes")
+nodes.add_task(nodes_migrate)
+cluster = Collection("cluster")
+cluster.add_task(cluster_upgrade)
+
+# Explicit namespace: top-level tasks plus dotted collections (`invoke nodes.migrate`). Add new tasks here.
+ns = Collection(plan, preview, up, lint, new_service, deploy, rollback, history)
+ns.add_collection(nodes)
+ns.add_collection(cluster)
 
 if __name__ == "__main__":  # pragma: no cover - `python tasks.py` is not how tasks run
     sys.exit("run tasks with `invoke`, e.g. `invoke --list`")
