@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hmac
+import secrets
 import signal
 import subprocess
 import threading
@@ -117,14 +119,18 @@ def clean(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_REDACTION_KEY = secrets.token_bytes(16)  # per process: equal values match in a diff, none can be guessed back
+
+
 def redact(obj: dict[str, Any]) -> dict[str, Any]:
-    """Secret values replaced, so diffs and reports never show them."""
+    """Secret values replaced by a keyed fingerprint: diffs show that a value changed, never the value."""
     if obj.get("kind") != "Secret":
         return obj
     out = copy.deepcopy(obj)
     for key in ("data", "stringData"):
         if out.get(key):
-            out[key] = {k: "[redacted]" for k in out[key]}
+            out[key] = {k: f"[redacted {hmac.new(_REDACTION_KEY, str(v).encode(), 'sha256').hexdigest()[:8]}]"
+                        for k, v in out[key].items()}
     return out
 
 
@@ -253,7 +259,7 @@ def smoke_check(kube: Kube, objects: list[dict[str, Any]], target: Target, budge
 
     try:
         for attempt in Retrying(retry=retry_if_exception(retryable), stop=stop_after_delay(budget_s),
-                                wait=wait_exponential_jitter(initial=0.1, max=2), reraise=True):
+                                wait=wait_exponential_jitter(multiplier=0.1, max=2, jitter=0.1), reraise=True):
             with attempt:
                 kube.call(kube.api.call_api, url, "GET", header_params={"Accept": "*/*"},
                           auth_settings=["BearerToken"], response_type="str", _return_http_data_only=True)

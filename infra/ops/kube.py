@@ -59,7 +59,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def retrying(budget_s: float) -> Retrying:
-    return Retrying(retry=retry_if_exception(is_transient), wait=wait_exponential_jitter(initial=0.1, max=2.0),
+    return Retrying(retry=retry_if_exception(is_transient), wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
                     stop=stop_after_delay(budget_s), reraise=True)
 
 

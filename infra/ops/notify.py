@@ -62,7 +62,7 @@ def post_webhook(record: DeployRecord, url: str | None = None, budget_s: float =
 
     try:
         for attempt in Retrying(retry=retry_if_exception_type(_Retryable), stop=stop_after_delay(budget_s),
-                                wait=wait_exponential_jitter(initial=0.2, max=2), reraise=True):
+                                wait=wait_exponential_jitter(multiplier=0.2, max=2, jitter=0.1), reraise=True):
             with attempt:
                 send()
     except (_Retryable, urllib.error.HTTPError, ValueError) as exc:

@@ -1,0 +1,224 @@
+"""Deploy inputs without a cluster: service/env resolution, git tag, ECR (moto server), docker wrapper, EKS token,
+rendering with the image set, and the notification payloads."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+
+from infra.ops import deploy, notify
+from infra.ops.docker_cli import Docker, DockerError
+from infra.ops.ecr import MissingImage, Registry
+from infra.ops.history import DeployRecord
+from infra.ops.kube import eks_token, from_eks
+
+REGION = "eu-west-1"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_resolve_lists_valid_services_and_envs():
+    target = deploy.resolve("api", "dev")
+    assert (target.namespace, target.manager) == ("apps-dev", "eks-platform-deploy-api")
+    with pytest.raises(deploy.BadInput, match=r"'billing' is not in infra/k8s/base; use one of: api, scheduler, worker"):
+        deploy.resolve("billing", "dev")
+    with pytest.raises(deploy.BadInput, match=r"--env 'qa' has no overlay.*dev, prod"):
+        deploy.resolve("api", "qa")
+
+
+def test_invoke_deploy_bad_input_exits_2_with_one_line():
+    run = subprocess.run([sys.executable, "-m", "invoke", "deploy", "billing", "--env", "dev"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip() == ("error: service 'billing' is not in infra/k8s/base; use one of: api, scheduler, "
+                                  "worker")
+    run = subprocess.run([sys.executable, "-m", "invoke", "rollback", "api", "--env", "dev", "--to-revision", "x"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--to-revision takes a revision number" in run.stderr
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_git_tag_is_short_sha_and_refuses_dirty_tree(tmp_path):
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "f").write_text("1")
+    _git(tmp_path, "add", "f")
+    _git(tmp_path, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x")
+    sha = _git(tmp_path, "rev-parse", "--short=12", "HEAD")
+    assert deploy.git_tag(tmp_path) == sha
+    (tmp_path / "f").write_text("2")
+    with pytest.raises(deploy.BadInput, match="1 uncommitted change.*--allow-dirty"):
+        deploy.git_tag(tmp_path)
+    assert deploy.git_tag(tmp_path, allow_dirty=True) == sha
+
+
+def test_render_sets_the_image_and_only_the_services_objects():
+    target = deploy.resolve("api", "dev")
+    objects = deploy.render(target, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api:abc123")
+    assert deploy.service_image(objects, "api") == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api:abc123"
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("Deployment", "api") in names and ("Service", "api") in names
+    assert not any(name in ("worker", "scheduler") for _, name in names)
+    assert all(o["metadata"].get("namespace") == "apps-dev" for o in objects)
+
+
+def test_validate_refuses_foreign_namespace():
+    target = deploy.resolve("api", "dev")
+    objects = deploy.render(target, "r/api:1")
+    objects[0]["metadata"]["namespace"] = "kube-system"
+    with pytest.raises(deploy.BadInput, match="not 'apps-dev'"):
+        deploy.validate(objects, target, "r/api:1")
+
+
+def test_dry_run_diff_redacts_secret_values():
+    before = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"},
+              "data": {"password": base64.b64encode(b"hunter2").decode()}}
+    after = {**before, "data": {"password": base64.b64encode(b"hunter3").decode()}}
+    text = "\n".join(deploy.diff(before, after))
+    assert "hunter" not in text and base64.b64encode(b"hunter3").decode() not in text
+    assert "-  password: '[redacted " in text and "+  password: '[redacted " in text  # the change shows, not the value
+
+
+# -- ECR on moto server ------------------------------------------------------------------------------------
+@pytest.fixture
+def ecr(aws):
+    client = boto3.client("ecr", region_name=REGION)
+    client.create_repository(repositoryName="api")
+    client.put_image(repositoryName="api", imageTag="v1", imageManifest=json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+         "config": {"digest": "sha256:" + "a" * 64, "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"},
+         "layers": []}))
+    return client
+
+
+def test_registry_repository_tags_and_login(ecr):
+    registry = Registry(REGION)
+    assert registry.repository_uri("api").endswith(".dkr.ecr.eu-west-1.amazonaws.com/api")
+    assert registry.has_tag("api", "v1") and not registry.has_tag("api", "v2")
+    with pytest.raises(MissingImage, match="'worker' does not exist"):
+        registry.repository_uri("worker")
+    login = registry.login()
+    assert login.username == "AWS" and login.password and login.password not in repr(login)
+
+
+def test_missing_tag_is_bad_input_before_touching_the_cluster(ecr):
+    engine = deploy.Deploy(kube=None, target=deploy.resolve("api", "dev"), region=REGION, tag="nope")
+    with pytest.raises(deploy.BadInput, match="--tag nope is not in ECR repository api"):
+        engine.image()
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    """A `docker` on PATH that records argv and stdin, one JSON line per call."""
+    log = tmp_path / "docker.log"
+    script = tmp_path / "bin" / "docker"
+    script.parent.mkdir()
+    script.write_text(f"#!{sys.executable}\nimport json, sys\nstdin = '' if sys.stdin.isatty() else sys.stdin.read()\n"
+                      f"open({str(log)!r}, 'a').write(json.dumps({{'argv': sys.argv[1:], 'stdin': stdin}}) + '\\n')\n"
+                      f"sys.exit(3 if 'fail' in sys.argv else 0)\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_build_logs_in_with_password_on_stdin_and_pushes_the_sha(ecr, fake_docker, tmp_path, monkeypatch):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    monkeypatch.setattr(deploy, "git_tag", lambda repo, allow_dirty=False: "0123456789ab")
+    engine = deploy.Deploy(kube=None, target=deploy.resolve("api", "dev"), region=REGION, context=context)
+    tag, image = engine.image()
+    assert tag == "0123456789ab" and image.endswith("/api:0123456789ab")
+    calls = [json.loads(line) for line in fake_docker.read_text().splitlines()]
+    login, build = calls
+    assert login["argv"][:4] == ["login", "--username", "AWS", "--password-stdin"]
+    assert login["stdin"] and login["stdin"] not in " ".join(login["argv"])
+    assert build["argv"][:2] == ["buildx", "build"] and "--push" in build["argv"]
+    assert build["argv"][build["argv"].index("--tag") + 1] == image and build["argv"][-1] == str(context)
+
+
+def test_docker_failure_names_the_command(fake_docker):
+    with pytest.raises(DockerError, match=r"`docker buildx build` failed \(exit 3\)"):
+        Docker().build_push(Path("fail"), "img:1")
+
+
+# -- EKS token ------------------------------------------------------------------------------------------
+def test_eks_token_is_a_presigned_sts_url_binding_the_cluster(aws):
+    token = eks_token("eks-dev", boto3.session.Session(region_name=REGION))
+    assert token.startswith("k8s-aws-v1.") and "=" not in token
+    raw = token.removeprefix("k8s-aws-v1.")
+    url = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    query = parse_qs(urlsplit(url).query)
+    assert query["Action"] == ["GetCallerIdentity"]
+    assert "x-k8s-aws-id" in query["X-Amz-SignedHeaders"][0]
+    assert query["X-Amz-Expires"] == ["60"]
+
+
+def test_from_eks_reads_endpoint_and_ca_from_describe_cluster(aws):
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="eks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    boto3.client("eks", region_name=REGION).create_cluster(
+        name="eks-dev", roleArn=role, resourcesVpcConfig={"subnetIds": []})
+    kube = from_eks("eks-dev", REGION)
+    conf = kube.api.configuration
+    assert conf.host.startswith("https://")
+    assert conf.api_key["authorization"].startswith("k8s-aws-v1.")
+    assert conf.api_key_prefix == {"authorization": "Bearer"}
+
+
+# -- notifications ---------------------------------------------------------------------------------------
+RECORD = DeployRecord(service="api", env="dev", action="deploy", tag="abc", image="r/api:abc", who="ci", started="t0",
+                      finished="t1", verdict="ImagePullBackOff", ok=False, rolled_back=True,
+                      rollback_verdict="Complete", message="ImagePullBackOff (pod api-1): not found")
+
+
+@pytest.fixture
+def webhook():
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server naming
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200 if len(received) > 1 or "flaky" not in self.path else 503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", received
+    server.shutdown()
+
+
+def test_webhook_posts_slack_compatible_summary_and_retries_5xx(webhook):
+    url, received = webhook
+    assert notify.post_webhook(RECORD, url=f"{url}/flaky/token-xyz") is None
+    assert len(received) == 2  # the 503 was retried
+    body = received[-1]
+    assert body["text"].startswith(":x: deploy api:abc to dev failed: ImagePullBackOff; rolled back (Complete)")
+    assert body["blocks"][0]["type"] == "section" and body["deploy"]["image"] == "r/api:abc"
+
+
+def test_webhook_failure_is_a_warning_without_the_url_secret():
+    warning = notify.post_webhook(RECORD, url="http://127.0.0.1:9/services/T000/SECRET", budget_s=0.5)
+    assert warning and "127.0.0.1" in warning and "SECRET" not in warning
+
+
+def test_step_summary_markdown(tmp_path):
+    path = tmp_path / "summary.md"
+    notify.write_step_summary([RECORD], str(path))
+    text = path.read_text()
+    assert text.startswith("### :x: deploy api:abc to dev failed: ImagePullBackOff; rolled back (Complete)")
+    assert "| image | r/api:abc |" in text and "| rollback verdict | Complete |" in text
