@@ -12,6 +12,7 @@ from infra.components.access import Access, AccessArgs
 from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodeGroups, NodeGroupsArgs
+from infra.components.platform import Platform, PlatformArgs
 from infra.components.secrets import Secrets, SecretsArgs
 from infra.config import StackConfig, from_mapping
 
@@ -48,6 +49,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         oidc_provider_url=cluster.oidc_provider_url, vpc_id=network.vpc.id,
         private_subnet_ids=[subnet.id for subnet in network.private_subnets.values()],
         depends_on=[cluster.eks, *node_groups.groups], tags=tags))
+    platform = Platform("platform", PlatformArgs(
+        config=cfg, k8s_provider=access.provider, oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_provider_url=cluster.oidc_provider_url, depends_on=[cluster.eks, *node_groups.groups], tags=tags))
     outputs: dict[str, Any] = {
         "clusterName": cfg.cluster.name,
         "clusterVersion": cfg.cluster.version,
@@ -68,6 +72,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         "secretArns": secrets.arns,
         "secretReaderRoleArns": secrets.reader_role_arns,
         "secretsKmsKeyArn": secrets.key.arn,
+        "appNamespaces": list(platform.app_namespaces),
+        "clusterAutoscalerRoleArn": platform.autoscaler_role.arn,
     }
     for key, value in outputs.items():
         pulumi.export(key, value)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.autoscaling import discovery_tags
 from infra.config import Generation, NodePool, StackConfig
 
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly",
@@ -69,7 +70,8 @@ class NodeGroups(pulumi.ComponentResource):
                                 for t in pool.taints] or None,
                         launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                             id=template.id, version=template.latest_version.apply(str)),
-                        tags={**args.tags, "pool": pool_name, "generation": gen_name, "availability-zone": az},
+                        tags={**args.tags, "pool": pool_name, "generation": gen_name, "availability-zone": az,
+                              **discovery_tags(args.cluster_name, pool_name, gen_name, az, pool)},
                         opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
                     ))
         self.register_outputs({"names": self.names})
