@@ -17,5 +17,5 @@ def transient(error: BaseException) -> bool:
     return is_transient(error)
 
 
-kube_retry = retry(retry=retry_if_exception(transient), wait=wait_exponential_jitter(initial=0.2, max=5),
+kube_retry = retry(retry=retry_if_exception(transient), wait=wait_exponential_jitter(multiplier=0.2, max=5),
                    stop=stop_after_attempt(6) | stop_after_delay(60), reraise=True)
