@@ -87,7 +87,7 @@ def test_launch_templates_require_imdsv2_and_encrypt_root(stack):
 def test_cluster_encrypts_secrets_with_rotating_kms_key(stack):
     _, plan = stack
     (cluster,) = plan.of_type("eks:index:Cluster")
-    (key,) = plan.of_type("aws:kms/key:Key")
+    (key,) = [key for key in plan.of_type("aws:kms/key:Key") if key.name == "cluster-secrets"]
     assert key.inputs["enableKeyRotation"] is True
     assert cluster.inputs["encryptionConfigKeyArn"].startswith("arn:aws:kms:")
     assert cluster.inputs["skipDefaultNodeGroup"] is True
@@ -106,7 +106,7 @@ def test_cluster_gets_version_logging_and_addons_from_config(stack):
     (ebs,) = plan.of_type("aws:eks/addon:Addon")
     assert ebs.inputs["addonVersion"] == cfg.cluster.addons["aws-ebs-csi-driver"]
     assert ebs.inputs["serviceAccountRoleArn"].startswith("arn:aws:iam::")
-    (logs,) = plan.of_type("aws:cloudwatch/logGroup:LogGroup")
+    (logs,) = [group for group in plan.of_type("aws:cloudwatch/logGroup:LogGroup") if group.name == "cluster-logs"]
     assert logs.inputs["retentionInDays"] == cfg.cluster.log_retention_days
 
 
