@@ -123,24 +123,33 @@ def _csv(value: str) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-@task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov",
+@task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,workflows",
             "skip": "comma-separated checks to leave out, e.g. --skip checkov for a quick pass"})
 def lint(c, only="", skip=""):
     """Lint the kustomize tree (infra/k8s): yamllint, render every overlay, schema-validate against each stack's
     Kubernetes version, scan for removed/deprecated APIs, checkov (own venv, created on first run) and the
-    workload rules. One table of findings; exit 1 on any error."""
+    workload rules; and the .github/ workflows (`invoke ci.check`). One table of findings; exit 1 on any error."""
     from rich.console import Console
 
+    from infra.ops import ci_check
     from infra.ops import lint as engine
     from infra.ops.findings import table
 
+    wanted, skipped = _csv(only), _csv(skip)
+    k8s_wanted, k8s_skipped = ([n for n in names if n != ci_check.NAME] for names in (wanted, skipped))
     try:
-        checks = engine.select(_csv(only), _csv(skip))
+        checks = engine.select(k8s_wanted, k8s_skipped) if k8s_wanted or not wanted else ()
     except ValueError as error:
-        raise fail(str(error)) from None
+        raise fail(f"{error}, {ci_check.NAME}") from None
+    with_workflows = ci_check.NAME in (wanted or [ci_check.NAME]) and ci_check.NAME not in skipped
+    workflows = ci_check.start() if with_workflows else None
     console = Console()
     with console.status("lint") as status:
         report = engine.run(checks=checks, say=lambda step: status.update(f"lint: {step}"))
+        if workflows is not None:
+            status.update(f"lint: {ci_check.NAME}")
+            report.findings += workflows.result()
+            report.checks += (ci_check.NAME,)
     if report.findings:
         console.print(table(report.findings))
     if report.failed:
@@ -416,6 +425,29 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
     _lifecycle(lambda: engine.execute(plan, resume=resume), resume_hint)
 
 
+@task(name="check", help={"json": "print the findings as JSON instead of a table"})
+def ci_check(c, json_=False):
+    """Check the .github/ workflows and composite actions: actionlint, zizmor (offline), GitHub's JSON schemas and
+    the project's rules (SHA pins with version comments, job timeouts and permissions, queued deploys, a CD matrix
+    covering every service). One table of findings; exit 1 on any. Also part of `invoke lint`."""
+    from dataclasses import asdict
+
+    from rich.console import Console
+
+    from infra.ops import ci_check as engine
+    from infra.ops.findings import table
+
+    findings = engine.check()
+    if json_:
+        print(json.dumps([asdict(f) for f in findings], indent=2))
+    elif findings:
+        Console().print(table(findings, "workflow findings"))
+    if any(f.failed for f in findings):
+        raise Exit(engine.summary(findings), code=1)
+    if not json_:
+        print(engine.summary(findings))
+
+
 nodes = Collection("nodes")
 nodes.add_task(nodes_migrate)
 cluster = Collection("cluster")
@@ -425,6 +457,7 @@ cluster.add_task(cluster_upgrade)
 ns = Collection(plan, preview, up, lint, new_service, deploy, rollback, history)
 ns.add_collection(nodes)
 ns.add_collection(cluster)
+ns.add_collection(Collection("ci", ci_check))
 
 if __name__ == "__main__":  # pragma: no cover - `python tasks.py` is not how tasks run
     sys.exit("run tasks with `invoke`, e.g. `invoke --list`")
