@@ -167,20 +167,19 @@ def schema(objects: Sequence[Manifest], version: KubeVersion) -> list[Finding]:
 
 
 def deprecated_apis(objects: Sequence[Manifest], version: KubeVersion) -> list[Finding]:
-    """Removed APIs at the stack's version or the next fail; later removals and deprecations warn."""
-    findings, seen = [], set()
-    target = version
-    for step in range(LOOKAHEAD + 1):
-        for m in objects:
-            hit = deprecations.check(m.obj, target)
-            if hit is None or m.resource in seen:
-                continue
-            seen.add(m.resource)
-            fatal = hit.removed and step <= 1
-            state = "removed" if hit.removed else "deprecated"
-            findings.append(Finding(m.source, m.resource, f"deprecations/{state}",
-                                    f"{hit.api_version} {hit.kind} is {state} in Kubernetes {hit.since} "
-                                    f"(stack runs {version})", f"move to {hit.replacement}",
-                                    ERROR if fatal else WARNING))
-        target = target.next()
+    """APIs removed at the stack's version or the next fail; later removals and deprecations warn."""
+    targets = [version]
+    for _ in range(LOOKAHEAD):
+        targets.append(targets[-1].next())
+    findings = []
+    for m in objects:
+        hits = [(step, hit) for step, target in enumerate(targets) if (hit := deprecations.check(m.obj, target))]
+        if not hits:
+            continue
+        step, hit = next(((s, h) for s, h in hits if h.removed), hits[0])
+        state = "removed" if hit.removed else "deprecated"
+        findings.append(Finding(m.source, m.resource, f"deprecations/{state}",
+                                f"{hit.api_version} {hit.kind} is {state} in Kubernetes {hit.since} "
+                                f"(stack runs {version})", f"move to {hit.replacement}",
+                                ERROR if hit.removed and step <= 1 else WARNING))
     return findings

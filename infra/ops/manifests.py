@@ -22,6 +22,8 @@ SHARED = "shared"  # base/shared: objects every service in the namespace uses (l
 NAME_LABEL = "app.kubernetes.io/name"
 ORIGIN = "config.kubernetes.io/origin"
 RENDER_TIMEOUT_S = 60
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: parsing is most of a render
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class RenderError(Exception):
@@ -105,7 +107,7 @@ def render(overlay_dir: Path, images: Mapping[str, str] | None = None) -> list[M
             wrapper["images"] = [_image_entry(name, ref) for name, ref in images.items()]
         Path(scratch, "kustomization.yaml").write_text(yaml.safe_dump(wrapper))
         text = kustomize(Path(scratch))
-        return [_manifest(obj, Path(scratch), overlay_dir) for obj in yaml.safe_load_all(text) if obj]
+        return [_manifest(obj, Path(scratch), overlay_dir) for obj in yaml.load_all(text, Loader=_LOADER) if obj]
 
 
 def _image_entry(name: str, ref: str) -> dict[str, str]:
@@ -138,4 +140,4 @@ def service_objects(manifests: Iterable[Manifest], service: str) -> list[Manifes
 
 def to_yaml(manifests: Iterable[Manifest]) -> str:
     """Multi-document YAML of the objects, for `kubectl apply -f -` or a scanner."""
-    return yaml.safe_dump_all([m.obj for m in manifests], sort_keys=False)
+    return yaml.dump_all([m.obj for m in manifests], Dumper=_DUMPER, sort_keys=False)

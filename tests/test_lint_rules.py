@@ -1,0 +1,223 @@
+"""invoke lint's fast checks: the real tree is clean, and each seeded break is caught by the right rule."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.ops import lint
+from infra.ops.manifests import K8S_ROOT
+from tests.k8s_tree import FAST_CHECKS, VERSIONS, container, copy_tree, edit, pod
+
+
+def run(root: Path) -> lint.Report:
+    return lint.run(root, checks=FAST_CHECKS, versions=VERSIONS)
+
+
+def test_real_tree_is_clean_against_the_stack_versions():
+    report = lint.run(K8S_ROOT, checks=FAST_CHECKS)  # versions read from Pulumi.<env>.yaml
+    assert report.findings == []
+    assert report.overlays == ("dev", "prod")
+    assert not report.failed
+
+
+def _drop_liveness(docs):
+    del container(docs)["livenessProbe"]
+
+
+
+def _privileged(docs):
+    container(docs)["securityContext"]["privileged"] = True
+
+
+def _same_probes(docs):
+    c = container(docs)
+    c["livenessProbe"]["httpGet"] = dict(c["readinessProbe"]["httpGet"])
+
+
+def _no_prestop(docs):
+    del container(docs)["lifecycle"]
+
+
+def _short_grace(docs):
+    pod(docs)["terminationGracePeriodSeconds"] = 5
+
+
+def _no_zone_spread(docs):
+    del pod(docs)["topologySpreadConstraints"]
+
+
+def _no_logging_mount(docs):
+    container(docs)["volumeMounts"] = [m for m in container(docs)["volumeMounts"] if m["name"] != "logging-config"]
+
+
+def _no_timeout(docs):
+    del container(docs)["readinessProbe"]["timeoutSeconds"]
+
+
+def _writable_root(docs):
+    del container(docs)["securityContext"]["readOnlyRootFilesystem"]
+
+
+def _no_revision_limit(docs):
+    del next(d for d in docs if d["kind"] == "Deployment")["spec"]["revisionHistoryLimit"]
+
+
+def _typo_field(docs):
+    container(docs)["readinessprobe"] = container(docs).pop("readinessProbe")
+
+
+BROKEN_WORKER = [
+    (_drop_liveness, "rules/probes", "no livenessProbe"),
+    (_privileged, "rules/security", "is privileged"),
+    (_same_probes, "rules/probes-split", "same endpoint"),
+    (_no_prestop, "rules/prestop", "no preStop"),
+    (_short_grace, "rules/prestop", "not less than terminationGracePeriodSeconds"),
+    (_no_zone_spread, "rules/spread", "across zones"),
+    (_no_logging_mount, "rules/logging-config", "logging-config"),
+    (_no_timeout, "rules/probes", "timeoutSeconds"),
+    (_writable_root, "rules/security", "writable"),
+    (_no_revision_limit, "rules/rollout", "revisionHistoryLimit"),
+    (_typo_field, "schema", "'readinessprobe' was unexpected"),
+]
+
+
+@pytest.mark.parametrize("change, rule, words", BROKEN_WORKER, ids=[b[0].__name__ for b in BROKEN_WORKER])
+def test_each_rule_fails_on_a_seeded_broken_worker(tmp_path, change, rule, words):
+    root = copy_tree(tmp_path)
+    edit(root / "base/worker/deployment.yaml", change)
+    report = lint.run(root, checks=("render", "schema", "rules"), versions=VERSIONS)
+    hits = [f for f in report.findings if f.rule == rule and words in f.problem]
+    assert hits, report.findings
+    assert report.failed
+    assert {f.resource for f in hits} >= {"Deployment/apps-dev/worker", "Deployment/apps-prod/worker"}
+    assert all(f.file.endswith("base/worker/deployment.yaml") and f.fix for f in hits)
+    assert not [f for f in report.findings if "api" in f.resource or "scheduler" in f.resource]
+
+
+def test_missing_limits_fail(tmp_path):
+    root = copy_tree(tmp_path)
+    for path in (root / "base/worker/deployment.yaml", root / "overlays/dev/patches/worker.yaml",
+                 root / "overlays/prod/patches/worker.yaml"):
+        edit(path, lambda docs: container(docs)["resources"].pop("limits"))
+    report = run(root)
+    assert {(f.rule, f.resource, f.problem) for f in report.findings} == {
+        ("rules/resources", f"Deployment/apps-{env}/worker", "container worker has no limits for cpu, memory")
+        for env in ("dev", "prod")}
+    assert report.findings[0].file.endswith("base/worker/deployment.yaml")
+
+
+def test_latest_tag_fails(tmp_path):
+    root = copy_tree(tmp_path)
+    kustomization = root / "overlays/prod/kustomization.yaml"
+    kustomization.write_text(kustomization.read_text().replace('newTag: "0.1.0"', "newTag: latest", 1))
+    report = run(root)
+    assert [(f.rule, f.resource) for f in report.findings] == [("rules/image-tag", "Deployment/apps-prod/api")]
+    assert "latest" in report.findings[0].problem
+
+
+def test_untagged_image_fails(tmp_path):
+    root = copy_tree(tmp_path)
+    edit(root / "base/scheduler/cronjob.yaml", lambda docs: container(docs, "CronJob").update(image="busybox"))
+    report = run(root)
+    assert {f.rule for f in report.findings} == {"rules/image-tag"}
+    assert "untagged" in report.findings[0].problem
+
+
+def test_removed_pdb_api_fails_as_removed_not_as_unknown_schema(tmp_path):
+    root = copy_tree(tmp_path)
+    pdb = root / "base/worker/pdb.yaml"
+    pdb.write_text(pdb.read_text().replace("apiVersion: policy/v1", "apiVersion: policy/v1beta1"))
+    report = run(root)
+    assert {(f.rule, f.resource) for f in report.findings} == {
+        ("deprecations/removed", "PodDisruptionBudget/apps-dev/worker"),
+        ("deprecations/removed", "PodDisruptionBudget/apps-prod/worker")}
+    finding = report.findings[0]
+    assert finding.failed and "1.25" in finding.problem and finding.fix == "move to policy/v1"
+
+
+def test_api_removed_in_the_next_version_fails_before_the_upgrade(tmp_path):
+    root = copy_tree(tmp_path)
+    (root / "base/shared/flowschema.yaml").write_text(
+        "apiVersion: flowcontrol.apiserver.k8s.io/v1beta3\nkind: FlowSchema\nmetadata:\n  name: apps\n"
+        "spec:\n  priorityLevelConfiguration:\n    name: workload-low\n")
+    edit(root / "base/shared/kustomization.yaml", lambda docs: docs[0]["resources"].append("flowschema.yaml"))
+    report = lint.run(root, checks=("deprecations",), versions=VERSIONS)  # 1.31: removed in 1.32
+    assert {f.rule for f in report.findings} == {"deprecations/removed"} and report.failed
+    early = lint.run(root, checks=("deprecations",), versions={"dev": VERSIONS["dev"].__class__(1, 29),
+                                                                 "prod": VERSIONS["prod"]})
+    dev = [f for f in early.findings if "dev" in f.resource]
+    assert dev and dev[0].severity == "warning"  # 1.29: deprecated, removal is two upgrades away
+
+
+def test_pdb_that_blocks_drains_fails(tmp_path):
+    root = copy_tree(tmp_path)
+
+    def min_available(docs):
+        del docs[0]["spec"]["maxUnavailable"]
+        docs[0]["spec"]["minAvailable"] = 1
+    edit(root / "base/worker/pdb.yaml", min_available)
+    report = run(root)
+    # dev runs one worker, so minAvailable 1 blocks every eviction; prod runs three, which is fine
+    assert [(f.rule, f.resource) for f in report.findings] == [("rules/pdb-blocks-drain", "Deployment/apps-dev/worker")]
+
+
+def test_missing_pdb_fails(tmp_path):
+    root = copy_tree(tmp_path)
+    edit(root / "base/scheduler/kustomization.yaml", lambda docs: docs[0]["resources"].remove("pdb.yaml"))
+    assert {(f.rule, f.resource) for f in run(root).findings} == {
+        ("rules/pdb", "CronJob/apps-dev/scheduler"), ("rules/pdb", "CronJob/apps-prod/scheduler")}
+
+
+def test_replicas_on_an_autoscaled_deployment_fails(tmp_path):
+    root = copy_tree(tmp_path)
+    edit(root / "overlays/dev/kustomization.yaml", lambda docs: docs[0]["replicas"].append({"name": "api", "count": 2}))
+    assert [f.rule for f in run(root).findings] == ["rules/hpa-owns-replicas"]
+
+
+def test_missing_default_deny_fails(tmp_path):
+    root = copy_tree(tmp_path)
+    edit(root / "base/shared/networkpolicy.yaml", lambda docs: docs.pop(0))
+    assert [(f.rule, f.resource) for f in run(root).findings] == [
+        ("rules/default-deny", "Namespace/apps-dev"), ("rules/default-deny", "Namespace/apps-prod")]
+
+
+def test_cronjob_without_bounds_fails(tmp_path):
+    root = copy_tree(tmp_path)
+
+    def unbounded(docs):
+        docs[0]["spec"]["concurrencyPolicy"] = "Allow"
+        del docs[0]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    edit(root / "base/scheduler/cronjob.yaml", unbounded)
+    assert sorted(f.problem for f in run(root).findings if "dev" in f.resource) == [
+        "a hung run is never stopped", "concurrencyPolicy allows overlapping runs"]
+
+
+def test_yamllint_reports_file_and_line(tmp_path):
+    root = copy_tree(tmp_path)
+    service = root / "base/api/service.yaml"
+    service.write_text(service.read_text().replace("  type: ClusterIP", "  type: ClusterIP   "))
+    report = lint.run(root, checks=("yamllint",), versions=VERSIONS)
+    assert [(f.rule, f.file.rsplit("/", 1)[-1]) for f in report.findings] == [
+        ("yamllint/trailing-spaces", "service.yaml:6")]
+
+
+def test_kustomize_error_is_a_finding_for_the_overlay(tmp_path):
+    root = copy_tree(tmp_path)
+    edit(root / "overlays/prod/kustomization.yaml", lambda docs: docs[0]["resources"].append("../../base/missing"))
+    report = run(root)
+    assert [(f.rule, f.resource) for f in report.findings] == [("render", "overlay prod")]
+    assert "missing" in report.findings[0].problem
+
+
+def test_unreadable_stack_version_is_reported_not_skipped(tmp_path):
+    root = copy_tree(tmp_path)
+    report = lint.run(root, checks=("schema",), versions={"dev": VERSIONS["dev"], "prod": "Pulumi.prod.yaml: bad"})
+    assert [(f.rule, f.file) for f in report.findings] == [("stack-config", "Pulumi.prod.yaml")]
+
+
+def test_check_selection_refuses_unknown_names():
+    assert lint.select(skip=["checkov"]) == FAST_CHECKS
+    assert lint.select(only=["rules", "yamllint"]) == ("yamllint", "rules")
+    with pytest.raises(ValueError, match="unknown check nope; choose from yamllint"):
+        lint.select(only=["nope"])
