@@ -100,6 +100,7 @@ class Feed:
         response = self.kube.api.call_api(source.path, "GET", query_params=query,
                                           header_params={"Accept": "application/json"},
                                           auth_settings=["BearerToken"], _preload_content=False,
+                                          _return_http_data_only=True,
                                           _request_timeout=(5, WATCH_TIMEOUT_S + 10))
         self._responses[source.kind] = response
         try:

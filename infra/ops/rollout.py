@@ -97,6 +97,16 @@ def readiness_grace(template: dict[str, Any]) -> tuple[float, float]:
     return startup, readiness
 
 
+def _more_telling(event: dict[str, Any], known: dict[str, Any]) -> bool:
+    """Whether `event` explains a pod better than the one kept: a Warning beats a Normal (Pulling), and a
+    cause ("Failed to pull image ...: not found") beats its echo ("Error: ImagePullBackOff")."""
+    def rank(e: dict[str, Any]) -> int:
+        if not e:
+            return -1
+        return (e.get("type") == "Warning") * 2 + (not str(e.get("message", "")).startswith("Error: "))
+    return rank(event) >= rank(known)
+
+
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == kind), {})
 
@@ -168,8 +178,7 @@ class Rollout:
                 involved = event.get("involvedObject") or {}
                 key = f"{involved.get('kind')}/{involved.get('name')}"
                 known = self.events.get(key) or {}
-                # A Warning says why ("Failed to pull image ...: not found"); a later Normal (Pulling) must not hide it.
-                if change.type != "DELETED" and (event.get("type") == "Warning" or known.get("type") != "Warning"):
+                if change.type != "DELETED" and _more_telling(event, known):
                     self.events[key] = event
             return
         if change.type == "SYNC":
@@ -250,9 +259,11 @@ class Rollout:
             containers = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
             for container in containers:
                 last = (container.get("lastState") or {}).get("terminated") or {}
-                if last.get("reason") == "OOMKilled" and int(container.get("restartCount", 0)) >= self.oom_limit:
-                    return "OOMKilled", name, (f"container {container['name']} OOMKilled "
-                                               f"{container['restartCount']} times (memory limit too low?)")
+                if last.get("reason") == "OOMKilled":
+                    if int(container.get("restartCount", 0)) >= self.oom_limit:
+                        return "OOMKilled", name, (f"container {container['name']} OOMKilled "
+                                                   f"{container['restartCount']} times (memory limit too low?)")
+                    continue  # one OOMKill can be a spike; the crash loop it causes is judged as OOMKilled
                 waiting = (container.get("state") or {}).get("waiting") or {}
                 if waiting.get("reason") in FAIL_FAST:
                     detail = waiting.get("message") or ""

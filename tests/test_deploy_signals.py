@@ -1,0 +1,72 @@
+"""`invoke deploy` end to end in a subprocess: Ctrl-C/SIGTERM mid-rollout rolls back, frees the lock, exits 130;
+`invoke history` prints what happened (kubesim + moto server over HTTP)."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.ops import history
+from tests.deploy_fixtures import NAMESPACE, deploy_env, deployed_v1  # noqa: F401 - fixtures
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _invoke(*args: str) -> list[str]:
+    return [sys.executable, "-m", "invoke", *args]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_rollout_rolls_back_and_exits_130(deployed_v1, signum):
+    env = deployed_v1
+    env.cluster.script_image(env.image("v2"), "NeverReady")
+    proc = subprocess.Popen(_invoke("deploy", "api", "--env", "dev", "--tag", "v2", "--kubeconfig",
+                                    env.cluster.kubeconfig, "--readiness-grace", "120", "--json-logs"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        env.cluster.wait_for(lambda: any(c["image"] == env.image("v2") for p in env.cluster.pods(NAMESPACE)
+                                         for c in p["spec"]["containers"]), timeout=30, message="a v2 pod")
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted: " in err and "rolled back (Complete" in err
+    events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
+    assert events[-2:] == ["rollback", "rollback-verdict"] or "rollback-verdict" in events
+    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=10, message="v1 only")
+    assert env.kube.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases")["items"] == []
+    record = history.read(env.kube, NAMESPACE, "api")[-1]
+    assert (record.tag, record.verdict, record.rolled_back) == ("v2", "Interrupted", True)
+
+
+def test_invoke_deploy_then_history(deploy_env):
+    env = deploy_env
+    run = subprocess.run(_invoke("deploy", "api", "--env", "dev", "--tag", "v1", "--kubeconfig",
+                                 env.cluster.kubeconfig), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "event=verdict" in run.stdout and "reason=Complete" in run.stdout  # not a TTY: structured lines
+    env.cluster.script_image(env.image("v2"), "ErrImagePull")
+    run = subprocess.run(_invoke("deploy", "api", "--env", "dev", "--tag", "v2", "--kubeconfig",
+                                 env.cluster.kubeconfig), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "failed: " in run.stderr
+    run = subprocess.run(_invoke("history", "api", "--env", "dev", "--kubeconfig", env.cluster.kubeconfig, "--json"),
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    records = json.loads(run.stdout)
+    assert [(r["tag"], r["ok"], r["rolled_back"]) for r in records] == [("v1", True, False), ("v2", False, True)]
+    run = subprocess.run(_invoke("history", "api", "--env", "dev", "--kubeconfig", env.cluster.kubeconfig),
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "v2" in run.stdout and "ImagePull" in run.stdout
+
+
+def test_missing_tag_exits_2_and_changes_nothing(deploy_env):
+    run = subprocess.run(_invoke("deploy", "api", "--env", "dev", "--tag", "nope", "--kubeconfig",
+                                 deploy_env.cluster.kubeconfig), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip() == ("error: --tag nope is not in ECR repository api; push it first or omit --tag to "
+                                  "build the current commit")
+    assert deploy_env.kube.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")["items"] == []

@@ -1,0 +1,99 @@
+"""Fail-fast verdicts: each failure reason is detected in seconds, named with its pod and event, and rolled back
+to exactly the previous version (kubesim over HTTP, ECR on moto server)."""
+from __future__ import annotations
+
+import pytest
+
+from infra.ops import deploy, history
+from tests.deploy_fixtures import NAMESPACE, deploy_env, deployed_v1  # noqa: F401 - fixtures
+
+FAILURES = [  # kubesim behaviour of the new image -> verdicts that name it
+    ("ErrImagePull", {"ErrImagePull", "ImagePullBackOff"}),
+    ("ImagePullBackOff", {"ErrImagePull", "ImagePullBackOff"}),
+    ("CrashLoopBackOff", {"CrashLoopBackOff"}),
+    ("CreateContainerConfigError", {"CreateContainerConfigError"}),
+    ("InvalidImageName", {"InvalidImageName"}),
+    ("OOMKilled", {"OOMKilled"}),
+    ("NeverReady", {"ReadinessTimeout"}),
+]
+
+
+def test_success_records_history_and_change_cause(deploy_env):
+    record = deploy_env.engine("v1").run()
+    assert record.ok and record.verdict == "Complete" and record.tag == "v1"
+    live = deploy_env.deployment()
+    assert live["metadata"]["annotations"][history.CHANGE_CAUSE].startswith("deploy api:v1 by tester@ci pid 1 at ")
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == deploy_env.image("v1")
+    assert deploy_env.running_images() == {deploy_env.image("v1")}
+    assert [r.tag for r in history.read(deploy_env.kube, NAMESPACE, "api")] == ["v1"]
+    assert '"event": "verdict"' in deploy_env.output and '"reason": "Complete"' in deploy_env.output
+    # the field manager owns only this service's objects (plus the shared ones it references)
+    owned = deploy_env.kube.request("GET", f"/api/v1/namespaces/{NAMESPACE}/services/api")
+    assert {m["manager"] for m in owned["metadata"]["managedFields"]} >= {"eks-platform-deploy-api"}
+
+
+@pytest.mark.parametrize("behavior,reasons", FAILURES, ids=[f[0] for f in FAILURES])
+def test_failure_is_named_and_rolled_back(deployed_v1, behavior, reasons):
+    env = deployed_v1
+    before = deploy.clean(env.deployment())["spec"]
+    env.cluster.script_image(env.image("v2"), behavior)
+    with pytest.raises(deploy.DeployFailed) as failed:
+        env.engine("v2", readiness_grace_s=1.0).run()
+    record = history.read(env.kube, NAMESPACE, "api")[-1]
+    assert record.verdict in reasons and not record.ok and record.rolled_back, record
+    assert "pod api-" in str(failed.value) and record.verdict in str(failed.value)
+    assert "rolled back (Complete" in str(failed.value)
+    after = deploy.clean(env.deployment())["spec"]
+    assert after["template"] == before["template"]  # exactly the previous pod template
+    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=10,
+                         message="only v1 pods running and ready")
+
+
+def test_image_pull_verdict_names_the_event_message(deployed_v1):
+    env = deployed_v1
+    env.cluster.script_image(env.image("v2"), "ImagePullBackOff")
+    with pytest.raises(deploy.DeployFailed, match=r"Failed to pull image .*api:v2"):
+        env.engine("v2").run()
+
+
+def test_no_rollback_leaves_the_failed_version_for_debugging(deployed_v1):
+    env = deployed_v1
+    env.cluster.script_image(env.image("v2"), "CrashLoopBackOff")
+    with pytest.raises(deploy.DeployFailed, match="CrashLoopBackOff"):
+        env.engine("v2", rollback=False).run()
+    assert env.deployment()["spec"]["template"]["spec"]["containers"][0]["image"] == env.image("v2")
+    assert not history.read(env.kube, NAMESPACE, "api")[-1].rolled_back
+
+
+def test_overall_timeout(deployed_v1):
+    env = deployed_v1
+    env.cluster.script_image(env.image("v2"), "Ready", delay=600)  # starts, but far too slowly
+    with pytest.raises(deploy.DeployFailed, match=r"Timeout .*not complete after 1s"):
+        env.engine("v2", timeout_s=1, readiness_grace_s=60).run()
+    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=10, message="v1 back")
+
+
+def test_progress_deadline_exceeded(deployed_v1):
+    env = deployed_v1
+    env.cluster.script_image(env.image("v2"), "Ready", delay=600)
+    live = env.deployment()
+    # a short progress deadline (simulated seconds) so the controller gives up before our own timeout
+    env.kube.request("PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/api",
+                     body={"spec": {"progressDeadlineSeconds": 10}}, content_type="application/merge-patch+json")
+    assert live["spec"]["progressDeadlineSeconds"] == 300
+    engine = env.engine("v2", readiness_grace_s=600)
+    objects = [o for o in deploy.render(engine.target, env.image("v2"))]
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            obj["spec"]["progressDeadlineSeconds"] = 10
+    applied = deploy.apply_all(env.kube, objects, engine.target.manager)
+    verdict = engine.track(applied, "rollout")
+    assert verdict.reason == "ProgressDeadlineExceeded" and "progress" in verdict.message.lower()
+
+
+def test_first_deploy_failure_removes_what_it_created(deploy_env):
+    deploy_env.cluster.script_image(deploy_env.image("v1"), "CrashLoopBackOff")
+    with pytest.raises(deploy.DeployFailed, match="rolled back \\(Removed"):
+        deploy_env.engine("v1").run()
+    assert deploy_env.kube.get({"apiVersion": "apps/v1", "kind": "Deployment",
+                                "metadata": {"name": "api", "namespace": NAMESPACE}}) is None
