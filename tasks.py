@@ -448,6 +448,86 @@ def ci_check(c, json_=False):
         print(engine.summary(findings))
 
 
+def _secrets_call(call):
+    """Secrets outcomes as exit codes: bad input 2 (nothing changed), AWS failure 1."""
+    from infra.ops.secrets import SecretInputError, SecretsError
+
+    try:
+        return call()
+    except SecretInputError as error:
+        raise fail(str(error)) from None
+    except SecretsError as error:
+        raise fail(str(error), code=1) from None
+
+
+@task(name="set", positional=["service", "key"], help={
+    "env": "stack: dev or prod", "service": "service owning the secret, e.g. worker",
+    "key": "secret key under the service, e.g. queue-token"})
+def secrets_set(c, service, key=None, env=None):
+    """Set one secret's value, read from stdin (piped, or typed without echo); never from arguments.
+
+    Example: pass show broker/token | invoke secrets.set --env prod worker queue-token
+    """
+    from infra.ops import secrets
+
+    if service.startswith("-") or not key:  # invoke hands `secrets.set --help` to the positionals
+        raise fail("usage: invoke secrets.set --env ENV SERVICE KEY (value on stdin); options: "
+                   "`invoke --help secrets.set`")
+    cfg = stack_config(env)
+    version = _secrets_call(lambda: secrets.set_value(cfg, service, key, _secrets_call(secrets.read_value)))
+    print(f"set {service}/{key} in {env} (version {version}); pods get it at the next ExternalSecret refresh "
+          f"({cfg.secrets.refresh_interval})")
+
+
+@task(name="list", positional=[], help={"env": "stack: dev or prod", "json": "print JSON instead of a table"})
+def secrets_list(c, env=None, json_=False):
+    """List a stack's secrets: name, kind, rotation, last rotation, which service reads it. Never values."""
+    from infra.ops import secrets
+
+    cfg = stack_config(env)
+    rows = _secrets_call(lambda: secrets.list_rows(cfg))
+    if json_:
+        print(json.dumps([{**row.__dict__, "last_rotated": str(row.last_rotated or ""),
+                           "last_changed": str(row.last_changed or "")} for row in rows], indent=2))
+        return
+    from rich.console import Console
+
+    Console(width=180).print(secrets.table(rows, env))
+
+
+@task(name="migrate", positional=[], help={
+    "env": "stack: dev or prod", "to": "mode to reach: API (default) or API_AND_CONFIG_MAP",
+    "dry_run": "print the steps, change nothing", "kubeconfig": _KUBE_HELP})
+def access_migrate(c, env=None, to="API", dry_run=False, kubeconfig=None):
+    """Move the cluster from aws-auth to access entries: API_AND_CONFIG_MAP, verify every mapping, then API.
+
+    Each step edits Pulumi.<env>.yaml and runs `pulumi up`; going backwards is refused (EKS cannot).
+    Re-running after a failure continues where it stopped.
+    """
+    from infra.config import ConfigError
+    from infra.ops.access import AWS_AUTH, AccessMigration, MigrationFailed, MigrationRefused, eks_client
+    from infra.ops.kube import KubeError
+    from infra.ops.pulumi_cli import PulumiCLI
+    from infra.ops.stack_file import StackFile
+
+    cfg = stack_config(env)
+
+    def live_aws_auth():
+        kube, _ = _kube(env, kubeconfig)
+        return kube.get(AWS_AUTH)
+
+    migration = AccessMigration(env=env, cli=PulumiCLI(stack=env), stack=StackFile(env), eks=eks_client(cfg.region),
+                                read_aws_auth=live_aws_auth)
+    try:
+        migration.run(target=to, dry_run=dry_run)
+    except MigrationRefused as error:
+        raise fail(str(error)) from None
+    except ConfigError as error:
+        raise fail(error.render()) from None
+    except (MigrationFailed, KubeError) as error:
+        raise fail(str(error), code=1) from None
+
+
 nodes = Collection("nodes")
 nodes.add_task(nodes_migrate)
 cluster = Collection("cluster")
@@ -458,6 +538,8 @@ ns = Collection(plan, preview, up, lint, new_service, deploy, rollback, history)
 ns.add_collection(nodes)
 ns.add_collection(cluster)
 ns.add_collection(Collection("ci", ci_check))
+ns.add_collection(Collection("secrets", secrets_set, secrets_list))
+ns.add_collection(Collection("access", access_migrate))
 
 if __name__ == "__main__":  # pragma: no cover - `python tasks.py` is not how tasks run
     sys.exit("run tasks with `invoke`, e.g. `invoke --list`")
