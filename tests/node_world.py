@@ -90,7 +90,7 @@ class BudgetWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "BudgetWatch":
+    def __enter__(self) -> BudgetWatch:
         self._thread.start()
         return self
 

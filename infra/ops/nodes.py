@@ -163,6 +163,8 @@ class Migration:
                 raise MigrationRefused(f"--from {self.requested_source!r} is not another generation of pool "
                                        f"{self.pool}; use one of: {', '.join(others) or 'none'}")
             return self.requested_source
+        if not others:
+            raise MigrationRefused(f"pool {self.pool} runs only generation {self.target}; nothing to migrate")
         if len(others) != 1:
             raise MigrationRefused(f"pool {self.pool} has generations {', '.join(others) or 'none'} besides "
                                    f"{self.target}; name the one to leave with --from")
