@@ -34,3 +34,12 @@ AUTOSCALER_IMAGES: dict[int, str] = {29: "v1.29.5", 30: "v1.30.4", 31: "v1.31.2"
 def chart_version(name: str, overrides: dict[str, str]) -> str:
     """The version to install: the stack's override if it sets one, else the pin above."""
     return overrides.get(name) or CHARTS[name].version
+
+# Where the status engine finds what these charts run (kept beside the pins so both sides agree).
+MONITORING_NAMESPACE = "monitoring"
+PROMETHEUS_STACK_NAME = "kps"  # kube-prometheus-stack fullnameOverride: short, stable object names
+ALERTMANAGER_SERVICE = f"{PROMETHEUS_STACK_NAME}-alertmanager"
+ALERTMANAGER_PORT = 9093
+AUTOSCALER_NAME = "cluster-autoscaler"  # cluster-autoscaler fullnameOverride, service account and status ConfigMap prefix
+AUTOSCALER_NAMESPACE = CHARTS[AUTOSCALER_NAME].namespace
+AUTOSCALER_STATUS_CONFIGMAP = "cluster-autoscaler-status"  # the autoscaler's --status-config-map-name default

@@ -508,7 +508,7 @@ class Quota(Section):
     services_load_balancers: int = Field(2, ge=0, le=100)
 
     @model_validator(mode="after")
-    def _requests_within_limits(self) -> "Quota":
+    def _requests_within_limits(self) -> Quota:
         for kind in ("cpu", "memory"):
             if quantity(getattr(self, f"requests_{kind}")) > quantity(getattr(self, f"limits_{kind}")):
                 raise ValueError(f"requests_{kind} exceeds limits_{kind}; raise limits_{kind} or lower requests_{kind}")
@@ -526,7 +526,7 @@ class ContainerDefaults(Section):
     max_memory: Quantity = "4Gi"
 
     @model_validator(mode="after")
-    def _ordered(self) -> "ContainerDefaults":
+    def _ordered(self) -> ContainerDefaults:
         for kind in ("cpu", "memory"):
             request, limit, most = (quantity(getattr(self, f"{field}_{kind}"))
                                     for field in ("default_request", "default_limit", "max"))

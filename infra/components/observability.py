@@ -12,6 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import observability as files
+from infra.charts import PROMETHEUS_STACK_NAME
 from infra.components.addons import install_chart, irsa_annotation, service_account_role
 from infra.config import StackConfig
 
@@ -70,7 +71,7 @@ class Observability(pulumi.ComponentResource):
         monitoring = self.args.config.platform.monitoring
         priority = self.args.priority_class
         return {
-            "fullnameOverride": "kps",
+            "fullnameOverride": PROMETHEUS_STACK_NAME,
             "crds": {"enabled": True},
             "defaultRules": {"create": True},
             # The EKS control plane's scheduler, controller-manager and etcd are not scrapable.

@@ -15,18 +15,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.autoscaling import BALANCING_IGNORED_LABELS, TAG_PREFIX, autoscaler_policy
-from infra.charts import AUTOSCALER_IMAGES
+from infra.charts import AUTOSCALER_IMAGES, AUTOSCALER_NAME, AUTOSCALER_NAMESPACE, MONITORING_NAMESPACE
 from infra.components.addons import install_chart, irsa_annotation, service_account_role
 from infra.components.observability import Observability, ObservabilityArgs
 from infra.config import AppNamespaceConfig, StackConfig
 
 PLATFORM_PRIORITY = "platform"
 APPLICATION_PRIORITY = "application"
-AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
 LOG_SHIPPER_SERVICE_ACCOUNT = "aws-for-fluent-bit"
 # Namespaces the platform itself runs in. node-exporter and the log agent need host access, so these
 # are `privileged` on purpose; application namespaces are `restricted`.
-MONITORING_NAMESPACE = "monitoring"
 LOGGING_NAMESPACE = "logging"
 
 
@@ -161,8 +159,8 @@ class Platform(pulumi.ComponentResource):
         cfg = self.args.config
         settings = cfg.platform.autoscaler
         self.autoscaler_role = service_account_role(
-            f"{name}-autoscaler", self.args.oidc_provider_arn, self.args.oidc_provider_url, "kube-system",
-            AUTOSCALER_SERVICE_ACCOUNT, autoscaler_policy(cfg.cluster.name), self.args.tags, self)
+            f"{name}-autoscaler", self.args.oidc_provider_arn, self.args.oidc_provider_url, AUTOSCALER_NAMESPACE,
+            AUTOSCALER_NAME, autoscaler_policy(cfg.cluster.name), self.args.tags, self)
         extra_args: dict[str, Any] = {
             "balance-similar-node-groups": True,
             "expander": settings.expander,
@@ -179,13 +177,13 @@ class Platform(pulumi.ComponentResource):
         extra_args.update({f"balancing-ignore-label_{index}": label
                            for index, label in enumerate(BALANCING_IGNORED_LABELS, start=1)})
         return install_chart(f"{name}-cluster-autoscaler", "cluster-autoscaler", cfg.platform.charts, {
-            "fullnameOverride": "cluster-autoscaler",
+            "fullnameOverride": AUTOSCALER_NAME,
             "cloudProvider": "aws",
             "awsRegion": cfg.region,
             "autoDiscovery": {"clusterName": cfg.cluster.name,
                               "tags": [f"{TAG_PREFIX}/enabled", f"{TAG_PREFIX}/{cfg.cluster.name}"]},
             "image": {"tag": AUTOSCALER_IMAGES[cfg.version.minor]},
-            "rbac": {"serviceAccount": {"create": True, "name": AUTOSCALER_SERVICE_ACCOUNT,
+            "rbac": {"serviceAccount": {"create": True, "name": AUTOSCALER_NAME,
                                         "annotations": irsa_annotation(self.autoscaler_role)}},
             "extraArgs": extra_args,
             "podDisruptionBudget": {"maxUnavailable": 1},
