@@ -5,6 +5,8 @@ import urllib.request
 
 import pytest
 
+pytest_plugins = ["tests.kubesim.fixtures"]  # the `kubesim` / `kubesim_factory` fixtures (Kubernetes API emulator)
+
 
 @pytest.fixture(scope="session")
 def moto_server():

@@ -1,0 +1,66 @@
+"""The simulated control plane: one background loop running every controller in turn.
+
+Controllers are level-triggered `sync()` methods reading the store, so ordering only affects
+latency. The loop wakes on any store write or every TICK seconds (for time-based behaviour),
+so an idle cluster costs little CPU. Add a controller by appending it to `ControlPlane.loops`.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+from ..kubelet import Kubelet
+from ..scheduler import Scheduler
+from .collector import GarbageCollector
+from .daemonset import DaemonSetController
+from .deployment import DeploymentController
+from .disruption import DisruptionController
+from .replicaset import Availability, ReplicaSetController
+from .statefulset import StatefulSetController
+
+TICK = 0.01  # seconds of wall time between passes when nothing changes
+GC_EVERY = 0.05
+
+
+class ControlPlane:
+    def __init__(self, cluster):
+        self.c = cluster
+        self.availability = Availability(cluster)
+        self.loops = [DeploymentController(cluster), ReplicaSetController(cluster, self.availability),
+                      StatefulSetController(cluster), DaemonSetController(cluster), Scheduler(cluster),
+                      Kubelet(cluster), DisruptionController(cluster)]
+        self.collector = GarbageCollector(cluster)
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kubesim-control-plane", daemon=True)
+        self.passes = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.c.store.changed.set()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        last_gc = 0.0
+        while not self._stop.is_set():
+            self.c.store.changed.clear()
+            self.run_once(gc=time.monotonic() - last_gc >= GC_EVERY)
+            if time.monotonic() - last_gc >= GC_EVERY:
+                last_gc = time.monotonic()
+            self.c.store.changed.wait(TICK)
+            time.sleep(0.002)  # coalesce bursts of writes
+
+    def run_once(self, gc: bool = True) -> None:
+        self.passes += 1
+        for loop in self.loops + ([self.collector] if gc else []):
+            if self._stop.is_set():
+                return
+            try:
+                loop.sync()
+            except Exception:  # keep the cluster alive; tests assert cluster.internal_errors is empty
+                self.errors.append(traceback.format_exc())
+                self.c.internal_errors.append(self.errors[-1])

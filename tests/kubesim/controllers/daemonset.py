@@ -1,0 +1,71 @@
+"""DaemonSet controller (minimal): one pod per eligible node, placed by node affinity on the name.
+
+Like the real controller, daemon pods tolerate `node.kubernetes.io/unschedulable`, so they stay
+on cordoned nodes; that is what makes `kubectl drain --ignore-daemonsets` necessary.
+"""
+from __future__ import annotations
+
+from ..api import is_pod_ready
+from ..kubelet import node_ready
+from ..resources import lookup
+from .replicaset import is_active, owned_by, pod_from_template
+
+DS = lookup("apps", "v1", "daemonsets")
+PODS, NODES = lookup("", "v1", "pods"), lookup("", "v1", "nodes")
+_TOLERATIONS = [{"key": k, "operator": "Exists", "effect": e} for k, e in (
+    ("node.kubernetes.io/not-ready", "NoExecute"), ("node.kubernetes.io/unreachable", "NoExecute"),
+    ("node.kubernetes.io/unschedulable", "NoSchedule"), ("node.kubernetes.io/disk-pressure", "NoSchedule"))]
+
+
+class DaemonSetController:
+    def __init__(self, cluster):
+        self.c = cluster
+
+    def sync(self) -> None:
+        sets, _ = self.c.store.list(DS)
+        if not sets:
+            return
+        nodes = [n for n in self.c.store.list(NODES)[0] if node_ready(n)]
+        pods, _ = self.c.store.list(PODS)
+        for ds in sets:
+            if not ds["metadata"].get("deletionTimestamp"):
+                self._sync(ds, nodes, [p for p in pods if owned_by(p, ds)])
+
+    def _sync(self, ds: dict, nodes: list[dict], pods: list[dict]) -> None:
+        meta = ds["metadata"]
+        selector = ds["spec"]["template"]["spec"].get("nodeSelector") or {}
+        eligible = [n for n in nodes if all((n["metadata"].get("labels") or {}).get(k) == v
+                                            for k, v in selector.items())]
+        placed = {_target(p) for p in pods if is_active(p)}
+        for n in eligible:
+            node_name = n["metadata"]["name"]
+            if node_name in placed:
+                continue
+            pod = pod_from_template(ds, "")
+            pod["metadata"].pop("name")
+            pod["metadata"]["generateName"] = f"{meta['name']}-"
+            spec = pod["spec"]
+            spec["tolerations"] = (spec.get("tolerations") or []) + _TOLERATIONS
+            spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In",
+                                                        "values": [node_name]}]}]}}}
+            created = self.c.api.create(PODS, meta["namespace"], pod, "kube-controller-manager")
+            self.c.recorder.emit(ds, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}",
+                                 "daemonset-controller")
+        active = [p for p in pods if is_active(p)]
+        ready = sum(1 for p in active if is_pod_ready(p))
+        status = {"currentNumberScheduled": len(active), "desiredNumberScheduled": len(eligible),
+                  "numberMisscheduled": 0, "numberReady": ready, "numberAvailable": ready,
+                  "updatedNumberScheduled": len(active), "observedGeneration": meta.get("generation", 1)}
+        self.c.store.mutate(DS, meta["namespace"], meta["name"], lambda o: o.__setitem__("status", status))
+
+
+def _target(pod: dict) -> str | None:
+    if pod["spec"].get("nodeName"):
+        return pod["spec"]["nodeName"]
+    terms = (((pod["spec"].get("affinity") or {}).get("nodeAffinity") or {})
+             .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or []
+    for t in terms:
+        for f in t.get("matchFields") or []:
+            return (f.get("values") or [None])[0]
+    return None

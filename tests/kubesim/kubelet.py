@@ -1,0 +1,177 @@
+"""Simulated kubelets (one loop for all nodes) plus the node-lifecycle and pod-GC duties.
+
+For every pod bound to a Ready node the kubelet derives the status from the container
+behaviours (behaviors.timeline) at the current simulated time, writes it when it changed, and
+emits each kubelet event once. Graceful deletion: a pod with deletionTimestamp is stopped
+(event Killing) and removed after min(grace period, 1 simulated second). Pods on NotReady nodes
+freeze and are marked not Ready, as the node lifecycle controller does; pods on nodes that no
+longer exist are deleted, as pod GC does.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from .behaviors import ANNOTATION, Behavior, timeline
+from .resources import lookup
+from .store import now_iso
+
+PODS = lookup("", "v1", "pods")
+NODES = lookup("", "v1", "nodes")
+STOP_SECONDS = 1.0  # simulated time a container takes to stop after SIGTERM
+_ips = itertools.count(10)
+
+
+@dataclass
+class PodRun:
+    started: float  # monotonic wall time when the kubelet first saw the pod
+    started_at: str
+    ip: str
+    emitted: set = field(default_factory=set)
+    stopping_since: float | None = None
+
+
+def node_ready(node: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (node.get("status") or {}).get("conditions") or [])
+
+
+def _ts(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Kubelet:
+    def __init__(self, cluster):
+        self.c = cluster
+        self.runs: dict[str, PodRun] = {}
+
+    def behavior_for(self, pod: dict, container: dict) -> Behavior:
+        ann = (pod["metadata"].get("annotations") or {}).get(ANNOTATION)
+        if ann:
+            try:
+                return Behavior.parse(ann)
+            except ValueError:
+                pass
+        return self.c.image_scripts.get(container.get("image", ""), Behavior())
+
+    def sync(self) -> None:
+        nodes = {n["metadata"]["name"]: n for n in self.c.store.list(NODES)[0]}
+        pods, _ = self.c.store.list(PODS, None, lambda p: bool(p["spec"].get("nodeName")))
+        live = set()
+        for pod in pods:
+            uid = pod["metadata"]["uid"]
+            live.add(uid)
+            node = nodes.get(pod["spec"]["nodeName"])
+            if node is None:
+                self._gc(pod)
+            elif not node_ready(node):
+                self._mark_not_ready(pod)
+            elif pod["metadata"].get("deletionTimestamp"):
+                self._stop(pod, node)
+            elif (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                self._run(pod, node)
+        for uid in list(self.runs):
+            if uid not in live:
+                del self.runs[uid]
+
+    # -- running --------------------------------------------------------------------------------
+    def _run(self, pod: dict, node: dict) -> None:
+        meta = pod["metadata"]
+        run = self.runs.get(meta["uid"])
+        if run is None:
+            n = next(_ips)
+            run = self.runs[meta["uid"]] = PodRun(time.monotonic(), now_iso(), f"10.0.{n // 250}.{n % 250 + 1}")
+        t = (time.monotonic() - run.started) / self.c.time_factor
+        statuses, phases, all_ready = [], [], True
+        for c in pod["spec"].get("containers") or []:
+            m = timeline(self.behavior_for(pod, c), c, meta["name"], meta["namespace"], meta["uid"], t,
+                         run.started_at, run.started_at)
+            for key, (typ, reason, msg) in m.events.items():
+                if key not in run.emitted:
+                    run.emitted.add(key)
+                    self.c.recorder.emit(pod, typ, reason, msg, "kubelet", node["metadata"]["name"],
+                                         f"spec.containers{{{c['name']}}}")
+            cs = {"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": m.ready,
+                  "started": m.started, "restartCount": m.restarts, "state": m.state, "lastState": m.last_state}
+            if m.started or m.restarts:
+                cs["imageID"] = f"{c.get('image', '')}@sha256:{'0' * 64}"
+                cs["containerID"] = f"containerd://{meta['uid'].replace('-', '')}{m.restarts}"
+            statuses.append(cs)
+            phases.append(m.phase)
+            all_ready &= m.ready
+        restart_never = pod["spec"].get("restartPolicy") == "Never"
+        if phases and all(p == "Succeeded" for p in phases):
+            phase = "Succeeded"
+        elif "Failed" in phases and restart_never:
+            phase = "Failed"
+        elif "Pending" in phases:
+            phase = "Pending"
+        else:
+            phase = "Running"
+        host_ip = next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
+                        if a.get("type") == "InternalIP"), "10.1.0.1")
+
+        def write(p):
+            st = p.setdefault("status", {})
+            st.update(phase=phase, hostIP=host_ip, hostIPs=[{"ip": host_ip}], podIP=run.ip, podIPs=[{"ip": run.ip}],
+                      startTime=run.started_at, containerStatuses=statuses)
+            st.setdefault("qosClass", "BestEffort")
+            ready = "True" if all_ready and phase == "Running" else "False"
+            _set_conditions(st, {"PodReadyToStartContainers": "True", "Initialized": "True", "Ready": ready,
+                                 "ContainersReady": ready, "PodScheduled": "True"},
+                            None if ready == "True" else ("ContainersNotReady", "containers with unready status: ["
+                                                          + " ".join(s["name"] for s in statuses if not s["ready"])
+                                                          + "]"))
+        self.c.store.mutate(PODS, meta["namespace"], meta["name"], write)
+
+    def _mark_not_ready(self, pod: dict) -> None:
+        def write(p):
+            st = p.setdefault("status", {})
+            for cond in st.get("conditions") or []:
+                if cond["type"] == "Ready" and cond["status"] == "True":
+                    cond.update(status="False", lastTransitionTime=now_iso())
+        self.c.store.mutate(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], write)
+
+    # -- stopping -------------------------------------------------------------------------------
+    def _stop(self, pod: dict, node: dict) -> None:
+        meta = pod["metadata"]
+        run = self.runs.setdefault(meta["uid"], PodRun(time.monotonic(), now_iso(), ""))
+        if run.stopping_since is None:
+            run.stopping_since = time.monotonic()
+            for c in pod["spec"].get("containers") or []:
+                self.c.recorder.emit(pod, "Normal", "Killing", f"Stopping container {c['name']}", "kubelet",
+                                     node["metadata"]["name"], f"spec.containers{{{c['name']}}}")
+        grace = meta.get("deletionGracePeriodSeconds", 30)
+        if time.monotonic() - run.stopping_since >= min(grace, STOP_SECONDS) * self.c.time_factor:
+            self._remove(pod)
+
+    def _gc(self, pod: dict) -> None:
+        self._remove(pod)
+
+    def _remove(self, pod: dict) -> None:
+        meta = pod["metadata"]
+        cur = self.c.store.get(PODS, meta["namespace"], meta["name"])
+        if cur is not None and cur["metadata"]["uid"] == meta["uid"] and not cur["metadata"].get("finalizers"):
+            self.c.store.delete(PODS, meta["namespace"], meta["name"])
+
+
+def _set_conditions(status: dict, wanted: dict, not_ready: tuple | None) -> None:
+    conds = {c["type"]: c for c in status.get("conditions") or []}
+    out = []
+    for typ, val in wanted.items():
+        cur = conds.get(typ)
+        if cur is None or cur.get("status") != val:
+            cur = {"type": typ, "status": val, "lastProbeTime": None, "lastTransitionTime": now_iso()}
+        cur = dict(cur)
+        if typ in ("Ready", "ContainersReady") and not_ready and val == "False":
+            cur["reason"], cur["message"] = not_ready
+        else:
+            cur.pop("reason", None)
+            cur.pop("message", None)
+        out.append(cur)
+    status["conditions"] = out
+
+
+__all__ = ["Kubelet", "node_ready", "timedelta", "datetime", "timezone", "_ts"]
