@@ -15,6 +15,7 @@ from infra.components.nodegroups import NodeGroups, NodeGroupsArgs
 from infra.components.platform import Platform, PlatformArgs
 from infra.components.secrets import Secrets, SecretsArgs
 from infra.config import StackConfig, from_mapping
+from infra.config import app_namespace as app_namespace_of
 
 
 def runtime_config() -> dict[str, Any]:
@@ -44,14 +45,16 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     access = Access("access", AccessArgs(
         config=cfg, kubeconfig=cluster.kubeconfig, depends_on=[cluster.eks],
         node_role_arns=[group.node_role_arn for group in node_groups.groups], tags=tags))
+    platform = Platform("platform", PlatformArgs(
+        config=cfg, k8s_provider=access.provider, oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_provider_url=cluster.oidc_provider_url, depends_on=[cluster.eks, *node_groups.groups], tags=tags))
+    app_namespace = platform.app_namespaces[app_namespace_of(cfg.env)]
+    access.grant_ci(app_namespace)
     secrets = Secrets("secrets", SecretsArgs(
         config=cfg, k8s_provider=access.provider, oidc_provider_arn=cluster.oidc_provider_arn,
         oidc_provider_url=cluster.oidc_provider_url, vpc_id=network.vpc.id,
         private_subnet_ids=[subnet.id for subnet in network.private_subnets.values()],
-        depends_on=[cluster.eks, *node_groups.groups], tags=tags))
-    platform = Platform("platform", PlatformArgs(
-        config=cfg, k8s_provider=access.provider, oidc_provider_arn=cluster.oidc_provider_arn,
-        oidc_provider_url=cluster.oidc_provider_url, depends_on=[cluster.eks, *node_groups.groups], tags=tags))
+        depends_on=[cluster.eks, *node_groups.groups, app_namespace], tags=tags))
     outputs: dict[str, Any] = {
         "clusterName": cfg.cluster.name,
         "clusterVersion": cfg.cluster.version,

@@ -80,7 +80,7 @@ def test_configured_oidc_provider_is_reused_not_created():
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_ci_group_role_grants_exactly_the_listed_verbs_in_the_app_namespace_only(plans, env):
     plan = plans[env]
-    (role,) = plan.of_type(K8S_ROLE)
+    (role,) = [role for role in plan.of_type(K8S_ROLE) if "Access" in role.parent]
     assert role.inputs["metadata"]["namespace"] == f"apps-{env}"
     grants: dict[tuple[str, str], set[str]] = {}
     for rule in role.inputs["rules"]:
@@ -90,13 +90,14 @@ def test_ci_group_role_grants_exactly_the_listed_verbs_in_the_app_namespace_only
                 grants.setdefault((group, resource), set()).update(rule["verbs"])
     assert grants == EXPECTED_CI_GRANTS
     assert not {resource for _, resource in grants} & {"secrets", "roles", "rolebindings", "pods/exec"}
-    (binding,) = plan.of_type(K8S_BINDING)
+    (binding,) = [binding for binding in plan.of_type(K8S_BINDING) if "Access" in binding.parent]
     assert binding.inputs["metadata"]["namespace"] == f"apps-{env}"
     assert binding.inputs["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                          "name": "ci-deployer"}
     assert binding.inputs["subjects"] == [{"kind": "Group", "name": "eks-platform:ci-deployers",
                                            "apiGroup": "rbac.authorization.k8s.io"}]
-    cluster_wide = [r for r in plan.resources if r.type.startswith("kubernetes:rbac.authorization.k8s.io/v1:Cluster")]
+    cluster_wide = [r for r in plan.resources if r.type.startswith("kubernetes:rbac.authorization.k8s.io/v1:Cluster")
+                    and "Access" in r.parent]
     assert not cluster_wide
 
 

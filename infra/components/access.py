@@ -181,12 +181,12 @@ class Access(pulumi.ComponentResource):
                                              list(mapping.groups)))
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=pulumi.Output.from_input(args.kubeconfig).apply(
             lambda value: value if isinstance(value, str) else json.dumps(value)), opts=self._child)
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=args.depends_on)
+        self._name, self._depends_on = name, list(args.depends_on)
         if access.uses_config_map:
-            self._aws_auth(name, args.node_role_arns, k8s_opts)
+            self._aws_auth(name, args.node_role_arns, pulumi.ResourceOptions(
+                parent=self, provider=self.provider, depends_on=self._depends_on))
         if access.uses_access_entries:
             self._access_entries(name, cfg.cluster.name, args.tags, args.depends_on)
-        self._ci_rbac(name, k8s_opts)
         self.register_outputs({"ciRoleArn": self.ci_role_arn, "pulumiDeployerRoleArn": self.pulumi_deployer_role_arn})
 
     def _github_provider(self, name: str, cfg: StackConfig, tags: dict[str, str]) -> pulumi.Input[str]:
@@ -242,7 +242,11 @@ class Access(pulumi.ComponentResource):
                     access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
 
-    def _ci_rbac(self, name: str, opts: pulumi.ResourceOptions) -> None:
+    def grant_ci(self, namespace: pulumi.Resource | None = None) -> None:
+        """The CI group's Role and RoleBinding in the app namespace; called once that namespace is declared."""
+        name = self._name
+        opts = pulumi.ResourceOptions(parent=self, provider=self.provider,
+                                      depends_on=[*self._depends_on, *([namespace] if namespace else [])])
         metadata = k8s.meta.v1.ObjectMetaArgs(name="ci-deployer", namespace=self.namespace,
                                               labels={"app.kubernetes.io/managed-by": "pulumi"})
         role = k8s.rbac.v1.Role(f"{name}-ci-deployer", metadata=metadata, rules=[
