@@ -221,3 +221,24 @@ def test_check_selection_refuses_unknown_names():
     assert lint.select(only=["rules", "yamllint"]) == ("yamllint", "rules")
     with pytest.raises(ValueError, match="unknown check nope; choose from yamllint"):
         lint.select(only=["nope"])
+
+
+def test_pre_commit_hooks_run_the_same_checks():
+    import shlex
+    import subprocess
+    import sys
+
+    import yaml
+
+    repo = K8S_ROOT.parents[1]
+    hooks = yaml.safe_load((repo / ".pre-commit-config.yaml").read_text())["repos"][0]["hooks"]
+    covered = []
+    for hook in hooks:
+        words = shlex.split(hook["entry"])
+        assert words[:4] == [".venv/bin/invoke", "lint", "--only", words[3]] and not hook["pass_filenames"]
+        covered += lint.select(only=words[3].split(","))
+    assert set(covered) == set(lint.CHECKS)
+    yamllint_hook = next(h for h in hooks if h["id"] == "yamllint")
+    done = subprocess.run([sys.executable, "-m", "invoke", *shlex.split(yamllint_hook["entry"])[1:]],
+                          cwd=repo, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
