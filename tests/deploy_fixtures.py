@@ -4,6 +4,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import stat
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from dataclasses import dataclass, field
 
 import boto3
@@ -81,3 +86,36 @@ def deployed_v1(deploy_env) -> DeployEnv:
     deploy_env.engine("v1").run()
     assert deploy_env.running_images() == {deploy_env.image("v1")}
     return deploy_env
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    """A `docker` on PATH that records argv and stdin, one JSON line per call."""
+    log = tmp_path / "docker.log"
+    script = tmp_path / "bin" / "docker"
+    script.parent.mkdir()
+    script.write_text(f"#!{sys.executable}\nimport json, sys\nstdin = '' if sys.stdin.isatty() else sys.stdin.read()\n"
+                      f"open({str(log)!r}, 'a').write(json.dumps({{'argv': sys.argv[1:], 'stdin': stdin}}) + '\\n')\n"
+                      f"sys.exit(3 if 'fail' in sys.argv else 0)\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+@pytest.fixture
+def webhook():
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server naming
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200 if len(received) > 1 or "flaky" not in self.path else 503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", received
+    server.shutdown()

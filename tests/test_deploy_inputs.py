@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import stat
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,8 +17,10 @@ from infra.ops.docker_cli import Docker, DockerError
 from infra.ops.ecr import MissingImage, Registry
 from infra.ops.history import DeployRecord
 from infra.ops.kube import eks_token, from_eks
+from tests import deploy_fixtures as fx
 
 REGION = "eu-west-1"
+fake_docker, webhook = fx.fake_docker, fx.webhook
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -118,20 +116,6 @@ def test_missing_tag_is_bad_input_before_touching_the_cluster(ecr):
         engine.image()
 
 
-@pytest.fixture
-def fake_docker(tmp_path, monkeypatch):
-    """A `docker` on PATH that records argv and stdin, one JSON line per call."""
-    log = tmp_path / "docker.log"
-    script = tmp_path / "bin" / "docker"
-    script.parent.mkdir()
-    script.write_text(f"#!{sys.executable}\nimport json, sys\nstdin = '' if sys.stdin.isatty() else sys.stdin.read()\n"
-                      f"open({str(log)!r}, 'a').write(json.dumps({{'argv': sys.argv[1:], 'stdin': stdin}}) + '\\n')\n"
-                      f"sys.exit(3 if 'fail' in sys.argv else 0)\n")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
-    return log
-
-
 def test_build_logs_in_with_password_on_stdin_and_pushes_the_sha(ecr, fake_docker, tmp_path, monkeypatch):
     context = tmp_path / "ctx"
     context.mkdir()
@@ -181,25 +165,6 @@ def test_from_eks_reads_endpoint_and_ca_from_describe_cluster(aws):
 RECORD = DeployRecord(service="api", env="dev", action="deploy", tag="abc", image="r/api:abc", who="ci", started="t0",
                       finished="t1", verdict="ImagePullBackOff", ok=False, rolled_back=True,
                       rollback_verdict="Complete", message="ImagePullBackOff (pod api-1): not found")
-
-
-@pytest.fixture
-def webhook():
-    received: list[dict] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server naming
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200 if len(received) > 1 or "flaky" not in self.path else 503)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", received
-    server.shutdown()
 
 
 def test_webhook_posts_slack_compatible_summary_and_retries_5xx(webhook):

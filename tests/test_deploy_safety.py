@@ -12,8 +12,10 @@ import pytest
 
 from infra.ops import deploy, history
 from infra.ops.lock import DeployLock, LockHeld
-from tests.deploy_fixtures import NAMESPACE, REGION, deploy_env, deployed_v1  # noqa: F401 - fixtures
-from tests.test_deploy_inputs import fake_docker, webhook  # noqa: F401 - fixtures
+from tests import deploy_fixtures as fx
+from tests.deploy_fixtures import NAMESPACE, REGION
+
+deploy_env, deployed_v1, fake_docker, webhook = fx.deploy_env, fx.deployed_v1, fx.fake_docker, fx.webhook  # fixtures
 
 
 def _versions(env) -> dict[str, str]:

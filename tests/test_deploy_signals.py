@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 from infra.ops import history
-from tests.deploy_fixtures import NAMESPACE, deploy_env, deployed_v1  # noqa: F401 - fixtures
+from tests import deploy_fixtures as fx
+from tests.deploy_fixtures import NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[1]
+
+deploy_env, deployed_v1 = fx.deploy_env, fx.deployed_v1  # fixtures
 
 
 def _invoke(*args: str) -> list[str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from infra.ops import deploy, history
-from tests.deploy_fixtures import NAMESPACE, deploy_env, deployed_v1  # noqa: F401 - fixtures
+from tests import deploy_fixtures as fx
+from tests.deploy_fixtures import NAMESPACE
 
 FAILURES = [  # kubesim behaviour of the new image -> verdicts that name it
     ("ErrImagePull", {"ErrImagePull", "ImagePullBackOff"}),
@@ -16,6 +17,8 @@ FAILURES = [  # kubesim behaviour of the new image -> verdicts that name it
     ("OOMKilled", {"OOMKilled"}),
     ("NeverReady", {"ReadinessTimeout"}),
 ]
+
+deploy_env, deployed_v1 = fx.deploy_env, fx.deployed_v1  # fixtures
 
 
 def test_success_records_history_and_change_cause(deploy_env):

@@ -171,13 +171,19 @@ def image_name(image: str) -> str:
     return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
 
 
+def rendered_image_name(target: Target) -> str:
+    """The image name kustomize renders for the service before our override: the overlay's `images:` entry for
+    it (newName), else the base's bare `image: <service>`."""
+    entries = (yaml.safe_load((target.overlay / "kustomization.yaml").read_text()) or {}).get("images") or []
+    entry = next((e for e in entries if e.get("name") == target.service), {})
+    return entry.get("newName") or target.service
+
+
 def render(target: Target, image: str) -> list[dict[str, Any]]:
     """The service's objects from the env overlay with its image set through kustomize `images:`."""
     try:
-        plain = manifests.service_objects(manifests.render(target.overlay), target.service)
-        current = image_name(service_image([m.obj for m in plain], target.service))
-        rendered = manifests.service_objects(manifests.render(target.overlay, images={current: image}),
-                                             target.service)
+        rendered = manifests.service_objects(manifests.render(target.overlay, images={rendered_image_name(target):
+                                                                                      image}), target.service)
     except manifests.RenderError as exc:
         raise BadInput(f"kustomize cannot render infra/k8s/overlays/{target.env}: {exc}") from None
     objects = [m.obj for m in rendered]
