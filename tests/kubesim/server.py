@@ -72,6 +72,7 @@ def parse_resource_path(parts: list[str]) -> tuple[Route | None, bool]:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: Nagle + delayed ACK add ~40 ms each
     server_version = "kubesim"
     cluster = None  # set on the subclass made per server
 
