@@ -178,6 +178,7 @@ STEPS = {"createSecret": create_secret, "setSecret": set_secret, "testSecret": t
 
 def handler(event: dict, context: object = None, sm=None) -> dict | None:
     """Entry point for Secrets Manager rotation events and for `{"Step": "initialize", "SecretId": ...}`."""
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # its DEBUG lines carry request/response bodies
     sm = sm or client()
     step, arn = event["Step"], event["SecretId"]
     if step == "initialize":
