@@ -45,9 +45,10 @@ def scripts() -> dict[str, str]:
 
 
 def scratch_repo(tmp_path: Path) -> Path:
-    """A copy of what `ci.check` reads (.github, the service bases, requirements.txt) to break on purpose."""
+    """A copy of what `ci.check` reads (.github, service bases, requirements, stack files) to break on purpose."""
     root = tmp_path / "repo"
     shutil.copytree(GITHUB, root / ".github")
     shutil.copytree(REPO / "infra" / "k8s" / "base", root / "infra" / "k8s" / "base")
-    shutil.copy(REPO / "requirements.txt", root / "requirements.txt")
+    for name in ("requirements.txt", *(p.name for p in REPO.glob("Pulumi.*.yaml"))):
+        shutil.copy(REPO / name, root / name)
     return root

@@ -95,8 +95,8 @@ def test_project_rules_catch_unbounded_unscoped_and_overlapping_jobs(tmp_path):
     root = scratch_repo(tmp_path)
     infra = root / ".github" / "workflows" / "infra.yml"
     _edit(infra, "    timeout-minutes: 60\n    permissions:\n      contents: read\n      id-token: write # AWS "
-                 "credentials through OIDC\n    environment:\n      name: prod",
-          "    environment:\n      name: prod")
+                 "credentials through OIDC\n    environment:\n      name: infra-prod",
+          "    environment:\n      name: infra-prod")
     _edit(infra, "    concurrency:\n      group: pulumi-up-prod\n      cancel-in-progress: false\n", "")
     _edit(infra, "\npermissions: {}\n", "\npermissions: write-all\n")
     _edit(infra, "actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8 # v5.0.0\n        with:\n          "
@@ -167,3 +167,19 @@ def test_invoke_ci_check_passes_on_the_repo_and_lint_includes_it():
     assert "checks workflows" in lint.stdout
     bad = invoke("lint", "--only", "workflow")
     assert bad.returncode == 2 and "workflows" in bad.stderr
+
+
+def test_a_job_must_run_in_the_environment_its_stack_role_trusts(tmp_path):
+    root = scratch_repo(tmp_path)
+    cd = root / ".github" / "workflows" / "cd.yml"
+    _edit(cd, "      name: prod # required reviewers", "      name: production # required reviewers")
+    _edit(root / "Pulumi.dev.yaml", "infra_environment: infra-dev", "infra_environment: pulumi-dev")
+    found = sorted((f.file, f.resource, f.problem) for f in ci_check.rules(Sources.of(root)))
+    assert found == [
+        (".github/workflows/cd.yml", "jobs.deploy-prod",
+         "assumes the prod role from environment 'production', but the role trusts only 'prod' "
+         "(Pulumi.prod.yaml eks-platform:access.github.deploy_environment)"),
+        (".github/workflows/infra.yml", "jobs.up-dev",
+         "assumes the dev role from environment 'infra-dev', but the role trusts only 'pulumi-dev' "
+         "(Pulumi.dev.yaml eks-platform:access.github.infra_environment)"),
+    ]

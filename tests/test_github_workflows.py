@@ -163,7 +163,8 @@ def test_infra_ups_dev_then_prod_on_merge_behind_approval():
     infra = jobs("infra")
     assert infra["up-dev"]["if"] == "github.event_name == 'push'"
     assert infra["up-prod"]["needs"] == "up-dev"
-    assert infra["up-prod"]["environment"]["name"] == "prod"
+    assert infra["up-dev"]["environment"]["name"] == "infra-dev"
+    assert infra["up-prod"]["environment"]["name"] == "infra-prod"
     for env in ("dev", "prod"):
         job = infra[f"up-{env}"]
         assert f"invoke up --env {env} --yes" in job["steps"][-1]["run"]

@@ -32,6 +32,9 @@ FULL_SHA = re.compile(r"@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"#\s*v?\d+(\.\d+)*\b")
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 PATHS_FILTER = "dorny/paths-filter@"
+SETUP_ACTION = "/.github/actions/setup"
+# The role variable a job assumes -> the eks-platform:access.github key naming the one environment its role trusts.
+ROLE_ENVIRONMENTS = {"AWS_DEPLOY_ROLE_ARN": "deploy_environment", "AWS_INFRA_ROLE_ARN": "infra_environment"}
 SERVICE_PATHS = ("infra/k8s/base/{svc}/**", "services/{svc}/**")
 
 
@@ -216,7 +219,7 @@ def rules(src: Sources) -> list[Finding]:
     for path in src.workflows:
         doc = _load(src, path)
         if doc is not None:
-            found += [*_workflow_rules(doc), *_pin_rules(doc), *_run_rules(doc)]
+            found += [*_workflow_rules(doc), *_pin_rules(doc), *_run_rules(doc), *_oidc_rules(doc, src.root)]
             if path.stem == "cd":
                 found += _cd_rules(doc, manifests.services(src.root / "infra" / "k8s"))
     pulumi = _pulumi_pin(src.root / "requirements.txt")
@@ -286,6 +289,33 @@ def _workflow_rules(doc: Document) -> Iterator[Finding]:
                               "job deploys to an environment without a queueing concurrency group",
                               "add `concurrency: {group: <what>-<env>, cancel-in-progress: false}` so deploys to "
                               "the same target wait for each other instead of overlapping or being cancelled")
+
+
+def _oidc_rules(doc: Document, root: Path) -> Iterator[Finding]:
+    """A job assuming a stack's CI role runs in the one GitHub environment that role's trust policy names."""
+    from infra.config import ConfigError, read_stack_file
+
+    for name, job in _jobs(doc):
+        steps = job.get("steps")
+        for step in steps if isinstance(steps, list) else []:
+            given = step.get("with") if isinstance(step, dict) else None
+            if not isinstance(given, dict) or not str(step.get("uses", "")).endswith(SETUP_ACTION):
+                continue
+            stack, role = str(given.get("stack", "")), str(given.get("aws-role-arn", ""))
+            key = next((k for var, k in ROLE_ENVIRONMENTS.items() if var in role), None)
+            if key is None or "${{" in stack:
+                continue
+            try:
+                github = (read_stack_file(stack, root).get("eks-platform:access") or {}).get("github") or {}
+            except ConfigError:
+                continue
+            environment = job.get("environment")
+            actual = environment.get("name") if isinstance(environment, dict) else environment
+            if github.get(key) and actual != github[key]:
+                yield Finding(doc.file, f"jobs.{name}", "oidc-environment",
+                              f"assumes the {stack} role from environment {actual!r}, but the role trusts only "
+                              f"{github[key]!r} (Pulumi.{stack}.yaml eks-platform:access.github.{key})",
+                              f"set `environment: {github[key]}` on the job (or change {key} in the stack file)")
 
 
 def _pin_rules(doc: Document) -> Iterator[Finding]:
