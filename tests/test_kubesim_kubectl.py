@@ -1,0 +1,80 @@
+"""The real kubectl (1.32 on PATH) against kubesim: get (tables), rollout status, cordon, drain."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from kubernetes import client
+
+from tests.test_kubesim_workloads import deployment, rolled_out
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
+
+
+def kubectl(kubesim, *args, timeout=30):
+    return subprocess.run(["kubectl", "--kubeconfig", kubesim.kubeconfig, *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def web(kubesim):
+    apps = client.AppsV1Api(kubesim.api_client())
+    apps.create_namespaced_deployment("default", deployment(replicas=3))
+    kubesim.wait_for(lambda: rolled_out(apps))
+    return apps
+
+
+def test_kubectl_get_prints_server_side_tables(kubesim, web):
+    out = kubectl(kubesim, "get", "pods,deployments,nodes", "-o", "wide")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert sum(1 for line in lines if "1/1" in line and "Running" in line) == 3
+    assert any(line.startswith("deployment.apps/web") and "3/3" in line for line in lines)
+    assert sum(1 for line in lines if line.startswith("node/") and " Ready " in line) == 3
+    as_json = kubectl(kubesim, "get", "deploy", "web", "-o", "jsonpath={.status.availableReplicas}")
+    assert as_json.stdout == "3"
+
+
+def test_kubectl_rollout_status_success_and_deadline(kubesim, web):
+    out = kubectl(kubesim, "rollout", "status", "deployment/web", "--timeout=10s")
+    assert out.returncode == 0 and 'deployment "web" successfully rolled out' in out.stdout
+    kubesim.script_image("repo/app:bad", "ImagePullBackOff")
+    web.patch_namespaced_deployment("web", "default", {"spec": {"progressDeadlineSeconds": 5, "template": {
+        "spec": {"containers": [{"name": "app", "image": "repo/app:bad"}]}}}})
+    out = kubectl(kubesim, "rollout", "status", "deployment/web", "--timeout=10s")
+    assert out.returncode != 0 and 'deployment "web" exceeded its progress deadline' in out.stderr
+
+
+def test_kubectl_cordon_and_uncordon(kubesim):
+    node = kubesim.nodes()[0]["metadata"]["name"]
+    out = kubectl(kubesim, "cordon", node)
+    assert out.returncode == 0 and "cordoned" in out.stdout
+    assert kubesim.store.get("nodes/" + node)["spec"]["unschedulable"] is True
+    assert kubectl(kubesim, "uncordon", node).returncode == 0
+    assert not kubesim.store.get("nodes/" + node)["spec"].get("unschedulable")
+
+
+def test_kubectl_drain_evicts_and_skips_daemonsets(kubesim, web):
+    client.AppsV1Api(kubesim.api_client()).create_namespaced_daemon_set("kube-system", {
+        "metadata": {"name": "agent"}, "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {
+            "metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "a", "image": "repo/agent:1"}]}}}})
+    node = kubesim.pods("default", app="web")[0]["spec"]["nodeName"]
+    kubesim.wait_for(lambda: any(p["spec"].get("nodeName") == node for p in kubesim.pods("kube-system")))
+    out = kubectl(kubesim, "drain", node, "--ignore-daemonsets", "--timeout=20s")
+    assert out.returncode == 0, out.stderr
+    assert "evicted" in out.stdout and "drained" in out.stdout
+    assert not [p for p in kubesim.pods("default") if p["spec"].get("nodeName") == node]
+    assert [p for p in kubesim.pods("kube-system") if p["spec"].get("nodeName") == node]  # daemon pod stays
+    kubesim.wait_for(lambda: rolled_out(web))
+
+
+def test_kubectl_drain_blocked_by_budget(kubesim, web):
+    client.PolicyV1Api(kubesim.api_client()).create_namespaced_pod_disruption_budget("default", {
+        "metadata": {"name": "web"}, "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "web"}}}})
+    node = kubesim.pods("default", app="web")[0]["spec"]["nodeName"]
+    out = kubectl(kubesim, "drain", node, "--ignore-daemonsets", "--timeout=2s")
+    assert out.returncode != 0
+    assert "Cannot evict pod as it would violate the pod's disruption budget" in out.stderr
+    assert kubesim.store.get("nodes/" + node)["spec"]["unschedulable"] is True
