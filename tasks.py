@@ -528,6 +528,31 @@ def access_migrate(c, env=None, to="API", dry_run=False, kubeconfig=None):
         raise fail(str(error), code=1) from None
 
 
+@task(name="status", positional=[], help={
+    "env": "stack: dev or prod", "kubeconfig": _KUBE_HELP, "json": "print the status as JSON instead of the screen",
+    "strict": "exit 1 when the platform needs attention (for scripts and CI)"})
+def platform_status(c, env=None, kubeconfig=None, json_=False, strict=False):
+    """One screen of platform health: node groups per AZ (ready/desired), autoscaler activity, pending pods, alerts.
+
+    Desired sizes come from EKS, the rest from the cluster; firing alerts come from Alertmanager through the
+    API server's service proxy (no port-forward). A source that cannot be read is listed under problems.
+    """
+    from rich.console import Console
+
+    from infra.ops.status import collect, eks_scaling
+    from infra.ops.status_view import screen
+
+    kube, cfg = _kube(env, kubeconfig)
+    status = collect(kube, cfg, eks_scaling(cfg.region, cfg.cluster.name))
+    if json_:
+        print(json.dumps(status.to_json(), indent=2))
+    else:
+        # Piped or in CI there is no terminal width; keep the tables whole rather than 80 columns wide.
+        Console(width=None if sys.stdout.isatty() else 160).print(screen(status))
+    if strict and not status.healthy:
+        raise Exit("platform needs attention", code=1)
+
+
 nodes = Collection("nodes")
 nodes.add_task(nodes_migrate)
 cluster = Collection("cluster")
@@ -540,6 +565,7 @@ ns.add_collection(cluster)
 ns.add_collection(Collection("ci", ci_check))
 ns.add_collection(Collection("secrets", secrets_set, secrets_list))
 ns.add_collection(Collection("access", access_migrate))
+ns.add_collection(Collection("platform", platform_status))
 
 if __name__ == "__main__":  # pragma: no cover - `python tasks.py` is not how tasks run
     sys.exit("run tasks with `invoke`, e.g. `invoke --list`")
