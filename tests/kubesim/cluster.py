@@ -52,6 +52,7 @@ class Cluster:
         self._dropped: set[int] = set()
         self._watch_lock = threading.Lock()
         self._workdir = workdir or tempfile.mkdtemp(prefix="kubesim-")
+        os.makedirs(self._workdir, exist_ok=True)
         self.server = Server(self)
         self.control_plane = ControlPlane(self)
         self.url = self.server.url
@@ -173,9 +174,13 @@ class Cluster:
 
     # -- faults -----------------------------------------------------------------------------------
     def inject_fault(self, method: str | None = None, path_regex: str | None = None, status: int = 503,
-                     times: int | None = 1, message: str | None = None):
-        """Answer the next `times` matching requests with `status` and a Status body (None = until cleared)."""
-        return self.faults.add_failure(method, path_regex, status, times, message)
+                     times: int | None = 1, message: str | None = None, retry_after: int | None = None):
+        """Answer the next `times` matching requests with `status` and a Status body (None = until cleared).
+
+        retry_after=N adds `Retry-After: N` as API priority-and-fairness 429s carry; note the official
+        client's urllib3 then retries idempotent requests (GET/PUT/DELETE) on 429/503 by itself.
+        """
+        return self.faults.add_failure(method, path_regex, status, times, message, retry_after)
 
     def slow(self, path_regex: str | None, seconds: float, method: str | None = None, times: int | None = None):
         """Delay matching requests by `seconds` of wall time before they are served."""

@@ -88,7 +88,7 @@ def too_many_requests(message: str, causes: list[dict] | None = None, retry_afte
     return ApiError(429, "TooManyRequests", message, details, headers)
 
 
-def generic(code: int, message: str | None = None) -> ApiError:
+def generic(code: int, message: str | None = None, retry_after: int | None = None) -> ApiError:
     """Faults: a plain failure with the reason the apiserver uses for that code."""
     reasons = {500: "InternalError", 502: "InternalError", 503: "ServiceUnavailable", 504: "Timeout",
                429: "TooManyRequests", 409: "Conflict", 401: "Unauthorized", 403: "Forbidden", 410: "Expired"}
@@ -96,5 +96,5 @@ def generic(code: int, message: str | None = None) -> ApiError:
                       429: "the server has received too many requests and has asked us to try again later",
                       500: "an error on the server (\"kubesim injected fault\") has prevented the request from "
                            "succeeding"}.get(code, f"kubesim injected fault {code}")
-    headers = {"Retry-After": "1"} if code in (429, 503) else None
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return ApiError(code, reasons.get(code, "InternalError"), msg, None, headers)

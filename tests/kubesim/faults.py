@@ -19,6 +19,7 @@ class Rule:
     status: int = 0  # failure status; 0 for a slow rule
     message: str | None = None
     delay: float = 0.0
+    retry_after: int | None = None
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -31,8 +32,9 @@ class Faults:
         self._lock = threading.Lock()
         self._rules: list[Rule] = []
 
-    def add_failure(self, method=None, path_regex=None, status=503, times=1, message=None) -> Rule:
-        return self._add(Rule(method, re.compile(path_regex) if path_regex else None, times, status, message))
+    def add_failure(self, method=None, path_regex=None, status=503, times=1, message=None, retry_after=None) -> Rule:
+        return self._add(Rule(method, re.compile(path_regex) if path_regex else None, times, status, message,
+                              retry_after=retry_after))
 
     def add_slow(self, path_regex, seconds, method=None, times=None) -> Rule:
         return self._add(Rule(method, re.compile(path_regex) if path_regex else None, times, delay=seconds))

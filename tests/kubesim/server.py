@@ -143,7 +143,7 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(delay)
             if failure:
                 self._body()  # drain so keep-alive stays in sync
-                raise errors.generic(failure.status, failure.message)
+                raise errors.generic(failure.status, failure.message, failure.retry_after)
             self._route(method)
         except errors.ApiError as e:
             if self._status:  # a stream already started: all we can do is end the connection
