@@ -177,3 +177,44 @@ def test_every_invoke_command_in_the_workflows_is_a_real_task():
     used = {m for script in scripts().values() for m in re.findall(r"\binvoke ([\w.-]+)", script)}
     assert used == {"lint", "plan", "preview", "up", "deploy"}
     assert used <= set(ns.task_names)
+
+
+PREVIEW = """\
+Previewing update (dev):
+     Type                 Name              Plan
+     pulumi:pulumi:Stack  eks-platform-dev
+ +   └─ aws:ec2:Vpc       vpc               create
+
+Resources:
+    + 1 to create
+    12 unchanged
+"""
+
+
+@pytest.mark.parametrize("existing", ["", "4242"])
+def test_the_preview_comment_is_posted_once_per_stack_and_then_updated(tmp_path, existing):
+    import os
+    import subprocess
+
+    step = next(s for s in jobs("infra")["preview"]["steps"] if "gh pr comment" in s.get("run", ""))
+    bin_dir, calls = tmp_path / "bin", tmp_path / "gh-calls"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(f'#!/usr/bin/env bash\necho "$*" >> "{calls}"\n'
+                                f'if [ "$1 $2" = "api --paginate" ]; then echo "{existing}"; fi\n')
+    (bin_dir / "gh").chmod(0o755)
+    (tmp_path / "preview.txt").write_text(PREVIEW)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STACK": "dev", "PR_NUMBER": "17",
+           "GH_REPO": "acme/eks-platform", "OUTCOME": "success", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary")}
+    done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    comment = (tmp_path / "comment.md").read_text()
+    assert comment.startswith("<!-- eks-platform:pulumi-preview:dev -->\n### `pulumi preview` on **dev**: success")
+    assert "Resources:\n    + 1 to create\n    12 unchanged\n" in comment
+    assert (tmp_path / "summary").read_text() == comment
+    posted = calls.read_text().splitlines()
+    assert posted[0].startswith("api --paginate repos/acme/eks-platform/issues/17/comments")
+    if existing:
+        assert posted[1:] == ["api --method PATCH repos/acme/eks-platform/issues/comments/4242 -F body=@comment.md"]
+    else:
+        assert posted[1:] == ["pr comment 17 --body-file comment.md"]
