@@ -1,9 +1,12 @@
 """The workflows as data: every job bounded and least-privileged, pins exact, CD covering exactly the services."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 
 import pytest
+import yaml
 
 from infra.config import known_envs
 from infra.ops.manifests import REPO, services
@@ -87,8 +90,6 @@ def test_ci_runs_lint_tests_with_a_junit_report_and_plans_every_stack():
 # --- cd.yml -----------------------------------------------------------------------------------------------------
 
 def _filters() -> dict[str, list[str]]:
-    import yaml
-
     step = next(s for s in jobs("cd")["changes"]["steps"] if s.get("uses", "").startswith("dorny/paths-filter@"))
     return yaml.safe_load(step["with"]["filters"])
 
@@ -193,9 +194,6 @@ Resources:
 
 @pytest.mark.parametrize("existing", ["", "4242"])
 def test_the_preview_comment_is_posted_once_per_stack_and_then_updated(tmp_path, existing):
-    import os
-    import subprocess
-
     step = next(s for s in jobs("infra")["preview"]["steps"] if "gh pr comment" in s.get("run", ""))
     bin_dir, calls = tmp_path / "bin", tmp_path / "gh-calls"
     bin_dir.mkdir()
