@@ -268,7 +268,7 @@ def test_example_services_are_scraped(stack):
 def test_cloudwatch_exporter_reads_nat_metrics_with_read_only_access(stack):
     _, plan = stack
     values = release(plan, "prometheus-cloudwatch-exporter").inputs["values"]
-    assert "EKSPlatform/NAT" in values["config"]
+    assert "EksPlatform/NAT" in values["config"]
     policy = inline_policy(plan, role_for(plan, values["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"]))
     actions = {action for statement in policy["Statement"] for action in statement["Action"]}
     assert actions and all(action.split(":")[1].startswith(("Get", "List")) for action in actions)
