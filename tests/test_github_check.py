@@ -183,3 +183,15 @@ def test_a_job_must_run_in_the_environment_its_stack_role_trusts(tmp_path):
          "assumes the dev role from environment 'infra-dev', but the role trusts only 'pulumi-dev' "
          "(Pulumi.dev.yaml eks-platform:access.github.infra_environment)"),
     ]
+
+
+def test_a_crashing_tool_is_a_finding_with_its_error_line(tmp_path, monkeypatch):
+    fake = tmp_path / "zizmor"
+    fake.write_text("#!/usr/bin/env bash\necho 'INFO starting' >&2\necho 'error: no inputs collected' >&2\n"
+                    "echo '   0: backtrace' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    real = ci_check._tool
+    monkeypatch.setattr(ci_check, "_tool", lambda name: str(fake) if name == "zizmor" else real(name))
+    with pytest.raises(ci_check.ToolFailure) as failure:
+        ci_check.zizmor(Sources.of(REPO))
+    assert failure.value.args[0] == "zizmor failed: error: no inputs collected"

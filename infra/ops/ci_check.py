@@ -120,8 +120,9 @@ def _run(tool: str, args: list[str], cwd: Path, ok: tuple[int, ...] = (0,)) -> s
     except subprocess.TimeoutExpired:
         raise ToolFailure(f"{tool} took longer than {TOOL_TIMEOUT_S}s", "run it by hand to see why") from None
     if done.returncode not in ok:
-        lines = [line for line in done.stderr.splitlines() if line.strip()] or [f"exit code {done.returncode}"]
-        raise ToolFailure(f"{tool} failed: {lines[-1].strip()}", f"run `{tool}` by hand; {INSTALL_FIX}")
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()] or [f"exit code {done.returncode}"]
+        reason = next((line for line in lines if line.lower().startswith(("error", "fatal"))), lines[-1])
+        raise ToolFailure(f"{tool} failed: {reason}", f"run `{tool}` by hand; {INSTALL_FIX}")
     return done.stdout
 
 
