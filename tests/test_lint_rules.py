@@ -10,8 +10,13 @@ from infra.ops.manifests import K8S_ROOT
 from tests.k8s_tree import FAST_CHECKS, VERSIONS, container, copy_tree, edit, pod
 
 
-def run(root: Path) -> lint.Report:
-    return lint.run(root, checks=FAST_CHECKS, versions=VERSIONS)
+# Seeded breaks need only the checks that can see them (schema and yamllint are the slow ones); the
+# clean-tree test runs every fast check.
+STRUCTURE = ("render", "deprecations", "rules")
+
+
+def run(root: Path, checks: tuple[str, ...] = STRUCTURE) -> lint.Report:
+    return lint.run(root, checks=checks, versions=VERSIONS)
 
 
 def test_real_tree_is_clean_against_the_stack_versions():
@@ -86,7 +91,7 @@ BROKEN_WORKER = [
 def test_each_rule_fails_on_a_seeded_broken_worker(tmp_path, change, rule, words):
     root = copy_tree(tmp_path)
     edit(root / "base/worker/deployment.yaml", change)
-    report = lint.run(root, checks=("render", "schema", "rules"), versions=VERSIONS)
+    report = run(root, STRUCTURE + ("schema",) if rule == "schema" else STRUCTURE)
     hits = [f for f in report.findings if f.rule == rule and words in f.problem]
     assert hits, report.findings
     assert report.failed
@@ -231,7 +236,8 @@ def test_pre_commit_hooks_run_the_same_checks():
     import yaml
 
     repo = K8S_ROOT.parents[1]
-    hooks = yaml.safe_load((repo / ".pre-commit-config.yaml").read_text())["repos"][0]["hooks"]
+    hooks = [h for h in yaml.safe_load((repo / ".pre-commit-config.yaml").read_text())["repos"][0]["hooks"]
+             if h["entry"].startswith(".venv/bin/invoke lint ")]  # other hooks (e.g. ci.check) are not lint's
     covered = []
     for hook in hooks:
         words = shlex.split(hook["entry"])
