@@ -311,3 +311,26 @@ def test_bad_platform_config_names_the_key_and_the_fix(platform, key, fragment):
     issues = [issue for issue in caught.value.issues if issue.key == f"eks-platform:{key}"]
     assert issues, str(caught.value)
     assert fragment in issues[0].problem
+
+
+
+def test_releases_with_service_monitors_wait_for_the_prometheus_crds(monkeypatch):
+    """Helm cannot install a ServiceMonitor before kube-prometheus-stack has created its CRD."""
+    from infra.plan import RecordingMonitor
+
+    dependencies: dict[str, list[str]] = {}
+    register = RecordingMonitor.RegisterResource
+
+    def recording(self, request):
+        dependencies[request.name] = list(request.dependencies)
+        return register(self, request)
+
+    monkeypatch.setattr(RecordingMonitor, "RegisterResource", recording)
+    plan = plan_stack("dev")
+    stack = release(plan, "kube-prometheus-stack").urn
+    for chart in ("cluster-autoscaler", "prometheus-cloudwatch-exporter"):
+        assert stack in dependencies[release(plan, chart).name], chart
+    for kind in ("PrometheusRule", "ServiceMonitor", "PodMonitor"):
+        for resource in plan.of_type(f"{CR}{kind}"):
+            assert stack in dependencies[resource.name], resource.name
+    assert stack not in dependencies[release(plan, "metrics-server").name]

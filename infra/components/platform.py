@@ -61,7 +61,6 @@ class Platform(pulumi.ComponentResource):
         system = {ns: self._namespace(name, ns, "privileged") for ns in self._platform_namespaces()}
         self.app_namespaces = {ns: self._app_namespace(name, ns, settings)
                                for ns, settings in cfg.platform.app_namespaces(cfg.env).items()}
-        self.autoscaler = self._autoscaler(name)
         self.metrics_server = install_chart(f"{name}-metrics-server", "metrics-server", cfg.platform.charts, {
             "replicas": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
             "args": ["--kubelet-preferred-address-types=InternalIP"],
@@ -74,6 +73,9 @@ class Platform(pulumi.ComponentResource):
             priority_class=PLATFORM_PRIORITY, tags=args.tags, depends_on=baseline),
             pulumi.ResourceOptions(parent=self, provider=self.provider))
         after_baseline = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=baseline)
+        # Its chart declares a ServiceMonitor, whose CRD comes with kube-prometheus-stack.
+        self.autoscaler = self._autoscaler(name, pulumi.ResourceOptions(
+            parent=self, provider=self.provider, depends_on=[*args.depends_on, self.observability.stack]))
         self.log_shipper = self._log_shipper(name, after_baseline) if cfg.platform.log_shipper.enabled else None
         self.register_outputs({"appNamespaces": list(self.app_namespaces),
                                "storageClass": self.storage_class.metadata["name"]})
@@ -154,7 +156,7 @@ class Platform(pulumi.ComponentResource):
             opts=in_ns)
         return ns
 
-    def _autoscaler(self, name: str) -> k8s.helm.v3.Release:
+    def _autoscaler(self, name: str, opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
         """cluster-autoscaler discovering this cluster's groups by tag, balancing AZs, honouring PDBs."""
         cfg = self.args.config
         settings = cfg.platform.autoscaler
@@ -191,7 +193,7 @@ class Platform(pulumi.ComponentResource):
             "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
             "containerSecurityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                          "capabilities": {"drop": ["ALL"]}},
-        }, self.k8s_opts)
+        }, opts)
 
     def _log_shipper(self, name: str, opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
         """Fluent Bit DaemonSet: container stdout (JSON lines) to one CloudWatch log group per stack."""
