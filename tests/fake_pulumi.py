@@ -1,8 +1,8 @@
 """A fake `pulumi` executable for engine tests, and a moto EKS world that follows the stack file.
 
-The fake records every call (argv plus the stack file's versions at that moment) to $FAKE_PULUMI_LOG,
-and on `up` with $FAKE_PULUMI_SYNC_EKS set it makes moto's EKS match Pulumi.<stack>.yaml (what a real
-`pulumi up` would do), so engines observe the effect of their changes through the real EKS API.
+The fake records every call (argv plus the stack file's config at that moment) to $FAKE_PULUMI_LOG.
+`EksFollower` (a thread in the test process) then makes moto's EKS match the stack file after each
+successful `up` (what a real `pulumi up` would do), so engines observe their changes through the EKS API.
 $FAKE_PULUMI_FAIL_ON_UP=N makes the N-th `up` fail (an interrupted run).
 """
 from __future__ import annotations
@@ -11,12 +11,14 @@ import json
 import os
 import stat
 import sys
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def install(tmp_path: Path, monkeypatch, sync_eks: bool = False, fail_on_up: int | None = None) -> Path:
+def install(tmp_path: Path, monkeypatch, fail_on_up: int | None = None) -> Path:
     """Put the fake first on PATH; returns the call log path."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -27,8 +29,6 @@ def install(tmp_path: Path, monkeypatch, sync_eks: bool = False, fail_on_up: int
     log = tmp_path / "pulumi-calls.jsonl"
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_PULUMI_LOG", str(log))
-    if sync_eks:
-        monkeypatch.setenv("FAKE_PULUMI_SYNC_EKS", "1")
     if fail_on_up:
         monkeypatch.setenv("FAKE_PULUMI_FAIL_ON_UP", str(fail_on_up))
     return log
@@ -40,34 +40,62 @@ def calls(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
-def _snapshot(stack: str) -> dict:
-    from infra.config import load_stack_config
+def snapshot(call: dict) -> dict:
+    """The versions the stack file held when this call ran (validated like Pulumi's program would)."""
+    from infra.config import from_mapping
 
-    cfg = load_stack_config(stack, Path.cwd())
+    cfg = from_mapping(call["stack"], call["file"])
     return {"cluster": cfg.cluster.version, "addons": dict(cfg.cluster.addons),
             "generations": {f"{pool}/{gen}": {"ami_type": g.ami_type, "version": g.version}
                             for pool, spec in cfg.node_pools.items() for gen, g in spec.generations.items()}}
 
 
 def main(argv: list[str]) -> int:
+    """Runs as the `pulumi` executable: stdlib + PyYAML only, so every call stays fast."""
+    import yaml
+
     stack = argv[argv.index("--stack") + 1] if "--stack" in argv else "dev"
     command = argv[0] if argv else ""
     log = Path(os.environ["FAKE_PULUMI_LOG"])
     ups = sum(1 for call in calls(log) if call["argv"][:1] == ["up"])
-    entry = {"argv": argv, "config": _snapshot(stack)}
+    failing = command == "up" and os.environ.get("FAKE_PULUMI_FAIL_ON_UP") == str(ups + 1)
+    document = yaml.safe_load(Path(f"Pulumi.{stack}.yaml").read_text())
+    entry = {"argv": argv, "stack": stack, "file": document["config"], "failed": failing}
     with log.open("a") as handle:
         handle.write(json.dumps(entry) + "\n")
-    if command == "up":
-        if os.environ.get("FAKE_PULUMI_FAIL_ON_UP") == str(ups + 1):
-            print("error: update failed (injected)", file=sys.stderr)
-            return 255
-        if os.environ.get("FAKE_PULUMI_SYNC_EKS"):
-            from infra.config import load_stack_config
-
-            sync_eks(load_stack_config(stack, Path.cwd()))
+    if failing:
+        print("error: update failed (injected)", file=sys.stderr)
+        return 255
     if command == "stack":
         print("{}")
     return 0
+
+
+class EksFollower(threading.Thread):
+    """Plays `pulumi up` against moto: after each successful up in the log, EKS matches the stack file."""
+
+    def __init__(self, log: Path):
+        super().__init__(daemon=True)
+        self.log, self.handled, self.stop = log, 0, threading.Event()
+
+    def run(self) -> None:
+        from infra.config import from_mapping
+
+        while not self.stop.is_set():
+            ups = [c for c in calls(self.log) if c["argv"][:1] == ["up"]]
+            for call in ups[self.handled:]:
+                if not call["failed"]:
+                    sync_eks(from_mapping(call["stack"], call["file"]))
+                self.handled += 1
+            time.sleep(0.02)
+
+    def __enter__(self) -> EksFollower:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.join()
 
 
 # --- moto EKS world ---------------------------------------------------------------------------------

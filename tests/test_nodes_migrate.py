@@ -41,7 +41,7 @@ class Provisioner(threading.Thread):
         while not self.stop.is_set():
             ups = [c for c in fake_pulumi.calls(self.log) if c["argv"][:1] == ["up"]]
             for call in ups[self.handled:]:
-                generations = {key.split("/")[1] for key in call["config"]["generations"]}
+                generations = {key.split("/")[1] for key in fake_pulumi.snapshot(call)["generations"]}
                 present = {n["metadata"]["labels"]["generation"] for n in self.cluster.nodes(pool="general")}
                 for generation in sorted(generations - present):
                     time.sleep(0.2)  # instances take a moment to join
@@ -84,7 +84,7 @@ def _migration(stack, api, tmp_path, on_event=lambda *_: None, **kw) -> Migratio
 
 
 def _ups(log):
-    return [c for c in fake_pulumi.calls(log) if c["argv"][:1] == ["up"]]
+    return [{**c, "config": fake_pulumi.snapshot(c)} for c in fake_pulumi.calls(log) if c["argv"][:1] == ["up"]]
 
 
 def _checkpoint(api):

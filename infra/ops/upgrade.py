@@ -298,5 +298,10 @@ class Upgrade:
                    f"healthy cluster at {step.target}", self.timeouts.healthy, self.timeouts.poll)
 
     def _converge(self, problems: Callable[[ClusterFacts], list[str]], what: str) -> None:
-        wait_until(lambda: problems(self.eks.cluster(self.cfg.cluster.name)), what,
-                   self.timeouts.converge, self.timeouts.poll)
+        """Poll EKS until it reports what `pulumi up` asked for; a read failing meanwhile is retried."""
+        def check() -> list[str]:
+            try:
+                return problems(self.eks.cluster(self.cfg.cluster.name))
+            except EksError as error:
+                return [str(error)]
+        wait_until(check, what, self.timeouts.converge, self.timeouts.poll)
