@@ -78,3 +78,41 @@ def test_kubectl_drain_blocked_by_budget(kubesim, web):
     assert out.returncode != 0
     assert "Cannot evict pod as it would violate the pod's disruption budget" in out.stderr
     assert kubesim.store.get("nodes/" + node)["spec"]["unschedulable"] is True
+
+
+MANIFEST = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+    spec:
+      containers:
+      - name: app
+        image: repo/api:1
+"""
+
+
+def test_kubectl_apply_set_image_and_rollout_undo_reuses_replicaset(kubesim, tmp_path):
+    path = tmp_path / "api.yaml"
+    path.write_text(MANIFEST)
+    out = kubectl(kubesim, "apply", "--server-side", "-f", str(path))
+    assert out.returncode == 0 and "serverside-applied" in out.stdout, out.stderr
+    assert kubectl(kubesim, "rollout", "status", "deploy/api", "--timeout=10s").returncode == 0
+    first = {r["metadata"]["name"] for r in kubesim.store.list("replicasets")[0]}
+    assert kubectl(kubesim, "set", "image", "deploy/api", "app=repo/api:2").returncode == 0
+    assert kubectl(kubesim, "rollout", "status", "deploy/api", "--timeout=10s").returncode == 0
+    out = kubectl(kubesim, "rollout", "undo", "deploy/api")
+    assert out.returncode == 0 and "rolled back" in out.stdout
+    assert kubectl(kubesim, "rollout", "status", "deploy/api", "--timeout=10s").returncode == 0
+    d = kubesim.store.get("deployments/default/api")
+    assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    live = [r for r in kubesim.store.list("replicasets")[0] if r["spec"]["replicas"]]
+    assert {r["metadata"]["name"] for r in live} == first  # the revision-1 ReplicaSet came back
+    out = kubectl(kubesim, "apply", "-f", str(path))  # client-side apply works too (validation server-side)
+    assert out.returncode == 0, out.stderr

@@ -15,7 +15,7 @@ import yaml
 from . import errors
 from .apply import apply as ssa_apply
 from .apply import record_update
-from .defaults import apply_defaults, validate
+from .defaults import apply_defaults, prune_nulls, validate
 from .merge import json_patch, merge_patch, strategic_merge
 from .resources import RESOURCE_TYPES, ResourceType, lookup
 from .selectors import match_label_selector
@@ -111,6 +111,8 @@ class Api:
         if rt.group in _RESET_STATUS_ON_CREATE or rt.kind == "Pod":
             obj.pop("status", None)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        obj = prune_nulls(obj)
+        meta = obj["metadata"]
         apply_defaults(rt, obj)
         validate(rt, obj)
         meta.pop("managedFields", None)
@@ -138,7 +140,7 @@ class Api:
         return self._write(rt, old, obj, manager, subresource, dry_run)
 
     def _write(self, rt, old, new, manager, subresource, dry_run, fresh_managed=False):
-        new = self._isolate(rt, old, new, subresource)
+        new = prune_nulls(self._isolate(rt, old, new, subresource))
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         apply_defaults(rt, new)
         validate(rt, new, old)
@@ -211,7 +213,7 @@ class Api:
             applied = yaml.safe_load(body)
         except yaml.YAMLError as e:
             raise errors.bad_request(f"error decoding YAML: {e}") from None
-        applied = self._check_body(rt, ns, name, applied)
+        applied = prune_nulls(self._check_body(rt, ns, name, applied))
         if not applied.get("apiVersion") or not applied.get("kind"):
             raise errors.bad_request("apiVersion and kind must be set in an apply configuration")
         if applied["metadata"].get("managedFields"):
@@ -222,6 +224,8 @@ class Api:
                 raise errors.not_found(rt, name)
             self._check_namespace(rt, ns, creating=True)
             obj = ssa_apply(None, applied, manager, force)
+            if rt.group in _RESET_STATUS_ON_CREATE or rt.kind == "Pod":
+                obj.pop("status", None)
             apply_defaults(rt, obj)
             validate(rt, obj)
             if dry_run:

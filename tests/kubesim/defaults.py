@@ -48,6 +48,19 @@ def _template_defaults(spec: dict) -> None:
     pod_spec_defaults(template.setdefault("spec", {}))
 
 
+def prune_nulls(o):
+    """Drop null map values, as decoding into Go structs (omitempty pointers) does on a real server.
+
+    Without this, `creationTimestamp: null` sent by kubectl inside a pod template would make two
+    otherwise equal templates differ (and e.g. `rollout undo` would not find its old ReplicaSet).
+    """
+    if isinstance(o, dict):
+        return {k: prune_nulls(v) for k, v in o.items() if v is not None}
+    if isinstance(o, list):
+        return [prune_nulls(v) for v in o]
+    return o
+
+
 def apply_defaults(rt: ResourceType, obj: dict) -> None:
     spec = obj.get("spec")
     kind = rt.kind

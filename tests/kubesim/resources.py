@@ -185,3 +185,38 @@ def api_resource_list(group: str, version: str) -> dict | None:
             resources.append(sub_entry)
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+
+
+# -- OpenAPI v3 (just enough for kubectl) ----------------------------------------------------------
+def _gv_path(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def openapi_v3_root() -> dict:
+    """kubectl (apply/create/replace) reads this to learn that PATCH supports `fieldValidation`,
+    and then leaves validation to the server instead of downloading schemas."""
+    gvs = {(t.group, t.version) for t in RESOURCE_TYPES}
+    return {"paths": {_gv_path(g, v): {"serverRelativeURL": f"/openapi/v3/{_gv_path(g, v)}?hash=kubesim"}
+                      for g, v in sorted(gvs)}}
+
+
+def openapi_v3_group_version(group: str, version: str) -> dict | None:
+    types = [t for t in RESOURCE_TYPES if t.group == group and t.version == version]
+    if not types:
+        return None
+    params = [{"name": n, "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
+              for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
+    paths = {}
+    for t in types:
+        base = "/" + _gv_path(group, version) + ("/namespaces/{namespace}" if t.namespaced else "")
+        gvk = {"group": group, "version": version, "kind": t.kind}
+        paths[f"{base}/{t.plural}/{{name}}"] = {
+            "patch": {"operationId": f"patch{t.kind}", "parameters": params, "x-kubernetes-action": "patch",
+                      "x-kubernetes-group-version-kind": gvk, "responses": {"200": {"description": "OK"}}},
+            "put": {"operationId": f"replace{t.kind}", "parameters": params, "x-kubernetes-action": "put",
+                    "x-kubernetes-group-version-kind": gvk, "responses": {"200": {"description": "OK"}}}}
+        paths[f"{base}/{t.plural}"] = {
+            "post": {"operationId": f"create{t.kind}", "parameters": params, "x-kubernetes-action": "post",
+                     "x-kubernetes-group-version-kind": gvk, "responses": {"201": {"description": "Created"}}}}
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": SERVER_VERSION["gitVersion"]},
+            "paths": paths, "components": {"schemas": {}}}

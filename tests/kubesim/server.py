@@ -201,6 +201,14 @@ class Handler(BaseHTTPRequestHandler):
             doc = resources.api_resource_list(parts[1], parts[2])
             if doc is None:
                 raise errors.path_not_found("/".join(parts))
+        elif parts == ["openapi", "v3"]:
+            doc = resources.openapi_v3_root()
+        elif parts[:2] == ["openapi", "v3"] and len(parts) in (4, 5):
+            rest = parts[2:]
+            doc = (resources.openapi_v3_group_version("", rest[1]) if rest[0] == "api"
+                   else resources.openapi_v3_group_version(rest[1], rest[2]) if len(rest) == 3 else None)
+            if doc is None:
+                raise errors.path_not_found("/".join(parts))
         if doc is None:
             return False
         self._send(200, doc)
