@@ -70,7 +70,11 @@ class AccessMigration:
         return self.stack.config().access.authentication_mode
 
     def steps(self, target: str) -> list[str]:
-        """Modes still to apply to reach `target`; refuses going back, in the file or against the cluster."""
+        """Modes still to apply to reach `target`; refuses going back, in the file or against the cluster.
+
+        The file's own mode comes first when the deployed stack is behind it (an earlier run stopped
+        between the edit and a finished `pulumi up`).
+        """
         if target not in AUTH_MODES:
             raise MigrationRefused(f"--to {target!r} is not an authentication mode; use {BOTH} or {API}")
         current = self.current()
@@ -81,7 +85,9 @@ class AccessMigration:
         if deployed in AUTH_MODES and AUTH_MODES.index(deployed) > AUTH_MODES.index(current):
             raise MigrationRefused(f"Pulumi.{self.env}.yaml says {current} but the cluster already runs {deployed}; "
                                    f"set eks-platform:access.authentication_mode to {deployed} first")
-        return list(AUTH_MODES[AUTH_MODES.index(current) + 1:AUTH_MODES.index(target) + 1])
+        behind = deployed in AUTH_MODES and AUTH_MODES.index(deployed) < AUTH_MODES.index(current)
+        return [*([current] if behind else []),
+                *AUTH_MODES[AUTH_MODES.index(current) + 1:AUTH_MODES.index(target) + 1]]
 
     def run(self, target: str = API, dry_run: bool = False) -> list[str]:
         steps = self.steps(target)
