@@ -84,16 +84,21 @@ def _refuse_generation_changes(cfg, deployed) -> None:
 
 
 def _checked_cli(env: str):
-    """Config valid and no generation changes AMI in place, against what the stack last deployed."""
+    """Config valid, no generation changes AMI in place and the auth mode does not go back, against what the
+    stack last deployed."""
+    from infra.config import check_auth_mode_history
     from infra.ops.pulumi_cli import PulumiCLI, PulumiError
 
     cfg = stack_config(env)
     cli = PulumiCLI(stack=env)
     try:
-        deployed = cli.outputs().get("nodeGroupAmiTypes") or {}
+        outputs = cli.outputs()
     except PulumiError as error:
         raise fail(str(error)) from None
-    _refuse_generation_changes(cfg, deployed)
+    _refuse_generation_changes(cfg, outputs.get("nodeGroupAmiTypes") or {})
+    issues = check_auth_mode_history(cfg, outputs.get("authenticationMode"))
+    if issues:
+        raise fail("\n".join(str(issue) for issue in issues))
     return cli
 
 

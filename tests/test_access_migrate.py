@@ -195,3 +195,13 @@ def test_task_refuses_going_back_with_exit_2():
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: --to CONFIG_MAP would go back from API_AND_CONFIG_MAP, which EKS does "
                                      "not allow; the cluster can only move forward to API")
+
+
+def test_plain_up_refuses_moving_the_auth_mode_back_against_the_deployed_stack(tmp_path):
+    from tests.test_plan_task import calls, fake_pulumi, invoke
+
+    log = fake_pulumi(tmp_path, outputs={"authenticationMode": "API"})
+    result = invoke("up", "--env", "dev", "--yes", env={"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"})
+    assert result.returncode == 2
+    assert "eks-platform:access.authentication_mode: goes back from API to API_AND_CONFIG_MAP" in result.stderr
+    assert not [c for c in calls(log) if c[0] == "up"], "nothing may be changed"
