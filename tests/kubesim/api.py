@@ -6,6 +6,7 @@ PodDisruptionBudget-checked eviction) independent of HTTP framing, which lives i
 """
 from __future__ import annotations
 
+import functools
 import random
 import string
 from datetime import datetime, timedelta, UTC
@@ -27,6 +28,16 @@ PDBS = lookup("policy", "v1", "poddisruptionbudgets")
 NAMESPACES = lookup("", "v1", "namespaces")
 
 
+def _locked(verb):
+    """Run a verb under the store lock: read-modify-write is atomic against controllers and other
+    requests, as the apiserver's GuaranteedUpdate retry loop guarantees."""
+    @functools.wraps(verb)
+    def run(self, *a, **kw):
+        with self.store.lock:
+            return verb(self, *a, **kw)
+    return run
+
+
 def is_pod_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
@@ -35,28 +46,6 @@ def is_pod_ready(pod: dict) -> bool:
 class Api:
     def __init__(self, store: Store):
         self.store = store
-
-    # Every verb runs under the store lock: read-modify-write is atomic against controllers and
-    # other requests, like the apiserver's GuaranteedUpdate retry loop guarantees.
-    def update(self, *a, **kw) -> dict:
-        with self.store.lock:
-            return self._update_unlocked(*a, **kw)
-
-    def patch(self, *a, **kw) -> dict:
-        with self.store.lock:
-            return self._patch_unlocked(*a, **kw)
-
-    def delete(self, *a, **kw) -> dict:
-        with self.store.lock:
-            return self._delete_unlocked(*a, **kw)
-
-    def evict(self, *a, **kw) -> dict:
-        with self.store.lock:
-            return self._evict_unlocked(*a, **kw)
-
-    def update_scale(self, *a, **kw) -> dict:
-        with self.store.lock:
-            return self._update_scale_unlocked(*a, **kw)
 
     # -- helpers --------------------------------------------------------------------------------
     def get(self, rt: ResourceType, ns: str | None, name: str) -> dict:
@@ -125,7 +114,8 @@ class Api:
         return self.store.create(rt, obj)
 
     # -- update / patch -------------------------------------------------------------------------
-    def _update_unlocked(self, rt: ResourceType, ns: str | None, name: str, obj: dict, manager: str,
+    @_locked
+    def update(self, rt: ResourceType, ns: str | None, name: str, obj: dict, manager: str,
                subresource: str | None = None, dry_run: bool = False) -> dict:
         obj = self._check_body(rt, ns, name, obj)
         old = self.store.get(rt, ns, name)
@@ -177,7 +167,8 @@ class Api:
             new.pop("status", None)
         return new
 
-    def _patch_unlocked(self, rt: ResourceType, ns: str | None, name: str, body: bytes, content_type: str, manager: str | None,
+    @_locked
+    def patch(self, rt: ResourceType, ns: str | None, name: str, body: bytes, content_type: str, manager: str | None,
               force: bool = False, subresource: str | None = None, dry_run: bool = False) -> dict:
         ctype = content_type.split(";")[0].strip()
         if ctype == "application/apply-patch+yaml":
@@ -245,7 +236,8 @@ class Api:
         return self._write(rt, old, new, manager, None, dry_run, fresh_managed=True)
 
     # -- delete ---------------------------------------------------------------------------------
-    def _delete_unlocked(self, rt: ResourceType, ns: str | None, name: str, options: dict | None = None,
+    @_locked
+    def delete(self, rt: ResourceType, ns: str | None, name: str, options: dict | None = None,
                dry_run: bool = False) -> dict:
         options = options or {}
         obj = self.get(rt, ns, name)
@@ -300,7 +292,8 @@ class Api:
                                                                    if r.get("uid") != uid]))
 
     # -- subresources ---------------------------------------------------------------------------
-    def _evict_unlocked(self, ns: str, name: str, eviction: dict, dry_run: bool = False) -> dict:
+    @_locked
+    def evict(self, ns: str, name: str, eviction: dict, dry_run: bool = False) -> dict:
         """policy/v1 Eviction: delete the pod only if its PodDisruptionBudget allows it (else 429)."""
         pod = self.get(PODS, ns, name)
         options = eviction.get("deleteOptions") or {}
@@ -375,7 +368,8 @@ class Api:
                 "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
                            "selector": ",".join(f"{k}={v}" for k, v in sel.items())}}
 
-    def _update_scale_unlocked(self, rt: ResourceType, ns: str, name: str, scale: dict, manager: str) -> dict:
+    @_locked
+    def update_scale(self, rt: ResourceType, ns: str, name: str, scale: dict, manager: str) -> dict:
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
             raise errors.invalid(rt, name,

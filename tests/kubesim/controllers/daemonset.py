@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..api import is_pod_ready
 from ..kubelet import node_ready
 from ..resources import lookup
-from .replicaset import is_active, owned_by, pod_from_template
+from .replicaset import is_active, owners_with_children, pod_from_template
 
 DS = lookup("apps", "v1", "daemonsets")
 PODS, NODES = lookup("", "v1", "pods"), lookup("", "v1", "nodes")
@@ -22,14 +22,10 @@ class DaemonSetController:
         self.c = cluster
 
     def sync(self) -> None:
-        sets, _ = self.c.store.list(DS)
-        if not sets:
-            return
-        nodes = [n for n in self.c.store.list(NODES)[0] if node_ready(n)]
-        pods, _ = self.c.store.list(PODS)
-        for ds in sets:
-            if not ds["metadata"].get("deletionTimestamp"):
-                self._sync(ds, nodes, [p for p in pods if owned_by(p, ds)])
+        work = owners_with_children(self.c.store, DS)
+        nodes = [n for n in self.c.store.list(NODES)[0] if node_ready(n)] if work else []
+        for ds, pods in work:
+            self._sync(ds, nodes, pods)
 
     def _sync(self, ds: dict, nodes: list[dict], pods: list[dict]) -> None:
         meta = ds["metadata"]

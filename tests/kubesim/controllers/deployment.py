@@ -16,7 +16,7 @@ import time
 
 from ..resources import lookup
 from ..store import clone, now_iso
-from .replicaset import owned_by, owner_ref
+from .replicaset import owned_by, owner_ref, owners_with_children
 
 DEPLOYMENTS = lookup("apps", "v1", "deployments")
 RS = lookup("apps", "v1", "replicasets")
@@ -76,13 +76,8 @@ class DeploymentController:
         self._last_progress: dict[str, float] = {}
 
     def sync(self) -> None:
-        deployments, _ = self.c.store.list(DEPLOYMENTS)
-        if not deployments:
-            return
-        all_rs, _ = self.c.store.list(RS)
-        for d in deployments:
-            if not d["metadata"].get("deletionTimestamp"):
-                self._sync(d, [r for r in all_rs if owned_by(r, d)])
+        for d, sets in owners_with_children(self.c.store, DEPLOYMENTS, RS):
+            self._sync(d, sets)
 
     # -- one deployment -------------------------------------------------------------------------
     def _sync(self, d: dict, sets: list[dict]) -> None:

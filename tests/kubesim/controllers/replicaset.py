@@ -41,6 +41,15 @@ def pod_from_template(owner: dict, name: str, extra_labels: dict | None = None) 
     return pod
 
 
+def owners_with_children(store, owner_rt, child_rt=PODS) -> list[tuple[dict, list[dict]]]:
+    """Live (not deleting) owners of one type, each with the children it controls."""
+    owners, _ = store.list(owner_rt)
+    if not owners:
+        return []
+    children, _ = store.list(child_rt)
+    return [(o, [c for c in children if owned_by(c, o)]) for o in owners if not o["metadata"].get("deletionTimestamp")]
+
+
 class Availability:
     """Tracks when each pod became Ready, for minReadySeconds (scaled by the time factor)."""
 
@@ -63,17 +72,11 @@ class ReplicaSetController:
         self.availability = availability
 
     def sync(self) -> None:
-        sets, _ = self.c.store.list(RS)
-        if not sets:
-            return
-        pods, _ = self.c.store.list(PODS)
-        for rs in sets:
-            self._sync(rs, [p for p in pods if owned_by(p, rs)])
+        for rs, pods in owners_with_children(self.c.store, RS):
+            self._sync(rs, pods)
 
     def _sync(self, rs: dict, pods: list[dict]) -> None:
         meta, spec = rs["metadata"], rs["spec"]
-        if meta.get("deletionTimestamp"):
-            return
         active = [p for p in pods if is_active(p)]
         diff = len(active) - spec.get("replicas", 1)
         api = self.c.api

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..api import is_pod_ready
 from ..resources import lookup
 from .deployment import template_hash
-from .replicaset import is_active, owned_by, pod_from_template
+from .replicaset import is_active, owners_with_children, pod_from_template
 
 STS = lookup("apps", "v1", "statefulsets")
 PODS = lookup("", "v1", "pods")
@@ -24,13 +24,8 @@ class StatefulSetController:
         self.c = cluster
 
     def sync(self) -> None:
-        sets, _ = self.c.store.list(STS)
-        if not sets:
-            return
-        pods, _ = self.c.store.list(PODS)
-        for s in sets:
-            if not s["metadata"].get("deletionTimestamp"):
-                self._sync(s, {p["metadata"]["name"]: p for p in pods if owned_by(p, s)})
+        for s, pods in owners_with_children(self.c.store, STS):
+            self._sync(s, {p["metadata"]["name"]: p for p in pods})
 
     def _sync(self, s: dict, pods: dict[str, dict]) -> None:
         meta, spec = s["metadata"], s["spec"]
