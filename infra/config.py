@@ -393,7 +393,7 @@ class AccessConfig(Section):
     role_mappings: list[RoleMapping] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _mappings(self) -> "AccessConfig":
+    def _mappings(self) -> AccessConfig:
         seen: set[str] = set()
         for index, mapping in enumerate(self.role_mappings):
             if mapping.role_arn in seen:
@@ -434,7 +434,7 @@ class SecretSpec(Section):
     database: DatabaseTarget | None = None
 
     @model_validator(mode="after")
-    def _kind(self) -> "SecretSpec":
+    def _kind(self) -> SecretSpec:
         if (self.kind == "database") != (self.database is not None):
             raise ValueError("a database secret needs a `database:` block (host, dbname, username) and other kinds "
                              "must not have one; fix kind or the block")

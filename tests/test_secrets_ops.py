@@ -67,7 +67,7 @@ def test_terminal_input_goes_through_getpass_and_an_echoing_terminal_is_refused(
 
     def echoing(text):
         import warnings
-        warnings.warn("Can not control echo on the terminal.", getpass.GetPassWarning)
+        warnings.warn("Can not control echo on the terminal.", getpass.GetPassWarning, stacklevel=2)
         return "would be echoed"
     with pytest.raises(SecretInputError, match="cannot hide typed input"):
         read_value(Tty(), prompt=echoing)

@@ -217,7 +217,7 @@ class Access(pulumi.ComponentResource):
             nodes, principals = resolved[:len(node_role_arns)], resolved[len(node_role_arns):]
             entries = [{"rolearn": arn, "username": "system:node:{{EC2PrivateDNSName}}", "groups": NODE_GROUPS}
                        for arn in dict.fromkeys(nodes)]
-            entries += [p.aws_auth_entry(arn) for p, arn in zip(self.principals, principals)]
+            entries += [p.aws_auth_entry(arn) for p, arn in zip(self.principals, principals, strict=True)]
             return render_aws_auth(entries)
 
         k8s.core.v1.ConfigMapPatch(
