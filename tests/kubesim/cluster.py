@@ -46,6 +46,7 @@ class Cluster:
         self.faults = Faults()
         self.proxy = ServiceProxy(self.store)
         self.image_scripts: dict[str, Behavior] = {}
+        self.logs: dict[str, str] = {}  # image -> text served by pods/{name}/log
         self.requests: deque = deque(maxlen=5000)  # (method, path, status) of every HTTP request
         self.internal_errors: list[str] = []  # emulator bugs; the fixture fails the test if any
         self._watches: dict = {}
@@ -151,6 +152,10 @@ class Cluster:
             b = Behavior(b.name, float(params.pop("delay", b.delay)), params.pop("message", b.message), params)
         self.image_scripts[image] = b
         return b
+
+    def script_logs(self, image: str, text: str) -> None:
+        """What `pods/{name}/log` returns for containers running `image` (once they have started)."""
+        self.logs[image] = text if text.endswith("\n") or not text else text + "\n"
 
     def pods(self, namespace: str | None = None, **labels) -> list[dict]:
         return self.store.list(PODS, namespace, lambda p: all((p["metadata"].get("labels") or {}).get(k) == v

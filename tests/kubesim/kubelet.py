@@ -54,7 +54,12 @@ class Kubelet:
                 return Behavior.parse(ann)
             except ValueError:
                 pass
-        return self.c.image_scripts.get(container.get("image", ""), Behavior())
+        scripted = self.c.image_scripts.get(container.get("image", ""))
+        if scripted is not None:
+            return scripted
+        if any(r.get("kind") == "Job" for r in pod["metadata"].get("ownerReferences") or []):
+            return Behavior("Succeeded")  # a job's work finishes by default
+        return Behavior()
 
     def sync(self) -> None:
         nodes = {n["metadata"]["name"]: n for n in self.c.store.list(NODES)[0]}
@@ -175,3 +180,29 @@ def _set_conditions(status: dict, wanted: dict, not_ready: tuple | None) -> None
 
 
 __all__ = ["Kubelet", "node_ready", "timedelta", "datetime", "timezone", "_ts"]
+
+
+def container_log(cluster, pod: dict, container: str | None) -> str:
+    """`pods/{name}/log`: the scripted text for the container's image, or a default line.
+
+    Like the real kubelet, a container that never started answers 400 "is waiting to start".
+    """
+    from . import errors
+    containers = pod["spec"].get("containers") or []
+    names = [c["name"] for c in containers]
+    if container is None:
+        if len(containers) != 1:
+            raise errors.bad_request(f"a container name must be specified for pod {pod['metadata']['name']}, "
+                                     f"choose one of: [{' '.join(names)}]")
+        container = names[0]
+    if container not in names:
+        raise errors.bad_request(f"container {container} is not valid for pod {pod['metadata']['name']}")
+    status = next((s for s in (pod.get("status") or {}).get("containerStatuses") or [] if s["name"] == container),
+                  None)
+    waiting = ((status or {}).get("state") or {}).get("waiting")
+    if status is None or (waiting and not status.get("restartCount")):
+        reason = (waiting or {}).get("reason", "ContainerCreating")
+        raise errors.bad_request(f'container "{container}" in pod "{pod["metadata"]["name"]}" is waiting to start: '
+                                 f"{reason}")
+    image = next(c.get("image", "") for c in containers if c["name"] == container)
+    return cluster.logs.get(image, f"kubesim: container {container} ({image}) started\n")

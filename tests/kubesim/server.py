@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 
 from . import errors, resources
+from .kubelet import container_log
 from .selectors import parse_field_selector, parse_label_selector
 from .table import to_table
 
@@ -225,7 +226,11 @@ class Handler(BaseHTTPRequestHandler):
                     return self._watch(r, q)
                 return self._list(r, q)
             if r.sub == "log":
-                return self._send(200, b"", "text/plain")
+                pod = api.get(r.rt, r.namespace, r.name)
+                text = container_log(self.cluster, pod, q.get("container"))
+                if q.get("tailLines"):
+                    text = "".join(text.splitlines(keepends=True)[-int(q["tailLines"]):])
+                return self._send(200, text, "text/plain")
             obj = api.get(r.rt, r.namespace, r.name)
             return self._send(200, to_table(r.rt, [obj], obj["metadata"]["resourceVersion"])
                               if self._wants_table() else obj)

@@ -16,6 +16,8 @@ from .collector import GarbageCollector
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .disruption import DisruptionController
+from .endpoints import EndpointsController
+from .job import JobController
 from .replicaset import Availability, ReplicaSetController
 from .statefulset import StatefulSetController
 
@@ -28,8 +30,8 @@ class ControlPlane:
         self.c = cluster
         self.availability = Availability(cluster)
         self.loops = [DeploymentController(cluster), ReplicaSetController(cluster, self.availability),
-                      StatefulSetController(cluster), DaemonSetController(cluster), Scheduler(cluster),
-                      Kubelet(cluster), DisruptionController(cluster)]
+                      StatefulSetController(cluster), DaemonSetController(cluster), JobController(cluster),
+                      Scheduler(cluster), Kubelet(cluster), DisruptionController(cluster), EndpointsController(cluster)]
         self.collector = GarbageCollector(cluster)
         self.errors: list[str] = []
         self._stop = threading.Event()
