@@ -81,6 +81,15 @@ def test_bad_requests_are_refused_and_nothing_is_written(tmp_path, name, kind, m
     assert snapshot(root) == before
 
 
+def test_leftover_patch_file_is_not_overwritten(tmp_path):
+    root = copy_tree(tmp_path)
+    leftover = root / "overlays/prod/patches/ghost.yaml"
+    leftover.write_text("# someone's notes\n")
+    with pytest.raises(ScaffoldError, match="patches/ghost.yaml exists already"):
+        scaffold.plan("ghost", "http", root)
+    assert leftover.read_text() == "# someone's notes\n"
+
+
 def test_stale_overlay_entry_is_refused(tmp_path):
     root = copy_tree(tmp_path)
     kustomization = root / "overlays/prod/kustomization.yaml"

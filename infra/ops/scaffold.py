@@ -83,6 +83,9 @@ def plan(name: str, kind: str, k8s_root: Path = K8S_ROOT) -> list[FileChange]:
         patch = _fill(f"overlay/{kind}.yaml", {**values, "env": env, "host": host, "issuer": issuer})
         changes.append(FileChange(kustomization.parent / "patches" / f"{name}.yaml", patch, True))
         changes.append(FileChange(kustomization, _add_to_overlay(kustomization, name, kind), False))
+    clobbered = [shown_path(c.path) for c in changes if c.created and c.path.exists()]
+    if clobbered:
+        raise ScaffoldError(f"NAME {name!r}: {clobbered[0]} exists already; remove the leftover or pick another name")
     return changes
 
 

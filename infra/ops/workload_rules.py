@@ -62,21 +62,17 @@ def rule(name: str) -> Callable[[Rule], Rule]:
     return register
 
 
-def check(manifests: Sequence[Manifest], only: Sequence[str] | None = None) -> list[Finding]:
-    """Run every rule (or `only` these) over every workload in one rendered overlay."""
+def check(manifests: Sequence[Manifest]) -> list[Finding]:
+    """Run every rule over every workload in one rendered overlay, then the namespace-wide default deny."""
     findings = []
     for manifest in manifests:
         if manifest.kind not in WORKLOAD_KINDS:
             continue
         workload = Workload(manifest)
-        for name, fn in RULES.items():
-            if only and name not in only:
-                continue
+        for fn in RULES.values():
             for rule_id, problem, fix in fn(workload, manifests):
                 findings.append(Finding(manifest.source, manifest.resource, f"rules/{rule_id}", problem, fix))
-    if not only or "network-policy" in only:
-        findings += _default_deny(manifests)
-    return findings
+    return findings + _default_deny(manifests)
 
 
 def _selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
