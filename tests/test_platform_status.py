@@ -171,6 +171,29 @@ def test_a_failing_source_is_a_problem_line_not_a_crash(sim, kube, cfg):
     assert "Firing alerts: unknown" in text and "1/?" in text and "Problems reading the platform" in text
 
 
+def test_without_eks_the_autoscalers_view_gives_desired_sizes(sim, kube, cfg):
+    add_dev_nodes(sim)
+    autoscaler_running(sim, CA_STATUS.replace("nodeGroups: []", """nodeGroups:
+- name: eks-general-blue-a-6ac7e1f0-1b2c-3d4e-5f60-718293a4b5c6
+  health:
+    status: Healthy
+    cloudProviderTarget: 2
+    minSize: 1
+    maxSize: 3
+"""))
+    alertmanager_answers(sim, [])
+
+    def no_aws(names):
+        raise RuntimeError("Unable to locate credentials")
+
+    status = collect(kube, cfg, no_aws, retry_budget_s=1.0)
+    groups = {g.name: g for g in status.node_groups}
+    assert (groups["general-blue-a"].desired, groups["general-blue-a"].max) == (2, 3)
+    assert groups["general-blue-a"].short and groups["general-blue-a"].status == "autoscaler: Healthy"
+    assert groups["general-blue-b"].desired is None
+    assert status.problems == ["EKS node group sizes: Unable to locate credentials"]
+
+
 def test_transient_api_errors_are_retried(sim, kube, cfg):
     add_dev_nodes(sim)
     alertmanager_answers(sim, [])

@@ -81,6 +81,7 @@ class AutoscalerActivity:
     candidates: int = 0
     updated: str = ""
     events: tuple[AutoscalerEvent, ...] = ()
+    targets: dict[str, Scaling] = field(default_factory=dict)  # ASG name -> what the autoscaler sees
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,24 @@ def autoscaler_activity(kube: Kube) -> AutoscalerActivity:
         candidates=int(scale_down.get("candidates") or 0),
         updated=str(status.get("time") or (configmap["metadata"].get("annotations") or {}).get(
             "cluster-autoscaler.kubernetes.io/last-updated", "")),
-        events=_autoscaler_events(kube))
+        events=_autoscaler_events(kube),
+        targets=_autoscaler_targets(status))
+
+
+def _autoscaler_targets(status: dict[str, Any]) -> dict[str, Scaling]:
+    targets = {}
+    for group in status.get("nodeGroups") or []:
+        health = group.get("health") or {}
+        if "name" in group and "cloudProviderTarget" in health:
+            targets[str(group["name"])] = Scaling(
+                desired=int(health["cloudProviderTarget"]), min=int(health.get("minSize", 0)),
+                max=int(health.get("maxSize", 0)), status=f"autoscaler: {health.get('status', '?')}")
+    return targets
+
+
+def sizes_from_autoscaler(expected: list[str], targets: dict[str, Scaling]) -> dict[str, Scaling]:
+    """Fallback when EKS cannot be read: EKS names a managed group's ASG `eks-<node group>-<uuid>`."""
+    return {name: size for name in expected for asg, size in targets.items() if asg.startswith(f"eks-{name}-")}
 
 
 def _autoscaler_events(kube: Kube) -> tuple[AutoscalerEvent, ...]:
@@ -265,14 +283,19 @@ def collect(kube: Kube, cfg: StackConfig, scaling: Callable[[list[str]], dict[st
     kube = dataclasses.replace(kube, retry_budget_s=min(kube.retry_budget_s, retry_budget_s), _typed={})
     status = PlatformStatus(env=cfg.env, cluster=cfg.cluster.name)
     expected = expected_node_groups(cfg)
+    sizes: dict[str, Scaling] = {}
+
+    def read_node_groups() -> list[NodeGroupHealth]:
+        fallback = sizes_from_autoscaler(list(expected), status.autoscaler.targets if status.autoscaler else {})
+        return node_groups(kube, expected, {**fallback, **sizes})
+
     try:
         sizes = scaling(list(expected))
-    except Exception as error:  # noqa: BLE001 - any AWS failure degrades to "desired unknown"
-        sizes = {}
+    except Exception as error:  # noqa: BLE001 - any AWS failure degrades to the autoscaler's view, or unknown
         status.problems.append(_failure("EKS node group sizes", error))
     readers: list[tuple[str, Callable[[], Any], str]] = [
-        ("nodes", lambda: node_groups(kube, expected, sizes), "node_groups"),
         ("autoscaler", lambda: autoscaler_activity(kube), "autoscaler"),
+        ("nodes", read_node_groups, "node_groups"),
         ("pending pods", lambda: pending_pods(kube, now), "pending"),
         ("Alertmanager", lambda: firing_alerts(kube), "alerts"),
     ]

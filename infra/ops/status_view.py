@@ -20,7 +20,7 @@ def _age(seconds: int) -> str:
 
 def _node_groups(status: PlatformStatus) -> Table:
     table = Table(title="Node groups per AZ", title_justify="left", expand=False)
-    for column in ("AZ", "node group", "ready/desired", "min-max", "cordoned", "EKS", "note"):
+    for column in ("AZ", "node group", "ready/desired", "min-max", "cordoned", "group status", "note"):
         table.add_column(column)
     for group in status.node_groups:
         desired = "?" if group.desired is None else str(group.desired)
