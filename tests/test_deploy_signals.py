@@ -47,23 +47,18 @@ def test_signal_mid_rollout_rolls_back_and_exits_130(deployed_v1, signum):
     assert (record.tag, record.verdict, record.rolled_back) == ("v2", "Interrupted", True)
 
 
-def test_invoke_deploy_then_history(deploy_env):
-    env = deploy_env
-    run = subprocess.run(_invoke("deploy", "api", "--env", "dev", "--tag", "v1", "--kubeconfig",
-                                 env.cluster.kubeconfig), cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    assert "event=verdict" in run.stdout and "reason=Complete" in run.stdout  # not a TTY: structured lines
+def test_invoke_deploy_failure_then_history(deployed_v1):
+    env = deployed_v1
     env.cluster.script_image(env.image("v2"), "ErrImagePull")
     run = subprocess.run(_invoke("deploy", "api", "--env", "dev", "--tag", "v2", "--kubeconfig",
-                                 env.cluster.kubeconfig), cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 1 and "failed: " in run.stderr
+                                 env.cluster.kubeconfig), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "failed: " in run.stderr and "rolled back (Complete" in run.stderr
+    assert "event=verdict" in run.stdout and "ok=False" in run.stdout  # not a TTY: structured lines
     run = subprocess.run(_invoke("history", "api", "--env", "dev", "--kubeconfig", env.cluster.kubeconfig, "--json"),
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
     records = json.loads(run.stdout)
     assert [(r["tag"], r["ok"], r["rolled_back"]) for r in records] == [("v1", True, False), ("v2", False, True)]
-    run = subprocess.run(_invoke("history", "api", "--env", "dev", "--kubeconfig", env.cluster.kubeconfig),
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert "v2" in run.stdout and "ImagePull" in run.stdout
+    assert records[-1]["verdict"] in ("ErrImagePull", "ImagePullBackOff")
 
 
 def test_missing_tag_exits_2_and_changes_nothing(deploy_env):
