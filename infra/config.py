@@ -574,6 +574,16 @@ class MonitoringConfig(Section):
     alertmanager_storage_gib: int = Field(5, ge=1, le=1024)
     grafana_storage_gib: int = Field(10, ge=1, le=1024)
     runbook_url: str = "https://github.com/eks-platform/eks-platform/blob/main/infra/observability/runbooks.md"
+    # Name of a Secret in `monitoring` whose key `url` is a Slack incoming webhook; unset: alerts only show in
+    # Alertmanager, Grafana and `invoke platform.status`. The URL itself never enters config or state.
+    slack_webhook_secret: str | None = None
+
+    @field_validator("slack_webhook_secret")
+    @classmethod
+    def _secret_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAMESPACE.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes Secret name; use lowercase letters, digits and '-'")
+        return value
 
     @field_validator("runbook_url")
     @classmethod

@@ -302,6 +302,8 @@ def test_log_shipper_is_optional_per_stack(plans):
      "duration"),
     ({"storage": {"iops": 100}}, "platform.storage.iops", "3000"),
     ({"monitoring": {"retension": "7d"}}, "platform.monitoring.retension", "did you mean 'retention'"),
+    ({"monitoring": {"slack_webhook_secret": "https://hooks.example/x"}}, "platform.monitoring.slack_webhook_secret",
+     "not a Kubernetes Secret name"),
 ])
 def test_bad_platform_config_names_the_key_and_the_fix(platform, key, fragment):
     raw = read_stack_file("dev")
@@ -334,3 +336,18 @@ def test_releases_with_service_monitors_wait_for_the_prometheus_crds(monkeypatch
         for resource in plan.of_type(f"{CR}{kind}"):
             assert stack in dependencies[resource.name], resource.name
     assert stack not in dependencies[release(plan, "metrics-server").name]
+
+
+def test_alertmanager_routes_by_severity_and_reads_the_webhook_from_a_secret(plans):
+    config = release(plans["dev"], "kube-prometheus-stack").inputs["values"]["alertmanager"]["config"]
+    assert config["route"]["receiver"] == "null" and [r["name"] for r in config["receivers"]] == ["null"]
+    critical = next(r for r in config["route"]["routes"] if r["matchers"] == ['severity = "critical"'])
+    assert critical["repeat_interval"] == "1h"
+    assert config["inhibit_rules"][0]["source_matchers"] == ['severity = "critical"']
+    plan = plan_with("dev", {"monitoring": {"slack_webhook_secret": "alertmanager-slack"}})
+    values = release(plan, "kube-prometheus-stack").inputs["values"]["alertmanager"]
+    assert values["alertmanagerSpec"]["secrets"] == ["alertmanager-slack"]
+    assert values["config"]["route"]["receiver"] == "slack"
+    slack = next(r for r in values["config"]["receivers"] if r["name"] == "slack")["slack_configs"][0]
+    assert slack["api_url_file"] == "/etc/alertmanager/secrets/alertmanager-slack/url"
+    assert "hooks.slack.com" not in json.dumps(values)

@@ -38,6 +38,33 @@ class ObservabilityArgs:
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
+def alertmanager_config(slack_secret: str | None) -> dict:
+    """Critical alerts repeat hourly, warnings every 4 h; a critical alert silences its own warning twin.
+
+    With a Slack webhook Secret every alert goes there (the URL is read from the mounted Secret, so it
+    never sits in Helm values or Pulumi state); without one, alerts stay in Alertmanager's UI.
+    """
+    receiver = "slack" if slack_secret else "null"
+    receivers: list[dict] = [{"name": "null"}]
+    if slack_secret:
+        receivers.append({"name": "slack", "slack_configs": [{
+            "api_url_file": f"/etc/alertmanager/secrets/{slack_secret}/url", "send_resolved": True,
+            "title": '[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} ({{ .CommonLabels.severity }})',
+            "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ .Annotations.runbook_url }}\n{{ end }}"}]})
+    return {
+        "global": {"resolve_timeout": "5m"},
+        "route": {"receiver": receiver, "group_by": ["alertname", "namespace"], "group_wait": "30s",
+                  "group_interval": "5m", "repeat_interval": "4h", "routes": [
+                      # kube-prometheus-stack's always-firing heartbeat and its inhibition helper
+                      {"receiver": "null", "matchers": ['alertname = "Watchdog"']},
+                      {"receiver": "null", "matchers": ['alertname = "InfoInhibitor"']},
+                      {"receiver": receiver, "matchers": ['severity = "critical"'], "repeat_interval": "1h"}]},
+        "inhibit_rules": [{"source_matchers": ['severity = "critical"'],
+                           "target_matchers": ['severity =~ "warning|info"'], "equal": ["namespace", "alertname"]}],
+        "receivers": receivers,
+    }
+
+
 def _volume(gib: int) -> dict:
     return {"volumeClaimTemplate": {"spec": {"storageClassName": "gp3", "accessModes": ["ReadWriteOnce"],
                                              "resources": {"requests": {"storage": f"{gib}Gi"}}}}}
@@ -88,8 +115,13 @@ class Observability(pulumi.ComponentResource):
                 "serviceMonitorSelectorNilUsesHelmValues": False,
                 "podMonitorSelectorNilUsesHelmValues": False,
             }},
-            "alertmanager": {"alertmanagerSpec": {"priorityClassName": priority,
-                                                  "storage": _volume(monitoring.alertmanager_storage_gib)}},
+            "alertmanager": {
+                "alertmanagerSpec": {"priorityClassName": priority,
+                                     "storage": _volume(monitoring.alertmanager_storage_gib),
+                                     "secrets": [monitoring.slack_webhook_secret] if monitoring.slack_webhook_secret
+                                     else []},
+                "config": alertmanager_config(monitoring.slack_webhook_secret),
+            },
             "grafana": {
                 # Empty: the chart generates a random admin password into its Secret (never the default).
                 "adminPassword": "",
