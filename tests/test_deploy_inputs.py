@@ -187,3 +187,35 @@ def test_step_summary_markdown(tmp_path):
     text = path.read_text()
     assert text.startswith("### :x: deploy api:abc to dev failed: ImagePullBackOff; rolled back (Complete)")
     assert "| image | r/api:abc |" in text and "| rollback verdict | Complete |" in text
+
+
+# -- output ----------------------------------------------------------------------------------------------
+def test_reporter_plain_json_and_rich_lines():
+    import io
+
+    from infra.ops.report import Reporter
+    from infra.ops.rollout import Progress
+
+    plain, as_json, rich = io.StringIO(), io.StringIO(), io.StringIO()
+    Reporter(mode="plain", stream=plain).event("apply", "applied 3 objects", objects=3)
+    assert plain.getvalue() == 'event=apply objects=3 message="applied 3 objects"\n'
+    Reporter(mode="json", stream=as_json).progress("rollout api", Progress(desired=3, updated=2, ready=1,
+                                                                           available=1, total=4))
+    line = json.loads(as_json.getvalue())
+    assert (line["event"], line["updated"], line["old"]) == ("progress", 2, 2)
+    assert line["message"] == "2/3 updated, 1 ready, 1 available, 2 old"
+    reporter = Reporter(mode="rich", stream=rich)
+    reporter.progress("rollout api", Progress(desired=1))
+    reporter.done()
+    reporter.event("diff", "data: [redacted 1a2b3c4d]")
+    assert "[redacted 1a2b3c4d]" in rich.getvalue()  # brackets are text, not rich markup
+
+
+def test_readiness_grace_comes_from_the_probes():
+    from infra.ops.rollout import readiness_grace
+
+    target = deploy.resolve("api", "dev")
+    template = deploy.workload(deploy.render(target, "r/api:1"), "api")["spec"]["template"]
+    startup, readiness = readiness_grace(template)
+    assert startup == 2 * 30 + 2          # startupProbe period x failureThreshold + timeout
+    assert readiness == 5 * 2 + 2 + 5     # readinessProbe period x failureThreshold + timeout + one period

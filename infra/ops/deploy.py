@@ -375,6 +375,9 @@ class Deploy:
 
     def _deploy(self, objects: list[dict[str, Any]], record: DeployRecord) -> DeployRecord:
         snapshot = Snapshot.capture(self.kube, objects)
+        if self.stop.is_set():  # interrupted before anything changed: nothing to roll back
+            raise Interrupted(f"deploy of {self.target.service} to {self.target.env} stopped before the apply; "
+                              f"nothing changed")
         verdict: Verdict
         applied: list[dict[str, Any]] = []
         try:

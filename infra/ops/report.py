@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 
 from infra.ops.rollout import Progress
 
@@ -49,7 +50,7 @@ class Reporter:
                       **({"message": message} if message else {}), **facts}
             print(json.dumps(record, default=str), file=self.stream, flush=True)
         elif self.mode == "rich":
-            self.console.print(f"[bold]{name}[/bold] {message}".rstrip(), markup=True)
+            self.console.print(f"[bold]{name}[/bold] {escape(message)}".rstrip(), markup=True)
         else:
             parts = [f"event={name}", *(f"{k}={_plain(v)}" for k, v in facts.items())]
             if message:
@@ -59,7 +60,7 @@ class Reporter:
     def progress(self, label: str, progress: Progress) -> None:
         """Replica counts as they change: a live status line on a terminal, a line each otherwise."""
         if self.mode == "rich":
-            text = f"{label}: {progress}"
+            text = escape(f"{label}: {progress}")
             if self._status is None:
                 self._status = self.console.status(text)
                 self._status.start()
