@@ -314,6 +314,12 @@ def _role_arn(value: str) -> str:
 RoleArn = Annotated[str, AfterValidator(_role_arn)]
 
 
+def without_path(arn: str) -> str:
+    """aws-auth matches the ARN of the assumed-role session, which has no IAM path; access entries keep it."""
+    head, _, rest = arn.partition(":role/")
+    return f"{head}:role/{rest.rsplit('/', 1)[-1]}" if rest else arn
+
+
 class RoleMapping(Section):
     """An extra IAM role mapped to a Kubernetes user and groups (aws-auth entry or access entry)."""
 

@@ -120,6 +120,16 @@ def test_moves_forward_in_the_documented_order_and_keeps_comments(project):
     assert any(line.startswith("verified: 5 principal(s)") for line in lines)
 
 
+def test_a_pathed_role_in_aws_auth_is_covered_by_its_access_entry(project):
+    pathed = "arn:aws:iam::111111111111:role/teams/data/analysts"
+    eks, _ = _eks([CI, ADMIN, DEVELOPERS, pathed, "arn:aws:iam::111111111111:user/ops"])
+    _outputs(project, mode="API_AND_CONFIG_MAP")
+    (project / "Pulumi.dev.yaml").write_text((project / "Pulumi.dev.yaml").read_text().replace(
+        "authentication_mode: CONFIG_MAP", "authentication_mode: API_AND_CONFIG_MAP"))
+    assert "arn:aws:iam::111111111111:role/analysts" in _migration(
+        project, eks, _aws_auth("arn:aws:iam::111111111111:role/analysts")).verify()
+
+
 def test_stops_on_both_when_a_mapped_role_has_no_access_entry(project):
     eks, _ = _eks([CI, ADMIN, DEVELOPERS, NODES])
     with pytest.raises(MigrationFailed) as error:

@@ -199,3 +199,12 @@ def test_ci_deployer_policy_only_describes_its_cluster_and_pushes_images(plans):
     assert statements["EcrLogin"]["Action"] == "ecr:GetAuthorizationToken"
     assert all(a.startswith("ecr:") for a in statements["EcrPush"]["Action"])
     assert not any("secretsmanager" in json.dumps(s) for s in statements.values())
+
+
+def test_aws_auth_drops_the_iam_path_that_access_entries_keep():
+    access = read_stack_file("dev")["eks-platform:access"]
+    pathed = "arn:aws:iam::111111111111:role/teams/data/analysts"
+    plan = _variant("dev", {**access, "role_mappings": [{"role_arn": pathed, "username": "analyst",
+                                                         "groups": ["analysts"]}]})
+    assert "arn:aws:iam::111111111111:role/analysts" in {e["rolearn"] for e in _map_roles(plan)}
+    assert pathed in {entry.inputs["principalArn"] for entry in plan.of_type(ENTRY)}

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.config import ADMIN_GROUP, StackConfig, app_namespace
+from infra.config import ADMIN_GROUP, StackConfig, app_namespace, without_path
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 STS_AUDIENCE = "sts.amazonaws.com"
@@ -121,7 +121,7 @@ class Principal:
 
     def aws_auth_entry(self, arn: str) -> dict[str, Any]:
         groups = [*self.groups, *([ADMIN_GROUP] if self.admin and ADMIN_GROUP not in self.groups else [])]
-        return {"rolearn": arn, "username": self.username, "groups": groups}
+        return {"rolearn": without_path(arn), "username": self.username, "groups": groups}
 
     @property
     def entry_groups(self) -> list[str]:

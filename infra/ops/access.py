@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.comments import CommentedMap
 
-from infra.config import AUTH_MODES, PROJECT
+from infra.config import AUTH_MODES, PROJECT, without_path
 from infra.ops.eks import RETRIES
 from infra.ops.pulumi_cli import PulumiCLI, PulumiError
 from infra.ops.stack_file import StackFile
@@ -126,7 +126,8 @@ class AccessMigration:
                                   f"`invoke up --env {self.env}` and re-run the migration")
         expected = (set(outputs.get("accessPrincipals") or []) | set(cfg.access.admin_role_arns)
                     | {mapping.role_arn for mapping in cfg.access.role_mappings} | aws_auth_principals(self.read_aws_auth()))
-        missing = sorted(expected - present)
+        covered = present | {without_path(arn) for arn in present}
+        missing = sorted(arn for arn in expected if arn not in covered)
         if missing:
             raise MigrationFailed(f"{len(missing)} principal(s) mapped in aws-auth have no access entry: "
                                   f"{', '.join(missing)}; {self.env} stays on {BOTH} (both work). Add them to "
