@@ -16,10 +16,13 @@ from datetime import datetime, timedelta, timezone
 
 from .behaviors import ANNOTATION, Behavior, timeline
 from .resources import lookup
-from .store import now_iso
+from .store import clone, now_iso
 
 PODS = lookup("", "v1", "pods")
 NODES = lookup("", "v1", "nodes")
+# behaviours whose status stops changing once their delay has passed (crash loops never settle)
+SETTLING = {"Ready", "NeverReady", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError",
+            "InvalidImageName"}
 STOP_SECONDS = 1.0  # simulated time a container takes to stop after SIGTERM
 _ips = itertools.count(10)
 
@@ -31,6 +34,7 @@ class PodRun:
     ip: str
     emitted: set = field(default_factory=set)
     stopping_since: float | None = None
+    settled_rv: str | None = None  # status final at this resourceVersion: skip the pod until it changes
 
 
 def node_ready(node: dict) -> bool:
@@ -43,9 +47,12 @@ def _ts(dt: datetime) -> str:
 
 
 class Kubelet:
+    watches = ("core/pods", "core/nodes")
+    periodic = 0.02  # container timelines advance with time
     def __init__(self, cluster):
         self.c = cluster
         self.runs: dict[str, PodRun] = {}
+        self._nodes_rv: int | None = None
 
     def behavior_for(self, pod: dict, container: dict) -> Behavior:
         ann = (pod["metadata"].get("annotations") or {}).get(ANNOTATION)
@@ -63,11 +70,19 @@ class Kubelet:
 
     def sync(self) -> None:
         nodes = {n["metadata"]["name"]: n for n in self.c.store.list(NODES)[0]}
-        pods, _ = self.c.store.list(PODS, None, lambda p: bool(p["spec"].get("nodeName")))
+        nodes_rv = self.c.store.type_rv.get(NODES.key)
+        if nodes_rv != self._nodes_rv:  # node changes (NotReady, removal) concern settled pods too
+            self._nodes_rv = nodes_rv
+            for run in self.runs.values():
+                run.settled_rv = None
         live = set()
+
+        def wanted(p) -> bool:  # runs on the stored object: no copy for pods that are settled
+            live.add(p["metadata"]["uid"])
+            run = self.runs.get(p["metadata"]["uid"])
+            return bool(p["spec"].get("nodeName")) and not (run and run.settled_rv == p["metadata"]["resourceVersion"])
+        pods, _ = self.c.store.list(PODS, None, wanted)
         for pod in pods:
-            uid = pod["metadata"]["uid"]
-            live.add(uid)
             node = nodes.get(pod["spec"]["nodeName"])
             if node is None:
                 self._gc(pod)
@@ -89,10 +104,11 @@ class Kubelet:
             n = next(_ips)
             run = self.runs[meta["uid"]] = PodRun(time.monotonic(), now_iso(), f"10.0.{n // 250}.{n % 250 + 1}")
         t = (time.monotonic() - run.started) / self.c.time_factor
-        statuses, phases, all_ready = [], [], True
+        statuses, phases, all_ready, settled = [], [], True, True
         for c in pod["spec"].get("containers") or []:
-            m = timeline(self.behavior_for(pod, c), c, meta["name"], meta["namespace"], meta["uid"], t,
-                         run.started_at, run.started_at)
+            b = self.behavior_for(pod, c)
+            settled &= b.name in SETTLING and t >= b.delay
+            m = timeline(b, c, meta["name"], meta["namespace"], meta["uid"], t, run.started_at, run.started_at)
             for key, (typ, reason, msg) in m.events.items():
                 if key not in run.emitted:
                     run.emitted.add(key)
@@ -118,17 +134,14 @@ class Kubelet:
         host_ip = next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
                         if a.get("type") == "InternalIP"), "10.1.0.1")
 
+        st = clone(pod.get("status") or {})
+        _write_status(st, phase, host_ip, run, statuses, all_ready)
+        if st == pod.get("status"):  # nothing changed: skip the locked read-modify-write
+            run.settled_rv = meta["resourceVersion"] if settled else None
+            return
+
         def write(p):
-            st = p.setdefault("status", {})
-            st.update(phase=phase, hostIP=host_ip, hostIPs=[{"ip": host_ip}], podIP=run.ip, podIPs=[{"ip": run.ip}],
-                      startTime=run.started_at, containerStatuses=statuses)
-            st.setdefault("qosClass", "BestEffort")
-            ready = "True" if all_ready and phase == "Running" else "False"
-            _set_conditions(st, {"PodReadyToStartContainers": "True", "Initialized": "True", "Ready": ready,
-                                 "ContainersReady": ready, "PodScheduled": "True"},
-                            None if ready == "True" else ("ContainersNotReady", "containers with unready status: ["
-                                                          + " ".join(s["name"] for s in statuses if not s["ready"])
-                                                          + "]"))
+            _write_status(p.setdefault("status", {}), phase, host_ip, run, statuses, all_ready)
         self.c.store.mutate(PODS, meta["namespace"], meta["name"], write)
 
     def _mark_not_ready(self, pod: dict) -> None:
@@ -160,6 +173,17 @@ class Kubelet:
         cur = self.c.store.get(PODS, meta["namespace"], meta["name"])
         if cur is not None and cur["metadata"]["uid"] == meta["uid"] and not cur["metadata"].get("finalizers"):
             self.c.store.delete(PODS, meta["namespace"], meta["name"])
+
+
+def _write_status(st: dict, phase, host_ip, run, statuses, all_ready) -> None:
+    st.update(phase=phase, hostIP=host_ip, hostIPs=[{"ip": host_ip}], podIP=run.ip, podIPs=[{"ip": run.ip}],
+              startTime=run.started_at, containerStatuses=statuses)
+    st.setdefault("qosClass", "BestEffort")
+    ready = "True" if all_ready and phase == "Running" else "False"
+    _set_conditions(st, {"PodReadyToStartContainers": "True", "Initialized": "True", "Ready": ready,
+                         "ContainersReady": ready, "PodScheduled": "True"},
+                    None if ready == "True" else ("ContainersNotReady", "containers with unready status: ["
+                                                  + " ".join(s["name"] for s in statuses if not s["ready"]) + "]"))
 
 
 def _set_conditions(status: dict, wanted: dict, not_ready: tuple | None) -> None:

@@ -30,6 +30,8 @@ def _tolerates(pod: dict, taint: dict) -> bool:
 
 
 class Scheduler:
+    watches = ("core/pods", "core/nodes", "core/persistentvolumeclaims", "core/persistentvolumes")
+
     def __init__(self, cluster):
         self.c = cluster
         self._reported: dict[str, str] = {}

@@ -7,6 +7,7 @@ All methods return copies, so callers can never mutate stored state behind the s
 """
 from __future__ import annotations
 
+import pickle
 import queue
 import threading
 import uuid
@@ -22,11 +23,9 @@ _GENERATION_GROUPS = {"apps", "batch", "policy", "autoscaling", "networking.k8s.
 
 
 def clone(o):
-    """Fast deep copy for JSON-shaped data."""
-    if isinstance(o, dict):
-        return {k: clone(v) for k, v in o.items()}
-    if isinstance(o, list):
-        return [clone(v) for v in o]
+    """Deep copy for JSON-shaped data (pickle round-trip: the fastest deep copy in CPython)."""
+    if isinstance(o, (dict, list)):
+        return pickle.loads(pickle.dumps(o, pickle.HIGHEST_PROTOCOL))
     return o
 
 
@@ -58,12 +57,13 @@ class Subscription:
 class Store:
     def __init__(self):
         self.lock = threading.RLock()
-        self._objects: dict[tuple[str, str, str], dict] = {}
+        self._objects = _TypeIndex()  # (type key, namespace, name) -> object, listable per type
         self._rv = 1
         self._history: deque[Event] = deque(maxlen=HISTORY)
         self._compacted_rv = 1  # watches may resume from any rv >= this
         self._subs: list[Subscription] = []
         self.changed = threading.Event()  # set on every write; the controller loop waits on it
+        self.type_rv: dict[str, int] = {}  # type key -> resourceVersion of its last change
 
     # -- reads ---------------------------------------------------------------------------------
     @property
@@ -80,11 +80,27 @@ class Store:
     def list(self, ref, namespace: str | None = None, predicate=None) -> tuple[list[dict], str]:
         rt = ref if isinstance(ref, ResourceType) else by_key(ref)
         with self.lock:
-            items = [clone(o) for (k, ns, _), o in self._objects.items()
-                     if k == rt.key and (namespace is None or ns == namespace) and (predicate is None or predicate(o))]
+            items = [clone(o) for (ns, _), o in self._objects.of_type(rt.key).items()
+                     if (namespace is None or ns == namespace) and (predicate is None or predicate(o))]
             rv = str(self._rv)
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
         return items, rv
+
+    def ownership(self) -> tuple[set[str], list[tuple[str, str, str, list[str], bool]]]:
+        """All uids, and (type key, namespace, name, owner uids, deleting) of objects with owners.
+
+        Read without copying: the garbage collector runs this often over every object.
+        """
+        with self.lock:
+            uids, owned = set(), []
+            for key, o in self._objects.all():
+                meta = o["metadata"]
+                uids.add(meta["uid"])
+                refs = meta.get("ownerReferences")
+                if refs:
+                    owned.append((key, meta.get("namespace", ""), meta["name"], [r.get("uid") for r in refs],
+                                  bool(meta.get("deletionTimestamp"))))
+            return uids, owned
 
     def _resolve(self, ref, namespace, name):
         if isinstance(ref, ResourceType):
@@ -184,6 +200,7 @@ class Store:
         if len(self._history) == self._history.maxlen:
             self._compacted_rv = self._history[0].rv
         self._history.append(ev)
+        self.type_rv[ev.key] = ev.rv
         for sub in self._subs:
             if sub.key == ev.key and (sub.namespace is None or sub.namespace == ev.obj["metadata"].get("namespace")):
                 sub.events.put(ev)
@@ -235,6 +252,33 @@ class Store:
         with self.lock:
             self._history.clear()
             self._compacted_rv = self._rv
+
+
+class _TypeIndex:
+    """Objects grouped by type, so listing pods never walks thousands of events."""
+
+    def __init__(self):
+        self._types: dict[str, dict[tuple[str, str], dict]] = {}
+
+    def of_type(self, key: str) -> dict[tuple[str, str], dict]:
+        return self._types.get(key, {})
+
+    def get(self, k: tuple[str, str, str]):
+        return self._types.get(k[0], {}).get(k[1:])
+
+    def __contains__(self, k) -> bool:
+        return k[1:] in self._types.get(k[0], {})
+
+    def __setitem__(self, k, obj) -> None:
+        self._types.setdefault(k[0], {})[k[1:]] = obj
+
+    def __delitem__(self, k) -> None:
+        del self._types[k[0]][k[1:]]
+
+    def all(self):
+        for key, objs in self._types.items():
+            for o in objs.values():
+                yield key, o
 
 
 def _same(a: dict, b: dict) -> bool:

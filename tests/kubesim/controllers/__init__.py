@@ -1,8 +1,10 @@
 """The simulated control plane: one background loop running every controller in turn.
 
 Controllers are level-triggered `sync()` methods reading the store, so ordering only affects
-latency. The loop wakes on any store write or every TICK seconds (for time-based behaviour),
-so an idle cluster costs little CPU. Add a controller by appending it to `ControlPlane.loops`.
+latency. The loop wakes on any store write or every TICK seconds (for time-based behaviour).
+A controller with a `watches` tuple of type keys ("apps/deployments") is skipped while none of
+those types changed, unless it is time-driven: `periodic = <wall seconds>` runs it at
+least that often; this keeps an idle cluster cheap. Add a controller by appending it to `ControlPlane.loops`.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ class ControlPlane:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kubesim-control-plane", daemon=True)
         self.passes = 0
+        self._seen: dict[int, tuple[int, float]] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -56,11 +59,27 @@ class ControlPlane:
             self.c.store.changed.wait(TICK)
             time.sleep(0.002)  # coalesce bursts of writes
 
-    def run_once(self, gc: bool = True) -> None:
+    def _due(self, loop, now: float) -> bool:
+        """Run a controller only when a type it watches changed, or periodically if it is time-driven."""
+        watches = getattr(loop, "watches", None)
+        if watches is None:
+            return True
+        seen = max((self.c.store.type_rv.get(k, 0) for k in watches), default=0)
+        last_seen, last_run = self._seen.get(id(loop), (-1, 0.0))
+        period = getattr(loop, "periodic", None)
+        if seen != last_seen or (period is not None and now - last_run >= period):
+            self._seen[id(loop)] = (seen, now)
+            return True
+        return False
+
+    def run_once(self, gc: bool = True, force: bool = False) -> None:
         self.passes += 1
+        now = time.monotonic()
         for loop in self.loops + ([self.collector] if gc else []):
             if self._stop.is_set():
                 return
+            if not force and not self._due(loop, now):
+                continue
             try:
                 loop.sync()
             except Exception:  # keep the cluster alive; tests assert cluster.internal_errors is empty

@@ -7,7 +7,7 @@ removed once empty.
 from __future__ import annotations
 
 from .. import errors
-from ..resources import RESOURCE_TYPES, lookup
+from ..resources import RESOURCE_TYPES, by_key, lookup
 
 NAMESPACES = lookup("", "v1", "namespaces")
 
@@ -17,17 +17,13 @@ class GarbageCollector:
         self.c = cluster
 
     def sync(self) -> None:
-        objects = []
-        for rt in RESOURCE_TYPES:
-            objects += [(rt, o) for o in self.c.store.list(rt)[0]]
-        uids = {o["metadata"]["uid"] for _, o in objects}
-        for rt, o in objects:
-            refs = o["metadata"].get("ownerReferences") or []
-            if refs and not any(r.get("uid") in uids for r in refs) and not o["metadata"].get("deletionTimestamp"):
-                self._delete(rt, o)
-        for ns in (o for rt, o in objects if rt is NAMESPACES and o["metadata"].get("deletionTimestamp")):
+        uids, owned = self.c.store.ownership()
+        for key, ns, name, owners, deleting in owned:
+            if not deleting and not any(u in uids for u in owners):
+                self._delete(by_key(key), {"metadata": {"namespace": ns or None, "name": name}})
+        for ns in self.c.store.list(NAMESPACES, None, lambda o: bool(o["metadata"].get("deletionTimestamp")))[0]:
             name = ns["metadata"]["name"]
-            content = [(rt, o) for rt, o in objects if rt.namespaced and o["metadata"].get("namespace") == name]
+            content = [(rt, o) for rt in RESOURCE_TYPES if rt.namespaced for o in self.c.store.list(rt, name)[0]]
             for rt, o in content:
                 if not o["metadata"].get("deletionTimestamp"):
                     self._delete(rt, o)

@@ -18,6 +18,8 @@ _TOLERATIONS = [{"key": k, "operator": "Exists", "effect": e} for k, e in (
 
 
 class DaemonSetController:
+    watches = ("apps/daemonsets", "core/pods", "core/nodes")
+
     def __init__(self, cluster):
         self.c = cluster
 

@@ -71,6 +71,9 @@ def _revision(rs: dict) -> int:
 
 
 class DeploymentController:
+    watches = ("apps/deployments", "apps/replicasets")
+    periodic = 0.1  # progressDeadlineSeconds
+
     def __init__(self, cluster):
         self.c = cluster
         self._last_progress: dict[str, float] = {}
@@ -99,7 +102,7 @@ class DeploymentController:
             self._recreate(d, new, olds)
         else:
             self._rolling(d, new, olds)
-        sets = [r for r in self.c.store.list(RS)[0] if owned_by(r, d)]
+        sets = self.c.store.list(RS, d["metadata"]["namespace"], lambda r: owned_by(r, d))[0]
         new = next((r for r in sets if r["metadata"]["uid"] == new["metadata"]["uid"]), new)
         olds = [r for r in sets if r["metadata"]["uid"] != new["metadata"]["uid"]]
         if self._complete(d, new, olds):

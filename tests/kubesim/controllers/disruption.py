@@ -30,6 +30,9 @@ def _scaled(value, total: int, round_up: bool = True) -> int:
 
 
 class DisruptionController:
+    watches = ("policy/poddisruptionbudgets", "core/pods", "apps/replicasets", "apps/deployments", "apps/statefulsets")
+    periodic = 0.2  # disruptedPods expiry
+
     def __init__(self, cluster):
         self.c = cluster
         self._disrupted_at: dict[tuple[str, str], float] = {}

@@ -24,6 +24,8 @@ def _target_port(port: dict, pod: dict):
 
 
 class EndpointsController:
+    watches = ("core/services", "core/pods", "core/endpoints")
+
     def __init__(self, cluster):
         self.c = cluster
 

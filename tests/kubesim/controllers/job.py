@@ -14,6 +14,8 @@ JOBS, PODS = lookup("batch", "v1", "jobs"), lookup("", "v1", "pods")
 
 
 class JobController:
+    watches = ("batch/jobs", "core/pods")
+
     def __init__(self, cluster):
         self.c = cluster
 

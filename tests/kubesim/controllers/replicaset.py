@@ -67,6 +67,9 @@ class Availability:
 
 
 class ReplicaSetController:
+    watches = ("apps/replicasets", "core/pods")
+    periodic = 0.05  # minReadySeconds
+
     def __init__(self, cluster, availability: Availability):
         self.c = cluster
         self.availability = availability

@@ -20,6 +20,8 @@ REVISION_LABEL = "controller-revision-hash"
 
 
 class StatefulSetController:
+    watches = ("apps/statefulsets", "core/pods", "core/persistentvolumeclaims")
+
     def __init__(self, cluster):
         self.c = cluster
 
