@@ -208,3 +208,18 @@ def test_aws_auth_drops_the_iam_path_that_access_entries_keep():
                                                          "groups": ["analysts"]}]})
     assert "arn:aws:iam::111111111111:role/analysts" in {e["rolearn"] for e in _map_roles(plan)}
     assert pathed in {entry.inputs["principalArn"] for entry in plan.of_type(ENTRY)}
+
+
+# Pulumi resource type -> the IAM service prefix its API calls use (where the module name differs).
+IAM_SERVICE = {"aws:cloudwatch/logGroup:LogGroup": "logs", "aws:cloudwatch/eventRule:EventRule": "events",
+               "aws:cloudwatch/eventTarget:EventTarget": "events"}
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_pulumi_deployer_may_call_every_aws_service_the_program_declares(plans, env):
+    (policy,) = [p for p in plans[env].of_type(ROLE_POLICY) if p.name == "access-pulumi-deployer"]
+    allowed = {action.split(":")[0] for statement in json.loads(policy.inputs["policy"])["Statement"]
+               for action in statement["Action"]}
+    declared = {IAM_SERVICE.get(r.type, r.type.split(":")[1].split("/")[0])
+                for r in plans[env].resources if r.type.startswith("aws:")}
+    assert declared - allowed == set()

@@ -65,6 +65,8 @@ PULUMI_DEPLOYER_ACTIONS = {
     "sns": ["Get*", "List*", "CreateTopic", "DeleteTopic", "SetTopicAttributes", "Subscribe", "Unsubscribe",
             "TagResource", "UntagResource"],
     "cloudwatch": ["Describe*", "List*", "PutMetricAlarm", "DeleteAlarms", "TagResource", "UntagResource"],
+    "events": ["Describe*", "List*", "PutRule", "DeleteRule", "PutTargets", "RemoveTargets", "EnableRule",
+               "DisableRule", "TagResource", "UntagResource"],
     "ssm": ["GetParameter", "GetParameters"],
 }
 PULUMI_DEPLOYER_IAM = ["Get*", "List*", "CreateRole", "DeleteRole", "UpdateRole", "UpdateAssumeRolePolicy",
