@@ -55,6 +55,23 @@ def test_every_rule_expression_parses(stem, group, rule):
     metric_names(rule["expr"])
 
 
+def test_rules_use_only_fields_prometheus_knows():
+    """A misspelt key (`annotation:`, `label:`) is silently ignored by Prometheus; refuse it here."""
+    allowed = {"record": {"record", "expr", "labels"},
+               "alert": {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}}
+    for stem, group, rule in all_rules():
+        kind = "alert" if "alert" in rule else "record"
+        assert set(rule) <= allowed[kind], f"{stem}/{group}: unknown keys {set(rule) - allowed[kind]}"
+        for key in ("for", "keep_firing_for"):
+            if key in rule:
+                promql_parser.parse_duration(rule[key])
+    for document in files.rule_files().values():
+        for group in document["groups"]:
+            assert set(group) <= {"name", "interval", "rules", "limit"}, group["name"]
+            if "interval" in group:
+                promql_parser.parse_duration(group["interval"])
+
+
 def test_parser_rejects_broken_promql():
     """The check above can fail: unbalanced parentheses and type errors are caught."""
     with pytest.raises(ValueError):
@@ -146,6 +163,13 @@ def test_dashboard_is_valid_grafana_json():
             assert uid.startswith("${") and uid[2:-1] in variables, f"{panel['title']}: unknown datasource {uid}"
             refs = [target["refId"] for target in panel["targets"]]
             assert len(refs) == len(set(refs))
+        cells = set()
+        for panel in dashboard["panels"]:
+            box = panel["gridPos"]
+            assert box["x"] + box["w"] <= 24, f"{panel['title']} is wider than the 24-column grid"
+            area = {(x, y) for x in range(box["x"], box["x"] + box["w"]) for y in range(box["y"], box["y"] + box["h"])}
+            assert not cells & area, f"{panel['title']} overlaps another panel"
+            cells |= area
 
 
 @pytest.mark.parametrize("title,expr", dashboard_exprs(), ids=[title for title, _ in dashboard_exprs()])
