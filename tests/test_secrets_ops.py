@@ -161,6 +161,9 @@ def test_set_and_list_tasks_end_to_end_leak_no_value(aws, caplog, botocore_debug
     assert listing.returncode == 0, listing.stderr
     assert "eks-platform/dev/worker/queue-token" in listing.stdout
     listing_json = _invoke("secrets.list", "--env", "dev", "--json")
+    listed = {row["name"]: row for row in json.loads(listing_json.stdout)}
+    assert listed["eks-platform/dev/worker/queue-token"]["state"] == "ok"
+    assert listed["eks-platform/dev/api/session-key"]["readers"] == "api (serviceaccount apps-dev/api)"
     outputs += [listing.stdout, listing.stderr, listing_json.stdout, listing_json.stderr]
     logged = caplog.text
 
