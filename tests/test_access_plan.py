@@ -170,9 +170,12 @@ def test_pulumi_deployer_is_cluster_admin_only_when_configured():
 
 
 def _statements(plan: Plan):
-    for resource in plan.of_type(ROLE_POLICY):
-        for statement in json.loads(resource.inputs["policy"])["Statement"]:
-            yield resource.name, statement
+    """Every permission statement the program declares: role policies, managed policies, inline policies."""
+    documents = [(r.name, r.inputs["policy"]) for r in plan.of_type(ROLE_POLICY) + plan.of_type("aws:iam/policy:Policy")]
+    documents += [(r.name, inline["policy"]) for r in plan.of_type(ROLE) for inline in r.inputs.get("inlinePolicies") or []]
+    for name, document in documents:
+        for statement in json.loads(document)["Statement"]:
+            yield name, statement
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
