@@ -226,3 +226,12 @@ def test_pulumi_deployer_may_call_every_aws_service_the_program_declares(plans, 
     declared = {IAM_SERVICE.get(r.type, r.type.split(":")[1].split("/")[0])
                 for r in plans[env].resources if r.type.startswith("aws:")}
     assert declared - allowed == set()
+
+
+def test_reordering_admins_and_mappings_keeps_every_access_entry_name():
+    access = read_stack_file("dev")["eks-platform:access"]
+    extra = {"role_arn": "arn:aws:iam::111111111111:role/auditors", "username": "auditor", "groups": ["auditors"]}
+    first = _variant("dev", {**access, "role_mappings": [*access["role_mappings"], extra]})
+    second = _variant("dev", {**access, "role_mappings": [extra, *access["role_mappings"]]})
+    names = [{e.name: e.inputs["principalArn"] for e in plan.of_type(ENTRY)} for plan in (first, second)]
+    assert names[0] == names[1] and len(names[0]) == 4

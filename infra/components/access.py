@@ -6,6 +6,7 @@ namespace only. Cluster admin is a separate, explicitly configured role.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,6 +132,15 @@ class Principal:
         return [group for group in self.groups if not group.startswith("system:")]
 
 
+def role_name(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+def principal_key(kind: str, arn: str) -> str:
+    """Resource name from the ARN, not the list position: reordering config never replaces an access entry."""
+    return f"{kind}-{role_name(arn)}-{hashlib.sha1(arn.encode()).hexdigest()[:6]}"
+
+
 def render_aws_auth(entries: list[dict[str, Any]]) -> str:
     """mapRoles as the YAML list the aws-iam-authenticator reads (JSON is YAML, and diffs stay exact)."""
     return "\n".join(f"- {json.dumps(entry, sort_keys=True)}" for entry in entries) + "\n"
@@ -173,14 +183,15 @@ class Access(pulumi.ComponentResource):
             if access.pulumi_deployer_cluster_admin:
                 self.principals.append(Principal("pulumi-deployer", deployer.arn, PULUMI_DEPLOYER_USER, admin=True))
         mapped = {mapping.role_arn: mapping for mapping in access.role_mappings}
-        for index, arn in enumerate(access.admin_role_arns):
+        for arn in access.admin_role_arns:
             extra = mapped.pop(arn, None)
-            self.principals.append(Principal(f"admin-{index}", arn, extra.username if extra else f"admin-{index}",
+            self.principals.append(Principal(principal_key("admin", arn), arn,
+                                             extra.username if extra else f"admin:{role_name(arn)}",
                                              [g for g in (extra.groups if extra else []) if g != ADMIN_GROUP],
                                              admin=True))
-        for index, mapping in enumerate(mapped.values()):
-            self.principals.append(Principal(f"mapping-{index}", mapping.role_arn, mapping.username,
-                                             list(mapping.groups)))
+        for mapping in mapped.values():
+            self.principals.append(Principal(principal_key("role", mapping.role_arn), mapping.role_arn,
+                                             mapping.username, list(mapping.groups)))
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=pulumi.Output.from_input(args.kubeconfig).apply(
             lambda value: value if isinstance(value, str) else json.dumps(value)), opts=self._child)
         self._name, self._depends_on = name, list(args.depends_on)
