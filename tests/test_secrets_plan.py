@@ -20,7 +20,7 @@ def plans() -> dict[str, Plan]:
     return {env: plan_stack(env) for env in ("dev", "prod")}
 
 
-def _service_key(plan: Plan) -> dict[str, str]:
+def _service_key(plan: Plan) -> str:
     (key,) = [key for key in plan.of_type("aws:kms/key:Key") if key.name == "secrets-key"]
     assert key.inputs["enableKeyRotation"] is True
     return f"arn:aws:kms:eu-west-1:123456789012:{key.name}"
