@@ -100,3 +100,44 @@ def test_first_deploy_failure_removes_what_it_created(deploy_env):
         deploy_env.engine("v1").run()
     assert deploy_env.kube.get({"apiVersion": "apps/v1", "kind": "Deployment",
                                 "metadata": {"name": "api", "namespace": NAMESPACE}}) is None
+
+
+def test_rollback_keeps_what_other_managers_own(deployed_v1):
+    """An HPA's replica count and another tool's annotation survive a failed deploy and the next good one."""
+    env = deployed_v1
+    path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/api"
+    scale = env.kube.request("GET", f"{path}/scale")
+    scale["spec"]["replicas"] = 2
+    env.kube.request("PUT", f"{path}/scale", body=scale, query=[("fieldManager", "horizontal-pod-autoscaler")])
+    env.kube.request("PATCH", path, body={"metadata": {"annotations": {"example.com/owner": "team-a"}}},
+                     query=[("fieldManager", "other-tool")], content_type="application/merge-patch+json")
+    env.cluster.wait_for(lambda: env.deployment()["status"].get("availableReplicas") == 2, timeout=10,
+                         message="2 replicas")
+    env.cluster.script_image(env.image("v2"), "CrashLoopBackOff")
+    with pytest.raises(deploy.DeployFailed, match="rolled back \\(Complete"):
+        env.engine("v2").run()
+    env.engine("v3").run()
+    live = env.deployment()
+    assert live["spec"]["replicas"] == 2
+    assert live["metadata"]["annotations"]["example.com/owner"] == "team-a"
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == env.image("v3")
+
+
+def test_restore_puts_back_exactly_the_previous_objects(deployed_v1):
+    """Image, env and config data all change in one apply; restore brings every object back field for field."""
+    env = deployed_v1
+    engine = env.engine("v2")
+    objects = deploy.render(engine.target, env.image("v2"))
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            obj["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "FEATURE_X", "value": "on"})
+        if obj["kind"] == "ConfigMap":
+            obj["data"] = {key: value + "\n# changed" for key, value in obj["data"].items()}
+    before = {deploy.ref(o): deploy.clean(env.kube.get(o)) for o in objects}
+    snapshot = deploy.Snapshot.capture(env.kube, objects, engine.target.manager)
+    deploy.apply_all(env.kube, objects, engine.target.manager)
+    assert deploy.clean(env.deployment())["spec"]["template"] != before[f"Deployment/{NAMESPACE}/api"]["spec"]["template"]
+    deploy.restore(env.kube, snapshot, objects, engine.target.manager)
+    after = {deploy.ref(o): deploy.clean(env.kube.get(o)) for o in objects}
+    for key in before:  # the Deployment's status-driven revision annotation aside, identical
+        assert after[key] == before[key], "\n".join([key, *deploy.diff(before[key], after[key])])

@@ -217,15 +217,54 @@ def with_change_cause(objects: list[dict[str, Any]], service: str, cause: str) -
 
 
 # -- capture / apply / restore -----------------------------------------------------------------------------
+def _field_sets(live: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """fieldsV1 per field manager, from managedFields (status subresource left out)."""
+    sets: dict[str, list[dict[str, Any]]] = {}
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("subresource") != "status":
+            sets.setdefault(entry.get("manager", ""), []).append(entry.get("fieldsV1") or {})
+    return sets
+
+
+def _owns(field_sets: list[dict[str, Any]], *path: str) -> bool:
+    for fields in field_sets:
+        node: Any = fields
+        for step in path:
+            node = node.get(f"f:{step}") if isinstance(node, dict) else None
+        if node is not None:
+            return True
+    return False
+
+
+def restorable(live: dict[str, Any], manager: str) -> dict[str, Any]:
+    """The live object as a rollback re-applies it: clean, minus the fields other managers own and we do not.
+
+    Re-applying those would make our manager their owner, and the next deploy (which does not set them)
+    would delete them: an HPA's spec.replicas reset to the default, another tool's annotations gone.
+    """
+    out = clean(live)
+    sets = _field_sets(live)
+    mine = sets.pop(manager, [])
+    others = [f for fields in sets.values() for f in fields]
+    if _owns(others, "spec", "replicas") and not _owns(mine, "spec", "replicas"):
+        (out.get("spec") or {}).pop("replicas", None)
+    meta = out.get("metadata") or {}
+    for kind in ("annotations", "labels"):
+        for key in list(meta.get(kind) or {}):
+            if _owns(others, "metadata", kind, key) and not _owns(mine, "metadata", kind, key):
+                del meta[kind][key]
+    return out
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """What ran before a deploy: each object's live version (None when the deploy would create it)."""
+    """What ran before a deploy: each object as a rollback re-applies it (None when the deploy creates it)."""
 
     before: dict[str, dict[str, Any] | None]
 
     @classmethod
-    def capture(cls, kube: Kube, objects: list[dict[str, Any]]) -> Snapshot:
-        return cls({ref(o): (clean(live) if (live := kube.get(o)) else None) for o in objects})
+    def capture(cls, kube: Kube, objects: list[dict[str, Any]], manager: str) -> Snapshot:
+        return cls({ref(o): (restorable(live, manager) if (live := kube.get(o)) else None) for o in objects})
 
 
 def apply_all(kube: Kube, objects: list[dict[str, Any]], manager: str, force: bool = False,
@@ -366,15 +405,15 @@ class Deploy:
 
     def preview(self, objects: list[dict[str, Any]]) -> list[str]:
         """Server-side dry-run of the apply and the diff against what runs; changes nothing."""
-        snapshot = Snapshot.capture(self.kube, objects)
+        live = {ref(o): self.kube.get(o) for o in objects}
         would = apply_all(self.kube, objects, self.target.manager, force=self.force_conflicts, dry_run=True)
         lines: list[str] = []
         for obj in would:
-            lines += diff(snapshot.before.get(ref(obj)), obj)
+            lines += diff(live.get(ref(obj)), obj)
         return lines
 
     def _deploy(self, objects: list[dict[str, Any]], record: DeployRecord) -> DeployRecord:
-        snapshot = Snapshot.capture(self.kube, objects)
+        snapshot = Snapshot.capture(self.kube, objects, self.target.manager)
         if self.stop.is_set():  # interrupted before anything changed: nothing to roll back
             raise Interrupted(f"deploy of {self.target.service} to {self.target.env} stopped before the apply; "
                               f"nothing changed")
@@ -497,7 +536,7 @@ def rollback(kube: Kube, target: Target, to_revision: int | None = None, timeout
     record = DeployRecord(service=target.service, env=target.env, action="rollback", tag=image.rsplit(":", 1)[-1],
                           image=image, who=who, started=now_iso(), finished="", verdict="", ok=False,
                           revision=str(to_revision))
-    desired = clean(deployment)
+    desired = restorable(deployment, target.manager)
     desired["spec"]["template"] = template
     desired["metadata"].setdefault("annotations", {})[CHANGE_CAUSE] = record.change_cause()
     stop = threading.Event()

@@ -228,7 +228,8 @@ def apply(live: dict | None, applied: dict, manager: str, force: bool, subresour
     obj = merge_applied(live, {k: v for k, v in applied.items() if k != "status" or subresource == "status"})
     obj["metadata"]["managedFields"] = live["metadata"].get("managedFields")
     kept = still_owned | mine
-    for p in sorted(previous - kept, key=len, reverse=True):
+    # whole list items (".") first: removing their key field first would leave an unmatchable {} behind
+    for p in sorted(previous - kept, key=lambda q: (q[-1] != ".", -len(q))):
         node = p[:-1] if p[-1] == "." else p
         if not any(q[:len(node)] == node for q in kept):
             _remove_at(obj, p)
