@@ -79,6 +79,9 @@ class PlanMocks(pulumi.runtime.Mocks):
             outputs["latestVersion"] = 1
         elif args.typ == "aws:iam/role:Role":
             outputs["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{args.name}"
+        elif args.typ == "aws:eks/nodeGroup:NodeGroup":  # EKS names a managed group's ASG eks-<group>-<uuid>
+            outputs["resources"] = [{"autoscalingGroups": [
+                {"name": f"eks-{args.inputs.get('nodeGroupName', args.name)}-{digest}"}]}]
         elif args.typ == "eks:index:Cluster":
             outputs.update(self._cluster_outputs(args.inputs.get("name") or args.name, digest))
         return resource_id, outputs

@@ -47,7 +47,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         node_role_arns=[group.node_role_arn for group in node_groups.groups], tags=tags))
     platform = Platform("platform", PlatformArgs(
         config=cfg, k8s_provider=access.provider, oidc_provider_arn=cluster.oidc_provider_arn,
-        oidc_provider_url=cluster.oidc_provider_url, depends_on=[cluster.eks, *node_groups.groups], tags=tags))
+        oidc_provider_url=cluster.oidc_provider_url, depends_on=[cluster.eks, *node_groups.groups], tags=tags,
+        node_groups=node_groups.groups))
     app_namespace = platform.app_namespaces[app_namespace_of(cfg.env)]
     access.grant_ci(app_namespace)
     secrets = Secrets("secrets", SecretsArgs(

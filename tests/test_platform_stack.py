@@ -351,3 +351,29 @@ def test_alertmanager_routes_by_severity_and_reads_the_webhook_from_a_secret(pla
     slack = next(r for r in values["config"]["receivers"] if r["name"] == "slack")["slack_configs"][0]
     assert slack["api_url_file"] == "/etc/alertmanager/secrets/alertmanager-slack/url"
     assert "hooks.slack.com" not in json.dumps(values)
+
+
+def test_template_tags_reach_each_groups_own_asg(stack):
+    """EKS does not copy node group tags to the ASG; the autoscaler reads templates from the ASG."""
+    env, plan = stack
+    groups = {g.inputs["nodeGroupName"]: g for g in plan.of_type("aws:eks/nodeGroup:NodeGroup")}
+    tags = plan.of_type("aws:autoscaling/tag:Tag")
+    copied: dict[str, dict[str, str]] = {}
+    for tag in tags:
+        asg = tag.inputs["autoscalingGroupName"]
+        group = next(name for name in groups if asg.startswith(f"eks-{name}-"))
+        assert tag.inputs["tag"]["propagateAtLaunch"] is False
+        copied.setdefault(group, {})[tag.inputs["tag"]["key"]] = tag.inputs["tag"]["value"]
+    assert set(copied) == set(groups)
+    for name, group in groups.items():
+        template = {key: value for key, value in group.inputs["tags"].items() if key.startswith(TEMPLATE)}
+        assert copied[name] == template, name
+
+
+def test_a_node_group_out_of_order_is_refused():
+    from infra.components.platform import autoscaling_group_of
+
+    found = [{"autoscaling_groups": [{"name": "eks-general-blue-a-1234"}]}]
+    assert autoscaling_group_of("general-blue-a", "general-blue-a", found) == "eks-general-blue-a-1234"
+    with pytest.raises(ValueError, match="general-blue-b where general-blue-a was expected"):
+        autoscaling_group_of("general-blue-a", "general-blue-b", found)

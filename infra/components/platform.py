@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.autoscaling import BALANCING_IGNORED_LABELS, TAG_PREFIX, autoscaler_policy
+from infra.autoscaling import BALANCING_IGNORED_LABELS, TAG_PREFIX, TEMPLATE, autoscaler_policy, discovery_tags
 from infra.charts import AUTOSCALER_IMAGES, AUTOSCALER_NAME, AUTOSCALER_NAMESPACE, MONITORING_NAMESPACE
 from infra.components.addons import install_chart, irsa_annotation, service_account_role
 from infra.components.observability import Observability, ObservabilityArgs
@@ -36,6 +37,8 @@ class PlatformArgs:
     oidc_provider_url: pulumi.Input[str]
     tags: dict[str, str]
     depends_on: list[pulumi.Resource] = field(default_factory=list)
+    # The node groups in declaration order (pool, generation, AZ), to copy node-template tags onto their ASGs.
+    node_groups: list[aws.eks.NodeGroup] = field(default_factory=list)
 
 
 def pod_security_labels(level: str, version: str) -> dict[str, str]:
@@ -76,6 +79,7 @@ class Platform(pulumi.ComponentResource):
         # Its chart declares a ServiceMonitor, whose CRD comes with kube-prometheus-stack.
         self.autoscaler = self._autoscaler(name, pulumi.ResourceOptions(
             parent=self, provider=self.provider, depends_on=[*args.depends_on, self.observability.stack]))
+        self.template_tags = self._template_tags_on_asgs(name)
         self.log_shipper = self._log_shipper(name, after_baseline) if cfg.platform.log_shipper.enabled else None
         self.register_outputs({"appNamespaces": list(self.app_namespaces),
                                "storageClass": self.storage_class.metadata["name"]})
@@ -195,6 +199,33 @@ class Platform(pulumi.ComponentResource):
                                          "capabilities": {"drop": ["ALL"]}},
         }, opts)
 
+    def _template_tags_on_asgs(self, name: str) -> list[aws.autoscaling.Tag]:
+        """Copy each group's node-template tags onto its Auto Scaling group, where the autoscaler reads them.
+
+        EKS does not propagate node group tags to the ASG it creates; without them an empty group offers
+        no template, so nothing scales it up from zero. Groups are matched by name, never by position alone.
+        """
+        cfg = self.args.config
+        declared = [(pool_name, pool, generation, az) for pool_name, pool in cfg.node_pools.items()
+                    for generation in pool.generations for az in cfg.pool_azs(pool)]
+        if not self.args.node_groups:
+            return []
+        if len(declared) != len(self.args.node_groups):
+            raise ValueError(f"expected {len(declared)} node groups, got {len(self.args.node_groups)}")
+        tags = []
+        for (pool_name, pool, generation, az), group in zip(declared, self.args.node_groups, strict=True):
+            group_name = f"{pool_name}-{generation}-{az[-1]}"
+            asg = pulumi.Output.all(group.node_group_name, group.resources).apply(
+                lambda found, expected=group_name: autoscaling_group_of(expected, *found))
+            for key, value in discovery_tags(cfg.cluster.name, pool_name, generation, az, pool).items():
+                if key.startswith(TEMPLATE):
+                    slug = key.removeprefix(f"{TEMPLATE}/").replace("/", "-").replace(".", "-")
+                    tags.append(aws.autoscaling.Tag(
+                        f"{name}-asg-{group_name}-{slug}", autoscaling_group_name=asg,
+                        tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=[group])))
+        return tags
+
     def _log_shipper(self, name: str, opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
         """Fluent Bit DaemonSet: container stdout (JSON lines) to one CloudWatch log group per stack."""
         import pulumi_aws as aws
@@ -220,3 +251,15 @@ class Platform(pulumi.ComponentResource):
             "priorityClassName": PLATFORM_PRIORITY,
             "tolerations": [{"operator": "Exists"}],
         }, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[group])))
+
+
+def autoscaling_group_of(expected: str, node_group_name: str, resources: Any) -> str:
+    """The ASG EKS made for a managed node group; refuses a group that is not the one expected."""
+    if node_group_name != expected:
+        raise ValueError(f"node group {node_group_name} where {expected} was expected; node groups must be passed "
+                         f"in declaration order")
+    resource = resources[0]
+    if not isinstance(resource, dict):  # a typed output object
+        return resource.autoscaling_groups[0].name
+    groups = resource.get("autoscaling_groups") or resource["autoscalingGroups"]
+    return groups[0]["name"]
