@@ -141,3 +141,28 @@ def test_restore_puts_back_exactly_the_previous_objects(deployed_v1):
     after = {deploy.ref(o): deploy.clean(env.kube.get(o)) for o in objects}
     for key in before:  # the Deployment's status-driven revision annotation aside, identical
         assert after[key] == before[key], "\n".join([key, *deploy.diff(before[key], after[key])])
+
+
+def test_smoke_check_failure_rolls_back(deployed_v1):
+    env = deployed_v1
+    env.cluster.script_proxy(NAMESPACE, "api", path="/readyz", status=503, body="db down")
+    with pytest.raises(deploy.DeployFailed, match=r"SmokeCheckFailed: GET /readyz via service api answered 503"):
+        env.engine("v2", smoke_budget_s=0.5).run()
+    assert deploy.service_image([env.deployment()], "api") == env.image("v1")
+
+
+def test_smoke_check_retries_a_slow_start(deployed_v1):
+    env = deployed_v1
+    env.cluster.script_proxy(NAMESPACE, "api", path="/readyz", status=200, body="ok")
+    env.cluster.script_proxy(NAMESPACE, "api", path="/readyz", status=503, times=2)
+    assert env.engine("v2").run().ok
+    assert '"event": "smoke"' in env.output and "SmokeCheckPassed" in env.output
+
+
+def test_worker_without_service_and_cron_scheduler(deploy_env):
+    worker = deploy_env.engine("v1", service="worker").run()
+    assert worker.ok and "Skipped: no Service" in deploy_env.output
+    scheduler = deploy_env.engine("v1", service="scheduler").run()
+    assert scheduler.ok and scheduler.verdict == "Applied"
+    cron = deploy_env.kube.request("GET", f"/apis/batch/v1/namespaces/{NAMESPACE}/cronjobs/scheduler")
+    assert cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("/scheduler:v1")
