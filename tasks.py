@@ -219,6 +219,8 @@ def _run_deploy_engine(call):
         raise fail(str(error)) from None
     except Interrupted as error:
         raise Exit(f"interrupted: {error}", code=130) from None
+    except KeyboardInterrupt:  # before the deploy took its lock: nothing was applied
+        raise Exit("interrupted before anything was applied", code=130) from None
     except (DeployFailed, LockHeld, KubeError, EcrError, DockerError) as error:
         raise fail(str(error), code=1) from None
 
