@@ -174,8 +174,10 @@ def test_server_side_apply_tracks_managers_and_conflicts(kubesim, apps):
     apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 5}}, field_manager="hpa")
     with pytest.raises(DynamicApiError) as e:
         _ssa(kubesim, body, "deployer")
-    assert e.value.status == 409 and 'conflict with "hpa"' in json.loads(e.value.body)["message"]
-    assert ".spec.replicas" in json.loads(e.value.body)["message"]
+    assert e.value.status == 409
+    assert json.loads(e.value.body)["message"] == \
+        'Apply failed with 1 conflict: conflict with "hpa" using apps/v1: .spec.replicas'
+    assert json.loads(e.value.body)["details"]["causes"][0]["field"] == ".spec.replicas"
     d = _ssa(kubesim, body, "deployer", force_conflicts=True)
     assert d["spec"]["replicas"] == 2
     owners = {m["manager"]: m["fieldsV1"] for m in d["metadata"]["managedFields"]}
@@ -199,9 +201,13 @@ def test_server_side_apply_shares_fields_set_to_the_same_value(kubesim):
     managers = {m["manager"] for m in d["metadata"]["managedFields"]}
     assert managers == {"a", "b"}
     body["spec"]["replicas"] = 3
+    body["spec"]["template"]["spec"]["containers"][0]["image"] = "repo/app:9"
     with pytest.raises(DynamicApiError) as e:
         _ssa(kubesim, body, "b")
     assert e.value.status == 409
+    assert json.loads(e.value.body)["message"] == (
+        'Apply failed with 2 conflicts: conflicts with "a":\n- .spec.replicas\n'
+        '- .spec.template.spec.containers[name="app"].image')
 
 
 def test_server_side_apply_dry_run_changes_nothing(kubesim, apps):

@@ -295,6 +295,8 @@ class Api:
     @_locked
     def evict(self, ns: str, name: str, eviction: dict, dry_run: bool = False) -> dict:
         """policy/v1 Eviction: delete the pod only if its PodDisruptionBudget allows it (else 429)."""
+        if (eviction.get("metadata") or {}).get("name") not in (None, name):
+            raise errors.bad_request("name in URL does not match name in Eviction object")
         pod = self.get(PODS, ns, name)
         options = eviction.get("deleteOptions") or {}
         success = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
@@ -314,13 +316,14 @@ class Api:
             pname = pdb["metadata"]["name"]
             unhealthy_ok = not is_pod_ready(pod) and (
                 pdb["spec"].get("unhealthyPodEvictionPolicy") == "AlwaysAllow"
-                or status.get("currentHealthy", 0) >= status.get("desiredHealthy", 0))
+                or status.get("currentHealthy", 0) >= status.get("desiredHealthy", 0) > 0)
             if not unhealthy_ok:
                 if status.get("observedGeneration", 0) < pdb["metadata"].get("generation", 1):
                     raise errors.too_many_requests(
                         "Cannot evict pod as it would violate the pod's disruption budget.",
                         [{"reason": "DisruptionBudget",
-                          "message": f"The disruption budget {pname} is still being processed by the server."}])
+                          "message": f"The disruption budget {pname} is still being processed by the server."}],
+                        retry_after=10)
                 if status.get("disruptionsAllowed", 0) <= 0:
                     raise errors.too_many_requests(
                         "Cannot evict pod as it would violate the pod's disruption budget.",

@@ -189,6 +189,26 @@ def _fmt(path: Path) -> str:
     return out
 
 
+def _manager_id(e: dict) -> str:
+    """How structured-merge-diff names a manager in conflicts: `"hpa" using apps/v1` for updaters."""
+    out = json.dumps(e["manager"])
+    if e.get("subresource"):
+        out += f' with subresource "{e["subresource"]}"'
+    if e.get("operation") == "Update":
+        out += f" using {e.get('apiVersion', '')}"
+    return out
+
+
+def _conflict_message(conflicts: list[tuple[str, Path]]) -> str:
+    if len(conflicts) == 1:
+        return f"Apply failed with 1 conflict: conflict with {conflicts[0][0]}: {_fmt(conflicts[0][1])}"
+    lines = []
+    for manager in sorted({m for m, _ in conflicts}):
+        lines.append(f"conflicts with {manager}:")
+        lines += [f"- {_fmt(p)}" for m, p in conflicts if m == manager]
+    return f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
+
+
 def apply(live: dict | None, applied: dict, manager: str, force: bool, subresource: str | None = None) -> dict:
     """Return the new object for a server-side apply of `applied` by `manager` over `live`."""
     api_version = applied.get("apiVersion", "")
@@ -205,13 +225,10 @@ def apply(live: dict | None, applied: dict, manager: str, force: bool, subresour
             continue
         for p in _entry_paths(e) & mine:
             if p[-1] != "." and value_at(live, p) != value_at(applied, p):
-                conflicts.append((e["manager"], p))
+                conflicts.append((_manager_id(e), p))
     if conflicts and not force:
-        lines = [f'conflict with "{m}": {_fmt(p)}' for m, p in sorted(conflicts)]
-        msg = (f"Apply failed with {len(conflicts)} conflict{'s' if len(conflicts) > 1 else ''}: "
-               + "\n".join(lines) if len(lines) > 1 else f"Apply failed with 1 conflict: {lines[0]}")
-        raise ApiError(409, "Conflict", msg, {"causes": [
-            {"reason": "FieldManagerConflict", "message": f'conflict with "{m}"', "field": _fmt(p)}
+        raise ApiError(409, "Conflict", _conflict_message(sorted(conflicts)), {"causes": [
+            {"reason": "FieldManagerConflict", "message": f"conflict with {m}", "field": _fmt(p)}
             for m, p in sorted(conflicts)]})
     taken = {p for _, p in conflicts}
     previous = set()

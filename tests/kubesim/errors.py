@@ -84,7 +84,10 @@ def path_not_found(path: str) -> ApiError:
 
 def too_many_requests(message: str, causes: list[dict] | None = None, retry_after: int | None = None) -> ApiError:
     details = {"causes": causes} if causes else None
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    headers = None
+    if retry_after:  # like NewTooManyRequests: a positive suggestion becomes details + Retry-After
+        details = dict(details or {}, retryAfterSeconds=retry_after)
+        headers = {"Retry-After": str(retry_after)}
     return ApiError(429, "TooManyRequests", message, details, headers)
 
 
