@@ -166,3 +166,19 @@ def test_worker_without_service_and_cron_scheduler(deploy_env):
     assert scheduler.ok and scheduler.verdict == "Applied"
     cron = deploy_env.kube.request("GET", f"/apis/batch/v1/namespaces/{NAMESPACE}/cronjobs/scheduler")
     assert cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("/scheduler:v1")
+
+
+def test_refused_apply_changes_nothing_and_names_the_conflict(deployed_v1):
+    env = deployed_v1
+    path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/api"
+    env.kube.request("PATCH", path, body={"spec": {"template": {"spec": {"containers": [
+        {"name": "api", "image": env.image("v3")}]}}}}, query=[("fieldManager", "kubectl-set")],
+        content_type="application/strategic-merge-patch+json")
+    before = env.deployment()
+    with pytest.raises(deploy.DeployFailed, match=r"ApplyFailed: applying Deployment/apps-dev/api: .*conflict.*"
+                                                  r"--force-conflicts"):
+        env.engine("v2").run()
+    after = env.deployment()
+    assert deploy.service_image([after], "api") == env.image("v3")  # the incident fix is still in place
+    assert after["metadata"]["managedFields"] == before["metadata"]["managedFields"]
+    assert env.engine("v2", force_conflicts=True).run().ok

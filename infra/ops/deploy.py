@@ -268,20 +268,26 @@ class Snapshot:
 
 
 def apply_all(kube: Kube, objects: list[dict[str, Any]], manager: str, force: bool = False,
-              dry_run: bool = False) -> list[dict[str, Any]]:
-    """Server-side apply in order (config before workloads), returning what the server stored (or would)."""
-    ordered = sorted(objects, key=lambda o: o["kind"] in WORKLOADS)
-    return [kube.apply(o, manager, force=force, dry_run=dry_run) for o in ordered]
+              dry_run: bool = False, into: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Server-side apply in order (config before workloads), returning what the server stored (or would).
+
+    `into` collects each result as it lands, so after a failure midway the caller knows what to put back.
+    """
+    done = into if into is not None else []
+    for obj in sorted(objects, key=lambda o: o["kind"] in WORKLOADS):
+        done.append(kube.apply(obj, manager, force=force, dry_run=dry_run))
+    return done
 
 
-def restore(kube: Kube, snapshot: Snapshot, objects: list[dict[str, Any]], manager: str) -> None:
-    """Put back exactly the captured objects; delete the ones this deploy created."""
+def restore(kube: Kube, snapshot: Snapshot, objects: list[dict[str, Any]], manager: str, service: str) -> None:
+    """Put back exactly the captured objects; delete the ones this deploy created - except shared ones
+    (another service's first deploy may be using them by now)."""
     for obj in objects:
         before = snapshot.before.get(ref(obj))
-        if before is None:
-            kube.delete(obj)
-        else:
+        if before is not None:
             kube.apply(before, manager, force=True)
+        elif (obj["metadata"].get("labels") or {}).get(manifests.NAME_LABEL) == service:
+            kube.delete(obj)
 
 
 # -- steps after apply --------------------------------------------------------------------------------
@@ -420,23 +426,19 @@ class Deploy:
         verdict: Verdict
         applied: list[dict[str, Any]] = []
         try:
-            applied = apply_all(self.kube, objects, self.target.manager, force=self.force_conflicts)
-            self.reporter.event("apply", f"applied {len(applied)} objects as {self.target.manager}",
-                                objects=len(applied), manager=self.target.manager)
-            verdict = self.track(applied, "rollout")
-            if verdict.ok and not self.stop.is_set():
-                smoke = smoke_check(self.kube, applied, self.target, self.smoke_budget_s)
-                self.reporter.event("smoke", str(smoke), ok=smoke.ok)
-                verdict = verdict if smoke.ok else smoke
-            if self.stop.is_set() and verdict.ok:
-                verdict = Verdict(False, "Interrupted", message="stopped by a signal")
+            apply_all(self.kube, objects, self.target.manager, force=self.force_conflicts, into=applied)
         except KubeError as exc:
             verdict = Verdict(False, "ApplyFailed", message=str(exc))
+        else:
+            self.reporter.event("apply", f"applied {len(applied)} objects as {self.target.manager}",
+                                objects=len(applied), manager=self.target.manager)
+            verdict = self.follow(applied)
         self.reporter.event("verdict", str(verdict), ok=verdict.ok, reason=verdict.reason, pod=verdict.pod or "",
                             elapsed_s=round(verdict.elapsed_s, 2))
         record = _finish(record, verdict)
-        if not verdict.ok and self.rollback and (applied or verdict.reason == "ApplyFailed"):
-            back = self.restore(snapshot, objects)
+        if not verdict.ok and self.rollback and applied:  # only what landed is put back; a refused apply changed nothing
+            landed = {ref(o) for o in applied}
+            back = self.restore(snapshot, [o for o in objects if ref(o) in landed])
             record = _finish(record, verdict, back)
         self.conclude(record)
         if verdict.reason == "Interrupted":
@@ -444,6 +446,20 @@ class Deploy:
         if not verdict.ok:
             raise DeployFailed(notify.headline(record) + (f"\n  {verdict}" if verdict.message else ""))
         return record
+
+    def follow(self, applied: list[dict[str, Any]]) -> Verdict:
+        """Rollout, then smoke check; a signal turns even a success into Interrupted (and so a rollback)."""
+        try:
+            verdict = self.track(applied, "rollout")
+            if verdict.ok and not self.stop.is_set():
+                smoke = smoke_check(self.kube, applied, self.target, self.smoke_budget_s)
+                self.reporter.event("smoke", str(smoke), ok=smoke.ok)
+                verdict = verdict if smoke.ok else smoke
+        except KubeError as exc:
+            return Verdict(False, "TrackingFailed", message=str(exc))
+        if self.stop.is_set() and verdict.ok:
+            verdict = Verdict(False, "Interrupted", message="stopped by a signal")
+        return verdict
 
     def track(self, applied: list[dict[str, Any]], label: str, stop: threading.Event | None = None) -> Verdict:
         found = workload(applied, self.target.service)
@@ -464,9 +480,13 @@ class Deploy:
         """Roll back to the captured objects and track that rollout with the same tracker."""
         self.reporter.event("rollback", "restoring the objects captured before the apply")
         try:
-            restore(self.kube, snapshot, objects, self.target.manager)
-            previous = snapshot.before.get(ref(workload(objects, self.target.service) or {"metadata": {}}))
-            if previous is None:
+            restore(self.kube, snapshot, objects, self.target.manager, self.target.service)
+            changed = workload(objects, self.target.service)
+            previous = snapshot.before.get(ref(changed)) if changed else None
+            if changed is None:
+                back = Verdict(True, "Restored", message=f"{len(objects)} object(s) put back; the workload was "
+                                                         f"not changed")
+            elif previous is None:
                 back = Verdict(True, "Removed", message="first deploy: created objects deleted")
             else:
                 live = self.kube.get(previous) or previous

@@ -92,6 +92,9 @@ class DeployLock:
         spec = current.get("spec") or {}
         renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
         duration = int(spec.get("leaseDurationSeconds") or self.lease_s)
+        if spec.get("holderIdentity") == self.holder:  # our own create, retried after its answer was lost
+            self._lease = current
+            return
         if spec.get("holderIdentity") and renewed and renewed + timedelta(seconds=duration) > now:
             since = _parse(spec.get("acquireTime")) or renewed
             raise LockHeld(f"a deploy of {self.service} in {self.namespace} is in progress by "
