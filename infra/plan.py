@@ -77,6 +77,8 @@ class PlanMocks(pulumi.runtime.Mocks):
             outputs["keyId"] = digest
         elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             outputs["latestVersion"] = 1
+        elif args.typ == "aws:ec2/instance:Instance":
+            outputs["primaryNetworkInterfaceId"] = f"eni-{digest}"
         elif args.typ == "aws:iam/role:Role":
             outputs["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{args.name}"
         elif args.typ == "aws:eks/nodeGroup:NodeGroup":  # EKS names a managed group's ASG eks-<group>-<uuid>

@@ -10,6 +10,7 @@ import pulumi
 
 from infra.components.access import Access, AccessArgs
 from infra.components.cluster import Cluster, ClusterArgs
+from infra.components.nat import Nat, NatArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodeGroups, NodeGroupsArgs
 from infra.components.platform import Platform, PlatformArgs
@@ -33,6 +34,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     """Declare the whole platform for one environment and export its outputs."""
     tags = {"project": "eks-platform", "environment": cfg.env, "managed-by": "pulumi"}
     network = Network("network", NetworkArgs(network=cfg.network, cluster_name=cfg.cluster.name, tags=tags))
+    nat = Nat("nat", NatArgs(
+        config=cfg, vpc_id=network.vpc.id, public_subnet_ids={az: s.id for az, s in network.public_subnets.items()},
+        private_route_table_ids={az: t.id for az, t in network.private_route_tables.items()}, tags=tags))
     cluster = Cluster("cluster", ClusterArgs(
         cluster=cfg.cluster, vpc_id=network.vpc.id,
         private_subnet_ids=[subnet.id for subnet in network.private_subnets.values()],
@@ -40,7 +44,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         authentication_mode=cfg.access.authentication_mode,
         tags=tags))
     node_groups = NodeGroups("nodes", NodeGroupsArgs(
-        config=cfg, cluster_name=cfg.cluster.name, depends_on=[cluster.eks],
+        config=cfg, cluster_name=cfg.cluster.name, depends_on=[cluster.eks, *nat.routes],
         private_subnet_ids={az: subnet.id for az, subnet in network.private_subnets.items()}, tags=tags))
     access = Access("access", AccessArgs(
         config=cfg, kubeconfig=cluster.kubeconfig, depends_on=[cluster.eks],
@@ -69,9 +73,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         "subnetIds": {az: {"public": network.public_subnets[az].id, "private": network.private_subnets[az].id}
                       for az in cfg.network.azs},
         "privateRouteTableIds": {az: table.id for az, table in network.private_route_tables.items()},
+        **nat.outputs(),
         "authenticationMode": cfg.access.authentication_mode,
         "ciDeployerRoleArn": access.ci_role_arn,
         "pulumiDeployerRoleArn": access.pulumi_deployer_role_arn,
+        "pulumiPreviewerRoleArn": access.pulumi_previewer_role_arn,
         "accessPrincipals": [principal.role_arn for principal in access.principals],
         "secretArns": secrets.arns,
         "secretReaderRoleArns": secrets.reader_role_arns,
