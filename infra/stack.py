@@ -77,6 +77,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         "authenticationMode": cfg.access.authentication_mode,
         "ciDeployerRoleArn": access.ci_role_arn,
         "pulumiDeployerRoleArn": access.pulumi_deployer_role_arn,
+        "pulumiPreviewerRoleArn": access.pulumi_previewer_role_arn,
         "accessPrincipals": [principal.role_arn for principal in access.principals],
         "secretArns": secrets.arns,
         "secretReaderRoleArns": secrets.reader_role_arns,

@@ -235,3 +235,17 @@ def test_reordering_admins_and_mappings_keeps_every_access_entry_name():
     second = _variant("dev", {**access, "role_mappings": [extra, *access["role_mappings"]]})
     names = [{e.name: e.inputs["principalArn"] for e in plan.of_type(ENTRY)} for plan in (first, second)]
     assert names[0] == names[1] and len(names[0]) == 4
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_pull_request_previewer_is_read_only_and_trusts_pull_requests_of_the_repository(plans, env):
+    roles = _roles(plans[env])
+    trust = json.loads(roles[f"eks-platform-{env}-pulumi-previewer"].inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Condition"] == {"StringEquals": {
+        "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+        "token.actions.githubusercontent.com:sub": "repo:acme-platform/eks-platform:pull_request"}}
+    (policy,) = [p for p in plans[env].of_type(ROLE_POLICY) if p.name == "access-pulumi-previewer"]
+    actions = [a for s in json.loads(policy.inputs["policy"])["Statement"] for a in s["Action"]]
+    assert all(action.split(":")[1].startswith(("Describe", "List", "Get")) for action in actions)
+    assert "secretsmanager:GetSecretValue" not in actions and "ssm:GetParameter" not in actions
+    assert plans[env].outputs["pulumiPreviewerRoleArn"].endswith("access-pulumi-previewer")

@@ -68,6 +68,7 @@ PULUMI_DEPLOYER_ACTIONS = {
     "cloudwatch": ["Describe*", "List*", "PutMetricAlarm", "DeleteAlarms", "TagResource", "UntagResource"],
     "events": ["Describe*", "List*", "PutRule", "DeleteRule", "PutTargets", "RemoveTargets", "EnableRule",
                "DisableRule", "TagResource", "UntagResource"],
+    "autoscaling": ["Describe*", "CreateOrUpdateTags", "DeleteTags"],
     "ssm": ["GetParameter", "GetParameters"],
 }
 PULUMI_DEPLOYER_IAM = ["Get*", "List*", "CreateRole", "DeleteRole", "UpdateRole", "UpdateAssumeRolePolicy",
@@ -88,14 +89,32 @@ def github_trust_policy(provider_arn: str, subject: str) -> str:
     }]})
 
 
+def _iam_resources(account: str) -> list[str]:
+    return [f"arn:aws:iam::{account}:{kind}/*" for kind in ("role", "policy", "oidc-provider", "instance-profile")]
+
+
 def pulumi_deployer_policy(account: str) -> str:
-    iam = [f"arn:aws:iam::{account}:{kind}/*" for kind in ("role", "policy", "oidc-provider", "instance-profile")]
+    iam = _iam_resources(account)
     statements = [{"Sid": service.title(), "Effect": "Allow",
                    "Action": [f"{service}:{action}" for action in actions], "Resource": "*"}
                   for service, actions in PULUMI_DEPLOYER_ACTIONS.items()]
     statements.append({"Sid": "Iam", "Effect": "Allow", "Action": [f"iam:{action}" for action in PULUMI_DEPLOYER_IAM],
                        "Resource": iam})
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def _reads(service: str, actions: list[str]) -> list[str]:
+    return [f"{service}:{action}" for action in actions if action.startswith(("Describe", "List", "Get"))
+            and action not in ("GetParameter", "GetParameters")]
+
+
+def pulumi_previewer_policy(account: str) -> str:
+    """Read what `pulumi preview` refreshes: the deployer's Describe/List/Get actions, never a secret value."""
+    reads = sorted(action for service, actions in PULUMI_DEPLOYER_ACTIONS.items() for action in _reads(service, actions))
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "ReadForPreview", "Effect": "Allow", "Action": reads, "Resource": "*"},
+        {"Sid": "ReadIam", "Effect": "Allow", "Action": _reads("iam", PULUMI_DEPLOYER_IAM),
+         "Resource": _iam_resources(account)}]})
 
 
 def ci_deployer_policy(account: str, region: str, cluster_name: str) -> str:
@@ -167,6 +186,7 @@ class Access(pulumi.ComponentResource):
         self.principals: list[Principal] = []
         self.ci_role_arn: pulumi.Output[str] | None = None
         self.pulumi_deployer_role_arn: pulumi.Output[str] | None = None
+        self.pulumi_previewer_role_arn: pulumi.Output[str] | None = None
         if access.github:
             provider_arn = self._github_provider(name, cfg, args.tags)
             ci_role = self._role(f"{name}-ci-deployer", f"eks-platform-{cfg.env}-ci-deployer", provider_arn,
@@ -179,6 +199,12 @@ class Access(pulumi.ComponentResource):
             aws.iam.RolePolicy(f"{name}-pulumi-deployer", role=deployer.name, opts=self._child,
                                policy=account.apply(pulumi_deployer_policy))
             self.ci_role_arn, self.pulumi_deployer_role_arn = ci_role.arn, deployer.arn
+            # Pull-request previews (infra workflow): read-only, trusted from the repository's pull requests only.
+            previewer = self._role(f"{name}-pulumi-previewer", f"eks-platform-{cfg.env}-pulumi-previewer",
+                                   provider_arn, f"repo:{access.github.repository}:pull_request", args.tags)
+            aws.iam.RolePolicy(f"{name}-pulumi-previewer", role=previewer.name, opts=self._child,
+                               policy=account.apply(pulumi_previewer_policy))
+            self.pulumi_previewer_role_arn = previewer.arn
             self.principals.append(Principal("ci-deployer", ci_role.arn, CI_USER, [CI_GROUP]))
             if access.pulumi_deployer_cluster_admin:
                 self.principals.append(Principal("pulumi-deployer", deployer.arn, PULUMI_DEPLOYER_USER, admin=True))
