@@ -261,7 +261,7 @@ def test_statefulset_ordered_pods_claims_and_zone_pinning(kubesim, apps, core):
                                                                                      "image": "repo/db:1"}]}},
         "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
             "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}})
-    s = kubesim.wait_for(lambda: (lambda s: (s.status.ready_replicas or 0) == 2 and s)(
+    s = kubesim.wait_for(lambda: (lambda s: s.status and (s.status.ready_replicas or 0) == 2 and s)(
         apps.read_namespaced_stateful_set("db", "default")))
     assert s.status.observed_generation == 1
     pvc = core.read_namespaced_persistent_volume_claim("data-db-0", "default")
@@ -326,3 +326,25 @@ def test_garbage_collection_and_namespace_deletion(kubesim, apps, core):
     kubesim.wait_for(lambda: core.read_namespaced_config_map("cfg", "team").metadata.deletion_timestamp)
     core.patch_namespaced_config_map("cfg", "team", [{"op": "remove", "path": "/metadata/finalizers"}])
     kubesim.wait_for(lambda: kubesim.store.get("namespaces/team") is None, message="namespace removal")
+
+
+def test_unreachable_node_taints_and_evicts_after_toleration(kubesim, apps, core):
+    body = deployment(replicas=3)
+    body["spec"]["template"]["spec"]["tolerations"] = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                                                        "effect": "NoExecute", "tolerationSeconds": 2}]
+    apps.create_namespaced_deployment("default", body)
+    kubesim.wait_for(lambda: rolled_out(apps))
+    node = kubesim.pods("default", app="web")[0]["spec"]["nodeName"]
+    victims = [p["metadata"]["name"] for p in kubesim.pods("default", app="web") if p["spec"]["nodeName"] == node]
+    kubesim.set_node_ready(node, False)
+    taints = {(t.key, t.effect) for t in core.read_node(node).spec.taints}
+    assert taints == {("node.kubernetes.io/unreachable", "NoSchedule"), ("node.kubernetes.io/unreachable", "NoExecute")}
+    kubesim.wait_for(lambda: all(kubesim.store.get("pods/default/" + v)["metadata"].get("deletionTimestamp")
+                                 for v in victims), message="taint eviction")
+    d = kubesim.wait_for(lambda: rolled_out(apps), message="replacements elsewhere")
+    assert d.status.available_replicas == 3
+    assert all(kubesim.store.get("pods/default/" + v) for v in victims)  # stuck Terminating: kubelet is away
+    assert "TaintManagerEviction" in {e["reason"] for e in kubesim.events("default")}
+    kubesim.set_node_ready(node, True)
+    assert not core.read_node(node).spec.taints
+    kubesim.wait_for(lambda: not any(kubesim.store.get("pods/default/" + v) for v in victims))

@@ -21,6 +21,7 @@ from .behaviors import Behavior
 from .controllers import ControlPlane
 from .events import EventRecorder
 from .faults import Faults
+from .kubelet import UNREACHABLE
 from .proxy import ServiceProxy
 from .resources import lookup
 from .server import Server, shutdown_socket
@@ -130,8 +131,18 @@ class Cluster:
         self.store.delete(NODES, None, name)
 
     def set_node_ready(self, name: str, ready: bool = True) -> dict:
+        """Kubelet up/down. Down: Ready=Unknown and `node.kubernetes.io/unreachable` taints; pods turn not
+        Ready and are evicted after their toleration (300 simulated s by default), staying Terminating."""
         def write(n):
             n["status"]["conditions"] = _node_conditions(ready, n["status"].get("conditions"))
+            taints = [t for t in n["spec"].get("taints") or [] if t.get("key") != UNREACHABLE]
+            if not ready:
+                taints += [{"key": UNREACHABLE, "effect": "NoSchedule"},
+                           {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": now_iso()}]
+            if taints:
+                n["spec"]["taints"] = taints
+            else:
+                n["spec"].pop("taints", None)
         out = self.store.mutate(NODES, None, name, write)
         if out is None:
             raise errors.not_found(NODES, name)

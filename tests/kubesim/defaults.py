@@ -103,6 +103,11 @@ def apply_defaults(rt: ResourceType, obj: dict) -> None:
         spec["template"]["spec"]["restartPolicy"] = spec["template"]["spec"].get("restartPolicy") or "Never"
     elif kind == "Pod":
         pod_spec_defaults(obj.setdefault("spec", {}))
+        tolerations = obj["spec"].setdefault("tolerations", [])
+        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):  # DefaultTolerationSeconds
+            if not any(t.get("key") == key and t.get("effect") in (None, "", "NoExecute") for t in tolerations):
+                tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                    "tolerationSeconds": 300})
         obj.setdefault("status", {}).setdefault("phase", "Pending")
         obj["status"].setdefault("qosClass", "BestEffort")
     elif kind == "Service":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 
 from .behaviors import ANNOTATION, Behavior, timeline
 from .resources import lookup
@@ -23,7 +22,8 @@ NODES = lookup("", "v1", "nodes")
 # behaviours whose status stops changing once their delay has passed (crash loops never settle)
 SETTLING = {"Ready", "NeverReady", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError",
             "InvalidImageName"}
-STOP_SECONDS = 1.0  # simulated time a container takes to stop after SIGTERM
+STOP_SECONDS = 1.0
+UNREACHABLE = "node.kubernetes.io/unreachable"  # simulated time a container takes to stop after SIGTERM
 _ips = itertools.count(10)
 
 
@@ -35,15 +35,22 @@ class PodRun:
     emitted: set = field(default_factory=set)
     stopping_since: float | None = None
     settled_rv: str | None = None  # status final at this resourceVersion: skip the pod until it changes
+    unreachable_since: float | None = None  # when its node stopped being Ready
+
+
+def _unreachable_toleration(pod: dict) -> float | None:
+    """Seconds the pod tolerates an unreachable node (None: forever), as the taint manager reads it."""
+    for t in pod["spec"].get("tolerations") or []:
+        if t.get("effect") in (None, "", "NoExecute") and (
+                t.get("operator") == "Exists" and t.get("key") in (None, "", UNREACHABLE)
+                or t.get("key") == UNREACHABLE):
+            return t.get("tolerationSeconds")
+    return 0
 
 
 def node_ready(node: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (node.get("status") or {}).get("conditions") or [])
-
-
-def _ts(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Kubelet:
@@ -84,10 +91,14 @@ class Kubelet:
         pods, _ = self.c.store.list(PODS, None, wanted)
         for pod in pods:
             node = nodes.get(pod["spec"]["nodeName"])
+            run = self.runs.get(pod["metadata"]["uid"])
+            if run is not None and node is not None and node_ready(node):
+                run.unreachable_since = None
             if node is None:
                 self._gc(pod)
             elif not node_ready(node):
                 self._mark_not_ready(pod)
+                continue
             elif pod["metadata"].get("deletionTimestamp"):
                 self._stop(pod, node)
             elif (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
@@ -145,6 +156,19 @@ class Kubelet:
         self.c.store.mutate(PODS, meta["namespace"], meta["name"], write)
 
     def _mark_not_ready(self, pod: dict) -> None:
+        """Node lifecycle controller: pods on an unreachable node turn not Ready, then are evicted
+        (deleted; they stay Terminating while the kubelet is away) after their toleration time."""
+        run = self.runs.setdefault(pod["metadata"]["uid"], PodRun(time.monotonic(), now_iso(), ""))
+        run.settled_rv = None
+        if run.unreachable_since is None:
+            run.unreachable_since = time.monotonic()
+        wait = _unreachable_toleration(pod)
+        if not pod["metadata"].get("deletionTimestamp") and wait is not None and \
+                time.monotonic() - run.unreachable_since >= wait * self.c.time_factor:
+            self.c.recorder.emit(pod, "Normal", "TaintManagerEviction", f"Marking for deletion Pod "
+                                 f"{pod['metadata']['namespace']}/{pod['metadata']['name']}", "taint-eviction-controller")
+            self.c.api.delete(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+
         def write(p):
             st = p.setdefault("status", {})
             for cond in st.get("conditions") or []:
@@ -203,7 +227,6 @@ def _set_conditions(status: dict, wanted: dict, not_ready: tuple | None) -> None
     status["conditions"] = out
 
 
-__all__ = ["Kubelet", "node_ready", "timedelta", "datetime", "timezone", "_ts"]
 
 
 def container_log(cluster, pod: dict, container: str | None) -> str:

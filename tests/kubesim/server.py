@@ -16,7 +16,6 @@ import socket
 import threading
 import time
 import traceback
-from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -454,4 +453,4 @@ def shutdown_socket(sock: socket.socket) -> None:
         pass
 
 
-__all__ = ["Server", "Handler", "parse_resource_path", "shutdown_socket", "deque"]
+

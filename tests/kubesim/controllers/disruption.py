@@ -40,7 +40,12 @@ class DisruptionController:
     def sync(self) -> None:
         pdbs, _ = self.c.store.list(PDBS)
         for pdb in pdbs:
-            self._sync(pdb)
+            # Read-compute-write atomically (the apiserver's optimistic concurrency): an eviction landing
+            # between reading the budget and writing its status must not be overwritten by a stale status.
+            with self.c.store.lock:
+                current = self.c.store.get(PDBS, pdb["metadata"]["namespace"], pdb["metadata"]["name"])
+                if current is not None:
+                    self._sync(current)
 
     def _expected(self, pods: list[dict], ns: str) -> int:
         seen, total = set(), 0
