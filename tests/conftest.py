@@ -31,3 +31,11 @@ def aws(moto_server, monkeypatch):
     for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(key, raising=False)
     return moto_server
+
+
+@pytest.fixture(scope="session")
+def stack_plans():
+    """The offline plan of both real stack files, computed once per session (read-only: do not mutate)."""
+    from infra.plan import plan_stack
+
+    return {env: plan_stack(env) for env in ("dev", "prod")}

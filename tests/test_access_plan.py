@@ -34,8 +34,8 @@ EXPECTED_CI_GRANTS = {
 
 
 @pytest.fixture(scope="module")
-def plans() -> dict[str, Plan]:
-    return {env: plan_stack(env) for env in ("dev", "prod")}
+def plans(stack_plans) -> dict[str, Plan]:
+    return stack_plans
 
 
 def _variant(env: str, access: dict) -> Plan:
