@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 
 import pytest
 from kubernetes import client
@@ -116,3 +117,15 @@ def test_kubectl_apply_set_image_and_rollout_undo_reuses_replicaset(kubesim, tmp
     assert {r["metadata"]["name"] for r in live} == first  # the revision-1 ReplicaSet came back
     out = kubectl(kubesim, "apply", "-f", str(path))  # client-side apply works too (validation server-side)
     assert out.returncode == 0, out.stderr
+
+
+def test_kubectl_get_watch_streams_table_rows(kubesim):
+    core = client.CoreV1Api(kubesim.api_client())
+    timer = threading.Timer(0.8, lambda: core.create_namespaced_pod("default", {
+        "metadata": {"name": "w"}, "spec": {"containers": [{"name": "a", "image": "repo/app:1"}]}}))
+    timer.start()
+    out = kubectl(kubesim, "get", "pods", "-w", "--request-timeout=2s")
+    timer.join()
+    lines = [line.split() for line in out.stdout.splitlines()]
+    assert lines[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert ["w", "1/1", "Running"] in [line[:3] for line in lines[1:]]

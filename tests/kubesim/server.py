@@ -345,6 +345,7 @@ class Handler(BaseHTTPRequestHandler):
         since = q.get("resourceVersion")
         timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
         bookmarks = _truthy(q.get("allowWatchBookmarks"))
+        table = (r.rt, q.get("includeObject", "Metadata")) if self._wants_table() else None
         try:
             sub, backlog = c.store.subscribe(r.rt, r.namespace, since, pred)
         except errors.ApiError as e:
@@ -362,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
         last_bookmark = time.monotonic()
         try:
             for ev in backlog:
-                self._send_event(ev, pred)
+                self._send_event(ev, pred, table)
             while not sub.closed:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
@@ -379,7 +380,7 @@ class Handler(BaseHTTPRequestHandler):
                     continue
                 if ev is None:
                     break
-                self._send_event(ev, pred)
+                self._send_event(ev, pred, table)
             if not c.is_dropped(sub):
                 self._end_stream()
             else:
@@ -390,7 +391,8 @@ class Handler(BaseHTTPRequestHandler):
             c.store.unsubscribe(sub)
             c.unregister_watch(sub)
 
-    def _send_event(self, ev, pred) -> None:
+    def _send_event(self, ev, pred, table=None) -> None:
+        """One watch event, after selector transitions; a one-row Table when kubectl asked for tables."""
         new_match = ev.type != "DELETED" and pred(ev.obj)
         old_match = ev.old is not None and pred(ev.old)
         if ev.type == "DELETED":
@@ -400,7 +402,9 @@ class Handler(BaseHTTPRequestHandler):
         else:
             typ = "MODIFIED" if new_match and old_match else "ADDED" if new_match else "DELETED" if old_match else None
         if typ:
-            self._chunk({"type": typ, "object": ev.obj})
+            obj = ev.obj if table is None else to_table(table[0], [ev.obj], ev.obj["metadata"]["resourceVersion"],
+                                                        table[1])
+            self._chunk({"type": typ, "object": obj})
 
     def _start_stream(self) -> None:
         self.send_response(200)
