@@ -560,6 +560,71 @@ def platform_status(c, env=None, kubeconfig=None, json_=False, strict=False):
         raise Exit("platform needs attention", code=1)
 
 
+def _nat_engine(env: str, call):
+    """NAT engine outcomes as exit codes: refused/failed 1 with the checkpoint kept, bad input 2 (earlier)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from infra.ops.nat import NatError
+    from infra.ops.pulumi_cli import PulumiError
+
+    try:
+        return call()
+    except NatError as error:
+        raise fail(str(error), code=1) from None
+    except PulumiError as error:
+        raise fail(f"{error}; progress is kept, rerun `invoke nat.rotate --env {env}` to resume", code=1) from None
+    except (BotoCoreError, ClientError) as error:
+        raise fail(f"AWS call failed: {error}", code=1) from None
+
+
+@task(name="status", positional=[], help={"env": "environment: dev or prod", "json": "print JSON instead of tables"})
+def nat_status(c, env=None, json_=False):
+    """Which NAT instance each private route table points at, and each instance's state and health."""
+    from dataclasses import asdict
+
+    from rich.console import Console
+
+    from infra.ops import nat
+
+    cfg = stack_config(env)
+    status = _nat_engine(cfg.env, lambda: nat.read_status(nat.ec2_client(cfg.region), nat.topology_for(cfg.env),
+                                                          nat.policy_of(cfg)))
+    if json_:
+        print(json.dumps(asdict(status), indent=2))
+        return
+    for table in nat.status_tables(status, cfg.env):
+        Console(width=160).print(table)
+
+
+@task(name="rotate", positional=[], help={
+    "env": "environment: dev or prod", "dry_run": "print the steps (routes to move, pulumi commands) and change nothing",
+    "timeout": "seconds to wait for each new instance to run and pass status checks (default 900)"})
+def nat_rotate(c, env=None, dry_run=False, timeout=900):
+    """Replace both NAT instances one at a time with no egress gap; rerun to resume an interrupted rotation.
+
+    Per instance: park its routes on the other one, `pulumi up --target/--replace` it, wait for the new
+    instance to pass status checks, move its route tables back one at a time.
+    """
+    from infra.ops import nat
+    from infra.ops.pulumi_cli import PulumiCLI
+
+    cfg = stack_config(env)
+    if float(timeout) <= 0:
+        raise fail(f"--timeout {timeout} must be a positive number of seconds, e.g. --timeout 900")
+
+    def engine() -> "nat.Rotation":
+        cli = PulumiCLI(stack=cfg.env)
+        return nat.Rotation(nat.topology_for(cfg.env, cli), nat.ec2_client(cfg.region), cli,
+                            nat.RotationCheckpoint(cfg.env), timeout=float(timeout), policy=nat.policy_of(cfg))
+
+    if dry_run:
+        for line in _nat_engine(cfg.env, lambda: engine().plan()):
+            print(line)
+        print("dry run: nothing changed")
+        return
+    _nat_engine(cfg.env, lambda: engine().run())
+
+
 nodes = Collection("nodes")
 nodes.add_task(nodes_migrate)
 cluster = Collection("cluster")
@@ -573,6 +638,7 @@ ns.add_collection(Collection("ci", ci_check))
 ns.add_collection(Collection("secrets", secrets_set, secrets_list))
 ns.add_collection(Collection("access", access_migrate))
 ns.add_collection(Collection("platform", platform_status))
+ns.add_collection(Collection("nat", nat_status, nat_rotate))
 
 if __name__ == "__main__":  # pragma: no cover - `python tasks.py` is not how tasks run
     sys.exit("run tasks with `invoke`, e.g. `invoke --list`")

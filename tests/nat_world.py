@@ -24,6 +24,7 @@ class World:
     topic_arn: str
     queue_url: str
     sqs: object
+    by_az: dict[str, str] = field(default_factory=dict)  # private AZ -> its route table
 
     def targets(self) -> dict[str, str | None]:
         """route table -> instance ID of its default route (None when missing)."""
@@ -65,17 +66,19 @@ def build(az_count: int, stack: str = STACK) -> World:
             TagSpecifications=[{"ResourceType": "instance", "Tags": [
                 {"Key": STACK_TAG, "Value": stack}, {"Key": AZ_TAG, "Value": az}]}])["Instances"][0]["InstanceId"]
     tables: dict[str, str] = {}
+    by_az: dict[str, str] = {}
     for index, az in enumerate(azs):
         table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
         home = azs[index % 2]
         ec2.create_route(RouteTableId=table, DestinationCidrBlock=DEFAULT, InstanceId=instances[home])
         tables[table] = home
+        by_az[az] = table
     sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
     topic = sns.create_topic(Name=f"{stack}-nat")["TopicArn"]
     queue = sqs.create_queue(QueueName=f"{stack}-nat-notes")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    return World(ec2, tables, instances, topic, queue, sqs)
+    return World(ec2, tables, instances, topic, queue, sqs, by_az)
 
 
 @dataclass
