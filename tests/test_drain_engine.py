@@ -25,25 +25,25 @@ def _names(cluster, generation, zone=None):
 
 def test_cordon_then_drain_moves_pods_by_eviction_and_keeps_daemonsets(sim):
     api = sim.api_client()
-    world.deployment(api, "api", 6, max_unavailable=1)
+    world.deployment(api, "api", 12, max_unavailable=2)
     world.daemonset(api, "logs")
-    world.wait_running(sim, 6 + 4)
+    world.wait_running(sim, 12 + 4)
     sim.add_nodes("general", "green", zones=AZS, per_zone=2)
-    drain = Drain(api, DrainPolicy(parallelism=4, backoff=0.05))
+    drain = Drain(api, DrainPolicy(parallelism=8, backoff=0.05))
     old = _names(sim, "blue")
     drain.cordon(old)
-    with world.BudgetWatch(sim, {"api": 5}) as watch:
+    with world.BudgetWatch(sim, {"api": 10}) as watch:
         report = drain.drain(old)
-        world.wait_running(sim, 6 + 8)
-    assert len(report.evicted) == 6 and len(report.skipped) == 4
+        world.wait_running(sim, 12 + 8)
+    assert len(report.evicted) == 12 and len(report.skipped) == 4
     assert all("DaemonSet pod" in skipped for skipped in report.skipped)
     api_pods = [p for p in world.running(sim) if p["metadata"]["labels"]["app"] == "api"]
-    assert len(api_pods) == 6 and not {p["spec"]["nodeName"] for p in api_pods} & set(old)
+    assert len(api_pods) == 12 and not {p["spec"]["nodeName"] for p in api_pods} & set(old)
     assert all(n["spec"].get("unschedulable") for n in sim.nodes(generation="blue"))
     assert watch.samples > 10 and watch.violations == []
     posts = [path for method, path, _ in list(sim.requests) if method == "POST" and path.endswith("/eviction")]
     deletes = [path for method, path, _ in list(sim.requests) if method == "DELETE" and "/pods/" in path]
-    assert len(posts) >= 6 and deletes == []
+    assert len(posts) >= 12 and deletes == []
 
 
 def test_budget_refusals_are_retried_with_backoff_until_allowed(sim):

@@ -6,6 +6,7 @@ The state lives next to what it describes, so a migration interrupted on one lap
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,16 @@ class Checkpoint:
                 return None
             raise
         return json.loads((found.data or {}).get("state", "null"))
+
+    def resumable(self, resume: bool, what: str, progress: Callable[[dict[str, Any]], str], hint: str,
+                  refused: type[Exception]) -> dict[str, Any] | None:
+        """The saved state to resume from; refuses starting over a run in progress, or resuming nothing."""
+        state = self.load()
+        if state and not resume:
+            raise refused(f"{what} is already in progress ({progress(state)}); {hint}")
+        if resume and not state:
+            raise refused(f"no {what} to resume; run without --resume")
+        return state
 
     @kube_retry
     def save(self, state: dict[str, Any]) -> None:

@@ -27,18 +27,14 @@ def unhealthy_workloads(api: client.ApiClient) -> list[str]:
     """Deployments with fewer available replicas than wanted, StatefulSets with fewer ready ones."""
     apps = client.AppsV1Api(api)
     problems = []
-    for deployment in apps.list_deployment_for_all_namespaces().items:
-        wanted = deployment.spec.replicas if deployment.spec.replicas is not None else 1
-        available = (deployment.status and deployment.status.available_replicas) or 0
-        if available < wanted:
-            problems.append(f"Deployment {deployment.metadata.namespace}/{deployment.metadata.name} "
-                            f"{available}/{wanted} available")
-    for statefulset in apps.list_stateful_set_for_all_namespaces().items:
-        wanted = statefulset.spec.replicas if statefulset.spec.replicas is not None else 1
-        ready = (statefulset.status and statefulset.status.ready_replicas) or 0
-        if ready < wanted:
-            problems.append(f"StatefulSet {statefulset.metadata.namespace}/{statefulset.metadata.name} "
-                            f"{ready}/{wanted} ready")
+    for kind, workloads, field, word in (
+            ("Deployment", apps.list_deployment_for_all_namespaces().items, "available_replicas", "available"),
+            ("StatefulSet", apps.list_stateful_set_for_all_namespaces().items, "ready_replicas", "ready")):
+        for workload in workloads:
+            wanted = workload.spec.replicas if workload.spec.replicas is not None else 1
+            have = getattr(workload.status, field, None) or 0
+            if have < wanted:
+                problems.append(f"{kind} {workload.metadata.namespace}/{workload.metadata.name} {have}/{wanted} {word}")
     return problems
 
 

@@ -236,12 +236,10 @@ class Migration:
     # --- run ----------------------------------------------------------------------------------------
 
     def run(self, plan: MigrationPlan, resume: bool = False) -> None:
-        state = self.checkpoint.load()
-        if state and not resume:
-            raise MigrationRefused(f"a migration of pool {self.pool} to {state['target']} is in progress "
-                                   f"(done: {', '.join(state['phases']) or 'nothing'}); use --resume or --rollback")
-        if resume and not state:
-            raise MigrationRefused(f"no migration of pool {self.pool} to resume; run without --resume")
+        state = self.checkpoint.resumable(
+            resume, f"migration of pool {self.pool}",
+            lambda s: f"to {s['target']}, done: {', '.join(s['phases']) or 'nothing'}",
+            "use --resume or --rollback", MigrationRefused)
         if state and state["target"] != self.target:
             raise MigrationRefused(f"the migration in progress goes to {state['target']}, not {self.target}; "
                                    f"use --to {state['target']} --resume, or --rollback")

@@ -243,12 +243,10 @@ class Upgrade:
     # --- execute ------------------------------------------------------------------------------------
 
     def execute(self, plan: UpgradePlan, resume: bool = False) -> None:
-        state = self.checkpoint.load()
-        if state and not resume:
-            raise UpgradeRefused(f"an upgrade of {plan.cluster} to {state['to']} is in progress (step {state['step']}, "
-                                 f"done: {', '.join(state['phases']) or 'nothing'}); rerun with --resume")
-        if resume and not state:
-            raise UpgradeRefused(f"no upgrade of {plan.cluster} to resume; run without --resume")
+        state = self.checkpoint.resumable(
+            resume, f"upgrade of {plan.cluster}",
+            lambda s: f"to {s['to']}, step {s['step']}, done: {', '.join(s['phases']) or 'nothing'}",
+            "rerun with --resume", UpgradeRefused)
         if state and state["to"] != str(plan.target):
             raise UpgradeRefused(f"the upgrade in progress goes to {state['to']}, not {plan.target}; "
                                  f"rerun with --to {state['to']} --resume")
