@@ -348,3 +348,18 @@ def test_unreachable_node_taints_and_evicts_after_toleration(kubesim, apps, core
     kubesim.set_node_ready(node, True)
     assert not core.read_node(node).spec.taints
     kubesim.wait_for(lambda: not any(kubesim.store.get("pods/default/" + v) for v in victims))
+
+
+def test_scheduler_counts_cpu_and_memory_requests(kubesim_factory):
+    cluster = kubesim_factory(nodes=False)
+    cluster.add_node(cpu="1", memory="1Gi")
+    core = client.CoreV1Api(cluster.api_client())
+    for name, cpu in (("a", "600m"), ("b", "600m")):
+        core.create_namespaced_pod("default", {"metadata": {"name": name}, "spec": {"containers": [
+            {"name": "c", "image": "repo/app:1", "resources": {"requests": {"cpu": cpu, "memory": "100Mi"}}}]}})
+    cluster.wait_for(lambda: cluster.store.get("pods/default/a")["spec"].get("nodeName"))
+    cluster.wait_for(lambda: "FailedScheduling" in {e["reason"] for e in cluster.events("default", name="b")})
+    cond = next(c for c in core.read_namespaced_pod("b", "default").status.conditions if c.type == "PodScheduled")
+    assert "Insufficient cpu" in cond.message
+    core.delete_namespaced_pod("a", "default", grace_period_seconds=0)
+    cluster.wait_for(lambda: cluster.store.get("pods/default/b")["spec"].get("nodeName"))

@@ -97,7 +97,7 @@ class Cluster:
     # -- nodes ------------------------------------------------------------------------------------
     def add_node(self, name: str | None = None, pool: str = "general", generation: str = "blue",
                  zone: str = "eu-west-1a", labels: dict | None = None, ready: bool = True,
-                 taints: list | None = None, pods: int = 110) -> dict:
+                 taints: list | None = None, pods: int = 110, cpu: str = "2", memory: str = "8010196Ki") -> dict:
         """Register a node like an EKS managed node group would (labels, providerID, Ready condition)."""
         n = next(_node_numbers)
         region = zone[:-1]
@@ -108,7 +108,7 @@ class Cluster:
                        "eks.amazonaws.com/nodegroup": node_group_name(pool, generation, zone),
                        "eks.amazonaws.com/capacityType": "ON_DEMAND", "pool": pool, "generation": generation,
                        **(labels or {})}
-        capacity = {"cpu": "2", "memory": "8010196Ki", "pods": str(pods), "ephemeral-storage": "20959212Ki"}
+        capacity = {"cpu": cpu, "memory": memory, "pods": str(pods), "ephemeral-storage": "20959212Ki"}
         node = {"metadata": {"name": name, "labels": node_labels},
                 "spec": {"providerID": f"aws:///{zone}/i-{n:017x}", **({"taints": taints} if taints else {})},
                 "status": {"capacity": capacity, "allocatable": dict(capacity),

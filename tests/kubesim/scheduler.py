@@ -106,9 +106,15 @@ class Scheduler:
             return "node(s) didn't match Pod's node affinity/selector"
         if volume_zones and labels.get(ZONE) not in volume_zones:
             return "node(s) had volume node affinity conflict"
-        capacity = int(((node.get("status") or {}).get("allocatable") or {}).get("pods", 110))
-        if sum(1 for p in all_pods if p["spec"].get("nodeName") == node["metadata"]["name"]) >= capacity:
+        allocatable = (node.get("status") or {}).get("allocatable") or {}
+        here = [p for p in all_pods if p["spec"].get("nodeName") == node["metadata"]["name"]
+                and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        if len(here) >= int(allocatable.get("pods", 110)):
             return "Too many pods"
+        for resource in ("cpu", "memory"):
+            want = pod_request(pod, resource)
+            if want and want + sum(pod_request(p, resource) for p in here) > quantity(allocatable.get(resource, "0")):
+                return f"Insufficient {resource}"
         return None
 
     def _score(self, pod, node, all_pods, nodes):
@@ -168,6 +174,24 @@ class Scheduler:
                 p.setdefault("status", {}).update(phase="Bound", capacity={"storage": size},
                                                   accessModes=p["spec"].get("accessModes") or ["ReadWriteOnce"])
             self.c.store.mutate(PVCS, ns, claim, bound)
+
+
+_SUFFIX = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30,
+           "Ti": 2 ** 40}
+
+
+def quantity(q) -> float:
+    """A Kubernetes resource quantity ("250m", "1.5", "512Mi", "8010196Ki") as a number."""
+    text = str(q)
+    for suffix in sorted(_SUFFIX, key=len, reverse=True):
+        if text.endswith(suffix):
+            return float(text[:-len(suffix)]) * _SUFFIX[suffix]
+    return float(text or 0)
+
+
+def pod_request(pod: dict, resource: str) -> float:
+    return sum(quantity(((c.get("resources") or {}).get("requests") or {}).get(resource, 0))
+               for c in pod["spec"].get("containers") or [])
 
 
 def _owner_uid(pod) -> str | None:
