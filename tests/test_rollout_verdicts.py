@@ -2,6 +2,8 @@
 to exactly the previous version (kubesim over HTTP, ECR on moto server)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from infra.ops import deploy, history
@@ -137,7 +139,7 @@ def test_restore_puts_back_exactly_the_previous_objects(deployed_v1):
     snapshot = deploy.Snapshot.capture(env.kube, objects, engine.target.manager)
     deploy.apply_all(env.kube, objects, engine.target.manager)
     assert deploy.clean(env.deployment())["spec"]["template"] != before[f"Deployment/{NAMESPACE}/api"]["spec"]["template"]
-    deploy.restore(env.kube, snapshot, objects, engine.target.manager)
+    deploy.restore(env.kube, snapshot, objects, engine.target.manager, "api")
     after = {deploy.ref(o): deploy.clean(env.kube.get(o)) for o in objects}
     for key in before:  # the Deployment's status-driven revision annotation aside, identical
         assert after[key] == before[key], "\n".join([key, *deploy.diff(before[key], after[key])])
@@ -182,3 +184,15 @@ def test_refused_apply_changes_nothing_and_names_the_conflict(deployed_v1):
     assert deploy.service_image([after], "api") == env.image("v3")  # the incident fix is still in place
     assert after["metadata"]["managedFields"] == before["metadata"]["managedFields"]
     assert env.engine("v2", force_conflicts=True).run().ok
+
+
+def test_rollback_does_not_take_over_allocated_fields(deployed_v1):
+    """After a rollback, the next dry-run shows no change to the Service: its clusterIP stays the server's."""
+    env = deployed_v1
+    env.cluster.script_image(env.image("v2"), "CrashLoopBackOff")
+    with pytest.raises(deploy.DeployFailed):
+        env.engine("v2").run()
+    service = env.kube.request("GET", f"/api/v1/namespaces/{NAMESPACE}/services/api")
+    assert not any("clusterIP" in json.dumps(m.get("fieldsV1")) for m in service["metadata"]["managedFields"])
+    lines = env.engine("v1", dry_run=True).run()
+    assert not any("clusterIP" in line for line in lines), lines

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import difflib
 import hmac
+import json
 import secrets
 import signal
 import subprocess
@@ -236,14 +237,50 @@ def _owns(field_sets: list[dict[str, Any]], *path: str) -> bool:
     return False
 
 
-def restorable(live: dict[str, Any], manager: str) -> dict[str, Any]:
-    """The live object as a rollback re-applies it: clean, minus the fields other managers own and we do not.
+def _union(trees: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for tree in trees:
+        for key, sub in tree.items():
+            out[key] = _union([out.get(key) or {}, sub or {}])
+    return out
 
-    Re-applying those would make our manager their owner, and the next deploy (which does not set them)
-    would delete them: an HPA's spec.replicas reset to the default, another tool's annotations gone.
+
+def extract(value: Any, fields: dict[str, Any]) -> Any:
+    """The part of `value` a fieldsV1 tree covers ("f:name", 'k:{"name":"api"}' list items, 'v:' set items)."""
+    if not fields or set(fields) == {"."}:
+        return copy.deepcopy(value)
+    if isinstance(value, dict):
+        return {key[2:]: extract(value[key[2:]], sub) for key, sub in fields.items()
+                if key.startswith("f:") and key[2:] in value}
+    if isinstance(value, list):
+        out = []
+        for item in value:
+            for key, sub in fields.items():
+                if key.startswith("k:") and isinstance(item, dict):
+                    want = json.loads(key[2:])
+                    if all(item.get(k) == v for k, v in want.items()):
+                        out.append({**extract(item, sub), **want})
+                elif key.startswith("v:") and json.loads(key[2:]) == item:
+                    out.append(copy.deepcopy(item))
+        return out
+    return copy.deepcopy(value)
+
+
+def restorable(live: dict[str, Any], manager: str) -> dict[str, Any]:
+    """The live object as a rollback re-applies it: the fields some manager set (not server defaults or
+    allocations such as a Service's clusterIP), minus those other managers own and we do not.
+
+    Re-applying either kind would make our manager their owner, and the next deploy (which does not set
+    them) would delete them: an HPA's spec.replicas reset, another tool's annotations gone, an allocated
+    field re-allocated.
     """
-    out = clean(live)
     sets = _field_sets(live)
+    out = clean(live)
+    if sets:
+        kept = extract(out, _union([f for fields in sets.values() for f in fields]))
+        out = {**kept, "apiVersion": out["apiVersion"], "kind": out["kind"],
+               "metadata": {**kept.get("metadata", {}), **{k: out["metadata"][k] for k in ("name", "namespace")
+                                                           if k in out["metadata"]}}}
     mine = sets.pop(manager, [])
     others = [f for fields in sets.values() for f in fields]
     if _owns(others, "spec", "replicas") and not _owns(mine, "spec", "replicas"):
