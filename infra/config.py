@@ -685,7 +685,7 @@ class NatConfig(Section):
     failure_threshold: int = Field(2, ge=1, le=10)
     failback_checks: int = Field(30, ge=1, le=1000)
     failback_min_seconds: int = Field(120, ge=0, le=3600)
-    probe_window_seconds: int = Field(50, ge=10, le=55)
+    probe_window_seconds: int = Field(55, ge=10, le=55)
     probe_subnet_prefix: int = Field(28, ge=24, le=28)
     alarm_emails: list[str] = Field(default_factory=list)
 

@@ -93,7 +93,7 @@ def test_failover_iam_is_scoped(plans, env):
 def test_failover_function_configuration(plans):
     plan = plans["prod"]
     function = one(plan, "aws:lambda/function:Function", "nat-failover").inputs
-    assert function["handler"] == "infra/lambdas/nat_failover.handler" and function["timeout"] == 58
+    assert function["handler"] == "infra/lambdas/nat_failover.handler" and function["timeout"] == 63
     env = function["environment"]["variables"]
     tables = plan.outputs["natRouteTableIds"]
     assert json.loads(env["NAT_ROUTE_TABLES"]) == {tables[az]: home for az, home in route_homes(

@@ -55,7 +55,7 @@ class Settings:
     namespace: str = "EksPlatform/NAT"
     policy: Policy = Policy()
     interval: float = 1.0
-    window: float = 50.0
+    window: float = 55.0
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -79,7 +79,7 @@ class Settings:
                    policy=Policy(failure_threshold=read("NAT_FAILURE_THRESHOLD", int, 2),
                                  failback_checks=read("NAT_FAILBACK_CHECKS", int, 30),
                                  failback_min_seconds=read("NAT_FAILBACK_MIN_SECONDS", float, 120.0)),
-                   interval=read("NAT_PROBE_INTERVAL", float, 1.0), window=read("NAT_PROBE_WINDOW", float, 50.0))
+                   interval=read("NAT_PROBE_INTERVAL", float, 1.0), window=read("NAT_PROBE_WINDOW", float, 55.0))
 
 
 @dataclass
@@ -204,13 +204,25 @@ def _converge(runtime: Runtime, instances: dict[str, NatInstance], tally: Tally)
                                    for i in instances.values()}, "action": "routes left in place"})
         return
     tables = nat_routes.read_tables(ec2, runtime.settings.route_tables, instances)
-    for move in nat_routes.decide(tables, instances, policy, runtime.clock()):
-        if nat_routes.apply(ec2, move, instances):
-            record = {"table": move.table, "from": move.source or "-", "to": move.target, "reason": move.reason,
-                      "at": runtime.clock()}
-            tally.moves.append(record)
-            log("route_moved", **record)
-            _notify(runtime, f"NAT {move.reason} in {runtime.settings.stack}: {move.table} -> {move.target}", record)
+    moves = nat_routes.decide(tables, instances, policy, runtime.clock())
+    if not moves:
+        return
+
+    def move_one(move: nat_routes.Move) -> dict[str, Any] | None:
+        if not nat_routes.apply(ec2, move, instances):
+            return None
+        record = {"table": move.table, "from": move.source or "-", "to": move.target, "reason": move.reason,
+                  "at": runtime.clock()}
+        log("route_moved", **record)
+        return record
+
+    # Tables are independent: move them in parallel, notify once egress is restored everywhere.
+    with ThreadPoolExecutor(max_workers=len(moves)) as pool:
+        done = [record for record in pool.map(move_one, moves) if record]
+    for record in done:
+        tally.moves.append(record)
+        _notify(runtime, f"NAT {record['reason']} in {runtime.settings.stack}: {record['table']} -> {record['to']}",
+                record)
 
 
 def _probe_all(runtime: Runtime, instances: dict[str, NatInstance]) -> dict[str, ProbeResult]:
