@@ -612,7 +612,7 @@ def nat_rotate(c, env=None, dry_run=False, timeout=900):
     if float(timeout) <= 0:
         raise fail(f"--timeout {timeout} must be a positive number of seconds, e.g. --timeout 900")
 
-    def engine() -> "nat.Rotation":
+    def engine() -> nat.Rotation:
         cli = PulumiCLI(stack=cfg.env)
         return nat.Rotation(nat.topology_for(cfg.env, cli), nat.ec2_client(cfg.region), cli,
                             nat.RotationCheckpoint(cfg.env), timeout=float(timeout), policy=nat.policy_of(cfg))

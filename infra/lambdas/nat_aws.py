@@ -79,7 +79,7 @@ class Clients:
     lambda_: Any
 
     @classmethod
-    def from_environment(cls) -> "Clients":
+    def from_environment(cls) -> Clients:
         session = boto3.session.Session(region_name=os.environ.get("AWS_REGION")
                                         or os.environ.get("AWS_DEFAULT_REGION"))
         return cls(ec2=client("ec2", session), cloudwatch=client("cloudwatch", session),

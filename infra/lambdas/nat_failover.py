@@ -58,7 +58,7 @@ class Settings:
     window: float = 55.0
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+    def from_environment(cls, env: Mapping[str, str] = os.environ) -> Settings:
         def read(name: str, parse: Callable[[str], Any], default: Any = None) -> Any:
             raw = env.get(name)
             if raw is None:
@@ -112,7 +112,7 @@ class Runtime:
     sleep: Callable[[float], None] = time.sleep
 
     @classmethod
-    def from_environment(cls) -> "Runtime":
+    def from_environment(cls) -> Runtime:
         settings = Settings.from_environment()
         clients = Clients.from_environment()
         return cls(settings, clients, LambdaProbe(clients.lambda_, settings.probe_functions))

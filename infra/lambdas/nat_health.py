@@ -33,7 +33,7 @@ class Health:
     why: str = ""
 
     @classmethod
-    def parse(cls, text: str | None) -> "Health":
+    def parse(cls, text: str | None) -> Health:
         """Unknown or garbled tags read as 'no record' (a fresh instance), never as an error."""
         fields = dict(part.split("=", 1) for part in (text or "").split(";") if "=" in part)
         try:
@@ -45,10 +45,10 @@ class Health:
     def render(self) -> str:
         return f"ok={self.ok};fail={self.fail};since={self.since:.0f};why={self.why[:120]}"
 
-    def passed(self, now: float) -> "Health":
+    def passed(self, now: float) -> Health:
         return Health(ok=self.ok + 1, fail=0, since=self.since if self.ok else now)
 
-    def failed(self, why: str, count: int = 1) -> "Health":
+    def failed(self, why: str, count: int = 1) -> Health:
         return Health(ok=0, fail=self.fail + count, since=0.0, why=why)
 
     def is_down(self, policy: Policy) -> bool:
@@ -80,5 +80,5 @@ class NatInstance:
         """May carry traffic: running, not being rotated out, not declared down."""
         return self.state == "running" and not self.draining and not self.health.is_down(policy)
 
-    def with_health(self, health: Health) -> "NatInstance":
+    def with_health(self, health: Health) -> NatInstance:
         return replace(self, health=health)

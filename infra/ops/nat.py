@@ -47,7 +47,7 @@ class Topology:
     urns: dict[str, str]
 
     @classmethod
-    def from_outputs(cls, env: str, outputs: dict[str, Any]) -> "Topology":
+    def from_outputs(cls, env: str, outputs: dict[str, Any]) -> Topology:
         if not outputs:
             raise NatError(f"stack {env} has no outputs; deploy it first (`invoke up --env {env}`)")
         mode = outputs.get("natMode")
@@ -110,7 +110,8 @@ def status_checks(ec2: Any, instance_ids: list[str]) -> dict[str, str]:
     return result
 
 
-def read_status(ec2: Any, topology: Topology, policy: Policy = Policy()) -> NatStatus:
+def read_status(ec2: Any, topology: Topology, policy: Policy | None = None) -> NatStatus:
+    policy = policy or Policy()
     instances = nat_routes.read_instances(ec2, topology.stack)
     tables = nat_routes.read_tables(ec2, topology.table_homes, instances)
     checks = status_checks(ec2, [i.id for i in instances.values() if i.state == "running"])
