@@ -133,6 +133,14 @@ class Nat(pulumi.ComponentResource):
     def _tags(self, name: str, **extra: str) -> dict[str, str]:
         return {**self.args.tags, "Name": f"{self.stack}-{name}", **extra}
 
+    def _role(self, suffix: str, assume: str, **managed: str) -> aws.iam.Role:
+        """A role for one of this component's principals, with AWS-managed policies attached by short name."""
+        role = aws.iam.Role(f"{self.name}-{suffix}", assume_role_policy=assume, tags=self.args.tags, opts=self._child)
+        for short, arn in managed.items():
+            aws.iam.RolePolicyAttachment(f"{self.name}-{suffix}-{short}", role=role.name, policy_arn=arn,
+                                         opts=self._child)
+        return role
+
     def _gateways(self) -> None:
         for az in nat_azs(self.args.config):
             eip = aws.ec2.Eip(f"{self.name}-gw-{az[-1]}", domain="vpc", tags=self._tags(f"nat-{az[-1]}"),
@@ -155,10 +163,7 @@ class Nat(pulumi.ComponentResource):
             egress=[aws.ec2.SecurityGroupEgressArgs(protocol="-1", from_port=0, to_port=0,
                                                     cidr_blocks=["0.0.0.0/0"])],
             tags=self._tags("nat"), opts=self._child)
-        role = aws.iam.Role(f"{self.name}-instance", assume_role_policy=ASSUME_EC2, tags=self.args.tags,
-                            opts=self._child)
-        aws.iam.RolePolicyAttachment(f"{self.name}-instance-ssm", role=role.name, opts=self._child,
-                                     policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+        role = self._role("instance", ASSUME_EC2, ssm="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
         profile = aws.iam.InstanceProfile(f"{self.name}-instance", role=role.name, tags=self.args.tags,
                                           opts=self._child)
         # The AMI resolves at launch: a new AL2023 release never replaces a running NAT, `nat.rotate` picks it up.
@@ -199,10 +204,8 @@ class Nat(pulumi.ComponentResource):
             egress=[aws.ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=0, to_port=65535,
                                                     cidr_blocks=["0.0.0.0/0"])],
             tags=self._tags("nat-probe"), opts=self._child)
-        role = aws.iam.Role(f"{self.name}-probe", assume_role_policy=ASSUME_LAMBDA, tags=self.args.tags,
-                            opts=self._child)
-        aws.iam.RolePolicyAttachment(f"{self.name}-probe-vpc", role=role.name, opts=self._child,
-                                     policy_arn="arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole")
+        role = self._role("probe", ASSUME_LAMBDA,
+                          vpc="arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole")
         probes: dict[str, aws.lambda_.Function] = {}
         for az, cidr in nat_probe_subnets(cfg).items():
             suffix = az[-1]
@@ -241,8 +244,7 @@ class Nat(pulumi.ComponentResource):
         logs = aws.cloudwatch.LogGroup(f"{self.name}-failover", name=f"/aws/lambda/{function_name}",
                                        retention_in_days=cfg.cluster.log_retention_days, tags=self.args.tags,
                                        opts=self._child)
-        role = aws.iam.Role(f"{self.name}-failover", assume_role_policy=ASSUME_LAMBDA, tags=self.args.tags,
-                            opts=self._child)
+        role = self._role("failover", ASSUME_LAMBDA)
         identity, partition = aws.get_caller_identity_output(), aws.get_partition_output()
         tables = self.args.private_route_table_ids
         azs = list(tables)
