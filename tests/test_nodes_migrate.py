@@ -188,6 +188,10 @@ def test_undeclared_target_without_add_is_refused(world_dev, tmp_path):
     engine.add = False
     with pytest.raises(MigrationRefused, match="'green' is not declared.*pass --add"):
         engine.plan()
+    engine.add, engine.ami_type = True, "AL2023_ARM_64_STANDARD"
+    with pytest.raises(MigrationRefused, match="--add would make an invalid stack config.*needs arm64"):
+        engine.plan()
+    assert "green" not in stack.path.read_text()
     with pytest.raises(MigrationRefused, match="--pool 'gpu' is not a node pool of dev; use one of: general"):
         Migration(stack, api, PulumiCLI(stack="dev"), pool="gpu", target="green").plan()
 

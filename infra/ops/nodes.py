@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from kubernetes import client
 from rich.table import Table
 
-from infra.config import NodePool, StackConfig
+from infra.config import ConfigError, NodePool, StackConfig
 from infra.ops import preflight
 from infra.ops.checkpoint import Checkpoint
 from infra.ops.drain import ZONE, Drain, DrainPolicy, Events, claims, pod_key, quiet
@@ -177,7 +177,12 @@ class Migration:
             raise MigrationRefused(f"generation {self.target!r} is not declared in node_pools.{self.pool}.generations; "
                                    f"add it to Pulumi.{self.stack.env}.yaml or pass --add")
         source_ami = pool.generations[source].ami_type if source in pool.generations else ""
-        return self.ami_type or AL2023_FOR.get(source_ami, source_ami), False
+        ami = self.ami_type or AL2023_FOR.get(source_ami, source_ami)
+        try:
+            self.stack.add_generation(self.pool, self.target, ami, write=False)
+        except ConfigError as error:
+            raise MigrationRefused(f"--add would make an invalid stack config: {error}") from None
+        return ami, False
 
     def _nodes(self, generation: str) -> list[client.V1Node]:
         return self.drain.nodes(f"pool={self.pool},generation={generation}")

@@ -52,13 +52,15 @@ class StackFile:
         return from_mapping(self.env, read_stack_file(self.env, self.root), source=self.path.name)
 
     @contextmanager
-    def edit(self) -> Iterator[CommentedMap]:
-        """Yield the `config:` map; on exit validate the whole config and write it atomically."""
+    def edit(self, write: bool = True) -> Iterator[CommentedMap]:
+        """Yield the `config:` map; on exit validate the whole config and write it atomically (unless write=False)."""
         yaml = _yaml()
         document = yaml.load(self.path.read_text())
         config = document["config"]
         yield config
         from_mapping(self.env, _plain(config), source=self.path.name)  # raises ConfigError, file unchanged
+        if not write:
+            return
         buffer = io.StringIO()
         yaml.dump(document, buffer)
         temporary = self.path.with_suffix(".yaml.tmp")
@@ -68,8 +70,9 @@ class StackFile:
     def _section(self, config: CommentedMap, name: str) -> CommentedMap:
         return config[f"{PROJECT}:{name}"]
 
-    def add_generation(self, pool: str, generation: str, ami_type: str) -> None:
-        with self.edit() as config:
+    def add_generation(self, pool: str, generation: str, ami_type: str, write: bool = True) -> None:
+        """Declare a generation; write=False only checks that the result would be a valid config."""
+        with self.edit(write) as config:
             generations = self._section(config, "node_pools")[pool]["generations"]
             generations[generation] = CommentedMap(ami_type=ami_type)
 
