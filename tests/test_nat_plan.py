@@ -9,12 +9,13 @@ import pytest
 from infra.components.nat import FAILING_STATES, lambda_code, route_homes
 from infra.config import ConfigError, from_mapping, load_stack_config, read_stack_file
 from infra.lambdas.nat_health import AZ_TAG, HEALTH_TAG, STACK_TAG
-from infra.plan import plan_config, plan_stack
+from infra.plan import plan_config
 
 
-@pytest.fixture(scope="module")
-def plans():
-    return {env: plan_stack(env) for env in ("dev", "prod")}
+@pytest.fixture
+def plans(stack_plans):
+    """The session's plans of both real stack files (tests/conftest.py), shared with other plan tests."""
+    return stack_plans
 
 
 def one(plan, type_, name):

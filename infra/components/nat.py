@@ -263,7 +263,7 @@ class Nat(pulumi.ComponentResource):
             lambda names: json.dumps(dict(zip(probe_azs, names, strict=True))))
         self.failover = aws.lambda_.Function(
             f"{self.name}-failover", name=function_name, runtime="python3.12", architectures=["arm64"],
-            handler="infra/lambdas/nat_failover.handler", code=lambda_code(), role=role.arn, memory_size=256,
+            handler="infra/lambdas/nat_failover.handler", code=lambda_code(), role=role.arn, memory_size=128,
             timeout=nat.probe_window_seconds + 8, tags=self.args.tags,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables={
                 "NAT_STACK": self.stack, "NAT_ROUTE_TABLES": homes, "NAT_PROBE_FUNCTIONS": probe_names,
@@ -284,7 +284,8 @@ class Nat(pulumi.ComponentResource):
             f"{self.name}-status-{az[-1]}", name=f"{self.stack}-nat-{az[-1]}-status-check",
             namespace="AWS/EC2", metric_name="StatusCheckFailed", statistic="Maximum", period=60,
             evaluation_periods=1, threshold=1, comparison_operator="GreaterThanOrEqualToThreshold",
-            dimensions={"InstanceId": instance.id}, treat_missing_data="breaching", alarm_actions=topic,
+            # "missing": a replacement without data yet must not page or fail over; stops come as state events.
+            dimensions={"InstanceId": instance.id}, treat_missing_data="missing", alarm_actions=topic,
             ok_actions=topic, alarm_description=f"NAT instance in {az} failed a status check; routes fail over",
             tags=self.args.tags, opts=self._child) for az, instance in self.instances.items()]
         fleet = [("degraded", 2, "notBreaching", "one NAT instance is out: egress has no redundancy"),
