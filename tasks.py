@@ -183,7 +183,7 @@ def new_service(c, name, kind=None, dry_run=False):
 
 def _deploy_target(service, env):
     """The service + env as deploy knows them, or exit 2 listing the valid ones."""
-    from infra.ops.deploy import BadInput, resolve
+    from infra.ops.catalog import BadInput, resolve
 
     if service.startswith("-"):  # invoke hands `deploy --help` to the positional; point at the real help
         raise fail("SERVICE comes first, e.g. `invoke deploy api --env dev`; options: `invoke --help deploy`")

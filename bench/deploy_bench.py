@@ -113,7 +113,7 @@ def main() -> int:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from infra.ops import deploy
+    from infra.ops import catalog, deploy
     from infra.ops.kube import from_kubeconfig
     from tests.deploy_fixtures import push
     from tests.kubesim import start
@@ -131,7 +131,7 @@ def main() -> int:
     kube = from_kubeconfig(cluster.kubeconfig)
     kube.request("POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace",
                                                      "metadata": {"name": NAMESPACE}})
-    target = deploy.resolve("api", "dev")
+    target = catalog.resolve("api", "dev")
     counter = iter(range(1000))
 
     def new_image(behavior: str) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import boto3
 import pytest
 
-from infra.ops import deploy
+from infra.ops import catalog, deploy
 from infra.ops.kube import Kube, from_kubeconfig
 from infra.ops.report import Reporter
 
@@ -48,7 +48,7 @@ class DeployEnv:
         self.logs.append(log)
         options.setdefault("timeout_s", 30)
         options.setdefault("smoke_budget_s", 3)
-        return deploy.Deploy(self.kube, deploy.resolve(service, "dev"), region=REGION, tag=tag,
+        return deploy.Deploy(self.kube, catalog.resolve(service, "dev"), region=REGION, tag=tag,
                              reporter=Reporter(mode="json", stream=log), who="tester@ci pid 1", **options)
 
     @property

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from infra.ops import deploy, notify
+from infra.ops import catalog, deploy, notify, snapshot
 from infra.ops.docker_cli import Docker, DockerError
 from infra.ops.ecr import MissingImage, Registry
 from infra.ops.history import DeployRecord
@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_resolve_lists_valid_services_and_envs():
-    target = deploy.resolve("api", "dev")
+    target = catalog.resolve("api", "dev")
     assert (target.namespace, target.manager) == ("apps-dev", "eks-platform-deploy-api")
     with pytest.raises(deploy.BadInput, match=r"'billing' is not in infra/k8s/base; use one of: api, scheduler, worker"):
-        deploy.resolve("billing", "dev")
+        catalog.resolve("billing", "dev")
     with pytest.raises(deploy.BadInput, match=r"--env 'qa' has no overlay.*dev, prod"):
-        deploy.resolve("api", "qa")
+        catalog.resolve("api", "qa")
 
 
 def test_invoke_deploy_bad_input_exits_2_with_one_line():
@@ -54,17 +54,17 @@ def test_git_tag_is_short_sha_and_refuses_dirty_tree(tmp_path):
     _git(tmp_path, "add", "f")
     _git(tmp_path, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x")
     sha = _git(tmp_path, "rev-parse", "--short=12", "HEAD")
-    assert deploy.git_tag(tmp_path) == sha
+    assert catalog.git_tag(tmp_path) == sha
     (tmp_path / "f").write_text("2")
     with pytest.raises(deploy.BadInput, match="1 uncommitted change.*--allow-dirty"):
-        deploy.git_tag(tmp_path)
-    assert deploy.git_tag(tmp_path, allow_dirty=True) == sha
+        catalog.git_tag(tmp_path)
+    assert catalog.git_tag(tmp_path, allow_dirty=True) == sha
 
 
 def test_render_sets_the_image_and_only_the_services_objects():
-    target = deploy.resolve("api", "dev")
-    objects = deploy.render(target, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api:abc123")
-    assert deploy.service_image(objects, "api") == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api:abc123"
+    target = catalog.resolve("api", "dev")
+    objects = catalog.render(target, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api:abc123")
+    assert catalog.service_image(objects, "api") == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api:abc123"
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert ("Deployment", "api") in names and ("Service", "api") in names
     assert not any(name in ("worker", "scheduler") for _, name in names)
@@ -72,18 +72,18 @@ def test_render_sets_the_image_and_only_the_services_objects():
 
 
 def test_validate_refuses_foreign_namespace():
-    target = deploy.resolve("api", "dev")
-    objects = deploy.render(target, "r/api:1")
+    target = catalog.resolve("api", "dev")
+    objects = catalog.render(target, "r/api:1")
     objects[0]["metadata"]["namespace"] = "kube-system"
     with pytest.raises(deploy.BadInput, match="not 'apps-dev'"):
-        deploy.validate(objects, target, "r/api:1")
+        catalog.validate(objects, target, "r/api:1")
 
 
 def test_dry_run_diff_redacts_secret_values():
     before = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"},
               "data": {"password": base64.b64encode(b"hunter2").decode()}}
     after = {**before, "data": {"password": base64.b64encode(b"hunter3").decode()}}
-    text = "\n".join(deploy.diff(before, after))
+    text = "\n".join(snapshot.diff(before, after))
     assert "hunter" not in text and base64.b64encode(b"hunter3").decode() not in text
     assert "-  password: '[redacted " in text and "+  password: '[redacted " in text  # the change shows, not the value
 
@@ -111,7 +111,7 @@ def test_registry_repository_tags_and_login(ecr):
 
 
 def test_missing_tag_is_bad_input_before_touching_the_cluster(ecr):
-    engine = deploy.Deploy(kube=None, target=deploy.resolve("api", "dev"), region=REGION, tag="nope")
+    engine = deploy.Deploy(kube=None, target=catalog.resolve("api", "dev"), region=REGION, tag="nope")
     with pytest.raises(deploy.BadInput, match="--tag nope is not in ECR repository api"):
         engine.image()
 
@@ -121,7 +121,7 @@ def test_build_logs_in_with_password_on_stdin_and_pushes_the_sha(ecr, fake_docke
     context.mkdir()
     (context / "Dockerfile").write_text("FROM scratch\n")
     monkeypatch.setattr(deploy, "git_tag", lambda repo, allow_dirty=False: "0123456789ab")
-    engine = deploy.Deploy(kube=None, target=deploy.resolve("api", "dev"), region=REGION, context=context)
+    engine = deploy.Deploy(kube=None, target=catalog.resolve("api", "dev"), region=REGION, context=context)
     tag, image = engine.image()
     assert tag == "0123456789ab" and image.endswith("/api:0123456789ab")
     calls = [json.loads(line) for line in fake_docker.read_text().splitlines()]
@@ -214,8 +214,8 @@ def test_reporter_plain_json_and_rich_lines():
 def test_readiness_grace_comes_from_the_probes():
     from infra.ops.rollout import readiness_grace
 
-    target = deploy.resolve("api", "dev")
-    template = deploy.workload(deploy.render(target, "r/api:1"), "api")["spec"]["template"]
+    target = catalog.resolve("api", "dev")
+    template = catalog.workload(catalog.render(target, "r/api:1"), "api")["spec"]["template"]
     startup, readiness = readiness_grace(template)
     assert startup == 2 * 30 + 2          # startupProbe period x failureThreshold + timeout
     assert readiness == 5 * 2 + 2 + 5     # readinessProbe period x failureThreshold + timeout + one period

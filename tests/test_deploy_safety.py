@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from infra.ops import deploy, history
+from infra.ops import catalog, deploy, history
 from infra.ops.lock import DeployLock, LockHeld
 from tests import deploy_fixtures as fx
 from tests.deploy_fixtures import NAMESPACE, REGION
@@ -113,15 +113,15 @@ def test_rollback_by_hand_to_previous_and_to_revision(deployed_v1):
     env = deployed_v1
     env.engine("v2").run()
     env.engine("v3").run()
-    record = deploy.rollback(env.kube, deploy.resolve("api", "dev"), reporter=env.engine("v1").reporter,
+    record = deploy.rollback(env.kube, catalog.resolve("api", "dev"), reporter=env.engine("v1").reporter,
                              who="tester")
     assert record.ok and record.action == "rollback" and record.revision == "2"
     env.cluster.wait_for(lambda: env.running_images() == {env.image("v2")}, timeout=10, message="v2 back")
-    record = deploy.rollback(env.kube, deploy.resolve("api", "dev"), to_revision=1, who="tester")
+    record = deploy.rollback(env.kube, catalog.resolve("api", "dev"), to_revision=1, who="tester")
     assert record.image == env.image("v1")
     env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=10, message="v1 back")
     with pytest.raises(deploy.BadInput, match="--to-revision 99 is not a revision"):
-        deploy.rollback(env.kube, deploy.resolve("api", "dev"), to_revision=99)
+        deploy.rollback(env.kube, catalog.resolve("api", "dev"), to_revision=99)
     actions = [(r.action, r.tag) for r in history.read(env.kube, NAMESPACE, "api")]
     assert actions == [("deploy", "v1"), ("deploy", "v2"), ("deploy", "v3"), ("rollback", "v2"), ("rollback", "v1")]
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infra.ops import deploy, history
+from infra.ops import catalog, deploy, history, snapshot
 from tests import deploy_fixtures as fx
 from tests.deploy_fixtures import NAMESPACE
 
@@ -40,7 +40,7 @@ def test_success_records_history_and_change_cause(deploy_env):
 @pytest.mark.parametrize("behavior,reasons", FAILURES, ids=[f[0] for f in FAILURES])
 def test_failure_is_named_and_rolled_back(deployed_v1, behavior, reasons):
     env = deployed_v1
-    before = deploy.clean(env.deployment())["spec"]
+    before = snapshot.clean(env.deployment())["spec"]
     env.cluster.script_image(env.image("v2"), behavior)
     with pytest.raises(deploy.DeployFailed) as failed:
         env.engine("v2", readiness_grace_s=1.0).run()
@@ -48,7 +48,7 @@ def test_failure_is_named_and_rolled_back(deployed_v1, behavior, reasons):
     assert record.verdict in reasons and not record.ok and record.rolled_back, record
     assert "pod api-" in str(failed.value) and record.verdict in str(failed.value)
     assert "rolled back (Complete" in str(failed.value)
-    after = deploy.clean(env.deployment())["spec"]
+    after = snapshot.clean(env.deployment())["spec"]
     assert after["template"] == before["template"]  # exactly the previous pod template
     env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=10,
                          message="only v1 pods running and ready")
@@ -87,11 +87,11 @@ def test_progress_deadline_exceeded(deployed_v1):
                      body={"spec": {"progressDeadlineSeconds": 10}}, content_type="application/merge-patch+json")
     assert live["spec"]["progressDeadlineSeconds"] == 300
     engine = env.engine("v2", readiness_grace_s=600)
-    objects = [o for o in deploy.render(engine.target, env.image("v2"))]
+    objects = [o for o in catalog.render(engine.target, env.image("v2"))]
     for obj in objects:
         if obj["kind"] == "Deployment":
             obj["spec"]["progressDeadlineSeconds"] = 10
-    applied = deploy.apply_all(env.kube, objects, engine.target.manager)
+    applied = snapshot.apply_all(env.kube, objects, engine.target.manager)
     verdict = engine.track(applied, "rollout")
     assert verdict.reason == "ProgressDeadlineExceeded" and "progress" in verdict.message.lower()
 
@@ -129,20 +129,20 @@ def test_restore_puts_back_exactly_the_previous_objects(deployed_v1):
     """Image, env and config data all change in one apply; restore brings every object back field for field."""
     env = deployed_v1
     engine = env.engine("v2")
-    objects = deploy.render(engine.target, env.image("v2"))
+    objects = catalog.render(engine.target, env.image("v2"))
     for obj in objects:
         if obj["kind"] == "Deployment":
             obj["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "FEATURE_X", "value": "on"})
         if obj["kind"] == "ConfigMap":
             obj["data"] = {key: value + "\n# changed" for key, value in obj["data"].items()}
-    before = {deploy.ref(o): deploy.clean(env.kube.get(o)) for o in objects}
-    snapshot = deploy.Snapshot.capture(env.kube, objects, engine.target.manager)
-    deploy.apply_all(env.kube, objects, engine.target.manager)
-    assert deploy.clean(env.deployment())["spec"]["template"] != before[f"Deployment/{NAMESPACE}/api"]["spec"]["template"]
-    deploy.restore(env.kube, snapshot, objects, engine.target.manager, "api")
-    after = {deploy.ref(o): deploy.clean(env.kube.get(o)) for o in objects}
+    before = {snapshot.ref(o): snapshot.clean(env.kube.get(o)) for o in objects}
+    captured = snapshot.Snapshot.capture(env.kube, objects, engine.target.manager)
+    snapshot.apply_all(env.kube, objects, engine.target.manager)
+    assert snapshot.clean(env.deployment())["spec"]["template"] != before[f"Deployment/{NAMESPACE}/api"]["spec"]["template"]
+    snapshot.restore(env.kube, captured, objects, engine.target.manager, "api")
+    after = {snapshot.ref(o): snapshot.clean(env.kube.get(o)) for o in objects}
     for key in before:  # the Deployment's status-driven revision annotation aside, identical
-        assert after[key] == before[key], "\n".join([key, *deploy.diff(before[key], after[key])])
+        assert after[key] == before[key], "\n".join([key, *snapshot.diff(before[key], after[key])])
 
 
 def test_smoke_check_failure_rolls_back(deployed_v1):
@@ -150,7 +150,7 @@ def test_smoke_check_failure_rolls_back(deployed_v1):
     env.cluster.script_proxy(NAMESPACE, "api", path="/readyz", status=503, body="db down")
     with pytest.raises(deploy.DeployFailed, match=r"SmokeCheckFailed: GET /readyz via service api answered 503"):
         env.engine("v2", smoke_budget_s=0.5).run()
-    assert deploy.service_image([env.deployment()], "api") == env.image("v1")
+    assert catalog.service_image([env.deployment()], "api") == env.image("v1")
 
 
 def test_smoke_check_retries_a_slow_start(deployed_v1):
@@ -181,7 +181,7 @@ def test_refused_apply_changes_nothing_and_names_the_conflict(deployed_v1):
                                                   r"--force-conflicts"):
         env.engine("v2").run()
     after = env.deployment()
-    assert deploy.service_image([after], "api") == env.image("v3")  # the incident fix is still in place
+    assert catalog.service_image([after], "api") == env.image("v3")  # the incident fix is still in place
     assert after["metadata"]["managedFields"] == before["metadata"]["managedFields"]
     assert env.engine("v2", force_conflicts=True).run().ok
 

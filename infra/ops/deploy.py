@@ -10,12 +10,7 @@ failure path and end with exit code 130. Nothing here imports pulumi.
 from __future__ import annotations
 
 import copy
-import difflib
-import hmac
-import json
-import secrets
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,29 +20,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes.client.exceptions import ApiException
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
-from infra.ops import history, manifests, notify
+from infra.ops import history, notify
 from infra.ops.docker_cli import Docker
 from infra.ops.ecr import Registry
 from infra.ops.history import CHANGE_CAUSE, DeployRecord
-from infra.ops.kube import KINDS, Kube, KubeError, ref
+from infra.ops.kube import Kube, KubeError, ref
 from infra.ops.lock import DeployLock, identity
 from infra.ops.report import Reporter
+from infra.ops.catalog import REPO, BadInput, Target, git_tag, pod_spec, render, with_change_cause, workload
 from infra.ops.rollout import REVISION, Progress, Rollout, Verdict
-
-REPO = manifests.REPO
-MANAGER_PREFIX = "eks-platform-deploy"
-SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
-                 "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences")
-SERVER_ANNOTATIONS = (REVISION, "deployment.kubernetes.io/desired-replicas", "deployment.kubernetes.io/max-replicas")
-WORKLOADS = ("Deployment", "CronJob")
-
-
-class BadInput(Exception):
-    """Wrong service, env, tag or manifests: exit 2, nothing changed."""
+from infra.ops.snapshot import Snapshot, apply_all, diff, restorable, restore
 
 
 class DeployFailed(Exception):
@@ -56,275 +41,6 @@ class DeployFailed(Exception):
 
 class Interrupted(Exception):
     """Stopped by SIGINT/SIGTERM after cleaning up: exit 130."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """A service in an environment: where its overlay is and which namespace it runs in."""
-
-    service: str
-    env: str
-    overlay: Path
-    namespace: str
-
-    @property
-    def manager(self) -> str:
-        return f"{MANAGER_PREFIX}-{self.service}"
-
-
-def resolve(service: str, env: str, k8s_root: Path = manifests.K8S_ROOT) -> Target:
-    """The service and env as the kustomize tree knows them; BadInput listing valid names otherwise."""
-    services, envs = manifests.services(k8s_root), manifests.overlays(k8s_root)
-    if service not in services:
-        raise BadInput(f"service {service!r} is not in infra/k8s/base; use one of: {', '.join(services)}")
-    if env not in envs:
-        raise BadInput(f"--env {env!r} has no overlay in infra/k8s/overlays; use one of: {', '.join(envs)}")
-    overlay = k8s_root / "overlays" / env
-    namespace = (yaml.safe_load((overlay / "kustomization.yaml").read_text()) or {}).get("namespace")
-    if not namespace:
-        raise BadInput(f"infra/k8s/overlays/{env}/kustomization.yaml sets no namespace; add `namespace: apps-{env}`")
-    return Target(service, env, overlay, namespace)
-
-
-def git_tag(repo: Path = REPO, allow_dirty: bool = False) -> str:
-    """The image tag for the working tree: the short commit SHA; BadInput on a dirty tree unless allowed."""
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise BadInput(f"{repo} is not a git checkout ({done.stderr.strip() or 'git failed'}); deploy an "
-                           f"existing image with --tag")
-        return done.stdout.strip()
-
-    sha = git("rev-parse", "--short=12", "HEAD")
-    dirty = git("status", "--porcelain")
-    if dirty and not allow_dirty:
-        count = len(dirty.splitlines())
-        raise BadInput(f"the working tree has {count} uncommitted change(s), so the git SHA would not describe "
-                       f"the image; commit them, or pass --allow-dirty")
-    return sha
-
-
-# -- objects ---------------------------------------------------------------------------------------------
-def clean(obj: dict[str, Any]) -> dict[str, Any]:
-    """An object as one would apply it: without status and server-owned metadata."""
-    out = copy.deepcopy(obj)
-    out.pop("status", None)
-    meta = out.get("metadata") or {}
-    for key in SERVER_FIELDS:
-        meta.pop(key, None)
-    annotations = meta.get("annotations") or {}
-    for key in SERVER_ANNOTATIONS:
-        annotations.pop(key, None)
-    if "annotations" in meta and not annotations:
-        del meta["annotations"]
-    return out
-
-
-_REDACTION_KEY = secrets.token_bytes(16)  # per process: equal values match in a diff, none can be guessed back
-
-
-def redact(obj: dict[str, Any]) -> dict[str, Any]:
-    """Secret values replaced by a keyed fingerprint: diffs show that a value changed, never the value."""
-    if obj.get("kind") != "Secret":
-        return obj
-    out = copy.deepcopy(obj)
-    for key in ("data", "stringData"):
-        if out.get(key):
-            out[key] = {k: f"[redacted {hmac.new(_REDACTION_KEY, str(v).encode(), 'sha256').hexdigest()[:8]}]"
-                        for k, v in out[key].items()}
-    return out
-
-
-def diff(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
-    """Unified diff of one object (clean, redacted YAML); [] when nothing changes."""
-    old = yaml.safe_dump(redact(clean(before)), sort_keys=True).splitlines() if before else []
-    new = yaml.safe_dump(redact(clean(after)), sort_keys=True).splitlines()
-    return list(difflib.unified_diff(old, new, f"live/{ref(after)}", f"deploy/{ref(after)}", lineterm="", n=3))
-
-
-def workload(objects: list[dict[str, Any]], service: str) -> dict[str, Any] | None:
-    return next((o for o in objects if o.get("kind") in WORKLOADS and o["metadata"].get("name") == service), None)
-
-
-def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    spec = obj.get("spec") or {}
-    if obj.get("kind") == "CronJob":
-        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
-    return (spec.get("template") or {}).get("spec") or {}
-
-
-def service_image(objects: list[dict[str, Any]], service: str) -> str:
-    """The image the service's workload runs (its container named like the service, else the first)."""
-    found = workload(objects, service)
-    if found is None:
-        raise BadInput(f"the overlay renders no Deployment or CronJob named {service}; check "
-                       f"infra/k8s/base/{service}")
-    containers = pod_spec(found).get("containers") or []
-    container = next((c for c in containers if c.get("name") == service), containers[0] if containers else None)
-    if not container or not container.get("image"):
-        raise BadInput(f"{ref(found)} has no container image; set `image: {service}` in infra/k8s/base/{service}")
-    return container["image"]
-
-
-def image_name(image: str) -> str:
-    """registry/repo without :tag or @digest."""
-    name = image.split("@", 1)[0]
-    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-
-
-def rendered_image_name(target: Target) -> str:
-    """The image name kustomize renders for the service before our override: the overlay's `images:` entry for
-    it (newName), else the base's bare `image: <service>`."""
-    entries = (yaml.safe_load((target.overlay / "kustomization.yaml").read_text()) or {}).get("images") or []
-    entry = next((e for e in entries if e.get("name") == target.service), {})
-    return entry.get("newName") or target.service
-
-
-def render(target: Target, image: str) -> list[dict[str, Any]]:
-    """The service's objects from the env overlay with its image set through kustomize `images:`."""
-    try:
-        rendered = manifests.service_objects(manifests.render(target.overlay, images={rendered_image_name(target):
-                                                                                      image}), target.service)
-    except manifests.RenderError as exc:
-        raise BadInput(f"kustomize cannot render infra/k8s/overlays/{target.env}: {exc}") from None
-    objects = [m.obj for m in rendered]
-    validate(objects, target, image)
-    return objects
-
-
-def validate(objects: list[dict[str, Any]], target: Target, image: str) -> None:
-    """The rendered objects are deployable: known kinds, named, in the env's namespace, with the new image."""
-    problems = []
-    for obj in objects:
-        kind, meta = obj.get("kind"), obj.get("metadata") or {}
-        if not obj.get("apiVersion") or not meta.get("name"):
-            problems.append(f"an object of kind {kind} has no apiVersion or metadata.name")
-        elif kind not in KINDS:
-            problems.append(f"{ref(obj)}: kind {kind} is not deployable by `invoke deploy`")
-        elif KINDS[kind][1] and meta.get("namespace") != target.namespace:
-            problems.append(f"{ref(obj)} is in namespace {meta.get('namespace')!r}, not {target.namespace!r}")
-    if not problems and service_image(objects, target.service) != image:
-        problems.append(f"the image was not set: {target.service} runs {service_image(objects, target.service)}")
-    if problems:
-        raise BadInput(f"infra/k8s/overlays/{target.env} renders objects deploy refuses: " + "; ".join(problems))
-
-
-def with_change_cause(objects: list[dict[str, Any]], service: str, cause: str) -> list[dict[str, Any]]:
-    out = copy.deepcopy(objects)
-    found = workload(out, service)
-    if found is not None:
-        found["metadata"].setdefault("annotations", {})[CHANGE_CAUSE] = cause
-    return out
-
-
-# -- capture / apply / restore -----------------------------------------------------------------------------
-def _field_sets(live: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """fieldsV1 per field manager, from managedFields (status subresource left out)."""
-    sets: dict[str, list[dict[str, Any]]] = {}
-    for entry in (live.get("metadata") or {}).get("managedFields") or []:
-        if entry.get("subresource") != "status":
-            sets.setdefault(entry.get("manager", ""), []).append(entry.get("fieldsV1") or {})
-    return sets
-
-
-def _owns(field_sets: list[dict[str, Any]], *path: str) -> bool:
-    for fields in field_sets:
-        node: Any = fields
-        for step in path:
-            node = node.get(f"f:{step}") if isinstance(node, dict) else None
-        if node is not None:
-            return True
-    return False
-
-
-def _union(trees: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for tree in trees:
-        for key, sub in tree.items():
-            out[key] = _union([out.get(key) or {}, sub or {}])
-    return out
-
-
-def extract(value: Any, fields: dict[str, Any]) -> Any:
-    """The part of `value` a fieldsV1 tree covers ("f:name", 'k:{"name":"api"}' list items, 'v:' set items)."""
-    if not fields or set(fields) == {"."}:
-        return copy.deepcopy(value)
-    if isinstance(value, dict):
-        return {key[2:]: extract(value[key[2:]], sub) for key, sub in fields.items()
-                if key.startswith("f:") and key[2:] in value}
-    if isinstance(value, list):
-        out = []
-        for item in value:
-            for key, sub in fields.items():
-                if key.startswith("k:") and isinstance(item, dict):
-                    want = json.loads(key[2:])
-                    if all(item.get(k) == v for k, v in want.items()):
-                        out.append({**extract(item, sub), **want})
-                elif key.startswith("v:") and json.loads(key[2:]) == item:
-                    out.append(copy.deepcopy(item))
-        return out
-    return copy.deepcopy(value)
-
-
-def restorable(live: dict[str, Any], manager: str) -> dict[str, Any]:
-    """The live object as a rollback re-applies it: the fields some manager set (not server defaults or
-    allocations such as a Service's clusterIP), minus those other managers own and we do not.
-
-    Re-applying either kind would make our manager their owner, and the next deploy (which does not set
-    them) would delete them: an HPA's spec.replicas reset, another tool's annotations gone, an allocated
-    field re-allocated.
-    """
-    sets = _field_sets(live)
-    out = clean(live)
-    if sets:
-        kept = extract(out, _union([f for fields in sets.values() for f in fields]))
-        out = {**kept, "apiVersion": out["apiVersion"], "kind": out["kind"],
-               "metadata": {**kept.get("metadata", {}), **{k: out["metadata"][k] for k in ("name", "namespace")
-                                                           if k in out["metadata"]}}}
-    mine = sets.pop(manager, [])
-    others = [f for fields in sets.values() for f in fields]
-    if _owns(others, "spec", "replicas") and not _owns(mine, "spec", "replicas"):
-        (out.get("spec") or {}).pop("replicas", None)
-    meta = out.get("metadata") or {}
-    for kind in ("annotations", "labels"):
-        for key in list(meta.get(kind) or {}):
-            if _owns(others, "metadata", kind, key) and not _owns(mine, "metadata", kind, key):
-                del meta[kind][key]
-    return out
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What ran before a deploy: each object as a rollback re-applies it (None when the deploy creates it)."""
-
-    before: dict[str, dict[str, Any] | None]
-
-    @classmethod
-    def capture(cls, kube: Kube, objects: list[dict[str, Any]], manager: str) -> Snapshot:
-        return cls({ref(o): (restorable(live, manager) if (live := kube.get(o)) else None) for o in objects})
-
-
-def apply_all(kube: Kube, objects: list[dict[str, Any]], manager: str, force: bool = False,
-              dry_run: bool = False, into: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Server-side apply in order (config before workloads), returning what the server stored (or would).
-
-    `into` collects each result as it lands, so after a failure midway the caller knows what to put back.
-    """
-    done = into if into is not None else []
-    for obj in sorted(objects, key=lambda o: o["kind"] in WORKLOADS):
-        done.append(kube.apply(obj, manager, force=force, dry_run=dry_run))
-    return done
-
-
-def restore(kube: Kube, snapshot: Snapshot, objects: list[dict[str, Any]], manager: str, service: str) -> None:
-    """Put back exactly the captured objects; delete the ones this deploy created - except shared ones
-    (another service's first deploy may be using them by now)."""
-    for obj in objects:
-        before = snapshot.before.get(ref(obj))
-        if before is not None:
-            kube.apply(before, manager, force=True)
-        elif (obj["metadata"].get("labels") or {}).get(manifests.NAME_LABEL) == service:
-            kube.delete(obj)
 
 
 # -- steps after apply --------------------------------------------------------------------------------
