@@ -64,8 +64,13 @@ def test_two_step_upgrade_runs_control_plane_nodes_addons_in_order(cluster, tmp_
     plan = engine.plan("1.33")
     assert [str(s.target) for s in plan.steps] == ["1.32", "1.33"] and not plan.blocked
     assert plan.steps[0].addons["kube-proxy"] == "v1.32.0-eksbuild.1"
+    events: list[tuple[str, str]] = []
+    engine.on_event = lambda event, message: events.append((event, message))
     with fake_pulumi.EksFollower(log):
         engine.execute(plan)
+    assert [m for e, m in events if e == "step"] == ["cluster at 1.32", "cluster at 1.33"]
+    assert [m for e, m in events if e == "phase"][:4] == [
+        "1.31 -> 1.32: control-plane", "1.31 -> 1.32: node-groups", "1.31 -> 1.32: add-ons", "1.31 -> 1.32: verified"]
     ups = _ups(log)
     shape = [(u["cluster"], u["generations"]["general/green"]["version"], u["addons"]["kube-proxy"],
               u["addons"]["vpc-cni"]) for u in ups]
@@ -161,6 +166,11 @@ def test_task_plan_only_prints_the_playbook(cluster, capsys):
     assert out.startswith("# Upgrade eks-dev (dev) from 1.31 to 1.32")
     # moto lacks describe_addon_versions: the add-on rows say so instead of guessing
     assert "| add-on vpc-cni | FAIL | cannot list builds for 1.32" in out
+    before = (ROOT / "Pulumi.dev.yaml").read_text()
+    cluster_upgrade(Context(), env="dev", to="1.32", dry_run=True, kubeconfig=sim.kubeconfig)
+    out = capsys.readouterr().out
+    assert "eks-dev: 1.31 -> 1.32" in out and "preflight 1.31 -> 1.32" in out and "dry run: nothing changed" in out
+    assert (ROOT / "Pulumi.dev.yaml").read_text() == before
 
 
 def test_live_objects_report_the_api_version_writers_used(cluster):

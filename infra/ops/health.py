@@ -42,18 +42,28 @@ class NotHealthy(RuntimeError):
     """The cluster did not become healthy in time; the message lists what is still wrong."""
 
 
-def wait_until(check: Callable[[], list[str]], what: str, timeout: float, poll: float = 1.0) -> None:
-    """Poll `check` (a list of problems) until it is empty or the time is up."""
+def wait_until(check: Callable[[], list[str]], what: str, timeout: float, poll: float = 1.0,
+               on_event: Callable[[str, str], None] | None = None) -> None:
+    """Poll `check` (a list of problems) until it is empty or the time is up; report each change of state."""
     deadline = time.monotonic() + timeout
+    shown: list[str] | None = None
     while True:
         problems = check()
         if not problems:
             return
+        if on_event and problems != shown:
+            on_event("waiting", f"{what}: {_summary(problems)}")
+            shown = problems
         if time.monotonic() > deadline:
-            shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
-            raise NotHealthy(f"{what} not reached after {timeout:.0f}s: {shown}")
+            raise NotHealthy(f"{what} not reached after {timeout:.0f}s: {_summary(problems)}")
         time.sleep(poll)
 
 
-def wait_healthy(api: client.ApiClient, timeout: float, poll: float = 1.0) -> None:
-    wait_until(lambda: unready_nodes(api) + unhealthy_workloads(api), "healthy cluster", timeout, poll)
+def _summary(problems: list[str]) -> str:
+    return "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+
+
+def wait_healthy(api: client.ApiClient, what: str, timeout: float, poll: float = 1.0,
+                 on_event: Callable[[str, str], None] | None = None) -> None:
+    """Every node Ready, every Deployment available, every StatefulSet ready."""
+    wait_until(lambda: unready_nodes(api) + unhealthy_workloads(api), what, timeout, poll, on_event)

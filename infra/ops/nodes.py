@@ -280,7 +280,8 @@ class Migration:
                     ready[(node.metadata.labels or {}).get(ZONE, "?")] += 1
             return [f"{az}: {ready[az]}/{pool.desired_size} Ready" for az in azs if ready[az] < pool.desired_size]
 
-        wait_until(missing, f"{self.target} nodes Ready in every AZ", self.timeouts.nodes_ready, self.timeouts.poll)
+        wait_until(missing, f"{self.target} nodes Ready in every AZ", self.timeouts.nodes_ready, self.timeouts.poll,
+                   self.on_event)
         # A rolled-back earlier attempt leaves the target cordoned; it must take pods now.
         self.drain.cordon([n.metadata.name for n in self._nodes(self.target) if n.spec.unschedulable], False)
 
@@ -304,14 +305,14 @@ class Migration:
 
     def _verify(self, plan: MigrationPlan, state: dict) -> None:
         wait_until(lambda: unhealthy_workloads(self.api), "all workloads healthy", self.timeouts.healthy,
-                   self.timeouts.poll)
+                   self.timeouts.poll, self.on_event)
 
     def _retire(self, plan: MigrationPlan, state: dict) -> None:
         if plan.source in self._pool(self.stack.config()).generations:
             self.stack.remove_generation(self.pool, plan.source)
         self.cli.up(yes=True)
         wait_until(lambda: [n.metadata.name for n in self._nodes(plan.source)], f"{plan.source} nodes gone",
-                   self.timeouts.nodes_ready, self.timeouts.poll)
+                   self.timeouts.nodes_ready, self.timeouts.poll, self.on_event)
 
     # --- rollback -----------------------------------------------------------------------------------
 

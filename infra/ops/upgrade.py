@@ -20,7 +20,7 @@ from infra.ops import deprecations, preflight
 from infra.ops.checkpoint import Checkpoint
 from infra.ops.drain import Events, quiet
 from infra.ops.eks import AddonBuild, ClusterFacts, Eks, EksError, addon_versions
-from infra.ops.health import unhealthy_workloads, unready_nodes, wait_until
+from infra.ops.health import wait_healthy, wait_until
 from infra.ops.preflight import Check
 from infra.ops.pulumi_cli import PulumiCLI
 from infra.ops.retry import kube_retry
@@ -185,7 +185,7 @@ class Upgrade:
         self.objects = objects or (lambda: rendered_objects(cfg.env) + live_objects(api))
         self.on_event = on_event
         self.timeouts = timeouts or Timeouts()
-        self.checkpoint = Checkpoint(api, f"upgrade-{cfg.cluster.name.lower()}")
+        self.checkpoint = Checkpoint(api, "upgrade-" + cfg.cluster.name.lower().replace("_", "-"))
 
     # --- plan ---------------------------------------------------------------------------------------
 
@@ -292,8 +292,8 @@ class Upgrade:
             self.cli.up(yes=True)
 
     def _verified(self, step: UpgradeStep) -> None:
-        wait_until(lambda: unready_nodes(self.api) + unhealthy_workloads(self.api),
-                   f"healthy cluster at {step.target}", self.timeouts.healthy, self.timeouts.poll)
+        wait_healthy(self.api, f"healthy cluster at {step.target}", self.timeouts.healthy, self.timeouts.poll,
+                     self.on_event)
 
     def _converge(self, problems: Callable[[ClusterFacts], list[str]], what: str) -> None:
         """Poll EKS until it reports what `pulumi up` asked for; a read failing meanwhile is retried."""
@@ -302,4 +302,4 @@ class Upgrade:
                 return problems(self.eks.cluster(self.cfg.cluster.name))
             except EksError as error:
                 return [str(error)]
-        wait_until(check, what, self.timeouts.converge, self.timeouts.poll)
+        wait_until(check, what, self.timeouts.converge, self.timeouts.poll, self.on_event)
