@@ -1,0 +1,39 @@
+"""The rollout tracker on its own, against kubesim over HTTP: the readiness grace comes from the probes."""
+from __future__ import annotations
+
+import time
+
+from infra.ops.kube import from_kubeconfig
+from infra.ops.rollout import Rollout
+
+
+def _deployment(image: str) -> dict:
+    probe = {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1,
+             "timeoutSeconds": 1}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                         {"name": "web", "image": image, "readinessProbe": probe}]}}}}
+
+
+def test_unready_pod_fails_after_the_probe_budget(kubesim):
+    """periodSeconds 1 x failureThreshold 1 + timeout 1 + one period of margin = 3 s of wall time."""
+    kube = from_kubeconfig(kubesim.kubeconfig)
+    kubesim.script_image("repo/web:stuck", "NeverReady")
+    applied = kube.apply(_deployment("repo/web:stuck"), "test")
+    started = time.monotonic()
+    verdict = Rollout(kube, "default", "web", timeout_s=30).track(applied["metadata"]["generation"])
+    took = time.monotonic() - started
+    assert verdict.reason == "ReadinessTimeout" and verdict.pod.startswith("web-")
+    assert "grace 3s from the probe settings" in verdict.message
+    assert 3 <= took < 10
+
+
+def test_progress_is_reported_as_replicas_change(kubesim):
+    kube = from_kubeconfig(kubesim.kubeconfig)
+    seen = []
+    applied = kube.apply(_deployment("repo/web:1"), "test")
+    verdict = Rollout(kube, "default", "web", timeout_s=30, on_progress=seen.append).track(
+        applied["metadata"]["generation"])
+    assert verdict.ok and verdict.reason == "Complete"
+    assert seen[-1].ready == seen[-1].desired == 1 and len(seen) >= 2
