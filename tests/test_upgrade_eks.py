@@ -62,3 +62,20 @@ def test_addon_versions_parses_builds_compatible_with_the_version():
         stub.add_response("describe_addon_versions", response, {"addonName": "vpc-cni", "kubernetesVersion": "1.32"})
         builds = addon_versions("eu-west-1", "vpc-cni", KubeVersion(1, 32), client=client)
     assert [(b.version, b.default) for b in builds] == [("v1.20.0-eksbuild.1", True), ("v1.19.2-eksbuild.1", False)]
+
+
+def test_insights_are_read_where_offered():
+    from botocore.stub import Stubber
+
+    eks = Eks("eu-west-1")
+    response = {"insights": [{"id": "1", "name": "Deprecated APIs removed in Kubernetes v1.32",
+                              "insightStatus": {"status": "ERROR", "reason": "flowcontrol v1beta3 in use"},
+                              "description": "move to flowcontrol/v1"}]}
+    with Stubber(eks.eks) as stub:
+        stub.add_response("list_insights", response, {"clusterName": "eks-dev", "filter": {
+            "categories": ["UPGRADE_READINESS"], "kubernetesVersions": ["1.32"]}})
+        stub.add_client_error("list_insights", service_error_code="AccessDeniedException", http_status_code=403)
+        found = eks.insights("eks-dev", KubeVersion(1, 32))
+        with pytest.raises(EksError, match="list_insights failed.*AccessDenied"):
+            eks.insights("eks-dev", KubeVersion(1, 32))
+    assert [(i.status, i.reason) for i in found] == [("ERROR", "flowcontrol v1beta3 in use")]

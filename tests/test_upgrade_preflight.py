@@ -63,6 +63,8 @@ def test_insights():
     failing = [Insight("Deprecated APIs", "ERROR", "uses removed API", "")]
     assert preflight.upgrade_insights(failing, V("1.32")).status == FAIL
     assert preflight.upgrade_insights([Insight("Kubelet skew", "PASSING", "", "")], V("1.32")).status == PASS
+    denied = preflight.upgrade_insights(None, V("1.32"), error="AccessDenied")
+    assert denied.status == WARN and "AccessDenied" in denied.detail
 
 
 def test_subnet_without_room_for_surge_nodes_blocks():

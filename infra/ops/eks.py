@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.versions import KubeVersion
 
+_NOT_OFFERED = ("UnknownOperationException", "InvalidAction", "NotImplemented", "404")
 RETRIES = Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=5, read_timeout=30)
 
 
@@ -96,11 +97,19 @@ class Eks:
 
     def insights(self, cluster: str, target: KubeVersion) -> list[Insight] | None:
         """Upgrade-readiness insights for the target version; None where the API is not offered."""
+        if not hasattr(self.eks, "list_insights"):
+            return None
         try:
             found = self.eks.list_insights(clusterName=cluster, filter={
                 "categories": ["UPGRADE_READINESS"], "kubernetesVersions": [str(target)]})
-        except (ClientError, BotoCoreError, AttributeError):
-            return None
+        except ClientError as error:
+            response = error.response
+            if (response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
+                    or response.get("Error", {}).get("Code") in _NOT_OFFERED):
+                return None
+            raise EksError(f"list_insights failed: {error}") from None
+        except BotoCoreError as error:
+            raise EksError(f"list_insights failed: {error}") from None
         return [Insight(name=item.get("name", "?"), status=(item.get("insightStatus") or {}).get("status", "UNKNOWN"),
                         reason=(item.get("insightStatus") or {}).get("reason", ""),
                         recommendation=item.get("description", ""))

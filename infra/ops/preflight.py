@@ -105,7 +105,10 @@ def al2_node_groups(target: KubeVersion, al2_groups: list[str], env: str) -> Che
     return Check("AL2 node groups", PASS, "no AL2 node groups")
 
 
-def upgrade_insights(insights: list[Insight] | None, target: KubeVersion) -> Check:
+def upgrade_insights(insights: list[Insight] | None, target: KubeVersion, error: str | None = None) -> Check:
+    if error:
+        return Check("EKS upgrade insights", WARN, f"could not read insights: {error}",
+                     "grant eks:ListInsights or review the insights in the console")
     if insights is None:
         return Check("EKS upgrade insights", SKIP, "insights not available from this endpoint")
     bad = [i for i in insights if i.status == "ERROR"]

@@ -235,7 +235,10 @@ class Upgrade:
         al2 += [f"{pool}/{gen} (stack file)" for pool, spec in self.cfg.node_pools.items()
                 for gen, generation in spec.generations.items() if generation.is_al2]
         checks.append(preflight.al2_node_groups(target, al2, self.cfg.env))
-        checks.append(preflight.upgrade_insights(self.eks.insights(facts.name, target), target))
+        try:
+            checks.append(preflight.upgrade_insights(self.eks.insights(facts.name, target), target))
+        except EksError as failure:
+            checks.append(preflight.upgrade_insights(None, target, error=str(failure)))
         subnets = sorted({subnet for group in facts.node_groups for subnet in group.subnets})
         checks.append(preflight.subnet_ips(self.eks.subnets(subnets), list(facts.node_groups)))
         return checks, chosen
