@@ -367,7 +367,7 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
     from infra.ops.pulumi_cli import PulumiCLI
     from infra.ops.stack_file import StackFile
 
-    if not pool or not to:
+    if not pool or not (to or rollback):
         raise fail("--pool and --to are required, e.g. `invoke nodes.migrate --env dev --pool general --to green`")
     if rollback and (resume or dry_run):
         raise fail("--rollback cannot be combined with --resume or --dry-run")
@@ -375,7 +375,7 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
         raise fail("--parallelism must be at least 1")
     kube, cfg = _kube(env, kubeconfig)
     console, on_event = _printer()
-    engine = Migration(StackFile(env), kube.api, PulumiCLI(stack=env), pool=pool, target=to, source=from_, add=add,
+    engine = Migration(StackFile(env), kube.api, PulumiCLI(stack=env), pool=pool, target=to or "", source=from_, add=add,
                        ami_type=ami_type, policy=DrainPolicy(parallelism=int(parallelism)), on_event=on_event)
     resume_hint = f"`invoke nodes.migrate --env {env} --pool {pool} --to {to} --resume` (or --rollback)"
     if rollback:

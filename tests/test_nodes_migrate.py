@@ -166,10 +166,12 @@ def test_blocking_budget_and_short_capacity_stop_before_any_change(world_dev, tm
     sim, stack, log, api = world_dev
     world.deployment(api, "pinned", 2, max_unavailable=0)
     sim.add_nodes("general", "blue", zones=AZS[:1], per_zone=1)  # 3 old nodes in 1a, the new gen starts 2
-    world.wait_running(sim, 12 + 1)
+    sim.add_nodes("general", "blue", zones=("eu-west-1c",), per_zone=1)  # a stray outside the pool's AZs
+    world.wait_running(sim, 12 + 2)
     before = stack.path.read_text()
     engine = _migration(stack, api, tmp_path)
     plan = engine.plan()
+    assert [z.az for z in plan.zones] == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]  # strays are drained too
     failed = {c.check: c for c in plan.checks if c.status == FAIL}
     assert set(failed) == {"PodDisruptionBudgets", "capacity per AZ"}
     assert "apps-dev/pinned (maxUnavailable is 0)" in failed["PodDisruptionBudgets"].detail

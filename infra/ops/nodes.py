@@ -201,7 +201,8 @@ class Migration:
             by_zone[(node.metadata.labels or {}).get(ZONE, "?")].append(node.metadata.name)
         pods = kube_retry(self.core.list_pod_for_all_namespaces)().items
         zones, moving = [], []
-        for az in cfg.pool_azs(pool):
+        strays = sorted(set(by_zone) - set(cfg.pool_azs(pool)))  # never retire nodes the plan did not drain
+        for az in cfg.pool_azs(pool) + strays:
             evict, _ = self.drain.plan(by_zone.get(az, []))
             moving += evict
             zones.append(ZonePlan(az, tuple(by_zone.get(az, [])), tuple(pod_key(p) for p in evict),
