@@ -208,6 +208,7 @@ def test_task_dry_run_prints_plan_and_changes_nothing(world_dev):
     out = result.stdout
     assert "blue (AL2_x86_64) -> green (AL2023_x86_64_STANDARD)" in out and "preflight" in out
     assert "drain eu-west-1a" in out and "dry run: nothing changed" in out
+    assert "apps-dev/db-" in out  # pods to move are named, zone-bound ones too
     assert (ROOT / "Pulumi.dev.yaml").read_text() == before and _ups(log) == []
     from invoke import Context
     from invoke.exceptions import Exit

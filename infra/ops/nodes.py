@@ -65,8 +65,7 @@ class MigrationPlan:
         for column in ("AZ", "old nodes", "pods to move", "zone-bound pods"):
             view.add_column(column, overflow="fold")
         for zone in self.zones:
-            view.add_row(zone.az, f"{len(zone.nodes)}: {', '.join(zone.nodes)}", str(len(zone.pods)),
-                         ", ".join(zone.zone_bound) or "-")
+            view.add_row(zone.az, _listed(zone.nodes), _listed(zone.pods), _listed(zone.zone_bound))
         return view
 
     def steps(self) -> list[str]:
@@ -77,6 +76,13 @@ class MigrationPlan:
                   f"Running in {z.az}" for z in self.zones),
                 "verify Deployments available and StatefulSets ready",
                 f"remove generation {self.source} from Pulumi.{self.env}.yaml; pulumi up (deletes its node groups)"]
+
+
+def _listed(names: tuple[str, ...], most: int = 12) -> str:
+    if not names:
+        return "0"
+    more = f" (+{len(names) - most} more)" if len(names) > most else ""
+    return f"{len(names)}: {', '.join(names[:most])}{more}"
 
 
 @dataclass(frozen=True)
