@@ -388,6 +388,8 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
     console.print(table(plan.checks, "preflight"))
     if dry_run:
         console.print("\n".join(f"{n}. {step}" for n, step in enumerate(plan.steps(), 1)))
+        if plan.blocked:
+            console.print(f"[red]{len(plan.blocked)} preflight check(s) FAIL: the migration would stop before step 1[/]")
         console.print("dry run: nothing changed")
         return
     _lifecycle(lambda: engine.run(plan, resume=resume), resume_hint)
@@ -427,6 +429,8 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
         console.print(f"{plan.cluster} already runs {plan.current}; nothing to do")
         return
     if dry_run:
+        if plan.blocked:
+            console.print(f"[red]{len(plan.blocked)} preflight check(s) FAIL: the upgrade would stop before any change[/]")
         console.print("dry run: nothing changed")
         return
     _lifecycle(lambda: engine.execute(plan, resume=resume), resume_hint)
