@@ -52,8 +52,8 @@ def test_kubelet_skew_after_the_step():
 
 
 def test_al2_node_groups_block_from_1_33():
-    check = preflight.al2_node_groups(V("1.33"), ["general-blue-a"], "dev")
-    assert check.status == FAIL and "invoke nodes.migrate --env dev" in check.fix
+    check = preflight.al2_node_groups(V("1.33"), ["general-blue-a"], "dev", ["general"])
+    assert check.status == FAIL and "invoke nodes.migrate --env dev --pool general --to" in check.fix
     assert preflight.al2_node_groups(V("1.32"), ["general-blue-a"], "dev").status == WARN
     assert preflight.al2_node_groups(V("1.33"), [], "dev").status == PASS
 

@@ -95,10 +95,12 @@ def kubelet_skew(control_plane: KubeVersion, kubelets: Mapping[str, KubeVersion]
     return Check("kubelet skew", PASS, f"oldest kubelet {oldest or '-'} is within skew of {control_plane}")
 
 
-def al2_node_groups(target: KubeVersion, al2_groups: list[str], env: str) -> Check:
+def al2_node_groups(target: KubeVersion, al2_groups: list[str], env: str, pools: list[str] = ()) -> Check:
     if al2_groups and not target.allows_al2:
+        commands = "; ".join(f"invoke nodes.migrate --env {env} --pool {pool} --to <new generation> --add"
+                             for pool in pools or ["<pool>"])
         return Check("AL2 node groups", FAIL, f"{', '.join(sorted(al2_groups))} run AL2, which has no AMIs for {target}",
-                     f"migrate first: invoke nodes.migrate --env {env} --pool <pool> --to <generation> --add")
+                     f"migrate to AL2023 first: {commands}")
     if al2_groups:
         return Check("AL2 node groups", WARN, f"{', '.join(sorted(al2_groups))} run AL2 (last version 1.32)",
                      "plan the AL2023 migration with invoke nodes.migrate")

@@ -234,7 +234,8 @@ class Upgrade:
         al2 = [group.name for group in facts.node_groups if group.ami_type.startswith("AL2_")]
         al2 += [f"{pool}/{gen} (stack file)" for pool, spec in self.cfg.node_pools.items()
                 for gen, generation in spec.generations.items() if generation.is_al2]
-        checks.append(preflight.al2_node_groups(target, al2, self.cfg.env))
+        pools = sorted(pool for pool, spec in self.cfg.node_pools.items() if any(g.is_al2 for g in spec.generations.values()))
+        checks.append(preflight.al2_node_groups(target, al2, self.cfg.env, pools))
         try:
             checks.append(preflight.upgrade_insights(self.eks.insights(facts.name, target), target))
         except EksError as failure:
