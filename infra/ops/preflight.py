@@ -95,7 +95,7 @@ def kubelet_skew(control_plane: KubeVersion, kubelets: Mapping[str, KubeVersion]
     return Check("kubelet skew", PASS, f"oldest kubelet {oldest or '-'} is within skew of {control_plane}")
 
 
-def al2_node_groups(target: KubeVersion, al2_groups: list[str], env: str, pools: list[str] = ()) -> Check:
+def al2_node_groups(target: KubeVersion, al2_groups: list[str], env: str, pools: list[str] | None = None) -> Check:
     if al2_groups and not target.allows_al2:
         commands = "; ".join(f"invoke nodes.migrate --env {env} --pool {pool} --to <new generation> --add"
                              for pool in pools or ["<pool>"])
