@@ -363,3 +363,13 @@ def test_scheduler_counts_cpu_and_memory_requests(kubesim_factory):
     assert "Insufficient cpu" in cond.message
     core.delete_namespaced_pod("a", "default", grace_period_seconds=0)
     cluster.wait_for(lambda: cluster.store.get("pods/default/b")["spec"].get("nodeName"))
+
+
+def test_foreground_deletion_waits_for_dependents(kubesim, apps):
+    apps.create_namespaced_deployment("default", deployment(replicas=2))
+    kubesim.wait_for(lambda: rolled_out(apps))
+    apps.delete_namespaced_deployment("web", "default", propagation_policy="Foreground")
+    d = apps.read_namespaced_deployment("web", "default")
+    assert d.metadata.deletion_timestamp and "foregroundDeletion" in d.metadata.finalizers
+    kubesim.wait_for(lambda: kubesim.store.get("deployments/default/web") is None, message="deployment gone")
+    assert not kubesim.pods("default") and not kubesim.store.list("replicasets")[0]

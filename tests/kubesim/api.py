@@ -20,7 +20,7 @@ from .defaults import apply_defaults, prune_nulls, validate
 from .merge import json_patch, merge_patch, strategic_merge
 from .resources import RESOURCE_TYPES, ResourceType, lookup
 from .selectors import match_label_selector
-from .store import Store, clone, now_iso
+from .store import FOREGROUND, Store, clone, now_iso
 
 _RESET_STATUS_ON_CREATE = {"apps", "batch", "policy", "autoscaling"}
 PODS = lookup("", "v1", "pods")
@@ -253,6 +253,13 @@ class Api:
             return obj
         if options.get("propagationPolicy") == "Orphan":
             self._orphan_dependents(meta["uid"])
+        if options.get("propagationPolicy") == "Foreground" and rt.kind != "Pod":
+            def foreground(o):  # the garbage collector deletes dependents, then drops the finalizer
+                if FOREGROUND not in (o["metadata"].get("finalizers") or []):
+                    o["metadata"]["finalizers"] = (o["metadata"].get("finalizers") or []) + [FOREGROUND]
+                o["metadata"].setdefault("deletionTimestamp", now_iso())
+                o["metadata"].setdefault("deletionGracePeriodSeconds", 0)
+            return self.store.mutate(rt, ns, name, foreground)
         grace = options.get("gracePeriodSeconds")
         if rt.kind == "Pod":
             return self._delete_pod(obj, grace)

@@ -19,6 +19,7 @@ from . import errors
 from .resources import RESOURCE_TYPES, ResourceType, by_key
 
 HISTORY = 5000
+FOREGROUND = "foregroundDeletion"
 _GENERATION_GROUPS = {"apps", "batch", "policy", "autoscaling", "networking.k8s.io"}
 
 
@@ -86,13 +87,14 @@ class Store:
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
         return items, rv
 
-    def ownership(self) -> tuple[set[str], list[tuple[str, str, str, list[str], bool]]]:
-        """All uids, and (type key, namespace, name, owner uids, deleting) of objects with owners.
+    def ownership(self) -> tuple[set[str], list[tuple], list[tuple]]:
+        """All uids; (type key, namespace, name, owner uids, deleting) of objects with owners; and
+        (type key, namespace, name, uid) of objects waiting in foreground deletion.
 
         Read without copying: the garbage collector runs this often over every object.
         """
         with self.lock:
-            uids, owned = set(), []
+            uids, owned, foreground = set(), [], []
             for key, o in self._objects.all():
                 meta = o["metadata"]
                 uids.add(meta["uid"])
@@ -100,7 +102,9 @@ class Store:
                 if refs:
                     owned.append((key, meta.get("namespace", ""), meta["name"], [r.get("uid") for r in refs],
                                   bool(meta.get("deletionTimestamp"))))
-            return uids, owned
+                if meta.get("deletionTimestamp") and FOREGROUND in (meta.get("finalizers") or []):
+                    foreground.append((key, meta.get("namespace", ""), meta["name"], meta["uid"]))
+            return uids, owned, foreground
 
     def _resolve(self, ref, namespace, name):
         if isinstance(ref, ResourceType):
