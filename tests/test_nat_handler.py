@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 import threading
 
 import pytest
@@ -286,3 +287,39 @@ def test_probe_function_reaches_tcp_targets():
     finally:
         server.close()
     assert nat_failover.FAILING_STATES == ("stopping", "stopped", "shutting-down", "terminated")
+
+
+class _Context:
+    def get_remaining_time_in_millis(self) -> int:
+        return 63_000
+
+
+def test_lambda_entry_point_reads_its_configuration_from_the_environment(aws, monkeypatch):
+    world = build(2)
+    a, b = world.instances.values()
+    monkeypatch.setenv("NAT_STACK", nat_world.STACK)
+    monkeypatch.setenv("NAT_ROUTE_TABLES", json.dumps(world.tables))
+    monkeypatch.setenv("NAT_TOPIC_ARN", world.topic_arn)
+    monkeypatch.setattr(nat_failover, "_RUNTIME", None)
+    world.ec2.terminate_instances(InstanceIds=[a])
+    result = nat_failover.handler(world.event("eu-west-1a", "shutting-down"), _Context())
+    assert result["status"] == "handled" and set(world.targets().values()) == {b}
+
+
+def test_packaged_lambda_code_imports_on_its_own(tmp_path):
+    """The archive Pulumi uploads (infra/lambdas as package infra.lambdas) needs nothing else of the project."""
+    import subprocess
+    import sys
+
+    from infra.components.nat import lambda_code
+
+    for name, asset in lambda_code().assets.items():
+        target = tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(asset.text if getattr(asset, "text", None) is not None else Path(asset.path).read_text())
+    check = ("import importlib; "
+             "[importlib.import_module(h.rsplit('.', 1)[0].replace('/', '.')) for h in "
+             "('infra/lambdas/nat_failover.handler', 'infra/lambdas/nat_probe.handler')]; "
+             f"import infra.lambdas.nat_failover as f; assert f.__file__.startswith({str(tmp_path)!r}); print('ok')")
+    result = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr

@@ -180,13 +180,14 @@ def _on_signal(runtime: Runtime, instance_id: str, why: str, tally: Tally) -> di
     ec2, policy = runtime.clients.ec2, runtime.settings.policy
     instances = nat_routes.read_instances(ec2, runtime.settings.stack)
     instance = instances.get(instance_id)
-    if instance is None:
-        log("event_ignored", instance=instance_id, reason="not a NAT instance of this stack")
-        return {"status": "ignored", "instance": instance_id, "why": "not a NAT instance of this stack"}
-    if not instance.health.is_down(policy):
+    if instance is not None and not instance.health.is_down(policy):
         instances[instance_id] = instance.with_health(instance.health.failed(why, policy.failure_threshold))
         nat_routes.save_health(ec2, instances[instance_id])
+    # A terminated instance is no longer listed, but tables may still point at it (blackhole): converge anyway.
     _converge(runtime, instances, tally)
+    if instance is None and not tally.moves:
+        log("event_ignored", instance=instance_id, reason="not a live NAT instance of this stack; no table used it")
+        return {"status": "ignored", "instance": instance_id, "why": "not a NAT instance of this stack"}
     return {"status": "handled", "instance": instance_id, "why": why}
 
 
