@@ -215,66 +215,73 @@ class Handler(BaseHTTPRequestHandler):
         return True
 
     def _resource(self, method: str, r: Route, q: dict) -> None:
-        api = self.cluster.api
-        dry = q.get("dryRun") == "All"
-        if r.sub in ("scale",):
+        if r.sub == "scale":
             return self._scale(method, r, q)
-        if method == "GET":
-            if r.name is None:
-                if _truthy(q.get("watch")):
-                    return self._watch(r, q)
-                return self._list(r, q)
-            if r.sub == "log":
-                pod = api.get(r.rt, r.namespace, r.name)
-                text = container_log(self.cluster, pod, q.get("container"))
-                if q.get("tailLines"):
-                    text = "".join(text.splitlines(keepends=True)[-int(q["tailLines"]):])
-                return self._send(200, text, "text/plain")
-            obj = api.get(r.rt, r.namespace, r.name)
-            return self._send(200, to_table(r.rt, [obj], obj["metadata"]["resourceVersion"])
-                              if self._wants_table() else obj)
-        if method == "POST":
-            if r.sub == "eviction":
-                return self._send(201, api.evict(r.namespace, r.name, self._json_body(), dry))
-            if r.sub == "binding":
-                return self._send(201, api.bind(r.namespace, r.name, self._json_body()))
-            if r.name is not None:
-                raise errors.method_not_allowed()
-            return self._send(201, api.create(r.rt, r.namespace, self._json_body(), self._manager(q), dry))
-        if method == "PUT":
-            if r.name is None:
-                raise errors.method_not_allowed()
-            sub = r.sub if r.sub == "status" else None
-            if r.sub == "finalize":
-                sub = None
-            return self._send(200, api.update(r.rt, r.namespace, r.name, self._json_body(), self._manager(q), sub, dry))
-        if method == "PATCH":
-            if r.name is None:
-                raise errors.method_not_allowed()
-            manager = q.get("fieldManager")
-            ctype = self.headers.get("Content-Type") or ""
-            if not ctype.startswith("application/apply-patch"):
-                manager = self._manager(q)
-            force = _truthy(q.get("force"))
-            return self._send(200, api.patch(r.rt, r.namespace, r.name, self._body(), ctype, manager, force,
-                                             r.sub if r.sub == "status" else None, dry))
-        if method == "DELETE":
-            raw = self._body()
-            options = json.loads(raw) if raw else {}
-            for k in ("gracePeriodSeconds", "propagationPolicy"):
-                if k in q:
-                    options[k] = int(q[k]) if k == "gracePeriodSeconds" else q[k]
-            if r.name is None:
-                return self._delete_collection(r, q, options, dry)
-            obj = api.delete(r.rt, r.namespace, r.name, options, dry)
-            if r.rt.kind in ("Pod", "Namespace") or obj["metadata"].get("deletionTimestamp"):
-                return self._send(200, obj)
-            details = {"name": r.name, "kind": r.rt.plural, "uid": obj["metadata"]["uid"]}
-            if r.rt.group:
-                details["group"] = r.rt.group
-            return self._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                                    "details": details})
-        raise errors.method_not_allowed()
+        handler = {"GET": self._get, "POST": self._post, "PUT": self._put, "PATCH": self._patch,
+                   "DELETE": self._delete}.get(method)
+        if handler is None:
+            raise errors.method_not_allowed()
+        handler(r, q, q.get("dryRun") == "All")
+
+    def _writable(self, r: Route) -> str | None:
+        """PUT/PATCH target: the object, its status, or a namespace's finalize; nothing else."""
+        if r.name is None or r.sub not in (None, "status", "finalize"):
+            raise errors.method_not_allowed()
+        return "status" if r.sub == "status" else None
+
+    def _get(self, r: Route, q: dict, dry: bool) -> None:
+        api = self.cluster.api
+        if r.name is None:
+            return self._watch(r, q) if _truthy(q.get("watch")) else self._list(r, q)
+        if r.sub == "log":
+            text = container_log(self.cluster, api.get(r.rt, r.namespace, r.name), q.get("container"))
+            if q.get("tailLines"):
+                text = "".join(text.splitlines(keepends=True)[-int(q["tailLines"]):])
+            return self._send(200, text, "text/plain")
+        obj = api.get(r.rt, r.namespace, r.name)
+        self._send(200, to_table(r.rt, [obj], obj["metadata"]["resourceVersion"]) if self._wants_table() else obj)
+
+    def _post(self, r: Route, q: dict, dry: bool) -> None:
+        api = self.cluster.api
+        if r.sub == "eviction":
+            return self._send(201, api.evict(r.namespace, r.name, self._json_body(), dry))
+        if r.sub == "binding":
+            return self._send(201, api.bind(r.namespace, r.name, self._json_body()))
+        if r.name is not None:
+            raise errors.method_not_allowed()
+        self._send(201, api.create(r.rt, r.namespace, self._json_body(), self._manager(q), dry))
+
+    def _put(self, r: Route, q: dict, dry: bool) -> None:
+        sub = self._writable(r)
+        self._send(200, self.cluster.api.update(r.rt, r.namespace, r.name, self._json_body(), self._manager(q),
+                                                sub, dry))
+
+    def _patch(self, r: Route, q: dict, dry: bool) -> None:
+        sub = self._writable(r)
+        ctype = self.headers.get("Content-Type") or ""
+        # apply requires an explicit fieldManager; other patches default it from the User-Agent
+        manager = q.get("fieldManager") if ctype.startswith("application/apply-patch") else self._manager(q)
+        self._send(200, self.cluster.api.patch(r.rt, r.namespace, r.name, self._body(), ctype, manager,
+                                               _truthy(q.get("force")), sub, dry))
+
+    def _delete(self, r: Route, q: dict, dry: bool) -> None:
+        raw = self._body()
+        options = json.loads(raw) if raw else {}
+        for k in ("gracePeriodSeconds", "propagationPolicy"):
+            if k in q:
+                options[k] = int(q[k]) if k == "gracePeriodSeconds" else q[k]
+        if r.sub is not None:
+            raise errors.method_not_allowed()
+        if r.name is None:
+            return self._delete_collection(r, q, options, dry)
+        obj = self.cluster.api.delete(r.rt, r.namespace, r.name, options, dry)
+        if r.rt.kind in ("Pod", "Namespace") or obj["metadata"].get("deletionTimestamp"):
+            return self._send(200, obj)
+        details = {"name": r.name, "kind": r.rt.plural, "uid": obj["metadata"]["uid"]}
+        if r.rt.group:
+            details["group"] = r.rt.group
+        self._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                         "details": details})
 
     def _wants_table(self) -> bool:
         accept = self.headers.get("Accept") or ""
