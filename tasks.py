@@ -602,8 +602,9 @@ def nat_status(c, env=None, json_=False):
 
 @task(name="rotate", positional=[], help={
     "env": "environment: dev or prod", "dry_run": "print the steps (routes to move, pulumi commands) and change nothing",
-    "timeout": "seconds to wait for each new instance to run and pass status checks (default 900)"})
-def nat_rotate(c, env=None, dry_run=False, timeout=900):
+    "timeout": "seconds to wait for each new instance to run and pass status checks (default 900)",
+    "abort": "give up an interrupted rotation: lift drain marks, delete the checkpoint, leave routes as they are"})
+def nat_rotate(c, env=None, dry_run=False, timeout=900, abort=False):
     """Replace both NAT instances one at a time with no egress gap; rerun to resume an interrupted rotation.
 
     Per instance: park its routes on the other one, `pulumi up --target/--replace` it, wait for the new
@@ -621,6 +622,11 @@ def nat_rotate(c, env=None, dry_run=False, timeout=900):
         return nat.Rotation(nat.topology_for(cfg.env, cli), nat.ec2_client(cfg.region), cli,
                             nat.RotationCheckpoint(cfg.env), timeout=float(timeout), policy=nat.policy_of(cfg))
 
+    if abort and dry_run:
+        raise fail("--abort and --dry-run exclude each other; drop one")
+    if abort:
+        _nat_engine(cfg.env, lambda: engine().abort())
+        return
     if dry_run:
         for line in _nat_engine(cfg.env, lambda: engine().plan()):
             print(line)

@@ -149,6 +149,19 @@ def test_interrupted_rotation_resumes_from_its_checkpoint(aws, tmp_path, monkeyp
     assert a not in world.targets().values() and b not in world.targets().values()
 
 
+def test_abort_lifts_the_drain_and_forgets_the_checkpoint(aws, tmp_path, monkeypatch):
+    world = build(2)
+    FakePulumi(tmp_path, monkeypatch, outputs_of(world), fail_ups=1)
+    a, b = world.instances["eu-west-1a"], world.instances["eu-west-1b"]
+    engine, _ = rotation(world, tmp_path)
+    with pytest.raises(PulumiError):
+        engine.run()
+    aborted, lines = rotation(world, tmp_path)
+    aborted.abort()
+    assert DRAIN_TAG not in instance_tags(world, a) and not aborted.checkpoint.path.exists()
+    assert set(world.targets().values()) == {b} and "eu-west-1a step replace" in lines[0]
+
+
 def test_dry_run_plans_without_changing_anything(aws, tmp_path, monkeypatch):
     world = build(3)
     fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world))

@@ -237,6 +237,21 @@ class Rotation:
         self.checkpoint.clear()
         self.report(f"rotation of {self.topology.env} complete: {', '.join(self.order)} replaced, routes at home")
 
+    def abort(self) -> None:
+        """Give up an interrupted rotation: lift drain marks and forget the checkpoint.
+
+        Routes stay where they are (every table points at a running instance between steps); the
+        failover Lambda moves them home once the instance earns its failback.
+        """
+        state = self.checkpoint.load()
+        drained = [i.id for i in self._instances().values() if i.draining]
+        if drained:
+            self.ec2.delete_tags(Resources=drained, Tags=[{"Key": DRAIN_TAG}])
+        self.checkpoint.clear()
+        where = f"{state['az']} step {state['step']}" if state else "no checkpoint"
+        self.report(f"rotation of {self.topology.env} abandoned ({where}); drain lifted on "
+                    f"{', '.join(drained) or 'no instance'}; failback is up to the failover Lambda")
+
     def _rotate(self, az: str, state: dict[str, Any]) -> None:
         other = next(a for a in self.order if a != az)
         if state["step"] == "drain":
