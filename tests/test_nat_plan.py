@@ -61,6 +61,7 @@ def test_instances_are_hardened_nat_boxes(plans):
     assert template["metadataOptions"]["httpPutResponseHopLimit"] == 1
     script = base64.b64decode(template["userData"]).decode()
     assert f"-s {cfg.network.cidr} -j MASQUERADE" in script and "net.ipv4.ip_forward = 1" in script
+    assert "systemctl disable --now sshd" in script
     group = one(plan, "aws:ec2/securityGroup:SecurityGroup", "nat-instances").inputs
     assert [rule["cidrBlocks"] for rule in group["ingress"]] == [[str(cfg.network.cidr)]]
     assert len(plan.of_type("aws:ec2/eip:Eip")) >= 2

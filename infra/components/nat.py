@@ -74,6 +74,8 @@ iptables -F FORWARD
 iptables -P FORWARD ACCEPT
 iptables-save > /etc/sysconfig/iptables
 systemctl enable --now iptables
+# No SSH: no key pair is set, and the daemon is off; operators use SSM Session Manager.
+systemctl disable --now sshd || true
 """
     return base64.b64encode(script.encode()).decode()
 
