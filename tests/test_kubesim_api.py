@@ -318,3 +318,12 @@ def test_store_handle_reads_and_writes_directly(kubesim, core):
     kubesim.store.mutate("configmaps", "default", "cfg", lambda o: o["data"].update(b="2"))
     assert core.read_namespaced_config_map("cfg", "default").data == {"a": "1", "b": "2"}
     assert len(kubesim.store.list("nodes")[0]) == 3
+
+
+def test_unknown_paths_are_404_status_and_keep_alive_survives(core):
+    for _ in range(3):  # same pooled connection: the unread body must not poison the next request
+        with pytest.raises(ApiException) as e:
+            core.api_client.call_api("/api/v1/namespaces/default/widgets", "POST", body={"metadata": {"name": "w"}},
+                                     header_params={"Content-Type": "application/json"}, response_type="object")
+        assert e.value.status == 404 and json.loads(e.value.body)["reason"] == "NotFound"
+        assert core.list_namespaced_config_map("default").items == []

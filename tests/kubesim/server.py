@@ -98,8 +98,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(e.code, e.status(), headers=e.headers)
 
     def _body(self) -> bytes:
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
+        return self._raw
 
     def _json_body(self):
         raw = self._body()
@@ -137,12 +136,13 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         self._status = 0
         c = self.cluster
+        n = int(self.headers.get("Content-Length") or 0)
+        self._raw = self.rfile.read(n) if n else b""  # always consumed, so keep-alive stays in sync
         try:
             delay, failure = c.faults.take(method, self.path)
             if delay:
                 time.sleep(delay)
             if failure:
-                self._body()  # drain so keep-alive stays in sync
                 raise errors.generic(failure.status, failure.message, failure.retry_after)
             self._route(method)
         except errors.ApiError as e:
@@ -432,7 +432,6 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- service proxy --------------------------------------------------------------------------
     def _proxy(self, method: str, ns: str, svc_spec: str, path: str, query: str) -> None:
-        self._body()
         status, body, ctype = self.cluster.proxy.answer(method, ns, svc_spec, path)
         self._send(status, body, ctype)
 
