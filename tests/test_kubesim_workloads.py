@@ -373,3 +373,22 @@ def test_foreground_deletion_waits_for_dependents(kubesim, apps):
     assert d.metadata.deletion_timestamp and "foregroundDeletion" in d.metadata.finalizers
     kubesim.wait_for(lambda: kubesim.store.get("deployments/default/web") is None, message="deployment gone")
     assert not kubesim.pods("default") and not kubesim.store.list("replicasets")[0]
+
+
+def test_slow_shutdown_is_bounded_by_grace_period(kubesim, core):
+    core.create_namespaced_pod("default", {"metadata": {"name": "slow", "annotations": {
+        "kubesim/behavior": "Ready:stop=30"}}, "spec": {"terminationGracePeriodSeconds": 10, "containers": [
+            {"name": "c", "image": "repo/app:1"}]}})
+    kubesim.wait_for(lambda: kubesim.store.get("pods/default/slow")["status"].get("phase") == "Running")
+    start = time.monotonic()
+    core.delete_namespaced_pod("slow", "default")
+    kubesim.wait_for(lambda: kubesim.store.get("pods/default/slow") is None)
+    assert time.monotonic() - start >= 10 * kubesim.time_factor  # the grace period, not the 30 s it wanted
+
+
+def test_server_and_kubelet_versions(kubesim):
+    kubesim.set_server_version("v1.33.2-eks-4f3a1b2")
+    version = client.VersionApi(kubesim.api_client()).get_code()
+    assert (version.git_version, version.minor) == ("v1.33.2-eks-4f3a1b2", "33")
+    node = kubesim.add_node(version="v1.33.2-eks-4f3a1b2")
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.33.2-eks-4f3a1b2"

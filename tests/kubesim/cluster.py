@@ -48,6 +48,7 @@ class Cluster:
         self.proxy = ServiceProxy(self.store)
         self.image_scripts: dict[str, Behavior] = {}
         self.logs: dict[str, str] = {}  # image -> text served by pods/{name}/log
+        self.version: dict[str, str] = {}  # overrides of the /version document
         self.requests: deque = deque(maxlen=5000)  # (method, path, status) of every HTTP request
         self.internal_errors: list[str] = []  # emulator bugs; the fixture fails the test if any
         self._watches: dict = {}
@@ -97,7 +98,8 @@ class Cluster:
     # -- nodes ------------------------------------------------------------------------------------
     def add_node(self, name: str | None = None, pool: str = "general", generation: str = "blue",
                  zone: str = "eu-west-1a", labels: dict | None = None, ready: bool = True,
-                 taints: list | None = None, pods: int = 110, cpu: str = "2", memory: str = "8010196Ki") -> dict:
+                 taints: list | None = None, pods: int = 110, cpu: str = "2", memory: str = "8010196Ki",
+                 version: str = "v1.32.0-eks-1234567") -> dict:
         """Register a node like an EKS managed node group would (labels, providerID, Ready condition)."""
         n = next(_node_numbers)
         region = zone[:-1]
@@ -115,7 +117,7 @@ class Cluster:
                            "conditions": _node_conditions(ready),
                            "addresses": [{"type": "InternalIP", "address": f"10.1.{n // 250}.{n % 250 + 1}"},
                                          {"type": "Hostname", "address": name}],
-                           "nodeInfo": {"kubeletVersion": "v1.32.0-eks-1234567", "kubeProxyVersion": "",
+                           "nodeInfo": {"kubeletVersion": version, "kubeProxyVersion": "",
                                         "osImage": "Amazon Linux 2023", "operatingSystem": "linux",
                                         "architecture": "amd64", "containerRuntimeVersion": "containerd://1.7.22",
                                         "kernelVersion": "6.1.0", "machineID": "", "systemUUID": "",
@@ -125,6 +127,11 @@ class Cluster:
     def add_nodes(self, pool: str = "general", generation: str = "blue",
                   zones=("eu-west-1a", "eu-west-1b", "eu-west-1c"), per_zone: int = 1, **kw) -> list[dict]:
         return [self.add_node(pool=pool, generation=generation, zone=z, **kw) for z in zones for _ in range(per_zone)]
+
+    def set_server_version(self, git_version: str) -> None:
+        """What /version reports, e.g. "v1.33.2-eks-4f3a1b2" after a control-plane upgrade."""
+        major, minor = git_version.lstrip("v").split(".")[:2]
+        self.version = {"gitVersion": git_version, "major": major, "minor": minor}
 
     def remove_node(self, name: str) -> None:
         """Terminate the instance: the Node object goes away, pod GC then deletes its pods."""

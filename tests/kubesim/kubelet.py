@@ -186,7 +186,9 @@ class Kubelet:
                 self.c.recorder.emit(pod, "Normal", "Killing", f"Stopping container {c['name']}", "kubelet",
                                      node["metadata"]["name"], f"spec.containers{{{c['name']}}}")
         grace = meta.get("deletionGracePeriodSeconds", 30)
-        if time.monotonic() - run.stopping_since >= min(grace, STOP_SECONDS) * self.c.time_factor:
+        takes = max((float(self.behavior_for(pod, c).params.get("stop", STOP_SECONDS))
+                     for c in pod["spec"].get("containers") or []), default=STOP_SECONDS)
+        if time.monotonic() - run.stopping_since >= min(grace, takes) * self.c.time_factor:
             self._remove(pod)
 
     def _gc(self, pod: dict) -> None:

@@ -183,7 +183,7 @@ class Handler(BaseHTTPRequestHandler):
     def _discovery(self, parts: list[str]) -> bool:
         doc = None
         if parts == ["version"]:
-            doc = resources.SERVER_VERSION
+            doc = dict(resources.SERVER_VERSION, **self.cluster.version)
         elif parts and parts[0] in ("healthz", "readyz", "livez"):
             self._send(200, b"ok", "text/plain")
             return True
