@@ -129,3 +129,19 @@ def test_kubectl_get_watch_streams_table_rows(kubesim):
     lines = [line.split() for line in out.stdout.splitlines()]
     assert lines[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert ["w", "1/1", "Running"] in [line[:3] for line in lines[1:]]
+
+
+def test_kubectl_rollout_status_statefulset_and_daemonset(kubesim):
+    apps = client.AppsV1Api(kubesim.api_client())
+    template = {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "repo/x:1"}]}}
+    apps.create_namespaced_stateful_set("default", {"metadata": {"name": "db"}, "spec": {
+        "replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "x"}}, "template": template}})
+    apps.create_namespaced_daemon_set("kube-system", {"metadata": {"name": "agent"}, "spec": {
+        "selector": {"matchLabels": {"app": "x"}}, "template": template}})
+    for ref, ns in (("sts/db", "default"), ("ds/agent", "kube-system")):
+        assert kubectl(kubesim, "-n", ns, "set", "image", ref, "c=repo/x:2").returncode == 0
+        out = kubectl(kubesim, "-n", ns, "rollout", "status", ref, "--timeout=10s")
+        assert out.returncode == 0 and ("roll out complete" in out.stdout or "successfully rolled out" in out.stdout)
+    images = {p["spec"]["containers"][0]["image"] for ns in ("default", "kube-system") for p in kubesim.pods(ns)
+              if not p["metadata"].get("deletionTimestamp")}
+    assert images == {"repo/x:2"}
