@@ -32,28 +32,30 @@ def _params(params: dict[str, Any]) -> dict[str, Any]:
     return {key: params[key] for key in LOGGED_PARAMS if key in params}
 
 
-def _log_call(service: str):
-    started: dict[str, float] = {}
+def _elapsed_ms(context: dict[str, Any]) -> float:
+    return round((time.monotonic() - context.get("nat_started", time.monotonic())) * 1000, 1)
 
-    def before(params: dict[str, Any], model: Any, **_: Any) -> None:
-        started[model.name] = time.monotonic()
+
+def _log_call(service: str):
+    """botocore hooks; per-call state rides in the request context, so parallel calls never mix."""
+
+    def before(context: dict[str, Any], **_: Any) -> None:
+        context["nat_started"] = time.monotonic()
 
     def after(http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         meta = parsed.get("ResponseMetadata", {})
         error = parsed.get("Error", {}).get("Code")
         log("aws_call", level="error" if error else "info", service=service, operation=model.name,
             params=_params(context.get("nat_params", {})), status=meta.get("HTTPStatusCode"),
-            retries=meta.get("RetryAttempts", 0), error=error,
-            ms=round((time.monotonic() - started.pop(model.name, time.monotonic())) * 1000, 1))
+            retries=meta.get("RetryAttempts", 0), error=error, ms=_elapsed_ms(context))
 
     def remember(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         context["nat_params"], context["nat_operation"] = dict(params), model.name
 
     def failed(exception: Exception, context: dict[str, Any], **_: Any) -> None:
-        operation = context.get("nat_operation", "?")
-        log("aws_call", level="error", service=service, operation=operation,
+        log("aws_call", level="error", service=service, operation=context.get("nat_operation", "?"),
             params=_params(context.get("nat_params", {})), error=type(exception).__name__, detail=str(exception),
-            ms=round((time.monotonic() - started.pop(operation, time.monotonic())) * 1000, 1))
+            ms=_elapsed_ms(context))
 
     return before, after, remember, failed
 
