@@ -23,6 +23,9 @@ from .selectors import match_label_selector
 from .store import FOREGROUND, Store, clone, now_iso
 
 _RESET_STATUS_ON_CREATE = {"apps", "batch", "policy", "autoscaling"}
+# kinds whose registry strategy has AllowCreateOnUpdate() true: PUT on a missing object creates it
+_CREATE_ON_UPDATE = {"Lease", "Endpoints", "Event", "Service", "Role", "RoleBinding", "ClusterRole",
+                     "ClusterRoleBinding"}
 PODS = lookup("", "v1", "pods")
 PDBS = lookup("policy", "v1", "poddisruptionbudgets")
 NAMESPACES = lookup("", "v1", "namespaces")
@@ -121,7 +124,7 @@ class Api:
         old = self.store.get(rt, ns, name)
         if old is None:
             if subresource is None:  # PUT creates when the object is missing (AllowCreateOnUpdate kinds)
-                if rt.kind in ("Lease", "Endpoints", "Event", "ConfigMap", "Secret", "Service"):
+                if rt.kind in _CREATE_ON_UPDATE:
                     return self.create(rt, ns, obj, manager, dry_run)
             raise errors.not_found(rt, name)
         expect = obj["metadata"].get("resourceVersion")
