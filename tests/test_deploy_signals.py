@@ -68,3 +68,14 @@ def test_missing_tag_exits_2_and_changes_nothing(deploy_env):
     assert run.stderr.strip() == ("error: --tag nope is not in ECR repository api; push it first or omit --tag to "
                                   "build the current commit")
     assert deploy_env.kube.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")["items"] == []
+
+
+def test_invoke_rollback_by_hand(deployed_v1):
+    env = deployed_v1
+    env.engine("v2").run()
+    run = subprocess.run(_invoke("rollback", "api", "--env", "dev", "--kubeconfig", env.cluster.kubeconfig,
+                                 "--json-logs"), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    done = json.loads(run.stdout.splitlines()[-1])
+    assert done["event"] == "done" and f"rolled back to revision 1 ({env.image('v1')})" in done["message"]
+    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=10, message="v1 back")
