@@ -83,7 +83,81 @@ def detection(trials: int) -> None:
     print(f"  ratio (baseline mean / ours mean): {theirs / mine:.1f}x faster detection")
 
 
+def loop_check(moments: list[float]) -> None:
+    """The real schedule loop (nat_failover._check_loop) on moto with a simulated clock, as a check of the model."""
+    from infra.config import NatConfig
+    from infra.lambdas.nat_failover import ProbeResult, handle
+    from infra.lambdas.nat_health import Policy
+    from tests.nat_world import SCHEDULE, FakeClock, build, runtime
+
+    nat = NatConfig()
+    detected, simulated = [], []
+    for moment in moments:
+        requests_reset()
+        world = build(2)
+        clock = FakeClock()
+        failed_at = clock.now + moment
+
+        def probe(instance, clock=clock, failed_at=failed_at):
+            if instance.az == "eu-west-1a" and clock.now >= failed_at:
+                clock.now += nat.probe_timeout_seconds  # the probe waits out its timeout; the other path answers
+                return ProbeResult(False, detail="timeout")
+            return ProbeResult(True, 10.0)
+
+        rt = runtime(world, probe=probe, clock=clock, window=moment + 8, interval=nat.probe_interval_seconds,
+                     policy=Policy(failure_threshold=nat.failure_threshold))
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = handle(SCHEDULE, rt)
+        moves = [move["at"] for move in result["moves"] if move["reason"] == "failover"]
+        assert moves, result
+        detected.append(min(moves) - failed_at)
+        simulated.append(ours().detect(moment))
+    print(f"  real handler loop on moto, simulated clock, {len(moments)} failures: mean "
+          f"{statistics.mean(detected):.2f}s (model: {statistics.mean(simulated):.2f}s)")
+
+
+def requests_reset() -> None:
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{os.environ['AWS_ENDPOINT_URL']}/moto-api/reset", method="POST"))
+
+
 def handler_time(runs: int) -> None:
+    from infra.lambdas.nat_failover import handle
+    from infra.lambdas.nat_health import HEALTH_TAG
+    from tests.nat_world import build, runtime
+
+    world = build(3)
+    a = world.instances["eu-west-1a"]
+    rt = runtime(world)
+    rt.clock = time.time  # real time: moves are stamped with wall-clock seconds
+    last_route, total = [], []
+    for run in range(runs + 1):  # run 0 warms the clients' connections, like a warm Lambda
+        world.ec2.start_instances(InstanceIds=[a])
+        world.ec2.delete_tags(Resources=[a], Tags=[{"Key": HEALTH_TAG}])
+        for table in world.tables:
+            world.ec2.replace_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", InstanceId=a)
+        world.ec2.stop_instances(InstanceIds=[a])
+        with contextlib.redirect_stdout(io.StringIO()):
+            started = time.time()
+            result = handle(world.event("eu-west-1a"), rt)
+            finished = time.time()
+        assert len(result["moves"]) == 3, result
+        if run:
+            last_route.append(max(move["at"] for move in result["moves"]) - started)
+            total.append(finished - started)
+    median = statistics.median(last_route)
+    print(f"  event -> all 3 routes replaced: median {median * 1000:.0f} ms, max {max(last_route) * 1000:.0f} ms "
+          f"({runs} runs)")
+    print(f"  event -> handler returns (SNS + metrics too): median {statistics.median(total) * 1000:.0f} ms")
+    print(f"  ratio (handler share of the {BUDGET_SECONDS:g} s failover budget): {median / BUDGET_SECONDS:.1%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="handler runs against moto (default 5)")
+    parser.add_argument("--trials", type=int, default=2000, help="simulated silent failures (default 2000)")
+    args = parser.parse_args()
     from moto.server import ThreadedMotoServer
 
     os.environ.update(MOTO_EC2_LOAD_DEFAULT_AMIS="false", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
@@ -93,47 +167,13 @@ def handler_time(runs: int) -> None:
     host, port = server.get_host_and_port()
     os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
     try:
-        from infra.lambdas.nat_failover import handle
-        from infra.lambdas.nat_health import HEALTH_TAG
-        from tests.nat_world import build, runtime
-
-        world = build(3)
-        a = world.instances["eu-west-1a"]
-        rt = runtime(world)
-        rt.clock = time.time  # real time: moves are stamped with wall-clock seconds
-        last_route, total = [], []
-        for run in range(runs + 1):  # run 0 warms the clients' connections, like a warm Lambda
-            world.ec2.start_instances(InstanceIds=[a])
-            world.ec2.delete_tags(Resources=[a], Tags=[{"Key": HEALTH_TAG}])
-            for table in world.tables:
-                world.ec2.replace_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", InstanceId=a)
-            world.ec2.stop_instances(InstanceIds=[a])
-            with contextlib.redirect_stdout(io.StringIO()):
-                started = time.time()
-                result = handle(world.event("eu-west-1a"), rt)
-                finished = time.time()
-            assert len(result["moves"]) == 3, result
-            if run:
-                last_route.append(max(move["at"] for move in result["moves"]) - started)
-                total.append(finished - started)
-        median = statistics.median(last_route)
-        print(f"  event -> all 3 routes replaced: median {median * 1000:.0f} ms, max {max(last_route) * 1000:.0f} ms "
-              f"({runs} runs)")
-        print(f"  event -> handler returns (SNS + metrics too): median {statistics.median(total) * 1000:.0f} ms")
-        print(f"  ratio (handler share of the {BUDGET_SECONDS:g} s failover budget): {median / BUDGET_SECONDS:.1%}")
+        print("NAT failover handler, moto server on loopback, 3 route tables:")
+        handler_time(args.runs)
+        print(f"Silent-failure detection, {args.trials} simulated failures at random moments:")
+        detection(args.trials)
+        loop_check([0.3, 2.7, 5.5, 9.1])
     finally:
         server.stop()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="handler runs against moto (default 5)")
-    parser.add_argument("--trials", type=int, default=2000, help="simulated silent failures (default 2000)")
-    args = parser.parse_args()
-    print("NAT failover handler, moto server on loopback, 3 route tables:")
-    handler_time(args.runs)
-    print(f"Silent-failure detection, {args.trials} simulated failures at random moments:")
-    detection(args.trials)
 
 
 if __name__ == "__main__":
