@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 from kubernetes import client
 
 NAMESPACE = "apps-dev"
@@ -110,13 +109,3 @@ class BudgetWatch:
             self.samples += 1
             time.sleep(max(self.every, 2 * (time.monotonic() - began)))  # leave the emulator most of the CPU
 
-
-@pytest.fixture
-def bare_sim(tmp_path):
-    """A kubesim cluster with no nodes (tests add the pools they need); fails on emulator internal errors."""
-    from tests.kubesim.cluster import start
-
-    cluster = start(nodes=False, workdir=str(tmp_path))
-    yield cluster
-    cluster.stop()
-    assert cluster.internal_errors == []

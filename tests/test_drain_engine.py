@@ -5,14 +5,13 @@ import pytest
 
 from infra.ops.drain import Drain, DrainBlocked, DrainPolicy
 from tests import node_world as world
-from tests.node_world import bare_sim  # noqa: F401 - fixture
 
 AZS = ("eu-west-1a", "eu-west-1b")
 
 
 @pytest.fixture
-def sim(bare_sim):  # noqa: F811
-    cluster = bare_sim
+def sim(kubesim_factory):
+    cluster = kubesim_factory(nodes=False)
     cluster.add_nodes("general", "blue", zones=AZS, per_zone=2)
     world.namespace(cluster.api_client())
     return cluster

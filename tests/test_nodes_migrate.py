@@ -23,7 +23,6 @@ from infra.ops.pulumi_cli import PulumiCLI
 from infra.ops.stack_file import StackFile
 from tests import fake_pulumi
 from tests import node_world as world
-from tests.node_world import bare_sim  # noqa: F401 - fixture
 
 AZS = ("eu-west-1a", "eu-west-1b")
 PER_ZONE = 2
@@ -54,7 +53,7 @@ class Provisioner(threading.Thread):
 
 
 @pytest.fixture
-def world_dev(bare_sim, tmp_path, monkeypatch):  # noqa: F811
+def world_dev(kubesim_factory, tmp_path, monkeypatch):
     """dev stack copy with pool general = blue (AL2) only, 2 nodes per AZ, running api, db (volumes), logs."""
     shutil.copy(ROOT / "Pulumi.dev.yaml", tmp_path / "Pulumi.dev.yaml")
     stack = StackFile("dev", tmp_path)
@@ -63,16 +62,17 @@ def world_dev(bare_sim, tmp_path, monkeypatch):  # noqa: F811
         pool["desired_size"], pool["max_size"] = PER_ZONE, 3
         del pool["generations"]["green"]
     log = fake_pulumi.install(tmp_path, monkeypatch)
-    bare_sim.add_nodes("general", "blue", zones=AZS, per_zone=PER_ZONE)
-    api = bare_sim.api_client()
+    sim = kubesim_factory(nodes=False)
+    sim.add_nodes("general", "blue", zones=AZS, per_zone=PER_ZONE)
+    api = sim.api_client()
     world.namespace(api)
     world.deployment(api, "api", 4, max_unavailable=1, grace=5)
     world.statefulset(api, "db", 2, min_available=1)
     world.daemonset(api, "logs")
-    world.wait_running(bare_sim, 4 + 2 + 4)
-    provisioner = Provisioner(bare_sim, log)
+    world.wait_running(sim, 4 + 2 + 4)
+    provisioner = Provisioner(sim, log)
     provisioner.start()
-    yield bare_sim, stack, log, api
+    yield sim, stack, log, api
     provisioner.stop.set()
     provisioner.join()
 

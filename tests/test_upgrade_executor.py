@@ -15,7 +15,6 @@ from infra.ops.upgrade import PreflightFailed, Timeouts, Upgrade, UpgradeRefused
 from infra.versions import KubeVersion
 from tests import fake_pulumi
 from tests import node_world as world
-from tests.node_world import bare_sim  # noqa: F401 - fixture
 
 AZS = ("eu-west-1a", "eu-west-1b")
 
@@ -36,13 +35,14 @@ def _stack(tmp_path, al2: bool) -> StackFile:
 
 
 @pytest.fixture
-def cluster(aws, bare_sim, tmp_path, monkeypatch):  # noqa: F811
-    bare_sim.add_nodes("general", "green", zones=AZS, per_zone=1)
-    api = bare_sim.api_client()
+def cluster(aws, kubesim_factory):
+    sim = kubesim_factory(nodes=False)
+    sim.add_nodes("general", "green", zones=AZS, per_zone=1)
+    api = sim.api_client()
     world.namespace(api)
     world.deployment(api, "api", 2, max_unavailable=1)
-    world.wait_running(bare_sim, 2)
-    return bare_sim, api
+    world.wait_running(sim, 2)
+    return sim, api
 
 
 def _upgrade(stack, api, objects=None) -> Upgrade:
