@@ -410,10 +410,11 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
     from infra.ops.preflight import table
     from infra.ops.pulumi_cli import PulumiCLI
     from infra.ops.stack_file import StackFile
-    from infra.ops.upgrade import Upgrade
+    from infra.ops.upgrade import Upgrade, upgrade_target
 
     if not to:
         raise fail("--to is required, e.g. `invoke cluster.upgrade --env dev --to 1.32`")
+    _lifecycle(lambda: upgrade_target(to), "")
     kube, cfg = _kube(env, kubeconfig)
     console, on_event = _printer()
     engine = Upgrade(cfg, StackFile(env), Eks(cfg.region), kube.api, PulumiCLI(stack=env), on_event=on_event)

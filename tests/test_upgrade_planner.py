@@ -33,3 +33,14 @@ def test_refusals(current, to, message):
     with pytest.raises(UpgradeRefused) as refused:
         upgrade_path(V(current), to)
     assert message in str(refused.value)
+
+
+def test_task_refuses_a_bad_target_before_touching_aws_or_the_cluster():
+    from invoke import Context
+    from invoke.exceptions import Exit
+
+    from tasks import cluster_upgrade
+
+    with pytest.raises(Exit) as refused:
+        cluster_upgrade(Context(), env="dev", to="1.40", kubeconfig="/nonexistent/kubeconfig")
+    assert refused.value.code == 2 and "--to 1.40 is outside the supported range" in str(refused.value.message)

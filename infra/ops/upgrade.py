@@ -40,8 +40,8 @@ class PreflightFailed(RuntimeError):
     """At least one preflight check blocks; the plan's table shows which and the fix."""
 
 
-def upgrade_path(current: KubeVersion, to: str) -> list[tuple[KubeVersion, KubeVersion]]:
-    """One-minor steps from the running control plane to the target; refuses downgrades and unknown targets."""
+def upgrade_target(to: str) -> KubeVersion:
+    """--to as a supported Kubernetes version; checked before any AWS or cluster call."""
     try:
         target = KubeVersion.parse(to)
     except ValueError as error:
@@ -49,6 +49,12 @@ def upgrade_path(current: KubeVersion, to: str) -> list[tuple[KubeVersion, KubeV
     if not target.supported:
         raise UpgradeRefused(f"--to {target} is outside the supported range {supported_range()}; "
                              f"pick a version in that range")
+    return target
+
+
+def upgrade_path(current: KubeVersion, to: str) -> list[tuple[KubeVersion, KubeVersion]]:
+    """One-minor steps from the running control plane to the target; refuses downgrades and unknown targets."""
+    target = upgrade_target(to)
     if target < current:
         raise UpgradeRefused(f"--to {target} is older than the control plane ({current}); EKS cannot downgrade, "
                              f"restore from backup into a new cluster instead")
