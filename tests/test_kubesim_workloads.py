@@ -392,3 +392,12 @@ def test_server_and_kubelet_versions(kubesim):
     assert (version.git_version, version.minor) == ("v1.33.2-eks-4f3a1b2", "33")
     node = kubesim.add_node(version="v1.33.2-eks-4f3a1b2")
     assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.33.2-eks-4f3a1b2"
+
+
+def test_orphan_deletion_keeps_dependents(kubesim, apps):
+    apps.create_namespaced_deployment("default", deployment(replicas=1))
+    kubesim.wait_for(lambda: rolled_out(apps))
+    apps.delete_namespaced_deployment("web", "default", propagation_policy="Orphan")
+    time.sleep(0.2)  # give the garbage collector passes to (not) act
+    (rs,) = kubesim.store.list("replicasets")[0]
+    assert not rs["metadata"].get("ownerReferences") and len(kubesim.pods("default", app="web")) == 1

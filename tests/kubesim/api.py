@@ -297,9 +297,9 @@ class Api:
         for t in RESOURCE_TYPES:
             for o in self.store.list(t, None, lambda o: any(r.get("uid") == uid for r in
                                                               o["metadata"].get("ownerReferences") or []))[0]:
-                self.store.mutate(t, o["metadata"].get("namespace"), o["metadata"]["name"], lambda x: x["metadata"]
-                                  .__setitem__("ownerReferences", [r for r in x["metadata"]["ownerReferences"]
-                                                                   if r.get("uid") != uid]))
+                refs = [r for r in o["metadata"]["ownerReferences"] if r.get("uid") != uid]
+                self.store.put(t, o["metadata"].get("namespace"), o["metadata"]["name"],
+                               ("metadata", "ownerReferences"), refs)
 
     # -- subresources ---------------------------------------------------------------------------
     @_locked

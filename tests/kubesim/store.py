@@ -178,6 +178,14 @@ class Store:
                 return clone(cur)
             return self.replace(rt, new)
 
+    def put(self, ref, namespace: str | None, name: str, path: tuple[str, ...], value) -> dict | None:
+        """Atomically set one (nested) field, e.g. put(rt, ns, name, ("status",), {...})."""
+        def assign(obj):
+            for key in path[:-1]:
+                obj = obj.setdefault(key, {})
+            obj[path[-1]] = value
+        return self.mutate(ref, namespace, name, assign)
+
     def delete(self, rt: ResourceType, namespace: str | None, name: str) -> dict:
         """Remove the object now (graceful deletion/finalizers are the API layer's job)."""
         with self.lock:

@@ -51,8 +51,11 @@ class GarbageCollector:
 
     def _release(self, rt, ns, name) -> None:
         """Drop the foregroundDeletion finalizer; with no finalizer left the object is gone."""
-        out = self.c.store.mutate(rt, ns, name, lambda o: o["metadata"].__setitem__(
-            "finalizers", [f for f in o["metadata"].get("finalizers") or [] if f != FOREGROUND]))
+        cur = self.c.store.get(rt, ns, name)
+        if cur is None:
+            return
+        out = self.c.store.put(rt, ns, name, ("metadata", "finalizers"),
+                               [f for f in cur["metadata"].get("finalizers") or [] if f != FOREGROUND])
         if out is not None and not out["metadata"].get("finalizers"):
             try:
                 self.c.store.delete(rt, ns, name)

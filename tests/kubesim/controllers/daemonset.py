@@ -67,7 +67,7 @@ class DaemonSetController:
                   "updatedNumberScheduled": len(updated), "observedGeneration": meta.get("generation", 1)}
         if len(eligible) - ready:
             status["numberUnavailable"] = len(eligible) - ready
-        self.c.store.mutate(DS, meta["namespace"], meta["name"], lambda o: o.__setitem__("status", status))
+        self.c.store.put(DS, meta["namespace"], meta["name"], ("status",), status)
 
 
 def _target(pod: dict) -> str | None:

@@ -138,14 +138,14 @@ class DeploymentController:
 
     def _bump_revision(self, new: dict, olds: list[dict]) -> dict:
         rev = str(max((_revision(r) for r in olds), default=0) + 1)
-        return self.c.store.mutate(RS, new["metadata"]["namespace"], new["metadata"]["name"], lambda r: r[
-            "metadata"].setdefault("annotations", {}).__setitem__(REVISION, rev)) or new
+        return self.c.store.put(RS, new["metadata"]["namespace"], new["metadata"]["name"],
+                                ("metadata", "annotations", REVISION), rev) or new
 
     def _annotate_revision(self, d: dict, new: dict) -> None:
         rev = (new["metadata"].get("annotations") or {}).get(REVISION)
         if (d["metadata"].get("annotations") or {}).get(REVISION) != rev:
-            self.c.store.mutate(DEPLOYMENTS, d["metadata"]["namespace"], d["metadata"]["name"],
-                                lambda o: o["metadata"].setdefault("annotations", {}).__setitem__(REVISION, rev))
+            self.c.store.put(DEPLOYMENTS, d["metadata"]["namespace"], d["metadata"]["name"],
+                             ("metadata", "annotations", REVISION), rev)
 
     def _scale(self, d: dict, rs: dict, replicas: int) -> None:
         old = rs["spec"].get("replicas", 0)
@@ -247,15 +247,14 @@ class DeploymentController:
     def _status(self, d: dict, new: dict | None, olds: list[dict], paused: bool = False,
                 created_new: bool = False) -> None:
         sets = ([new] if new else []) + olds
-        st = lambda r, k: (r.get("status") or {}).get(k, 0)  # noqa: E731
         replicas = d["spec"].get("replicas", 1)
         _, max_unavailable = surge_and_unavailable(d)
         status = {
             "observedGeneration": d["metadata"].get("generation", 1),
-            "replicas": sum(st(r, "replicas") for r in sets),
-            "updatedReplicas": st(new, "replicas") if new else 0,
-            "readyReplicas": sum(st(r, "readyReplicas") for r in sets),
-            "availableReplicas": sum(st(r, "availableReplicas") for r in sets),
+            "replicas": sum(_st(r, "replicas") for r in sets),
+            "updatedReplicas": _st(new, "replicas") if new else 0,
+            "readyReplicas": sum(_st(r, "readyReplicas") for r in sets),
+            "availableReplicas": sum(_st(r, "availableReplicas") for r in sets),
         }
         status["unavailableReplicas"] = max(sum(r["spec"].get("replicas", 0) for r in sets)
                                             - status["availableReplicas"], 0)
@@ -299,9 +298,12 @@ class DeploymentController:
         status["conditions"] = [conds[k] for k in ("Available", "Progressing") if k in conds]
         if old_status.get("collisionCount"):
             status["collisionCount"] = old_status["collisionCount"]
-        self.c.store.mutate(DEPLOYMENTS, d["metadata"]["namespace"], d["metadata"]["name"],
-                            lambda o: o.__setitem__("status", {k: v for k, v in status.items()
-                                                               if v or k in ("observedGeneration", "conditions")}))
+        self.c.store.put(DEPLOYMENTS, d["metadata"]["namespace"], d["metadata"]["name"], ("status",),
+                         {k: v for k, v in status.items() if v or k in ("observedGeneration", "conditions")})
+
+
+def _st(obj: dict, key: str) -> int:
+    return (obj.get("status") or {}).get(key, 0)
 
 
 def _progressed(old: dict, new: dict, olds: list[dict]) -> bool:

@@ -69,4 +69,4 @@ class EndpointsController:
                                                          "labels": dict(meta.get("labels") or {})},
                                             "subsets": subsets})
         elif current.get("subsets") != subsets:
-            self.c.store.mutate(ENDPOINTS, meta["namespace"], meta["name"], lambda e: e.__setitem__("subsets", subsets))
+            self.c.store.put(ENDPOINTS, meta["namespace"], meta["name"], ("subsets",), subsets)

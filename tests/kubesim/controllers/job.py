@@ -63,5 +63,5 @@ class JobController:
             self.c.recorder.emit(job, "Normal" if typ == "Complete" else "Warning",
                                  "Completed" if typ == "Complete" else reason,
                                  "Job completed" if typ == "Complete" else message, "job-controller")
-        self.c.store.mutate(JOBS, meta["namespace"], meta["name"],
-                            lambda o: o.__setitem__("status", {k: v for k, v in status.items() if v or k == "ready"}))
+        self.c.store.put(JOBS, meta["namespace"], meta["name"], ("status",),
+                         {k: v for k, v in status.items() if v or k == "ready"})

@@ -71,7 +71,7 @@ class StatefulSetController:
                   "currentReplicas": updated, "updatedReplicas": updated, "availableReplicas": ready,
                   "currentRevision": revision if updated == len(active) else (s.get("status") or {}).get(
                       "currentRevision", revision), "updateRevision": revision, "collisionCount": 0}
-        self.c.store.mutate(STS, ns, name, lambda o: o.__setitem__("status", status))
+        self.c.store.put(STS, ns, name, ("status",), status)
 
     def _create_pod(self, s: dict, pod_name: str, revision: str) -> None:
         ns, name = s["metadata"]["namespace"], s["metadata"]["name"]
