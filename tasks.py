@@ -373,6 +373,9 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
         raise fail("--rollback cannot be combined with --resume or --dry-run")
     if int(parallelism) < 1:
         raise fail("--parallelism must be at least 1")
+    pools = stack_config(env).node_pools
+    if pool not in pools:
+        raise fail(f"--pool {pool!r} is not a node pool of {env}; use one of: {', '.join(pools)}")
     kube, cfg = _kube(env, kubeconfig)
     console, on_event = _printer()
     engine = Migration(StackFile(env), kube.api, PulumiCLI(stack=env), pool=pool, target=to or "", source=from_, add=add,

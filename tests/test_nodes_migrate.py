@@ -216,5 +216,5 @@ def test_task_dry_run_prints_plan_and_changes_nothing(world_dev):
     from tasks import nodes_migrate
 
     with pytest.raises(Exit) as refused:
-        nodes_migrate(Context(), env="dev", pool="nope", to="green", dry_run=True, kubeconfig=sim.kubeconfig)
+        nodes_migrate(Context(), env="dev", pool="nope", to="green", dry_run=True, kubeconfig="/nonexistent")
     assert refused.value.code == 2 and "--pool 'nope' is not a node pool" in str(refused.value.message)
