@@ -5,6 +5,7 @@ import json
 import threading
 
 import pytest
+import urllib3
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
@@ -327,3 +328,11 @@ def test_unknown_paths_are_404_status_and_keep_alive_survives(core):
                                      header_params={"Content-Type": "application/json"}, response_type="object")
         assert e.value.status == 404 and json.loads(e.value.body)["reason"] == "NotFound"
         assert core.list_namespaced_config_map("default").items == []
+
+
+def test_binary_bodies_are_refused_with_415(kubesim):
+    http = urllib3.PoolManager()
+    resp = http.request("POST", f"{kubesim.url}/api/v1/namespaces", body=b"k8s\x00\x0a\x0f",
+                        headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    body = json.loads(resp.data)
+    assert resp.status == 415 and body["reason"] == "UnsupportedMediaType"

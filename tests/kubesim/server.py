@@ -27,6 +27,7 @@ from .selectors import parse_field_selector, parse_label_selector
 from .table import to_table
 
 JSON = "application/json"
+BINARY_TYPES = ("application/vnd.kubernetes.protobuf", "application/cbor")  # not decoded: answered 415
 
 
 def _truthy(value: str | None) -> bool:
@@ -138,12 +139,15 @@ class Handler(BaseHTTPRequestHandler):
         c = self.cluster
         n = int(self.headers.get("Content-Length") or 0)
         self._raw = self.rfile.read(n) if n else b""  # always consumed, so keep-alive stays in sync
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         try:
             delay, failure = c.faults.take(method, self.path)
             if delay:
                 time.sleep(delay)
             if failure:
                 raise errors.generic(failure.status, failure.message, failure.retry_after)
+            if ctype in BINARY_TYPES and self._raw:
+                raise errors.unsupported_media_type(ctype)  # client-go then falls back to JSON
             self._route(method)
         except errors.ApiError as e:
             if self._status:  # a stream already started: all we can do is end the connection
