@@ -336,3 +336,17 @@ def test_binary_bodies_are_refused_with_415(kubesim):
                         headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
     body = json.loads(resp.data)
     assert resp.status == 415 and body["reason"] == "UnsupportedMediaType"
+
+
+def test_secret_string_data_and_table_columns(kubesim, core):
+    core.create_namespaced_secret("default", {"metadata": {"name": "s"}, "stringData": {"user": "me"},
+                                              "data": {"pw": "eA=="}})
+    secret = core.read_namespaced_secret("s", "default")
+    assert secret.data == {"pw": "eA==", "user": "bWU="} and secret.string_data is None and secret.type == "Opaque"
+    resp = urllib3.PoolManager().request("GET", f"{kubesim.url}/api/v1/namespaces/default/secrets", headers={
+        "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"})
+    table = json.loads(resp.data)
+    assert table["kind"] == "Table" and [c["name"] for c in table["columnDefinitions"]] == ["Name", "Type", "Data",
+                                                                                         "Age"]
+    assert table["rows"][0]["cells"][:3] == ["s", "Opaque", 2]
+    assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"

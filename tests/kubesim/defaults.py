@@ -7,6 +7,7 @@ answer 422, so engines see the same errors here as on EKS.
 """
 from __future__ import annotations
 
+import base64
 import itertools
 import re
 
@@ -115,7 +116,8 @@ def apply_defaults(rt: ResourceType, obj: dict) -> None:
         spec.setdefault("type", "ClusterIP")
         spec.setdefault("sessionAffinity", "None")
         if spec.get("clusterIP") != "None":
-            spec.setdefault("clusterIP", f"10.100.{next(_cluster_ips) // 250}.{next(_cluster_ips) % 250 + 1}")
+            n = next(_cluster_ips)
+            spec.setdefault("clusterIP", f"10.100.{n // 250}.{n % 250 + 1}")
             spec.setdefault("clusterIPs", [spec["clusterIP"]])
         spec.setdefault("ipFamilies", ["IPv4"])
         spec.setdefault("ipFamilyPolicy", "SingleStack")
@@ -133,8 +135,12 @@ def apply_defaults(rt: ResourceType, obj: dict) -> None:
                                   "expectedPods": 0})
     elif kind == "PersistentVolumeClaim":
         obj.setdefault("status", {}).setdefault("phase", "Pending")
-    elif spec is None and rt.kind in ("Secret",):
+    elif kind == "Secret":
         obj.setdefault("type", "Opaque")
+        string_data = obj.pop("stringData", None) or {}  # write-only convenience field, as on a real server
+        if string_data:
+            obj["data"] = dict(obj.get("data") or {}, **{k: base64.b64encode(v.encode()).decode()
+                                                       for k, v in string_data.items()})
 
 
 def validate(rt: ResourceType, obj: dict, old: dict | None = None) -> None:

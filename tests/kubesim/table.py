@@ -100,6 +100,45 @@ def _pdb(o):
             st.get("disruptionsAllowed", 0), _age(o["metadata"].get("creationTimestamp"))]
 
 
+def _ds(o):
+    st = o.get("status") or {}
+    return [st.get("desiredNumberScheduled", 0), st.get("currentNumberScheduled", 0), st.get("numberReady", 0),
+            st.get("updatedNumberScheduled", 0), st.get("numberAvailable", 0),
+            ",".join(f"{k}={v}" for k, v in (((o.get("spec") or {}).get("template") or {}).get("spec") or {})
+                     .get("nodeSelector", {}).items()) or "<none>", _age(o["metadata"].get("creationTimestamp"))]
+
+
+def _job(o):
+    st, spec = o.get("status") or {}, o.get("spec") or {}
+    conds = {c["type"] for c in st.get("conditions") or [] if c.get("status") == "True"}
+    status = "Complete" if "Complete" in conds else "Failed" if "Failed" in conds else "Running"
+    return [status, f"{st.get('succeeded', 0)}/{spec.get('completions', 1)}", "",
+            _age(o["metadata"].get("creationTimestamp"))]
+
+
+def _pvc(o):
+    st, spec = o.get("status") or {}, o.get("spec") or {}
+    return [st.get("phase", "Pending"), spec.get("volumeName", ""), (st.get("capacity") or {}).get("storage", ""),
+            ",".join({"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX"}.get(m, m)
+                     for m in st.get("accessModes") or []), spec.get("storageClassName", "<unset>"),
+            _age(o["metadata"].get("creationTimestamp"))]
+
+
+def _data(o):
+    return [len(o.get("data") or {}) + len(o.get("binaryData") or {}), _age(o["metadata"].get("creationTimestamp"))]
+
+
+def _secret(o):
+    return [o.get("type", "Opaque")] + _data(o)
+
+
+def _endpoints(o):
+    addrs = [f"{a['ip']}:{p['port']}" for s in o.get("subsets") or [] for a in s.get("addresses") or []
+             for p in s.get("ports") or []]
+    return [",".join(addrs[:3]) + (f" + {len(addrs) - 3} more..." if len(addrs) > 3 else "") or "<none>",
+            _age(o["metadata"].get("creationTimestamp"))]
+
+
 def _event(o):
     io = o.get("involvedObject") or {}
     return [_age(o.get("lastTimestamp") or o["metadata"].get("creationTimestamp")), o.get("type", ""),
@@ -119,6 +158,15 @@ COLUMNS = {
     "Namespace": ([_NAME, _col("Status"), _col("Age")], _ns),
     "Service": ([_NAME, _col("Type"), _col("Cluster-IP"), _col("External-IP"), _col("Port(s)"), _col("Age")],
                 _svc),
+    "DaemonSet": ([_NAME, _col("Desired", "integer"), _col("Current", "integer"), _col("Ready", "integer"),
+                   _col("Up-to-date", "integer"), _col("Available", "integer"), _col("Node Selector"), _col("Age")],
+                  _ds),
+    "Job": ([_NAME, _col("Status"), _col("Completions"), _col("Duration"), _col("Age")], _job),
+    "PersistentVolumeClaim": ([_NAME, _col("Status"), _col("Volume"), _col("Capacity"), _col("Access Modes"),
+                               _col("StorageClass"), _col("Age")], _pvc),
+    "ConfigMap": ([_NAME, _col("Data", "integer"), _col("Age")], _data),
+    "Secret": ([_NAME, _col("Type"), _col("Data", "integer"), _col("Age")], _secret),
+    "Endpoints": ([_NAME, _col("Endpoints"), _col("Age")], _endpoints),
     "PodDisruptionBudget": ([_NAME, _col("Min Available"), _col("Max Unavailable"),
                              _col("Allowed Disruptions", "integer"), _col("Age")], _pdb),
 }
