@@ -115,7 +115,7 @@ class Deploy:
     timeout_s: float = 600.0
     readiness_grace_s: float | None = None
     smoke_budget_s: float = 30.0
-    context: Path | None = None         # docker build context (default apps/<service>)
+    context: Path | None = None         # docker build context (default services/<service>, as cd.yml filters)
     reporter: Reporter = field(default_factory=Reporter)
     docker: Docker = field(default_factory=Docker)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -134,7 +134,7 @@ class Deploy:
         tag = git_tag(REPO, self.allow_dirty or self.dry_run)
         if self.dry_run:
             return tag, f"{uri}:{tag}"
-        context = self.context or REPO / "apps" / self.target.service
+        context = self.context or REPO / "services" / self.target.service
         if not (context / "Dockerfile").is_file():
             raise BadInput(f"no Dockerfile in {context} to build {self.target.service}; add one, or deploy an "
                            f"image already in ECR with --tag")
