@@ -1,6 +1,7 @@
 """new-service: the scaffold passes lint untouched, and bad requests are refused with nothing written."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,19 @@ def test_new_service_dry_run_task_prints_the_plan_and_writes_nothing():
     assert "create infra/k8s/base/billing/deployment.yaml" in done.stdout
     assert "dry run: nothing written" in done.stdout
     assert not (REPO / "infra/k8s/base/billing").exists()
+
+
+def test_scaffold_joins_the_cd_workflow_so_ci_check_stays_clean(tmp_path):
+    from infra.ops import ci_check
+
+    root = copy_tree(tmp_path)
+    shutil.copytree(REPO / ".github", tmp_path / ".github")
+    before = (tmp_path / ".github/workflows/cd.yml").read_text()
+    scaffold.apply(scaffold.plan("billing", "http", root))
+    after = (tmp_path / ".github/workflows/cd.yml").read_text()
+    assert "options: [api, billing, scheduler, worker]" in after
+    assert "'infra/k8s/base/billing/**'" in after and "'services/billing/**'" in after
+    added = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert len(added) == 4, added  # three filter lines and the rewritten choices line; nothing else restyled
+    src = ci_check.Sources.of(tmp_path)
+    assert [f for f in ci_check.rules(src) if f.rule == "cd-services"] == []

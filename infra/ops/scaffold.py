@@ -29,6 +29,8 @@ KINDS = {
 # and the pod-name suffixes Deployments add.
 _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 WORKER_REPLICAS = 2
+# The CD workflow deploys what its path filters and dispatch choices name; a new service joins both.
+CD_WORKFLOW = Path(".github/workflows/cd.yml")
 DEFAULT_TAG = "0.1.0"
 
 
@@ -76,6 +78,9 @@ def plan(name: str, kind: str, k8s_root: Path = K8S_ROOT) -> list[FileChange]:
               "resources": "\n".join(f"  - {f}" for f in files)}
     changes = [FileChange(base / "kustomization.yaml", _fill("common/kustomization.yaml", values), True)]
     changes += [FileChange(base / f, _fill(_template_path(kind, f), values), True) for f in files]
+    workflow = k8s_root.parent.parent / CD_WORKFLOW
+    if workflow.is_file():
+        changes.append(FileChange(workflow, _add_to_cd(workflow, name), False))
     for kustomization in sorted((k8s_root / "overlays").glob("*/kustomization.yaml")):
         env = kustomization.parent.name
         host = f"{name}.{env}.example.com"
@@ -140,6 +145,48 @@ def _add_to_overlay(kustomization: Path, name: str, kind: str) -> str:
     out = io.StringIO()
     yaml.dump(doc, out)
     return out.getvalue()
+
+
+def _add_to_cd(workflow: Path, name: str) -> str:
+    """cd.yml with the service's path filter and workflow_dispatch choice added, edited as text.
+
+    A text edit keeps the workflow byte-for-byte elsewhere (a YAML round-trip would restyle it); the result is
+    parsed back and checked, so a layout this cannot edit is refused instead of half-edited.
+    """
+    from infra.ops.ci_check import SERVICE_PATHS
+
+    lines = workflow.read_text().splitlines(keepends=True)
+    shown = shown_path(workflow)
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "filters: |")
+        end, indent = start + 1, None
+        for index in range(start + 1, len(lines)):
+            if not lines[index].strip():
+                continue
+            depth = len(lines[index]) - len(lines[index].lstrip())
+            indent = depth if indent is None else indent
+            if depth < indent:
+                break
+            end = index + 1
+        pad = " " * (indent or 0)
+        lines[end:end] = [f"{pad}{name}:\n", *(f"{pad}  - '{p.format(svc=name)}'\n" for p in SERVICE_PATHS)]
+        service = next(i for i, line in enumerate(lines) if line.strip() == "service:"
+                       and i > next(j for j, x in enumerate(lines) if x.strip() == "workflow_dispatch:"))
+        option = next(i for i in range(service, len(lines)) if lines[i].lstrip().startswith("options: ["))
+    except StopIteration:
+        raise ScaffoldError(f"cannot find the path filters and the workflow_dispatch `service` options in {shown}; "
+                            f"add {name} there by hand") from None
+    head, _, rest = lines[option].partition("[")
+    choices = sorted({*(c.strip() for c in rest.split("]")[0].split(",") if c.strip()), name})
+    lines[option] = f"{head}[{', '.join(choices)}]\n"
+    text = "".join(lines)
+    doc = YAML(typ="safe").load(text)
+    filters = YAML(typ="safe").load(next(step["with"]["filters"] for job in doc["jobs"].values()
+                                         for step in job.get("steps", []) if "filters" in step.get("with", {})))
+    triggers = doc.get("on", doc.get(True)) or {}  # YAML 1.1 readers turn the `on` key into True
+    if name not in filters or name not in triggers["workflow_dispatch"]["inputs"]["service"]["options"]:
+        raise ScaffoldError(f"could not add {name} to {shown}; add its path filter and dispatch choice by hand")
+    return text
 
 
 def _registry_and_tag(images: list, env: str) -> tuple[str, str]:
