@@ -13,6 +13,15 @@ def fail(message: str, code: int = 2) -> Exit:
     return Exit(f"error: {message}", code=code)
 
 
+def help_if_asked(value: object, task_name: str) -> None:
+    """invoke hands `TASK --help` to a positional argument; show that task's help (exit 0) instead of an error."""
+    if value in ("-h", "--help"):
+        import subprocess
+
+        subprocess.run([sys.executable, "-m", "invoke", "--help", task_name], check=False)
+        raise Exit(code=0)
+
+
 def require_env(env: str | None, flag: str = "--env") -> str:
     """--env must name a stack file (Pulumi.<env>.yaml); exit 2 listing the valid ones otherwise."""
     from infra.config import known_envs
@@ -169,6 +178,7 @@ def new_service(c, name, kind=None, dry_run=False):
     """Scaffold infra/k8s/base/NAME and its overlay entries with every workload default; passes `invoke lint`."""
     from infra.ops import scaffold
 
+    help_if_asked(name, "new-service")
     try:
         changes = scaffold.plan(name, kind or "")
     except scaffold.ScaffoldError as error:
@@ -181,10 +191,11 @@ def new_service(c, name, kind=None, dry_run=False):
     print(f"service {name} ({kind}) scaffolded; next: `invoke lint`, then build the image with /healthz and /readyz")
 
 
-def _deploy_target(service, env):
+def _deploy_target(service, env, task_name):
     """The service + env as deploy knows them, or exit 2 listing the valid ones."""
     from infra.ops.catalog import BadInput, resolve
 
+    help_if_asked(service, task_name)
     if service.startswith("-"):  # invoke hands `deploy --help` to the positional; point at the real help
         raise fail("SERVICE comes first, e.g. `invoke deploy api --env dev`; options: `invoke --help deploy`")
     require_env(env)
@@ -245,7 +256,7 @@ def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_
     from infra.ops.deploy import Deploy
     from infra.ops.report import Reporter
 
-    target = _deploy_target(service, env)
+    target = _deploy_target(service, env, "deploy")
     try:
         timeout, grace = float(timeout), None if readiness_grace is None else float(readiness_grace)
     except ValueError:
@@ -275,7 +286,7 @@ def rollback(c, service, env=None, to_revision=None, timeout=600, json_logs=Fals
     from infra.ops.deploy import rollback as engine
     from infra.ops.report import Reporter
 
-    target = _deploy_target(service, env)
+    target = _deploy_target(service, env, "rollback")
     try:
         revision = None if to_revision is None else int(to_revision)
     except ValueError:
@@ -297,7 +308,7 @@ def history(c, service, env=None, json_=False, kubeconfig=None):
 
     from infra.ops import history as records
 
-    target = _deploy_target(service, env)
+    target = _deploy_target(service, env, "history")
     kube, _ = _kube(env, kubeconfig)
     found = _run_deploy_engine(lambda: records.read(kube, target.namespace, service))
     if json_:
@@ -485,6 +496,7 @@ def secrets_set(c, service, key=None, env=None):
     """
     from infra.ops import secrets
 
+    help_if_asked(service, "secrets.set")
     if service.startswith("-") or not key:  # invoke hands `secrets.set --help` to the positionals
         raise fail("usage: invoke secrets.set --env ENV SERVICE KEY (value on stdin); options: "
                    "`invoke --help secrets.set`")
