@@ -350,3 +350,24 @@ def test_secret_string_data_and_table_columns(kubesim, core):
                                                                                          "Age"]
     assert table["rows"][0]["cells"][:3] == ["s", "Opaque", 2]
     assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+
+
+def test_server_side_apply_to_status_subresource(kubesim, core):
+    core.create_namespaced_service("default", {"metadata": {"name": "lb"}, "spec": {"ports": [{"port": 80}]}})
+    dyn = DynamicClient(kubesim.api_client())
+    res = dyn.resources.get(api_version="v1", kind="Service").subresources["status"]
+    dyn.server_side_apply(res, body={"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
+                                     "status": {"loadBalancer": {"ingress": [{"hostname": "lb.example.com"}]}}},
+                          name="lb", namespace="default", field_manager="cloud-controller")
+    svc = core.read_namespaced_service("lb", "default")
+    assert svc.status.load_balancer.ingress[0].hostname == "lb.example.com" and svc.spec.ports[0].port == 80
+    entry = next(m for m in svc.metadata.managed_fields if m.manager == "cloud-controller")
+    assert entry.subresource == "status" and entry.operation == "Apply"
+
+
+def test_updating_a_terminating_namespace_keeps_it(kubesim, core):
+    core.create_namespace({"metadata": {"name": "t"}})
+    core.create_namespaced_config_map("t", {"metadata": {"name": "held", "finalizers": ["x/y"]}})
+    core.delete_namespace("t")
+    core.patch_namespace("t", {"metadata": {"labels": {"a": "b"}}})
+    assert core.read_namespace("t").status.phase == "Terminating"

@@ -144,9 +144,11 @@ class Api:
         if dry_run:
             return new
         result = self.store.replace(rt, new, expect_rv=old["metadata"]["resourceVersion"])
-        if result["metadata"].get("deletionTimestamp") and not result["metadata"].get("finalizers") \
-                and rt.kind != "Pod":
-            return self.store.delete(rt, result["metadata"].get("namespace"), result["metadata"]["name"])
+        meta = result["metadata"]
+        kubelet_owned = rt.kind == "Pod" and (result.get("spec") or {}).get("nodeName")
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and rt.kind != "Namespace" \
+                and not kubelet_owned:  # the last finalizer is gone: the deletion completes
+            return self.store.delete(rt, meta.get("namespace"), meta["name"])
         return result
 
     def _isolate(self, rt, old, new, subresource):
@@ -231,12 +233,7 @@ class Api:
             raise errors.conflict(rt, name)
         new = ssa_apply(old, applied, manager, force, subresource)
         new = self._check_body(rt, ns, name, new)
-        if subresource == "status":
-            out = clone(old)
-            out["status"] = new.get("status")
-            out["metadata"]["managedFields"] = new["metadata"].get("managedFields")
-            new = out
-        return self._write(rt, old, new, manager, None, dry_run, fresh_managed=True)
+        return self._write(rt, old, new, manager, subresource, dry_run, fresh_managed=True)
 
     # -- delete ---------------------------------------------------------------------------------
     @_locked
