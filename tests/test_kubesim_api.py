@@ -123,7 +123,7 @@ def test_list_with_label_and_field_selectors_and_pagination(core):
 
 def test_status_subresource_is_isolated(kubesim, apps):
     apps.create_namespaced_deployment("default", _deployment(replicas=0))
-    d = kubesim.wait_for(lambda: (lambda d: d.status.observed_generation and d)(
+    d = kubesim.wait_for(lambda: (lambda d: d.status and d.status.observed_generation and d)(
         apps.read_namespaced_deployment("web", "default")))
     d.status.observed_generation = 99
     d.spec.replicas = 7

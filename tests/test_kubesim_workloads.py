@@ -37,7 +37,7 @@ def rolled_out(apps, name="web", ns="default"):
 
 
 def condition(d, typ):
-    return next((c for c in d.status.conditions or [] if c.type == typ), None)
+    return next((c for c in (d.status and d.status.conditions) or [] if c.type == typ), None)
 
 
 def set_image(apps, image, name="web"):
