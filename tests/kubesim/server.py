@@ -13,6 +13,7 @@ import base64
 import json
 import queue
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -440,13 +441,21 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, body, ctype)
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """Clients closing idle keep-alive connections is normal; anything else is an emulator bug."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class Server:
     """ThreadingHTTPServer on 127.0.0.1:<free port>, one thread per connection."""
 
     def __init__(self, cluster, host: str = "127.0.0.1", port: int = 0):
         handler = type("KubesimHandler", (Handler,), {"cluster": cluster})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HTTPServer((host, port), handler)
         self.port = self.httpd.server_address[1]
         self.url = f"http://{host}:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
