@@ -401,3 +401,17 @@ def test_orphan_deletion_keeps_dependents(kubesim, apps):
     time.sleep(0.2)  # give the garbage collector passes to (not) act
     (rs,) = kubesim.store.list("replicasets")[0]
     assert not rs["metadata"].get("ownerReferences") and len(kubesim.pods("default", app="web")) == 1
+
+
+def test_image_already_on_the_node_is_not_pulled_again(kubesim_factory):
+    cluster = kubesim_factory(nodes=False)
+    cluster.add_node()
+    core = client.CoreV1Api(cluster.api_client())
+    for name in ("first", "second"):
+        core.create_namespaced_pod("default", {"metadata": {"name": name}, "spec": {"containers": [
+            {"name": "c", "image": "repo/app:1"}]}})
+        cluster.wait_for(lambda n=name: cluster.store.get("pods/default/" + n)["status"].get("phase") == "Running")
+    reasons = {n: {(e["reason"], e["message"]) for e in cluster.events("default", name=n)} for n in ("first", "second")}
+    assert ("Pulling", 'Pulling image "repo/app:1"') in reasons["first"]
+    assert ("Pulled", 'Container image "repo/app:1" already present on machine') in reasons["second"]
+    assert not any(r == "Pulling" for r, _ in reasons["second"])

@@ -64,12 +64,18 @@ def _backoff(n: int) -> float:
 
 
 def timeline(b: Behavior, container: dict, pod_name: str, ns: str, uid: str, t: float, started_at: str,
-             now: str) -> Moment:
-    """Status of one container `t` simulated seconds after the pod started."""
+             now: str, present: bool = False) -> Moment:
+    """Status of one container `t` simulated seconds after the pod started.
+
+    present: the image is already on the node (and the pull policy allows using it), so the
+    kubelet reports it present instead of pulling, as it does when rolling back.
+    """
     image, cname = container.get("image", ""), container["name"]
     ev: dict = {}
     pulled = ("Normal", "Pulled", f'Successfully pulled image "{image}" in 1.2s (1.2s including waiting). '
               f"Image size: 10485760 bytes.")
+    if present and b.name not in ("ErrImagePull", "ImagePullBackOff"):
+        pulled = ("Normal", "Pulled", f'Container image "{image}" already present on machine')
     created = ("Normal", "Created", f"Created container: {cname}")
     started = ("Normal", "Started", f"Started container {cname}")
     running = {"running": {"startedAt": started_at}}
@@ -81,7 +87,8 @@ def timeline(b: Behavior, container: dict, pod_name: str, ns: str, uid: str, t: 
         ev["failed"] = ("Warning", "Failed", "Error: InvalidImageName")
         return Moment({"waiting": {"reason": "InvalidImageName", "message": msg}}, False, False, events=ev,
                       phase="Pending")
-    ev["pulling"] = ("Normal", "Pulling", f'Pulling image "{image}"')
+    if not present or name in ("ErrImagePull", "ImagePullBackOff"):
+        ev["pulling"] = ("Normal", "Pulling", f'Pulling image "{image}"')
     if name in ("ErrImagePull", "ImagePullBackOff"):
         msg = b.message or (f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
                             f'failed to resolve reference "{image}": not found')

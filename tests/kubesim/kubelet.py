@@ -36,6 +36,7 @@ class PodRun:
     stopping_since: float | None = None
     settled_rv: str | None = None  # status final at this resourceVersion: skip the pod until it changes
     unreachable_since: float | None = None  # when its node stopped being Ready
+    present: dict = field(default_factory=dict)  # container -> image was already on the node at start
 
 
 def _unreachable_toleration(pod: dict) -> float | None:
@@ -59,6 +60,7 @@ class Kubelet:
     def __init__(self, cluster):
         self.c = cluster
         self.runs: dict[str, PodRun] = {}
+        self.images: dict[str, set] = {}  # node -> images pulled there
         self._nodes_rv: int | None = None
 
     def behavior_for(self, pod: dict, container: dict) -> Behavior:
@@ -119,7 +121,12 @@ class Kubelet:
         for c in pod["spec"].get("containers") or []:
             b = self.behavior_for(pod, c)
             settled &= b.name in SETTLING and t >= b.delay
-            m = timeline(b, c, meta["name"], meta["namespace"], meta["uid"], t, run.started_at, run.started_at)
+            present = run.present.setdefault(c["name"], c.get("imagePullPolicy") != "Always" and c.get(
+                "image") in self.images.get(node["metadata"]["name"], ()))
+            m = timeline(b, c, meta["name"], meta["namespace"], meta["uid"], t, run.started_at, run.started_at,
+                         present)
+            if m.started:
+                self.images.setdefault(node["metadata"]["name"], set()).add(c.get("image"))
             for key, (typ, reason, msg) in m.events.items():
                 if key not in run.emitted:
                     run.emitted.add(key)
