@@ -3,6 +3,7 @@ to exactly the previous version (kubesim over HTTP, ECR on moto server)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -148,8 +149,11 @@ def test_restore_puts_back_exactly_the_previous_objects(deployed_v1):
 def test_smoke_check_failure_rolls_back(deployed_v1):
     env = deployed_v1
     env.cluster.script_proxy(NAMESPACE, "api", path="/readyz", status=503, body="db down")
+    started = time.monotonic()
     with pytest.raises(deploy.DeployFailed, match=r"SmokeCheckFailed: GET /readyz via service api answered 503"):
         env.engine("v2", smoke_budget_s=0.5).run()
+    # The smoke budget bounds the check: the app's 503 must not also burn the API client's own retry budget (30 s).
+    assert time.monotonic() - started < 15
     assert catalog.service_image([env.deployment()], "api") == env.image("v1")
 
 

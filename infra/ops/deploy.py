@@ -27,7 +27,7 @@ from infra.ops import history, notify
 from infra.ops.docker_cli import Docker
 from infra.ops.ecr import Registry
 from infra.ops.history import CHANGE_CAUSE, DeployRecord
-from infra.ops.kube import Kube, KubeError, ref
+from infra.ops.kube import Kube, KubeError, is_transient, ref
 from infra.ops.lock import DeployLock, identity
 from infra.ops.report import Reporter
 from infra.ops.catalog import REPO, BadInput, Target, git_tag, pod_spec, render, with_change_cause, workload
@@ -59,14 +59,17 @@ def smoke_check(kube: Kube, objects: list[dict[str, Any]], target: Target, budge
            f"{port.get('name') or port.get('port')}/proxy/{path}")
 
     def retryable(exc: BaseException) -> bool:
-        return isinstance(exc, ApiException)
+        return isinstance(exc, ApiException) or is_transient(exc)
 
     try:
+        # One retry loop with the smoke budget: the app's own 503 through the proxy is not an API-server fault,
+        # so this does not go through kube.call, whose separate budget would stretch the check past budget_s.
         for attempt in Retrying(retry=retry_if_exception(retryable), stop=stop_after_delay(budget_s),
                                 wait=wait_exponential_jitter(multiplier=0.1, max=2, jitter=0.1), reraise=True):
             with attempt:
-                kube.call(kube.api.call_api, url, "GET", header_params={"Accept": "*/*"},
-                          auth_settings=["BearerToken"], response_type="str", _return_http_data_only=True)
+                kube.api.call_api(url, "GET", header_params={"Accept": "*/*"}, auth_settings=["BearerToken"],
+                                  response_type="str", _return_http_data_only=True,
+                                  _request_timeout=kube.request_timeout_s)
     except ApiException as exc:
         return Verdict(False, "SmokeCheckFailed", message=f"GET /{path} via service {service['metadata']['name']} "
                        f"answered {exc.status} {exc.reason} for {budget_s:g}s", elapsed_s=time.monotonic() - started)
