@@ -48,7 +48,7 @@ def cluster(aws, kubesim_factory):
 def _upgrade(stack, api, objects=None) -> Upgrade:
     cfg = stack.config()
     return Upgrade(cfg, stack, Eks(cfg.region), api, PulumiCLI(stack="dev", cwd=stack.root), addon_builds=builds,
-                   objects=objects or (lambda: []), timeouts=Timeouts(healthy=10, converge=10, poll=0.05))
+                   objects=objects or (lambda: []), timeouts=Timeouts(healthy=30, converge=30, poll=0.05))
 
 
 def _ups(log):
