@@ -106,7 +106,7 @@ def test_api_errors_do_not_hide_a_failure(deployed_v1):
     env.cluster.drop_watches(abrupt=True)
     with pytest.raises(deploy.DeployFailed, match="CrashLoopBackOff"):
         env.engine("v2").run()
-    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=10, message="v1 back")
+    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=30, message="v1 back")
 
 
 def test_rollback_by_hand_to_previous_and_to_revision(deployed_v1):
@@ -116,10 +116,10 @@ def test_rollback_by_hand_to_previous_and_to_revision(deployed_v1):
     record = deploy.rollback(env.kube, catalog.resolve("api", "dev"), reporter=env.engine("v1").reporter,
                              who="tester")
     assert record.ok and record.action == "rollback" and record.revision == "2"
-    env.cluster.wait_for(lambda: env.running_images() == {env.image("v2")}, timeout=10, message="v2 back")
+    env.cluster.wait_for(lambda: env.running_images() == {env.image("v2")}, timeout=30, message="v2 back")
     record = deploy.rollback(env.kube, catalog.resolve("api", "dev"), to_revision=1, who="tester")
     assert record.image == env.image("v1")
-    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=10, message="v1 back")
+    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=30, message="v1 back")
     with pytest.raises(deploy.BadInput, match="--to-revision 99 is not a revision"):
         deploy.rollback(env.kube, catalog.resolve("api", "dev"), to_revision=99)
     actions = [(r.action, r.tag) for r in history.read(env.kube, NAMESPACE, "api")]

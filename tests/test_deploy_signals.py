@@ -41,7 +41,7 @@ def test_signal_mid_rollout_rolls_back_and_exits_130(deployed_v1, signum):
     assert "interrupted: " in err and "rolled back (Complete" in err
     events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
     assert events[-2:] == ["rollback", "rollback-verdict"] or "rollback-verdict" in events
-    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=10, message="v1 only")
+    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=30, message="v1 only")
     assert env.kube.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases")["items"] == []
     record = history.read(env.kube, NAMESPACE, "api")[-1]
     assert (record.tag, record.verdict, record.rolled_back) == ("v2", "Interrupted", True)
@@ -78,4 +78,4 @@ def test_invoke_rollback_by_hand(deployed_v1):
     assert run.returncode == 0, run.stderr
     done = json.loads(run.stdout.splitlines()[-1])
     assert done["event"] == "done" and f"rolled back to revision 1 ({env.image('v1')})" in done["message"]
-    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=10, message="v1 back")
+    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=30, message="v1 back")

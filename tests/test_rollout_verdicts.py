@@ -51,7 +51,7 @@ def test_failure_is_named_and_rolled_back(deployed_v1, behavior, reasons):
     assert "rolled back (Complete" in str(failed.value)
     after = snapshot.clean(env.deployment())["spec"]
     assert after["template"] == before["template"]  # exactly the previous pod template
-    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=10,
+    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=30,
                          message="only v1 pods running and ready")
 
 
@@ -76,7 +76,7 @@ def test_overall_timeout(deployed_v1):
     env.cluster.script_image(env.image("v2"), "Ready", delay=600)  # starts, but far too slowly
     with pytest.raises(deploy.DeployFailed, match=r"Timeout .*not complete after 1s"):
         env.engine("v2", timeout_s=1, readiness_grace_s=60).run()
-    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=10, message="v1 back")
+    env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=30, message="v1 back")
 
 
 def test_progress_deadline_exceeded(deployed_v1):
@@ -114,7 +114,7 @@ def test_rollback_keeps_what_other_managers_own(deployed_v1):
     env.kube.request("PUT", f"{path}/scale", body=scale, query=[("fieldManager", "horizontal-pod-autoscaler")])
     env.kube.request("PATCH", path, body={"metadata": {"annotations": {"example.com/owner": "team-a"}}},
                      query=[("fieldManager", "other-tool")], content_type="application/merge-patch+json")
-    env.cluster.wait_for(lambda: env.deployment()["status"].get("availableReplicas") == 2, timeout=10,
+    env.cluster.wait_for(lambda: env.deployment()["status"].get("availableReplicas") == 2, timeout=30,
                          message="2 replicas")
     env.cluster.script_image(env.image("v2"), "CrashLoopBackOff")
     with pytest.raises(deploy.DeployFailed, match="rolled back \\(Complete"):
