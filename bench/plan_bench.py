@@ -22,7 +22,7 @@ def timed(*args: str) -> float:
 
 def main() -> None:
     baseline = timed("-c", "pass")
-    imports = timed("-c", "import pulumi, pulumi_aws, pulumi_eks")
+    imports = timed("-c", "import pulumi, pulumi_aws, pulumi_eks, pulumi_kubernetes")
     print(f"{'stack':<6} {'wall s':>7} {'providers import s':>19} {'import share':>13} {'vs bare python':>15} {'target':>8}")
     worst = 0.0
     for env in ("dev", "prod"):
