@@ -19,7 +19,7 @@ import pytest
 from botocore.stub import Stubber
 
 from infra.ops.access import AWS_AUTH, AccessMigration, MigrationFailed, MigrationRefused, aws_auth_principals
-from infra.ops.eks import RETRIES
+from infra.ops.aws import RETRIES
 from infra.ops.kube import Kube
 from infra.ops.pulumi_cli import PulumiCLI
 from infra.ops.stack_file import StackFile

@@ -18,7 +18,7 @@ from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.comments import CommentedMap
 
 from infra.config import AUTH_MODES, PROJECT, without_path
-from infra.ops.eks import RETRIES
+from infra.ops.aws import RETRIES
 from infra.ops.pulumi_cli import PulumiCLI, PulumiError
 from infra.ops.stack_file import StackFile
 

@@ -9,11 +9,10 @@ import base64
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=5, read_timeout=30)
+from infra.ops import aws
+
 
 
 class EcrError(RuntimeError):
@@ -36,7 +35,7 @@ class Registry:
     region: str
 
     def __post_init__(self) -> None:
-        self.ecr = boto3.client("ecr", region_name=self.region, config=RETRIES)
+        self.ecr = aws.client("ecr", self.region)
 
     def repository_uri(self, name: str) -> str:
         """The repository's URI (registry/name); MissingImage when it does not exist."""

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from infra.ops import aws
 from infra.versions import KubeVersion
 
 _NOT_OFFERED = ("UnknownOperationException", "InvalidAction", "NotImplemented", "404")
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=5, read_timeout=30)
 
 
 class EksError(RuntimeError):
@@ -74,8 +72,8 @@ class Eks:
 
     def __init__(self, region: str):
         self.region = region
-        self.eks = boto3.client("eks", region_name=region, config=RETRIES)
-        self.ec2 = boto3.client("ec2", region_name=region, config=RETRIES)
+        self.eks = aws.client("eks", region)
+        self.ec2 = aws.client("ec2", region)
 
     def cluster(self, name: str) -> ClusterFacts:
         found = _call(self.eks, "describe_cluster", name=name)["cluster"]
@@ -125,7 +123,7 @@ class Eks:
 
 def addon_versions(region: str, addon: str, kubernetes: KubeVersion, client=None) -> list[AddonBuild]:
     """Builds of an add-on EKS offers for a Kubernetes version (the one call moto cannot serve)."""
-    client = client or boto3.client("eks", region_name=region, config=RETRIES)
+    client = client or aws.client("eks", region)
     found = _call(client, "describe_addon_versions", addonName=addon, kubernetesVersion=str(kubernetes))
     builds = []
     for item in found.get("addons", []):

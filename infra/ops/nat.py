@@ -20,15 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
 
 from infra.config import ROOT, StackConfig
 from infra.lambdas import nat_routes
 from infra.lambdas.nat_health import DRAIN_TAG, NatInstance, Policy
+from infra.ops import aws
 from infra.ops.pulumi_cli import PulumiCLI
 
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=5, read_timeout=30)
 STEPS = ("drain", "replace", "wait", "restore")
 
 
@@ -94,7 +92,7 @@ class NatStatus:
 
 
 def ec2_client(region: str | None = None) -> Any:
-    return boto3.client("ec2", region_name=region, config=RETRIES)
+    return aws.client("ec2", region)
 
 
 def status_checks(ec2: Any, instance_ids: list[str]) -> dict[str, str]:

@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from infra.ops import aws
 from infra.config import SecretSpec, StackConfig, app_namespace, secret_name
 
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=5, read_timeout=30)
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +35,7 @@ class SecretsError(RuntimeError):
 
 def client(region: str):
     """Secrets Manager client for the stack's region; endpoint from the environment (AWS_ENDPOINT_URL)."""
-    return boto3.client("secretsmanager", region_name=region, config=RETRIES)
+    return aws.client("secretsmanager", region)
 
 
 def read_value(stream: TextIO | None = None, prompt: Callable[[str], str] = getpass.getpass) -> str:

@@ -313,7 +313,7 @@ def eks_scaling(region: str, cluster: str) -> Callable[[list[str]], dict[str, Sc
         import boto3
         from botocore.exceptions import ClientError
 
-        from infra.ops.eks import RETRIES
+        from infra.ops.aws import RETRIES
 
         eks = boto3.client("eks", region_name=region, config=RETRIES)
         sizes = {}
