@@ -1,16 +1,51 @@
 """invoke tasks: thin argument parsing over infra.* engines. `invoke --list` shows them all."""
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
 
-from invoke import Collection, task
+from invoke import Collection
+from invoke import task as invoke_task
 from invoke.exceptions import Exit
+
+if {"-l", "--list", "-h", "--help"} & set(sys.argv):  # listing and help do no I/O but print: `| head` ends quietly
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 
 def fail(message: str, code: int = 2) -> Exit:
     """A one-line error for bad input; exit code 2, nothing changed."""
     return Exit(f"error: {message}", code=code)
+
+
+def task(*args, **kwargs):
+    """invoke's @task around a body that keeps the exit-code contract (infra.ops.errors): an engine error or a
+    known outside failure (no credentials, unreachable API, 401, bad kubeconfig) becomes one line and its exit
+    code; a reader closing the pipe (`| head`) ends the task quietly."""
+    def wrap(body):
+        @functools.wraps(body)
+        def guarded(*call_args, **call_kwargs):
+            from infra.ops.errors import explain
+
+            try:
+                return body(*call_args, **call_kwargs)
+            except Exit:
+                raise
+            except BrokenPipeError:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+                raise Exit(code=0) from None
+            except KeyboardInterrupt:
+                raise Exit("interrupted", code=130) from None
+            except Exception as error:
+                mapped = explain(error)
+                if mapped is None:
+                    raise
+                raise Exit(f"error: {mapped}", code=mapped.exit_code) from None
+        return invoke_task(guarded, **kwargs)
+    return wrap(args[0]) if args and callable(args[0]) else wrap
 
 
 def help_if_asked(value: object, task_name: str) -> None:

@@ -1,0 +1,1 @@
+"""Shared test support: the one invoke runner, worlds and fakes."""

@@ -1,0 +1,28 @@
+"""The one way tests run a task: `python -m invoke ...` in a subprocess, as a user runs it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def invoke(*args: str, env: dict[str, str] | None = None, stdin: str | None = None, cwd: Path = ROOT,
+           timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run `invoke ARGS`; `env` is added to (not instead of) this process's environment."""
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, input=stdin, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
+    """Assert the task failed with `code` and one line on stderr (no traceback) holding every fragment."""
+    err = result.stderr.strip()
+    assert result.returncode == code, f"exit {result.returncode}, wanted {code}\nstdout: {result.stdout}\nstderr: {err}"
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"wanted one line on stderr, got {len(lines)}:\n{err}"
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
