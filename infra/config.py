@@ -12,6 +12,7 @@ import difflib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from infra.sections.access import (ADMIN_GROUP, AUTH_MODES, AccessConfig, GitHub
 from infra.sections.base import PROJECT, ConfigIssue, Name, Section, Version, app_namespace
 from infra.sections.core import (ADDONS, AmiType, ClusterConfig, Generation, NetworkConfig, NodePool, Taint,
                                  subnet_plan)
+from infra.sections.messages import issues_of
 from infra.sections.nat import NatConfig, _nat_issues, nat_azs, nat_probe_subnets
 from infra.sections.platform import AppNamespaceConfig, PlatformConfig, quantity
 from infra.sections.secrets import SecretsConfig, SecretSpec, _secret_service_issues, secret_name
@@ -89,45 +91,106 @@ SECTIONS: dict[str, str] = {"network": "network", "cluster": "cluster", "node_po
                             "access": "access", "secrets": "secrets", "platform": "platform", "nat": "nat"}
 
 
-def _cross_issues(cfg: StackConfig) -> list[ConfigIssue]:
-    """Checks that need more than one section: AZs vs region, version skew, AMI vs instance arch."""
+@dataclass(frozen=True)
+class Validated:
+    """The parts of a stack config that validated on their own (None: that section did not).
+
+    Cross-section checks run on these even when another section failed, so a wrong-region AZ is reported
+    together with a size error in a node pool rather than after it is fixed. Same attribute names as StackConfig.
+    """
+
+    env: str
+    region: str | None = None
+    network: NetworkConfig | None = None
+    cluster: ClusterConfig | None = None
+    node_pools: dict[str, NodePool] = field(default_factory=dict)
+    access: AccessConfig | None = None
+    secrets: SecretsConfig | None = None
+    platform: PlatformConfig | None = None
+    nat: NatConfig | None = None
+
+    @classmethod
+    def of(cls, cfg: StackConfig) -> Validated:
+        return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__})
+
+    @classmethod
+    def parts_of(cls, data: Mapping[str, Any]) -> Validated:
+        """Validate each section of `data` alone; a section that fails (or a pool that fails) is left out."""
+        def alone(model: type[BaseModel], value: Any) -> Any:
+            try:
+                return model.model_validate(value)
+            except ValidationError:
+                return None
+
+        region = data.get("region")
+        sections = {name: alone(model, data[name]) if name in data else model()
+                    for name, model in _DEFAULTED.items()}
+        pools = data.get("node_pools")
+        return cls(env=str(data.get("env")), region=region if isinstance(region, str) and _REGION.match(region) else None,
+                   network=alone(NetworkConfig, data["network"]) if "network" in data else None,
+                   cluster=alone(ClusterConfig, data["cluster"]) if "cluster" in data else None,
+                   node_pools={str(name): pool for name, value in (pools.items() if isinstance(pools, dict) else ())
+                               if (pool := alone(NodePool, value)) is not None},
+                   **sections)
+
+
+# Sections that have a default when the key is absent.
+_DEFAULTED: dict[str, type[Section]] = {"access": AccessConfig, "secrets": SecretsConfig, "platform": PlatformConfig,
+                                        "nat": NatConfig}
+
+
+def _cross_issues(cfg: Validated) -> list[ConfigIssue]:
+    """Checks that need more than one section: AZs vs region, version skew, AMI vs instance arch. Each runs when the
+    sections it reads validated."""
     issues: list[ConfigIssue] = []
-    for index, az in enumerate(cfg.network.azs):
-        if not re.fullmatch(re.escape(cfg.region) + r"[a-z]", az):
-            issues.append(ConfigIssue(key=f"{PROJECT}:network.azs[{index}]",
-                                      problem=f"{az!r} is not an AZ of region {cfg.region}; use names like "
-                                              f"{cfg.region}a"))
-    vpc = cfg.network.cidr
-    if cfg.cluster.service_cidr.overlaps(vpc):
+    network, cluster = cfg.network, cfg.cluster
+    if network and cfg.region:
+        for index, az in enumerate(network.azs):
+            if not re.fullmatch(re.escape(cfg.region) + r"[a-z]", az):
+                issues.append(ConfigIssue(key=f"{PROJECT}:network.azs[{index}]",
+                                          problem=f"{az!r} is not an AZ of region {cfg.region}; use names like "
+                                                  f"{cfg.region}a"))
+    if network and cluster and cluster.service_cidr.overlaps(network.cidr):
         issues.append(ConfigIssue(key=f"{PROJECT}:cluster.service_cidr",
-                                  problem=f"{cfg.cluster.service_cidr} overlaps the VPC {vpc}; pick a "
+                                  problem=f"{cluster.service_cidr} overlaps the VPC {network.cidr}; pick a "
                                           f"service range outside the VPC"))
-    issues += _secret_service_issues(cfg)
-    issues += _nat_issues(cfg)
-    control_plane = cfg.version
+    if cfg.secrets:
+        issues += _secret_service_issues(cfg.secrets)
+    if cfg.nat and network:
+        issues += _nat_issues(cfg)
+    control_plane = KubeVersion.parse(cluster.version) if cluster else None
     for pool_name, pool in cfg.node_pools.items():
         base = f"{PROJECT}:node_pools.{pool_name}"
-        unknown = [az for az in pool.azs or [] if az not in cfg.network.azs]
+        unknown = [az for az in pool.azs or [] if network and az not in network.azs]
         if unknown:
             issues.append(ConfigIssue(key=f"{base}.azs", problem=f"{', '.join(unknown)} not in network.azs; "
                                                                  f"add them there or remove them here"))
         for gen_name, gen in pool.generations.items():
             key = f"{base}.generations.{gen_name}"
-            kubelet = KubeVersion.parse(gen.version or cfg.cluster.version)
-            problem = skew_problem(control_plane, kubelet)
-            if problem:
-                issues.append(ConfigIssue(key=f"{key}.version", problem=f"{problem}; set it between "
-                                          f"1.{control_plane.minor - control_plane.max_kubelet_lag} and {control_plane}"))
-            if gen.is_al2 and not (control_plane.allows_al2 and kubelet.allows_al2):
-                issues.append(ConfigIssue(key=f"{key}.ami_type", problem=(
-                    f"{gen.ami_type} has no AMIs for Kubernetes {max(control_plane, kubelet)}; migrate the pool to "
-                    f"AL2023 first: add a generation with ami_type AL2023_* and run "
-                    f"`invoke nodes.migrate --env {cfg.env} --pool {pool_name} --to <generation>`")))
+            if control_plane:
+                issues += _generation_version_issues(cfg.env, pool_name, key, gen, control_plane)
             if gen.is_arm != pool.is_graviton:
                 arch = "arm64 (Graviton, e.g. m7g.large)" if gen.is_arm else "x86_64 (e.g. m6i.large)"
                 issues.append(ConfigIssue(key=f"{key}.ami_type", problem=(
                     f"{gen.ami_type} needs {arch} instance types but the pool has "
                     f"{', '.join(pool.instance_types)}; match ami_type and instance_types")))
+    return issues
+
+
+def _generation_version_issues(env: str, pool_name: str, key: str, gen: Generation,
+                               control_plane: KubeVersion) -> list[ConfigIssue]:
+    """Kubelet skew against the control plane, and AL2 past its last Kubernetes version."""
+    issues = []
+    kubelet = KubeVersion.parse(gen.version) if gen.version else control_plane
+    problem = skew_problem(control_plane, kubelet)
+    if problem:
+        issues.append(ConfigIssue(key=f"{key}.version", problem=f"{problem}; set it between "
+                                  f"1.{control_plane.minor - control_plane.max_kubelet_lag} and {control_plane}"))
+    if gen.is_al2 and not (control_plane.allows_al2 and kubelet.allows_al2):
+        issues.append(ConfigIssue(key=f"{key}.ami_type", problem=(
+            f"{gen.ami_type} has no AMIs for Kubernetes {max(control_plane, kubelet)}; migrate the pool to "
+            f"AL2023 first: add a generation with ami_type AL2023_* and run "
+            f"`invoke nodes.migrate --env {env} --pool {pool_name} --to <generation>`")))
     return issues
 
 
@@ -157,49 +220,6 @@ def deployed_ami_types(cfg: StackConfig) -> dict[str, dict[str, str]]:
             for pool_name, pool in cfg.node_pools.items()}
 
 
-def _loc_key(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for part in loc:
-        if isinstance(part, int):
-            parts[-1] = f"{parts[-1]}[{part}]" if parts else f"[{part}]"
-        elif part not in ("function-after", "function-before") and not str(part).startswith(("function-", "lax-")):
-            parts.append(str(part))
-    if not parts:
-        return PROJECT
-    head, *rest = parts
-    if head == "region":
-        return "aws:region"
-    return f"{PROJECT}:" + ".".join([head, *rest])
-
-
-def _fix_for(error: Mapping[str, Any], allowed: list[str]) -> str:
-    kind = error["type"]
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        name = str(error["loc"][-1])
-        close = difflib.get_close_matches(name, allowed, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
-        return f"unknown key; remove it or fix the spelling ({hint})"
-    if kind == "missing":
-        return "required but missing; add it"
-    if kind in ("int_parsing", "int_type", "bool_parsing", "bool_type", "string_type", "list_type", "dict_type"):
-        return f"{message}; got {error.get('input')!r}"
-    return message
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model that holds `loc`, for 'did you mean' hints."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
-            annotation = current.model_fields[part].annotation
-            args = getattr(annotation, "__args__", ())
-            current = args[-1] if args else annotation
-        elif isinstance(current, type) and issubclass(current, BaseModel):
-            return list(current.model_fields)
-    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
-
-
 def _decode(value: Any) -> Any:
     """Pulumi hands structured config to the program as JSON strings; files hold objects."""
     if isinstance(value, str) and value[:1] in "{[":
@@ -211,7 +231,8 @@ def _decode(value: Any) -> Any:
 
 
 def from_mapping(env: str, raw: Mapping[str, Any], source: str | None = None) -> StackConfig:
-    """Validate a flat Pulumi config map (`ns:key` -> value) into a StackConfig, or raise ConfigError."""
+    """Validate a flat Pulumi config map (`ns:key` -> value) into a StackConfig, or raise ConfigError with every
+    problem: unknown keys, each section's own errors, and the cross-section checks on the sections that validated."""
     source = source or f"Pulumi.{env}.yaml"
     issues: list[ConfigIssue] = []
     data: dict[str, Any] = {"env": env, "region": raw.get("aws:region")}
@@ -220,6 +241,9 @@ def from_mapping(env: str, raw: Mapping[str, Any], source: str | None = None) ->
     for key, value in raw.items():
         namespace, _, name = key.partition(":")
         if namespace != PROJECT:
+            if name in SECTIONS and difflib.get_close_matches(namespace, [PROJECT], n=1, cutoff=0.8):
+                issues.append(ConfigIssue(key=key, problem=f"unknown namespace {namespace!r}, so this section is "
+                                                           f"ignored; did you mean {PROJECT}:{name}?"))
             continue
         if name not in SECTIONS:
             close = difflib.get_close_matches(name, list(SECTIONS), n=1)
@@ -230,14 +254,11 @@ def from_mapping(env: str, raw: Mapping[str, Any], source: str | None = None) ->
     try:
         cfg = StackConfig.model_validate(data)
     except ValidationError as exc:
-        for error in exc.errors():
-            if error["loc"] == ("region",) and data["region"] is None:
-                continue
-            loc = tuple(error["loc"])
-            allowed = _allowed_keys(StackConfig, loc)
-            issues.append(ConfigIssue(key=_loc_key(loc), problem=_fix_for(error, allowed)))
+        errors = [e for e in exc.errors() if not (tuple(e["loc"]) == ("region",) and data["region"] is None)]
+        issues += issues_of(errors, StackConfig)
+        issues += _cross_issues(Validated.parts_of(data))
         raise ConfigError(source, issues) from None
-    issues += _cross_issues(cfg)
+    issues += _cross_issues(Validated.of(cfg))
     if issues:
         raise ConfigError(source, issues)
     return cfg
@@ -251,16 +272,40 @@ def known_envs(root: Path = ROOT) -> list[str]:
     return sorted(path.name[len("Pulumi."):-len(".yaml")] for path in root.glob("Pulumi.*.yaml"))
 
 
+class SourceFloat(float):
+    """A float read from a stack file that remembers how it was written: YAML reads an unquoted 1.30 as 1.3, and
+    the hint to quote it must show the 1.30 the person typed."""
+
+    source_text: str = ""
+
+
+def _stack_yaml() -> Any:
+    """A safe YAML loader whose floats are SourceFloat (a private constructor class: other loaders are untouched)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import SafeConstructor
+
+    class Constructor(SafeConstructor):
+        def construct_yaml_float(self, node: Any) -> SourceFloat:
+            value = SourceFloat(super().construct_yaml_float(node))
+            value.source_text = str(node.value)
+            return value
+
+    Constructor.add_constructor("tag:yaml.org,2002:float", Constructor.construct_yaml_float)
+    yaml = YAML(typ="safe")
+    yaml.Constructor = Constructor
+    return yaml
+
+
 def read_stack_file(env: str, root: Path = ROOT) -> dict[str, Any]:
     """The raw `config:` map of Pulumi.<env>.yaml; unknown env -> ConfigError listing the valid ones."""
-    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml import YAMLError
 
     path = stack_file(env, root)
     if not path.is_file():
         raise ConfigError("--env", [ConfigIssue(key=env, problem=(
             f"no such stack (no {path.name}); use one of: {', '.join(known_envs(root)) or 'none found'}"))])
     try:
-        document = YAML(typ="safe").load(path.read_text()) or {}
+        document = _stack_yaml().load(path.read_text()) or {}
     except YAMLError as exc:
         raise ConfigError(path.name, [ConfigIssue(key="(file)", problem=f"not valid YAML: {exc}".replace("\n", " "))]) from None
     config = document.get("config") if isinstance(document, dict) else None

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from infra.sections.base import PROJECT, ConfigIssue, Section
+from infra.sections.base import PROJECT, ConfigIssue, Section, Switch
 
 if TYPE_CHECKING:
     from infra.config import StackConfig
@@ -114,7 +114,7 @@ class AccessConfig(Section):
     authentication_mode: AuthMode = "API_AND_CONFIG_MAP"
     github: GitHubConfig | None = None
     admin_role_arns: list[RoleArn] = Field(default_factory=list)
-    pulumi_deployer_cluster_admin: bool = False
+    pulumi_deployer_cluster_admin: Switch = False
     role_mappings: list[RoleMapping] = Field(default_factory=list)
 
     @model_validator(mode="after")

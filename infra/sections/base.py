@@ -1,10 +1,11 @@
 """Shared pieces of every config section: the strict base model, issue type, version and name fields."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictFloat, StrictInt
 
 from infra.versions import KubeVersion, supported_range
 
@@ -44,6 +45,27 @@ def _name(value: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(_name)]
+
+# Counts, sizes, switches and durations are strict: YAML `true` is not 1, `1` is not true, "5" is not 5, 2.5 is not 2.
+# Float fields still take whole numbers (`probe_timeout_seconds: 1`), never booleans or strings.
+Count = StrictInt
+Switch = StrictBool
+Number = StrictFloat
+
+
+def _cidr_text(value: Any) -> ipaddress.IPv4Network:
+    """A CIDR is written as text; an int or bool would silently become a /32 address."""
+    if isinstance(value, ipaddress.IPv4Network):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a CIDR; write it as text like 10.10.0.0/16")
+    try:
+        return ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a well-formed IPv4 CIDR ({exc}); write it like 10.10.0.0/16") from None
+
+
+Cidr = Annotated[ipaddress.IPv4Network, BeforeValidator(_cidr_text)]
 
 
 class Section(BaseModel):

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from infra.sections.base import Name, Section, Version
+from infra.sections.base import Cidr, Count, Name, Section, Switch, Version
 
 AmiType = Literal["AL2_x86_64", "AL2_ARM_64", "AL2023_x86_64_STANDARD", "AL2023_ARM_64_STANDARD",
                   "BOTTLEROCKET_x86_64", "BOTTLEROCKET_ARM_64"]
@@ -26,18 +26,10 @@ _CLOUDWATCH_RETENTION = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 54
 class NetworkConfig(Section):
     """VPC CIDR and the AZs to spread subnets over; subnets are carved deterministically."""
 
-    cidr: ipaddress.IPv4Network
+    cidr: Cidr
     azs: list[str] = Field(min_length=1, max_length=6)
-    private_subnet_prefix: int = Field(19, ge=16, le=27)
-    public_subnet_prefix: int = Field(24, ge=16, le=28)
-
-    @field_validator("cidr", mode="before")
-    @classmethod
-    def _strict_cidr(cls, value: Any) -> Any:
-        try:
-            return ipaddress.IPv4Network(str(value), strict=True)
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a well-formed IPv4 CIDR ({exc}); write it like 10.10.0.0/16") from None
+    private_subnet_prefix: Count = Field(19, ge=16, le=27)
+    public_subnet_prefix: Count = Field(24, ge=16, le=28)
 
     @field_validator("cidr")
     @classmethod
@@ -86,14 +78,14 @@ class ClusterConfig(Section):
 
     name: str
     version: Version
-    endpoint_public_access: bool = False
-    endpoint_private_access: bool = True
-    public_access_cidrs: list[ipaddress.IPv4Network] = Field(default_factory=list)
-    service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("172.20.0.0/16")
+    endpoint_public_access: Switch = False
+    endpoint_private_access: Switch = True
+    public_access_cidrs: list[Cidr] = Field(default_factory=list)
+    service_cidr: Cidr = ipaddress.IPv4Network("172.20.0.0/16")
     log_types: list[LogType] = Field(default_factory=lambda: ["api", "audit", "authenticator",
                                                                "controllerManager", "scheduler"])
-    log_retention_days: int = 90
-    deletion_protection: bool = False
+    log_retention_days: Count = 90
+    deletion_protection: Switch = False
     addons: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -131,6 +123,10 @@ class ClusterConfig(Section):
         if self.public_access_cidrs and not self.endpoint_public_access:
             raise ValueError("public_access_cidrs is set but endpoint_public_access is false; "
                              "remove public_access_cidrs or enable public access")
+        if self.endpoint_public_access and not self.public_access_cidrs:
+            raise ValueError("endpoint_public_access is true with no public_access_cidrs, which EKS reads as "
+                             "0.0.0.0/0; list the CIDRs that may reach the endpoint (write [0.0.0.0/0] to open it "
+                             "to everyone on purpose)")
         kube_proxy = self.addons.get("kube-proxy")
         if kube_proxy and not kube_proxy.startswith(f"v{self.version}."):
             raise ValueError(f"add-on kube-proxy {kube_proxy} does not match cluster version {self.version}; "
@@ -139,9 +135,26 @@ class ClusterConfig(Section):
 
 
 class Taint(Section):
+    """A node taint; key and value follow Kubernetes label syntax (EKS refuses the node group otherwise)."""
+
     key: str
     value: str = ""
     effect: Literal["NO_SCHEDULE", "NO_EXECUTE", "PREFER_NO_SCHEDULE"]
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not _LABEL_KEY.match(value):
+            raise ValueError(f"{value!r} is not a taint key; use [prefix/]name with at most 63 alphanumerics, '-', "
+                             f"'_' or '.' (e.g. dedicated)")
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str) -> str:
+        if not _LABEL_VALUE.match(value):
+            raise ValueError(f"{value!r} is not a taint value; use at most 63 alphanumerics, '-', '_' or '.'")
+        return value
 
 
 class Generation(Section):
@@ -165,11 +178,11 @@ class NodePool(Section):
 
     instance_types: list[str] = Field(min_length=1)
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
-    disk_size_gib: int = Field(50, ge=20, le=2000)
-    min_size: int = Field(ge=0)
-    desired_size: int = Field(ge=0)
-    max_size: int = Field(gt=0, le=450)
-    max_unavailable: int = Field(1, ge=1, le=100)
+    disk_size_gib: Count = Field(50, ge=20, le=2000)
+    min_size: Count = Field(ge=0)
+    desired_size: Count = Field(ge=0)
+    max_size: Count = Field(gt=0, le=450)
+    max_unavailable: Count = Field(1, ge=1, le=100)
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
     azs: list[str] | None = None

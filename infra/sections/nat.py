@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from infra.sections.base import PROJECT, ConfigIssue, Section
+from infra.sections.base import PROJECT, ConfigIssue, Count, Number, Section
 from infra.sections.core import _INSTANCE, subnet_plan
 
 if TYPE_CHECKING:
-    from infra.config import StackConfig
+    from infra.config import StackConfig, Validated
 
 NatMode = Literal["dual-instance", "gateway", "none"]
 AL2023_ARM64_AMI = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
@@ -31,13 +31,13 @@ class NatConfig(Section):
     probe_targets: list[str] = Field(default_factory=lambda: ["https://checkip.amazonaws.com/",
                                                               "tcp://1.1.1.1:443", "tcp://8.8.8.8:443"],
                                      min_length=1, max_length=5)
-    probe_interval_seconds: float = Field(1.0, ge=0.5, le=30)
-    probe_timeout_seconds: float = Field(1.0, ge=0.2, le=10)
-    failure_threshold: int = Field(2, ge=1, le=10)
-    failback_checks: int = Field(30, ge=1, le=1000)
-    failback_min_seconds: int = Field(120, ge=0, le=3600)
-    probe_window_seconds: int = Field(55, ge=10, le=55)
-    probe_subnet_prefix: int = Field(28, ge=24, le=28)
+    probe_interval_seconds: Number = Field(1.0, ge=0.5, le=30)
+    probe_timeout_seconds: Number = Field(1.0, ge=0.2, le=10)
+    failure_threshold: Count = Field(2, ge=1, le=10)
+    failback_checks: Count = Field(30, ge=1, le=1000)
+    failback_min_seconds: Count = Field(120, ge=0, le=3600)
+    probe_window_seconds: Count = Field(55, ge=10, le=55)
+    probe_subnet_prefix: Count = Field(28, ge=24, le=28)
     alarm_emails: list[str] = Field(default_factory=list)
 
     @field_validator("instance_type")
@@ -99,7 +99,7 @@ def nat_probe_subnets(cfg: StackConfig) -> dict[str, str]:
     return {az: str(next(probes)) for az in nat_azs(cfg)}
 
 
-def _nat_issues(cfg: StackConfig) -> list[ConfigIssue]:
+def _nat_issues(cfg: StackConfig | Validated) -> list[ConfigIssue]:
     """NAT instances need two AZs of the VPC and room for their probe subnets."""
     if cfg.nat.mode == "none":
         return []

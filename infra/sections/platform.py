@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from infra.sections.base import _CHART_VERSION, Section, app_namespace
+from infra.sections.base import _CHART_VERSION, Count, Number, Section, Switch, app_namespace
 from infra.sections.core import _CLOUDWATCH_RETENTION
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
@@ -25,7 +25,12 @@ def quantity(value: str) -> float:
     return float(match.group(1)) * _QUANTITY_SCALE[match.group(2)]
 
 
-Quantity = Annotated[str, AfterValidator(lambda value: quantity(value) and value)]
+def _quantity_text(value: str) -> str:
+    quantity(value)  # raises when it is not a quantity; the text itself is what Kubernetes gets ("0" stays "0")
+    return value
+
+
+Quantity = Annotated[str, AfterValidator(_quantity_text)]
 
 
 class Quota(Section):
@@ -36,9 +41,9 @@ class Quota(Section):
     limits_cpu: Quantity = "8"
     limits_memory: Quantity = "16Gi"
     requests_storage: Quantity = "100Gi"
-    pods: int = Field(50, ge=1, le=5000)
-    persistent_volume_claims: int = Field(10, ge=0, le=1000)
-    services_load_balancers: int = Field(2, ge=0, le=100)
+    pods: Count = Field(50, ge=1, le=5000)
+    persistent_volume_claims: Count = Field(10, ge=0, le=1000)
+    services_load_balancers: Count = Field(2, ge=0, le=100)
 
     @model_validator(mode="after")
     def _requests_within_limits(self) -> Quota:
@@ -76,8 +81,8 @@ class AppNamespaceConfig(Section):
 class StorageConfig(Section):
     """The default gp3 StorageClass. Retain keeps the EBS volume when a PVC is deleted by mistake."""
 
-    iops: int = Field(3000, ge=3000, le=16000)
-    throughput_mibps: int = Field(125, ge=125, le=1000)
+    iops: Count = Field(3000, ge=3000, le=16000)
+    throughput_mibps: Count = Field(125, ge=125, le=1000)
     reclaim_policy: Literal["Delete", "Retain"] = "Delete"
 
 
@@ -85,10 +90,10 @@ class AutoscalerConfig(Section):
     """cluster-autoscaler scale-down behaviour; scale-down always honours PodDisruptionBudgets."""
 
     expander: Literal["least-waste", "random", "most-pods", "priority", "price"] = "least-waste"
-    scale_down_utilization_threshold: float = Field(0.5, gt=0, lt=1)
+    scale_down_utilization_threshold: Number = Field(0.5, gt=0, lt=1)
     scale_down_unneeded_time: str = "10m"
     scale_down_delay_after_add: str = "10m"
-    max_graceful_termination_sec: int = Field(600, ge=30, le=3600)
+    max_graceful_termination_sec: Count = Field(600, ge=30, le=3600)
 
     @field_validator("scale_down_unneeded_time", "scale_down_delay_after_add")
     @classmethod
@@ -102,10 +107,10 @@ class MonitoringConfig(Section):
     """kube-prometheus-stack sizing: metrics kept `retention` long, capped below the volume size."""
 
     retention: str = "15d"
-    storage_gib: int = Field(50, ge=5, le=16384)
-    prometheus_replicas: int = Field(1, ge=1, le=3)
-    alertmanager_storage_gib: int = Field(5, ge=1, le=1024)
-    grafana_storage_gib: int = Field(10, ge=1, le=1024)
+    storage_gib: Count = Field(50, ge=5, le=16384)
+    prometheus_replicas: Count = Field(1, ge=1, le=3)
+    alertmanager_storage_gib: Count = Field(5, ge=1, le=1024)
+    grafana_storage_gib: Count = Field(10, ge=1, le=1024)
     runbook_url: str = "https://github.com/eks-platform/eks-platform/blob/main/infra/observability/runbooks.md"
     # Name of a Secret in `monitoring` whose key `url` is a Slack incoming webhook; unset: alerts only show in
     # Alertmanager, Grafana and `invoke platform.status`. The URL itself never enters config or state.
@@ -142,14 +147,15 @@ class MonitoringConfig(Section):
 class LogShipperConfig(Section):
     """Optional node agent (DaemonSet) shipping container stdout to CloudWatch Logs."""
 
-    enabled: bool = False
-    retention_days: int = 30
+    enabled: Switch = False
+    retention_days: Count = 30
 
     @field_validator("retention_days")
     @classmethod
     def _retention(cls, value: int) -> int:
         if value not in _CLOUDWATCH_RETENTION:
-            raise ValueError(f"CloudWatch does not accept {value} days; use one of 7, 14, 30, 60, 90, 365")
+            nearest = min(_CLOUDWATCH_RETENTION, key=lambda allowed: abs(allowed - value))
+            raise ValueError(f"CloudWatch does not accept {value} days; use an allowed value such as {nearest}")
         return value
 
 

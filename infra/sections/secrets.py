@@ -1,16 +1,14 @@
 """The `secrets` section: Secrets Manager secrets per service, rotation, delivery to pods."""
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from infra.sections.base import _CHART_VERSION, PROJECT, ConfigIssue, Section
-
-if TYPE_CHECKING:
-    from infra.config import StackConfig
+from infra.sections.base import _CHART_VERSION, PROJECT, ConfigIssue, Count, Section, Switch
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 _SERVICE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -26,7 +24,7 @@ class DatabaseTarget(Section):
 
     engine: Literal["postgres"] = "postgres"
     host: str = Field(min_length=1)
-    port: int = Field(5432, ge=1, le=65535)
+    port: Count = Field(5432, ge=1, le=65535)
     dbname: str = Field(min_length=1)
     username: str = Field(min_length=1)
 
@@ -36,8 +34,8 @@ class SecretSpec(Section):
 
     description: str = Field(min_length=1, max_length=2048)
     kind: Literal["generated", "database", "external"] = "generated"
-    length: int = Field(32, ge=16, le=128)
-    rotation_days: int | None = Field(None, ge=1, le=365)
+    length: Count = Field(32, ge=16, le=128)
+    rotation_days: Count | None = Field(None, ge=1, le=365)
     database: DatabaseTarget | None = None
 
     @model_validator(mode="after")
@@ -54,11 +52,19 @@ class SecretSpec(Section):
 class SecretsConfig(Section):
     """Per-service secrets in Secrets Manager and how they reach pods (External Secrets Operator)."""
 
-    rotation: bool = False
-    recovery_window_days: int = Field(30, ge=7, le=30)
+    rotation: Switch = False
+    recovery_window_days: Count = Field(30, ge=7, le=30)
     eso_chart_version: str = "0.19.2"
     refresh_interval: str = Field("1h", pattern=r"^\d+[smh]$")
     services: dict[str, dict[str, SecretSpec]] = Field(default_factory=dict)
+
+    @field_validator("refresh_interval")
+    @classmethod
+    def _refresh(cls, value: str) -> str:
+        if int(value[:-1]) == 0:
+            raise ValueError(f"{value!r} makes External Secrets fetch each secret once and never again, so a "
+                             f"rotated value never reaches pods; use a positive interval like 1h")
+        return value
 
     @field_validator("eso_chart_version")
     @classmethod
@@ -83,12 +89,21 @@ class SecretsConfig(Section):
         return [(service, key, spec) for service, secrets in self.services.items() for key, spec in secrets.items()]
 
 
-def _secret_service_issues(cfg: StackConfig) -> list[ConfigIssue]:
-    """Secrets belong to services of the catalog (infra/k8s/base/<svc>): a typo would create an unread secret."""
-    catalog = ROOT / "infra" / "k8s" / "base"
-    if not catalog.is_dir():
+def _secret_service_issues(secrets: SecretsConfig) -> list[ConfigIssue]:
+    """Secrets belong to services of the catalog (infra/k8s/base/<svc>, not the shared base): a typo would create
+    a secret no pod reads. The hint is the closest real service name."""
+    from infra.ops.manifests import services
+
+    catalog = ROOT / "infra" / "k8s"
+    known = services(catalog)
+    if not known:
         return []
-    known = sorted(path.name for path in catalog.iterdir() if (path / "kustomization.yaml").is_file())
-    return [ConfigIssue(key=f"{PROJECT}:secrets.services.{service}",
-                        problem=f"no service {service!r} in infra/k8s/base; use one of: {', '.join(known)}")
-            for service in cfg.secrets.services if service not in known]
+    issues = []
+    for service in secrets.services:
+        if service in known:
+            continue
+        close = difflib.get_close_matches(service, known, n=1)
+        hint = f"did you mean {close[0]!r}? Services: {', '.join(known)}" if close else f"use one of: {', '.join(known)}"
+        issues.append(ConfigIssue(key=f"{PROJECT}:secrets.services.{service}",
+                                  problem=f"no service {service!r} in infra/k8s/base; {hint}"))
+    return issues
