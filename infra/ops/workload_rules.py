@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from infra.ops.findings import Finding
@@ -69,9 +70,15 @@ def check(manifests: Sequence[Manifest]) -> list[Finding]:
         if manifest.kind not in WORKLOAD_KINDS:
             continue
         workload = Workload(manifest)
-        for fn in RULES.values():
-            for rule_id, problem, fix in fn(workload, manifests):
-                findings.append(Finding(manifest.source, manifest.resource, f"rules/{rule_id}", problem, fix))
+        for name, fn in RULES.items():
+            try:
+                found = list(fn(workload, manifests))
+            except (TypeError, ValueError, AttributeError, KeyError) as error:  # a field of the wrong shape or type
+                found = [(name, f"cannot check: a field has the wrong type or shape ({type(error).__name__}: "
+                                f"{error})", "fix the object so it matches the Kubernetes API (the schema check "
+                                             "names the field)")]
+            findings += [Finding(manifest.source, manifest.resource, f"rules/{rule_id}", problem, fix)
+                         for rule_id, problem, fix in found]
     return findings + _default_deny(manifests)
 
 
@@ -104,15 +111,59 @@ def probes(w: Workload, _: Sequence[Manifest]) -> Iterator[tuple[str, str, str]]
                 "not restart pods"
 
 
+def _quantity(value: Any) -> Decimal | None:
+    """A resource quantity ("512Mi", "0.5Gi", "250m") as a number; None when it is not one (schema reports it)."""
+    from kubernetes.utils.quantity import parse_quantity  # the client's own parser; imported only when rules run
+
+    try:
+        return parse_quantity(value)
+    except (ValueError, TypeError):
+        return None
+
+
 @rule("resources")
 def resources(w: Workload, _: Sequence[Manifest]) -> Iterator[tuple[str, str, str]]:
     for c in w.all_containers:
-        res = c.get("resources") or {}
+        name, res = c.get("name", "?"), c.get("resources") or {}
         for section in ("requests", "limits"):
             missing = [r for r in ("cpu", "memory") if r not in (res.get(section) or {})]
             if missing:
-                yield "resources", f"container {c.get('name', '?')} has no {section} for {', '.join(missing)}", \
+                yield "resources", f"container {name} has no {section} for {', '.join(missing)}", \
                     f"set resources.{section}.{missing[0]} (requests = what it needs, limits = the ceiling)"
+        requests, limits = res.get("requests") or {}, res.get("limits") or {}
+        memory = [_quantity(requests.get("memory")), _quantity(limits.get("memory"))]
+        if None not in memory and memory[0] != memory[1]:
+            yield "resources-memory", f"container {name} memory limit {limits['memory']} differs from its request " \
+                f"{requests['memory']}", "set resources.limits.memory equal to resources.requests.memory (memory " \
+                "is not throttled but OOM-killed: a pod must not rely on memory its node did not reserve)"
+        cpu = [_quantity(requests.get("cpu")), _quantity(limits.get("cpu"))]
+        if None not in cpu and cpu[1] < cpu[0]:
+            yield "resources", f"container {name} cpu limit {limits['cpu']} is below its request {requests['cpu']}", \
+                "raise resources.limits.cpu to at least the request (the API server refuses it otherwise)"
+
+
+def _service_account(w: Workload, manifests: Sequence[Manifest]) -> Manifest | None:
+    name = w.pod.get("serviceAccountName") or "default"
+    return next((m for m in manifests if m.kind == "ServiceAccount" and m.name == name
+                 and m.namespace == w.manifest.namespace), None)
+
+
+@rule("service-account-token")
+def service_account_token(w: Workload, manifests: Sequence[Manifest]) -> Iterator[tuple[str, str, str]]:
+    """No pod gets a Kubernetes API token it does not use; the pod's setting wins over its ServiceAccount's."""
+    fix = "set automountServiceAccountToken: false in the pod spec (mount a projected token only where a " \
+          "service really calls the API)"
+    mounted = w.pod.get("automountServiceAccountToken")
+    if mounted is True:
+        yield "service-account-token", "the pod mounts a service-account token (automountServiceAccountToken: true)", \
+            fix
+    elif mounted is None:
+        account = _service_account(w, manifests)
+        if account is None or account.obj.get("automountServiceAccountToken") is not False:
+            who = f"ServiceAccount {account.name}" if account else \
+                f"ServiceAccount {w.pod.get('serviceAccountName') or 'default'} (not in the overlay)"
+            yield "service-account-token", f"the pod mounts a service-account token: neither the pod nor {who} " \
+                f"sets automountServiceAccountToken: false", fix
 
 
 @rule("prestop")
