@@ -184,14 +184,9 @@ def lint(c, only="", skip=""):
     from infra.ops import lint as engine
     from infra.ops.findings import table
 
-    wanted, skipped = _csv(only), _csv(skip)
-    k8s_wanted, k8s_skipped = ([n for n in names if n != ci_check.NAME] for names in (wanted, skipped))
-    try:
-        checks = engine.select(k8s_wanted, k8s_skipped) if k8s_wanted or not wanted else ()
-    except ValueError as error:
-        raise fail(f"{error}, {ci_check.NAME}") from None
-    with_workflows = ci_check.NAME in (wanted or [ci_check.NAME]) and ci_check.NAME not in skipped
-    workflows = ci_check.start() if with_workflows else None
+    selected = engine.select(_csv(only), _csv(skip), known=(*engine.CHECKS, ci_check.NAME))  # exit 2 when bad
+    checks = tuple(name for name in selected if name != ci_check.NAME)
+    workflows = ci_check.start() if ci_check.NAME in selected else None
     console = Console()
     with console.status("lint") as status:
         report = engine.run(checks=checks, say=lambda step: status.update(f"lint: {step}"))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.ops import lint
+from infra.ops import lint, manifests
 from infra.ops.manifests import K8S_ROOT
 from tests.k8s_tree import FAST_CHECKS, VERSIONS, container, copy_tree, edit, pod
 
@@ -72,6 +72,10 @@ def _typo_field(docs):
     container(docs)["readinessprobe"] = container(docs).pop("readinessProbe")
 
 
+def _token_mounted(docs):
+    pod(docs)["automountServiceAccountToken"] = True
+
+
 BROKEN_WORKER = [
     (_drop_liveness, "rules/probes", "no livenessProbe"),
     (_privileged, "rules/security", "is privileged"),
@@ -84,6 +88,7 @@ BROKEN_WORKER = [
     (_writable_root, "rules/security", "writable"),
     (_no_revision_limit, "rules/rollout", "revisionHistoryLimit"),
     (_typo_field, "schema", "'readinessprobe' was unexpected"),
+    (_token_mounted, "rules/service-account-token", "mounts a service-account token"),
 ]
 
 
@@ -224,8 +229,82 @@ def test_unreadable_stack_version_is_reported_not_skipped(tmp_path):
 def test_check_selection_refuses_unknown_names():
     assert lint.select(skip=["checkov"]) == FAST_CHECKS
     assert lint.select(only=["rules", "yamllint"]) == ("yamllint", "rules")
-    with pytest.raises(ValueError, match="unknown check nope; choose from yamllint"):
+    with pytest.raises(lint.Selection, match="--only: unknown check nope; choose from yamllint"):
         lint.select(only=["nope"])
+    with pytest.raises(lint.Selection, match="--skip: unknown check nope; choose from yamllint, .*, extra$"):
+        lint.select(skip=["nope"], known=(*lint.CHECKS, "extra"))
+
+
+@pytest.mark.parametrize("only, skip", [(["checkov"], ["checkov"]), ([], list(lint.CHECKS))])
+def test_check_selection_refuses_to_run_nothing(only, skip):
+    with pytest.raises(lint.Selection, match="leaves no check to run") as caught:
+        lint.select(only=only, skip=skip)
+    assert caught.value.exit_code == 2
+
+
+def test_memory_limit_other_than_the_request_fails(tmp_path):
+    root = copy_tree(tmp_path)
+    edit(root / "overlays/dev/patches/worker.yaml", lambda docs: container(docs)["resources"]["limits"].update(
+        memory="384Mi"))
+    findings = run(root).findings
+    assert [(f.rule, f.resource) for f in findings] == [("rules/resources-memory", "Deployment/apps-dev/worker")]
+    assert "limit 384Mi differs from its request 192Mi" in findings[0].problem
+    assert "requests.memory" in findings[0].fix
+
+
+def test_memory_limit_equal_to_the_request_in_other_units_passes(tmp_path):
+    root = copy_tree(tmp_path)
+    edit(root / "overlays/dev/patches/worker.yaml", lambda docs: container(docs)["resources"]["limits"].update(
+        memory="0.1875Gi"))  # = 192Mi
+    assert run(root).findings == []
+
+
+def test_cpu_limit_below_the_request_fails(tmp_path):
+    root = copy_tree(tmp_path)
+    edit(root / "overlays/prod/patches/worker.yaml", lambda docs: container(docs)["resources"]["limits"].update(
+        cpu="200m"))  # request 250m
+    assert [(f.rule, f.resource) for f in run(root).findings] == [("rules/resources", "Deployment/apps-prod/worker")]
+
+
+def test_token_from_the_service_account_default_fails(tmp_path):
+    root = copy_tree(tmp_path)
+    edit(root / "base/worker/deployment.yaml", lambda docs: pod(docs).pop("automountServiceAccountToken"))
+    assert run(root).findings == []  # the worker ServiceAccount says false: the pod inherits it
+    edit(root / "base/worker/serviceaccount.yaml", lambda docs: docs[0].pop("automountServiceAccountToken"))
+    findings = run(root).findings
+    assert {(f.rule, f.resource) for f in findings} == {
+        ("rules/service-account-token", f"Deployment/apps-{env}/worker") for env in ("dev", "prod")}
+    assert "neither the pod nor ServiceAccount worker sets automountServiceAccountToken: false" in findings[0].problem
+
+
+def test_missing_patch_file_is_reported_with_kustomizes_message(tmp_path):
+    root = copy_tree(tmp_path)
+    edit(root / "overlays/prod/kustomization.yaml",
+         lambda docs: docs[0]["patches"].append({"path": "patches/missing.yaml"}))
+    [finding] = run(root).findings
+    assert (finding.rule, finding.resource) == ("render", "overlay prod")
+    assert "\n" not in finding.problem and finding.problem.strip() not in ("", ">")
+    assert "patches/missing.yaml" in finding.problem and "no such file or directory" in finding.problem
+    assert "kustomize-" not in finding.problem  # the scratch wrapper's layer is not shown
+
+
+KLOG_MULTILINE = """E1201 19:37:08.499988   10580 run.go:72] "command failed" err=<
+\ttrouble configuring builtin PatchTransformer with config: `
+\tpath: nothere.yaml
+\t`: failed to get the patch file from path(nothere.yaml): no such file or directory
+ >
+"""
+KLOG_QUOTED = 'E1201 19:40:01.211236   12775 run.go:72] "command failed" err="invalid Kustomization: \\"x\\" bad"\n'
+
+
+@pytest.mark.parametrize("stderr, message", [
+    (KLOG_MULTILINE, "trouble configuring builtin PatchTransformer with config: ` path: nothere.yaml `: failed to "
+                     "get the patch file from path(nothere.yaml): no such file or directory"),
+    (KLOG_QUOTED, 'invalid Kustomization: "x" bad'),
+    ("error: unable to find one of 'kustomization.yaml'\n", "unable to find one of 'kustomization.yaml'"),
+], ids=["klog-multiline", "klog-quoted", "plain"])
+def test_kustomize_error_is_one_line_of_kustomizes_own_message(stderr, message):
+    assert manifests.kustomize_error(stderr) == message
 
 
 def test_pre_commit_hooks_run_the_same_checks():
@@ -248,3 +327,25 @@ def test_pre_commit_hooks_run_the_same_checks():
     done = subprocess.run([sys.executable, "-m", "invoke", *shlex.split(yamllint_hook["entry"])[1:]],
                           cwd=repo, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_field_of_the_wrong_type_is_a_finding_not_a_crash(tmp_path):
+    root = copy_tree(tmp_path)
+    edit(root / "base/worker/deployment.yaml", lambda docs: pod(docs).update(terminationGracePeriodSeconds="soon"))
+    findings = lint.run(root, checks=("rules",), versions=VERSIONS).findings  # no schema check to catch it first
+    assert {(f.rule, f.resource) for f in findings} == {
+        ("rules/prestop", f"Deployment/apps-{env}/worker") for env in ("dev", "prod")}
+    assert all("cannot check" in f.problem and f.failed for f in findings)
+
+
+def test_an_overlay_that_renders_nothing_fails_instead_of_passing_every_check(tmp_path):
+    root = copy_tree(tmp_path)
+
+    def empty(docs):
+        docs[0]["resources"] = []
+        for key in ("images", "replicas", "patches"):
+            docs[0].pop(key)
+    edit(root / "overlays/dev/kustomization.yaml", empty)
+    [finding] = run(root).findings
+    assert (finding.rule, finding.resource, finding.failed) == ("render", "overlay dev", True)
+    assert "renders no objects" in finding.problem

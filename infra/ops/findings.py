@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rich.table import Table
+from rich.text import Text
 
 ERROR = "error"
 WARNING = "warning"
@@ -37,5 +38,6 @@ def table(findings: Iterable[Finding], title: str = "lint findings") -> Table:
         view.add_column(column, overflow="fold")
     for f in sorted(findings, key=lambda f: (not f.failed, f.file, f.resource, f.rule, f.problem)):
         mark = "[red]✗[/red]" if f.failed else "[yellow]![/yellow]"
-        view.add_row(mark, f.file, f.resource, f.rule, f.problem, f.fix)
+        # Text cells: a message is shown as written, never read as rich markup or emoji ("[ALL]", ":x:").
+        view.add_row(mark, *(Text(cell) for cell in (f.file, f.resource, f.rule, f.problem, f.fix)))
     return view

@@ -17,6 +17,7 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from infra.ops import checkov_scan, deprecations, manifests, workload_rules
+from infra.ops.errors import Refused
 from infra.ops.findings import ERROR, WARNING, Finding
 from infra.ops.manifests import Manifest
 from infra.versions import KubeVersion
@@ -55,12 +56,21 @@ class Report:
                 f"over overlays {', '.join(self.overlays) or '(none)'}")
 
 
-def select(only: Sequence[str] = (), skip: Sequence[str] = ()) -> tuple[str, ...]:
-    """The checks to run; unknown names are a ValueError naming the valid ones."""
-    unknown = sorted((set(only) | set(skip)) - set(CHECKS))
-    if unknown:
-        raise ValueError(f"unknown check {', '.join(unknown)}; choose from {', '.join(CHECKS)}")
-    return tuple(c for c in CHECKS if (not only or c in only) and c not in skip)
+class Selection(Refused):
+    """--only/--skip name an unknown check or leave nothing to run (exit 2: "lint passed" over no checks is a lie)."""
+
+
+def select(only: Sequence[str] = (), skip: Sequence[str] = (), known: Sequence[str] = CHECKS) -> tuple[str, ...]:
+    """The checks to run, in `known` order; an unknown name or an empty selection is Selection naming the valid ones."""
+    for flag, names in (("--only", only), ("--skip", skip)):
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise Selection(f"{flag}: unknown check {', '.join(unknown)}; choose from {', '.join(known)}")
+    chosen = tuple(c for c in known if (not only or c in only) and c not in skip)
+    if not chosen:
+        given = " ".join(f"{flag} {','.join(names)}" for flag, names in (("--only", only), ("--skip", skip)) if names)
+        raise Selection(f"{given} leaves no check to run; drop a name from --skip or pick from {', '.join(known)}")
+    return chosen
 
 
 def stack_versions(overlays: Sequence[str]) -> dict[str, KubeVersion | str]:
@@ -86,7 +96,9 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
         report.findings.append(Finding(str(k8s_root), "", "render", "no overlays/<env>/kustomization.yaml found",
                                        "add an overlay per environment"))
         return report
-    versions = dict(versions) if versions is not None else stack_versions(overlays)
+    if versions is None:  # reading the stack files is needed only by the version-aware checks
+        versions = stack_versions(overlays) if {"schema", "deprecations"} & set(checks) else {}
+    versions = dict(versions)
     rendered: dict[str, list[Manifest]] = {}
     if {"render", "schema", "deprecations", "rules", "checkov"} & set(checks):
         say(f"rendering {', '.join(overlays)}")
@@ -97,6 +109,11 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
                 rendered[overlay] = future.result()
             except manifests.RenderError as error:
                 report.findings.append(_render_finding(k8s_root, overlay, str(error)))
+                continue
+            if not rendered[overlay]:  # every check would pass over nothing
+                report.findings.append(_render_finding(k8s_root, overlay, "renders no objects, so no check has "
+                                                       "anything to look at", "list the services under resources: "
+                                                       "(../../base/shared and ../../base/<service>)"))
     scan = _start_checkov(rendered, report, say) if "checkov" in checks and rendered else None
     if "yamllint" in checks:
         say("yamllint")
@@ -122,9 +139,10 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
     return report
 
 
-def _render_finding(k8s_root: Path, overlay: str, error: str) -> Finding:
+def _render_finding(k8s_root: Path, overlay: str, error: str,
+                    fix: str = "fix the kustomization so `kubectl kustomize` builds") -> Finding:
     where = manifests.shown_path(k8s_root / "overlays" / overlay / "kustomization.yaml")
-    return Finding(where, f"overlay {overlay}", "render", error, "fix the kustomization so `kubectl kustomize` builds")
+    return Finding(where, f"overlay {overlay}", "render", error, fix)
 
 
 def _start_checkov(rendered: Mapping[str, list[Manifest]], report: Report,

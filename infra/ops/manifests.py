@@ -6,7 +6,9 @@ a throwaway kustomization that wraps the overlay, never by editing the tree.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -76,10 +78,37 @@ def kustomize(directory: Path) -> str:
     except FileNotFoundError:
         raise RenderError("kubectl is not on PATH; install kubectl (it bundles kustomize)") from None
     if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        detail = lines[-1] if lines else f"exit code {done.returncode}"
-        raise RenderError(detail.split('err="', 1)[-1].rstrip('"'))
+        raise RenderError(kustomize_error(done.stderr) or f"kubectl kustomize exited {done.returncode}")
     return done.stdout
+
+
+def kustomize_error(stderr: str) -> str:
+    """kustomize's own message from kubectl's stderr, on one line.
+
+    kubectl logs it through klog as `... "command failed" err="..."` (a Go-quoted string), or, when the message
+    spans lines, as `err=<` followed by tab-indented lines and a closing ` >`; older kubectl print `error: ...`.
+    """
+    lines = stderr.splitlines()
+    for index, line in enumerate(lines):
+        if line.rstrip().endswith("err=<"):
+            body = []
+            for part in lines[index + 1:]:
+                if part.strip() == ">":
+                    break
+                body.append(part.strip())
+            return _one_line(" ".join(body))
+        quoted = re.search(r'\berr=("(?:[^"\\]|\\.)*")', line)
+        if quoted:
+            try:
+                return _one_line(json.loads(quoted.group(1)))
+            except json.JSONDecodeError:
+                return _one_line(quoted.group(1)[1:-1])
+    meaningful = [line.strip() for line in lines if line.strip() and line.strip() != ">"]
+    return _one_line(meaningful[-1].removeprefix("error: ").removeprefix("Error: ")) if meaningful else ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def shown_path(path: Path) -> str:
@@ -106,8 +135,21 @@ def render(overlay_dir: Path, images: Mapping[str, str] | None = None) -> list[M
         if images:
             wrapper["images"] = [_image_entry(name, ref) for name, ref in images.items()]
         Path(scratch, "kustomization.yaml").write_text(yaml.safe_dump(wrapper))
-        text = kustomize(Path(scratch))
+        try:
+            text = kustomize(Path(scratch))
+        except RenderError as error:
+            raise RenderError(_about_overlay(str(error), overlay_dir)) from None
         return [_manifest(obj, Path(scratch), overlay_dir) for obj in yaml.load_all(text, Loader=_LOADER) if obj]
+
+
+def _about_overlay(message: str, overlay_dir: Path) -> str:
+    """kustomize's message without the layer our wrapper adds ("accumulating resources from '<scratch>' ...
+    recursed accumulation of path '<overlay>': "), with paths shown relative to the repo."""
+    for marker in (f"accumulation of path '{overlay_dir}': ", f"make target for path '{overlay_dir}': "):
+        if marker in message:
+            message = message.split(marker, 1)[1]
+            break
+    return message.replace(f"{REPO}/", "")
 
 
 def _image_entry(name: str, ref: str) -> dict[str, str]:
