@@ -283,10 +283,12 @@ def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_
            readiness_grace=None, force_conflicts=False, json_logs=False, kubeconfig=None):
     """Ship one service: build+push the git SHA (or --tag), apply the env overlay, track the rollout, smoke check;
     roll back automatically on any failure. Exit 0 deployed, 1 failed (rolled back), 2 bad input, 130 interrupted."""
+    from infra.ops.catalog import check_tag
     from infra.ops.deploy import Deploy
     from infra.ops.report import Reporter
 
     target = _deploy_target(service, env, "deploy")
+    check_tag(tag)  # an empty or malformed --tag is exit 2 before anything connects
     try:
         timeout, grace = float(timeout), None if readiness_grace is None else float(readiness_grace)
     except ValueError:

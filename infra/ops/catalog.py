@@ -7,6 +7,7 @@ anything touches the cluster.
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from infra.ops import manifests
+from infra.ops.errors import Refused
 from infra.ops.history import CHANGE_CAUSE
 from infra.ops.kube import KINDS, ref
 
@@ -23,7 +25,11 @@ MANAGER_PREFIX = "eks-platform-deploy"
 WORKLOADS = ("Deployment", "CronJob")
 
 
-class BadInput(Exception):
+# The OCI distribution spec's tag grammar: what a registry accepts after the colon.
+OCI_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+class BadInput(Refused):
     """Wrong service, env, tag or manifests: exit 2, nothing changed."""
 
 
@@ -53,6 +59,19 @@ def resolve(service: str, env: str, k8s_root: Path = manifests.K8S_ROOT) -> Targ
     if not namespace:
         raise BadInput(f"infra/k8s/overlays/{env}/kustomization.yaml sets no namespace; add `namespace: apps-{env}`")
     return Target(service, env, overlay, namespace)
+
+
+def check_tag(tag: str | None) -> str | None:
+    """--tag as given, when it is an OCI tag (None: build the current commit); BadInput naming the rule otherwise."""
+    if tag is None:
+        return None
+    if not tag:
+        raise BadInput("--tag is empty; name an image tag already in ECR (e.g. --tag 3f2c9a1b7e0d), or omit --tag to "
+                       "build the current commit")
+    if not OCI_TAG.fullmatch(tag):
+        raise BadInput(f"--tag {tag!r} is not an OCI image tag: 1-128 letters, digits, '_', '.' or '-', not starting "
+                       f"with '.' or '-' ([A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}); e.g. --tag 3f2c9a1b7e0d")
+    return tag
 
 
 def git_tag(repo: Path = REPO, allow_dirty: bool = False) -> str:
