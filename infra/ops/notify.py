@@ -24,17 +24,22 @@ class _Retryable(Exception):
 
 
 def headline(record: DeployRecord) -> str:
-    icon = ":white_check_mark:" if record.ok else ":x:"
+    """The outcome in plain text, for terminals, logs and errors (no Slack markup there)."""
     outcome = "succeeded" if record.ok else f"failed: {record.verdict}"
     tail = f"; rolled back ({record.rollback_verdict})" if record.rolled_back else ""
-    return f"{icon} {record.action} {record.service}:{record.tag} to {record.env} {outcome}{tail}"
+    return f"{record.action} {record.service}:{record.tag} to {record.env} {outcome}{tail}"
+
+
+def marked_headline(record: DeployRecord) -> str:
+    """The headline with an emoji shortcode, which Slack and GitHub Markdown render and a terminal would not."""
+    return f"{':white_check_mark:' if record.ok else ':x:'} {headline(record)}"
 
 
 def payload(record: DeployRecord) -> dict:
     """Slack-compatible body: `text` for plain webhooks, `blocks` for a richer Slack message."""
     facts = [f"*service* {record.service}", f"*env* {record.env}", f"*image* `{record.image}`",
              f"*by* {record.who}", f"*started* {record.started}", f"*finished* {record.finished}"]
-    text = headline(record) + (f"\n{record.message}" if record.message else "")
+    text = marked_headline(record) + (f"\n{record.message}" if record.message else "")
     return {"text": text,
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}},
                        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in facts]}],
@@ -75,7 +80,7 @@ def step_summary(records: list[DeployRecord]) -> str:
     """Markdown for $GITHUB_STEP_SUMMARY: a headline per record and a table of facts."""
     lines = []
     for record in records:
-        lines += [f"### {headline(record)}", "", "| | |", "| --- | --- |"]
+        lines += [f"### {marked_headline(record)}", "", "| | |", "| --- | --- |"]
         for key in ("service", "env", "tag", "image", "who", "started", "finished", "verdict", "rollback_verdict",
                     "message"):
             value = getattr(record, key)

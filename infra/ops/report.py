@@ -40,7 +40,8 @@ class Reporter:
     @property
     def console(self) -> Console:
         if self._console is None:
-            self._console = Console(file=self.stream, highlight=False)
+            # emoji=False: a `:name:` in a message (Slack shortcodes, image refs) is printed as written.
+            self._console = Console(file=self.stream, highlight=False, emoji=False)
         return self._console
 
     def event(self, name: str, message: str = "", **facts: Any) -> None:
