@@ -48,6 +48,40 @@ def task(*args, **kwargs):
     return wrap(args[0]) if args and callable(args[0]) else wrap
 
 
+def _help_fills_positionals():
+    """A Task class whose positionals, when one is handed `-h`/`--help`, fill the others with "".
+
+    invoke gives `TASK --help` to the first empty positional; with two (`secrets.set SERVICE KEY`) its parser then
+    stops at the still-missing second one before the body runs, so help_if_asked never could answer. Built on
+    demand: invoke's parser classes are imported only here."""
+    from invoke import Task
+    from invoke.parser import Argument
+
+    class HelpArgument(Argument):
+        others: tuple[Argument, ...] = ()
+
+        def set_value(self, value, cast=True):
+            super().set_value(value, cast)
+            if value in ("-h", "--help"):
+                for other in self.others:
+                    if other.value is None:
+                        other.set_value("", cast=False)
+
+    class HelpFirstTask(Task):
+        def get_arguments(self, ignore_unknown_help=None):
+            args = super().get_arguments(ignore_unknown_help)
+            positionals = [a for a in args if a.positional]
+            helpers = [HelpArgument(names=a.names, kind=a.kind, default=a.default, help=a.help, positional=True,
+                                    optional=a.optional, incrementable=a.incrementable, attr_name=a.attr_name)
+                       for a in positionals]
+            for helper in helpers:
+                helper.others = tuple(h for h in helpers if h is not helper)
+            swap = dict(zip(map(id, positionals), helpers, strict=True))
+            return [swap.get(id(a), a) for a in args]
+
+    return HelpFirstTask
+
+
 def help_if_asked(value: object, task_name: str) -> None:
     """invoke hands `TASK --help` to a positional argument; show that task's help (exit 0) instead of an error."""
     if value in ("-h", "--help"):
@@ -518,7 +552,7 @@ def _secrets_call(call):
         raise fail(str(error), code=1) from None
 
 
-@task(name="set", positional=["service", "key"], help={
+@task(name="set", klass=_help_fills_positionals(), positional=["service", "key"], help={
     "env": "stack: dev or prod", "service": "service owning the secret, e.g. worker",
     "key": "secret key under the service, e.g. queue-token"})
 def secrets_set(c, service, key=None, env=None):
@@ -529,7 +563,8 @@ def secrets_set(c, service, key=None, env=None):
     from infra.ops import secrets
 
     help_if_asked(service, "secrets.set")
-    if service.startswith("-") or not key:  # invoke hands `secrets.set --help` to the positionals
+    help_if_asked(key, "secrets.set")
+    if service.startswith("-") or not key:
         raise fail("usage: invoke secrets.set --env ENV SERVICE KEY (value on stdin); options: "
                    "`invoke --help secrets.set`")
     cfg = stack_config(env)
