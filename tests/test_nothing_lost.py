@@ -7,12 +7,81 @@ something to resume.
 """
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 
 from infra.config import ROOT, load_stack_config
+from infra.ops import history
 from infra.ops.stack_file import StackFile
+from tests import deploy_fixtures as fx
+from tests.deploy_fixtures import NAMESPACE
+from tests.support.cli import invoke, one_line_error
+
+# --- deploy history ------------------------------------------------------------------------------------------
+
+deploy_env = fx.deploy_env  # fixture, also for the --tag tests
+HISTORY = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+
+
+def _history_map(kube, data: dict[str, str]) -> dict:
+    return kube.request("POST", HISTORY, body={"apiVersion": "v1", "kind": "ConfigMap", "data": data,
+                                                "metadata": {"name": "deploy-history-api", "namespace": NAMESPACE}})
+
+
+def _record(tag: str) -> history.DeployRecord:
+    return history.DeployRecord(service="api", env="dev", action="deploy", tag=tag, image=f"api:{tag}", who="w",
+                                started="s", finished="f", verdict="Complete", ok=True)
+
+
+@pytest.mark.parametrize(("data", "problem"), [
+    ({"history.json": '[{"service": "api", "tag": "v1"'}, "history.json is not JSON"),
+    ({"history.json": '{"service": "api"}'}, "holds a JSON dict, not a list of records"),
+    ({"history.json": json.dumps([{"service": "api", "tag": "v1"}])}, "record 1 of 1 is not a deploy record"),
+    ({"notes": "kept by hand"}, "it has no history.json key"),
+], ids=["truncated", "object", "partial-record", "no-key"])
+def test_unreadable_history_is_refused_and_kept_as_it_is(deploy_env, data, problem):
+    kube = deploy_env.kube
+    before = _history_map(kube, data)
+    with pytest.raises(history.HistoryUnreadable) as refused:
+        history.read(kube, NAMESPACE, "api")
+    assert problem in str(refused.value) and f"{NAMESPACE}/deploy-history-api" in str(refused.value)
+    assert refused.value.exit_code == 2
+    with pytest.raises(history.HistoryUnreadable):
+        history.append(kube, NAMESPACE, _record("v9"))
+    after = kube.request("GET", f"{HISTORY}/deploy-history-api")
+    assert after["data"] == data and after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_append_keeps_the_other_keys_of_the_history_map(deploy_env):
+    _history_map(deploy_env.kube, {"history.json": "[]", "notes": "kept by hand"})
+    history.append(deploy_env.kube, NAMESPACE, _record("v1"))
+    found = deploy_env.kube.request("GET", f"{HISTORY}/deploy-history-api")["data"]
+    assert found["notes"] == "kept by hand" and [r.tag for r in history.read(deploy_env.kube, NAMESPACE, "api")] == ["v1"]
+
+
+def test_deploy_refuses_before_applying_anything_over_an_unreadable_history(deploy_env):
+    _history_map(deploy_env.kube, {"history.json": "not json"})
+    with pytest.raises(history.HistoryUnreadable, match="kubectl -n apps-dev get configmap deploy-history-api"):
+        deploy_env.engine("v1").run()
+    assert deploy_env.kube.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")["items"] == []
+    assert deploy_env.kube.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases")["items"] == []
+    assert deploy_env.kube.request("GET", f"{HISTORY}/deploy-history-api")["data"] == {"history.json": "not json"}
+    preview = deploy_env.engine("v1", dry_run=True).run()  # a dry run shows its diff and says the deploy would refuse
+    assert preview and "a deploy would be refused: deploy history ConfigMap" in deploy_env.output
+
+
+def test_tasks_report_an_unreadable_history_in_one_line(deploy_env):
+    _history_map(deploy_env.kube, {"history.json": "[1, 2"})
+    kubeconfig = str(deploy_env.cluster.kubeconfig)
+    shown = invoke("history", "api", "--env", "dev", "--kubeconfig", kubeconfig)
+    one_line_error(shown, 2, "deploy history ConfigMap apps-dev/deploy-history-api cannot be read",
+                   "history.json is not JSON", "kubectl -n apps-dev delete configmap deploy-history-api")
+    deployed = invoke("deploy", "api", "--env", "dev", "--tag", "v1", "--kubeconfig", kubeconfig)
+    one_line_error(deployed, 2, "apps-dev/deploy-history-api", "nothing was changed")
+    assert deploy_env.kube.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")["items"] == []
+
 
 # --- stack file comments ---------------------------------------------------------------------------------------
 

@@ -152,6 +152,14 @@ class Deploy:
 
     def run(self) -> DeployRecord | list[str]:
         """Deploy; returns the record (or, for --dry-run, the diff lines). Raises DeployFailed/Interrupted."""
+        try:
+            history.read(self.kube, self.target.namespace, self.target.service)
+        except history.HistoryUnreadable as exc:  # the record would be written over it: refuse before any change
+            if not self.dry_run:
+                raise
+            self.reporter.event("warning", f"a deploy would be refused: {exc}")
+        except KubeError:
+            pass  # not readable now: the deploy goes on and `conclude` reports the history it could not write
         tag, image = self.image()
         started = now_iso()
         record = DeployRecord(service=self.target.service, env=self.target.env, action="deploy", tag=tag,
@@ -256,7 +264,7 @@ class Deploy:
         """History, webhook, step summary: after the outcome is known, never changing it."""
         try:
             history.append(self.kube, self.target.namespace, record)
-        except KubeError as exc:
+        except (KubeError, history.HistoryUnreadable) as exc:
             self.reporter.event("warning", f"deploy history not written: {exc}")
         warning = notify.post_webhook(record)
         if warning:
