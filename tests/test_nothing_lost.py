@@ -7,16 +7,21 @@ something to resume.
 """
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import subprocess
 
 import pytest
 
 from infra.config import ROOT, load_stack_config
-from infra.ops import history
+from infra.ops import catalog, history
+from infra.ops.catalog import BadInput
+from infra.ops.deploy import Deploy
+from infra.ops.report import Reporter
 from infra.ops.stack_file import StackFile
 from tests import deploy_fixtures as fx
-from tests.deploy_fixtures import NAMESPACE
+from tests.deploy_fixtures import NAMESPACE, REGION
 from tests.support.cli import invoke, one_line_error
 
 # --- deploy history ------------------------------------------------------------------------------------------
@@ -170,3 +175,45 @@ def test_unpinning_keeps_the_comments_after_the_pin(stacks):
     StackFile("dev", stacks).follow_cluster_version()
     assert path.read_text().splitlines() == [line for line in before if line not in (
         '          version: "1.31"  # pinned for the upgrade', "            # more about the pin")]
+
+
+# --- deploy --tag and uncommitted manifests ---------------------------------------------------------------------
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A git checkout holding a copy of infra/k8s, committed."""
+    shutil.copytree(ROOT / "infra" / "k8s", tmp_path / "repo" / "infra" / "k8s")
+    repo = tmp_path / "repo"
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "manifests")
+    return repo
+
+
+def _tag_deploy(env, repo, **options) -> Deploy:
+    return Deploy(env.kube, catalog.resolve("api", "dev", k8s_root=repo / "infra" / "k8s"), region=REGION, tag="v1",
+                  reporter=Reporter(mode="json", stream=io.StringIO()), who="tester", timeout_s=30,
+                  smoke_budget_s=3, **options)
+
+
+def test_tag_deploy_refuses_uncommitted_manifests_unless_allowed(deploy_env, checkout):
+    overlay = checkout / "infra" / "k8s" / "overlays" / "dev" / "kustomization.yaml"
+    overlay.write_text(overlay.read_text() + "\n# edited, not committed\n")
+    with pytest.raises(BadInput, match=r"1 uncommitted change\(s\) under infra/k8s \(infra/k8s/overlays/dev/"
+                                       r"kustomization.yaml\); commit them, or pass --allow-dirty"):
+        _tag_deploy(deploy_env, checkout).run()
+    assert deploy_env.kube.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")["items"] == []
+    assert _tag_deploy(deploy_env, checkout, dry_run=True).run()  # a dry run changes nothing: allowed
+    record = _tag_deploy(deploy_env, checkout, allow_dirty=True).run()
+    assert record.ok and deploy_env.running_images() == {deploy_env.image("v1")}
+
+
+def test_tag_deploy_outside_a_checkout_needs_allow_dirty(deploy_env, tmp_path):
+    shutil.copytree(ROOT / "infra" / "k8s", tmp_path / "plain" / "infra" / "k8s")
+    with pytest.raises(BadInput, match="is not in a git checkout.*pass --allow-dirty"):
+        _tag_deploy(deploy_env, tmp_path / "plain").run()
