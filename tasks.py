@@ -157,15 +157,32 @@ def preview(c, env):
         raise fail(str(error), code=1) from None
 
 
-@task(positional=[], help={"env": "stack to update: dev or prod", "yes": "do not ask for confirmation (CI)"})
+@task(positional=[], help={"env": "stack to update: dev or prod",
+                           "yes": "apply without showing the preview and asking (CI; required without a terminal)"})
 def up(c, env, yes=False):
-    """`pulumi up` for a stack, after validating its config (needs the Pulumi CLI and AWS credentials)."""
-    from infra.ops.pulumi_cli import PulumiError
+    """`pulumi up` for a stack, after validating its config (needs the Pulumi CLI and AWS credentials).
 
+    On a terminal it shows the preview and asks before applying; without one it needs --yes (exit 2 otherwise).
+    """
+    from infra.ops.pulumi_cli import ConfirmationNeeded, PulumiError
+
+    if not yes and not sys.stdin.isatty():
+        require_env(env)
+        raise ConfirmationNeeded(env)
     try:
-        _checked_cli(env).up(yes=yes)
+        _checked_cli(env).up(yes=yes, confirm=lambda: _confirm(f"Apply this preview to stack {env}?"))
     except PulumiError as error:
         raise fail(str(error), code=1) from None
+
+
+def _confirm(question: str) -> bool:
+    """Ask a person at the terminal; anything but yes (or end of input) is no."""
+    from rich.prompt import Confirm
+
+    try:
+        return Confirm.ask(question, default=False)
+    except EOFError:
+        return False
 
 
 def _csv(value: str) -> list[str]:

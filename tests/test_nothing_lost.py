@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pty
+import select
 import shutil
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -21,6 +26,7 @@ from infra.ops.deploy import Deploy
 from infra.ops.report import Reporter
 from infra.ops.stack_file import StackFile
 from tests import deploy_fixtures as fx
+from tests import fake_pulumi
 from tests.deploy_fixtures import NAMESPACE, REGION
 from tests.support.cli import invoke, one_line_error
 
@@ -217,3 +223,66 @@ def test_tag_deploy_outside_a_checkout_needs_allow_dirty(deploy_env, tmp_path):
     shutil.copytree(ROOT / "infra" / "k8s", tmp_path / "plain" / "infra" / "k8s")
     with pytest.raises(BadInput, match="is not in a git checkout.*pass --allow-dirty"):
         _tag_deploy(deploy_env, tmp_path / "plain").run()
+
+
+# --- invoke up ---------------------------------------------------------------------------------------------------
+
+def _on_a_terminal(args: list[str], answer: bytes, log) -> tuple[int, str, list[dict]]:
+    """Run invoke with a pty as stdin/stdout/stderr; type `answer` at the prompt. (exit code, output, pulumi calls
+    seen while the prompt waited)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, stdin=follower, stdout=follower,
+                            stderr=follower, env=dict(os.environ), close_fds=True)
+    os.close(follower)
+    output, at_prompt = b"", None
+    deadline = time.monotonic() + 120  # a bound, not a measurement: the loop ends as soon as the output does
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if at_prompt is None and b"Apply this preview" in output:
+                at_prompt = fake_pulumi.calls(log)  # every pulumi run so far has exited
+                os.write(leader, answer)
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        os.close(leader)
+    assert at_prompt is not None, output.decode(errors="replace")
+    return code, output.decode(errors="replace"), at_prompt
+
+
+def _argv(calls: list[dict]) -> list[list[str]]:
+    return [call["argv"][:call["argv"].index("--stack")] for call in calls]
+
+
+def test_up_on_a_terminal_shows_the_preview_and_applies_once_confirmed(tmp_path, monkeypatch):
+    log = fake_pulumi.install(tmp_path, monkeypatch)
+    code, output, at_prompt = _on_a_terminal(["up", "--env", "dev"], b"y\n", log)
+    assert code == 0, output
+    assert _argv(at_prompt) == [["stack", "output", "--json"], ["preview", "--diff"]]  # preview before the question
+    assert _argv(fake_pulumi.calls(log))[2:] == [["up", "--yes", "--skip-preview"]]
+
+
+def test_up_on_a_terminal_declined_applies_nothing(tmp_path, monkeypatch):
+    log = fake_pulumi.install(tmp_path, monkeypatch)
+    code, output, _ = _on_a_terminal(["up", "--env", "dev"], b"n\n", log)
+    assert code == 1 and "not confirmed: nothing was applied to stack dev" in output
+    assert [argv[0] for argv in _argv(fake_pulumi.calls(log))] == ["stack", "preview"]
+
+
+def test_up_without_a_terminal_needs_yes(tmp_path, monkeypatch):
+    log = fake_pulumi.install(tmp_path, monkeypatch)
+    refused = invoke("up", "--env", "dev", stdin="")
+    one_line_error(refused, 2, "stdin is not a terminal", "pass --yes")
+    assert fake_pulumi.calls(log) == []
+    applied = invoke("up", "--env", "dev", "--yes", stdin="")
+    assert applied.returncode == 0, applied.stderr
+    assert _argv(fake_pulumi.calls(log)) == [["stack", "output", "--json"], ["up", "--yes", "--skip-preview"]]
