@@ -632,8 +632,9 @@ def platform_status(c, env=None, kubeconfig=None, json_=False, strict=False):
         raise Exit("platform needs attention", code=1)
 
 
-def _nat_engine(env: str, call):
-    """NAT engine outcomes as exit codes: refused/failed 1 with the checkpoint kept, bad input 2 (earlier)."""
+def _nat_engine(env: str, call, checkpoint=None):
+    """NAT engine outcomes as exit codes: refused/failed 1, bad input 2 (earlier); a failed `pulumi` points at the
+    resume only when `checkpoint` holds progress."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from infra.ops.nat import NatError
@@ -644,7 +645,9 @@ def _nat_engine(env: str, call):
     except NatError as error:
         raise fail(str(error), code=1) from None
     except PulumiError as error:
-        raise fail(f"{error}; progress is kept, rerun `invoke nat.rotate --env {env}` to resume", code=1) from None
+        resume = checkpoint is not None and checkpoint.exists
+        raise fail(f"{error}" + (f"; progress is kept, rerun `invoke nat.rotate --env {env}` to resume" if resume
+                                 else ""), code=1) from None
     except (BotoCoreError, ClientError) as error:
         raise fail(f"AWS call failed: {error}", code=1) from None
 
@@ -671,12 +674,14 @@ def nat_status(c, env=None, json_=False):
 @task(name="rotate", positional=[], help={
     "env": "environment: dev or prod", "dry_run": "print the steps (routes to move, pulumi commands) and change nothing",
     "timeout": "seconds to wait for each new instance to run and pass status checks (default 900)",
-    "abort": "give up an interrupted rotation: lift drain marks, delete the checkpoint, leave routes as they are"})
-def nat_rotate(c, env=None, dry_run=False, timeout=900, abort=False):
-    """Replace both NAT instances one at a time with no egress gap; rerun to resume an interrupted rotation.
+    "abort": "give up an interrupted rotation: lift drain marks, delete the checkpoint, leave routes as they are",
+    "take_over": "take the rotation lock from a holder you know is gone (a killed process, a lost laptop)"})
+def nat_rotate(c, env=None, dry_run=False, timeout=900, abort=False, take_over=False):
+    """Replace both NAT instances one at a time with no egress gap; rerun (from any machine) to resume.
 
     Per instance: park its routes on the other one, `pulumi up --target/--replace` it, wait for the new
-    instance to pass status checks, move its route tables back one at a time.
+    instance to pass status checks, move its route tables back one at a time. One rotation per stack at a
+    time: the lock and the checkpoint are SSM parameters under /eks-platform/<env>/nat-rotation/.
     """
     from infra.ops import nat
     from infra.ops.pulumi_cli import PulumiCLI
@@ -688,19 +693,21 @@ def nat_rotate(c, env=None, dry_run=False, timeout=900, abort=False):
     def engine() -> nat.Rotation:
         cli = PulumiCLI(stack=cfg.env)
         return nat.Rotation(nat.topology_for(cfg.env, cli), nat.ec2_client(cfg.region), cli,
-                            nat.RotationCheckpoint(cfg.env), timeout=float(timeout), policy=nat.policy_of(cfg))
+                            nat.RotationCheckpoint(nat.ssm_client(cfg.region), cfg.env), timeout=float(timeout),
+                            policy=nat.policy_of(cfg), take_over=take_over)
 
     if abort and dry_run:
         raise fail("--abort and --dry-run exclude each other; drop one")
+    rotation = _nat_engine(cfg.env, engine)
     if abort:
-        _nat_engine(cfg.env, lambda: engine().abort())
+        _nat_engine(cfg.env, rotation.abort, rotation.checkpoint)
         return
     if dry_run:
-        for line in _nat_engine(cfg.env, lambda: engine().plan()):
+        for line in _nat_engine(cfg.env, rotation.plan):
             print(line)
         print("dry run: nothing changed")
         return
-    _nat_engine(cfg.env, lambda: engine().run())
+    _nat_engine(cfg.env, rotation.run, rotation.checkpoint)
 
 
 nodes = Collection("nodes")

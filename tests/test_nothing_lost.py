@@ -17,18 +17,24 @@ import subprocess
 import sys
 import time
 
+import boto3
 import pytest
 
 from infra.config import ROOT, load_stack_config
+from infra.lambdas.nat_health import DRAIN_TAG
 from infra.ops import catalog, history
 from infra.ops.catalog import BadInput
 from infra.ops.deploy import Deploy
+from infra.ops.nat import RotationCheckpoint, RotationLocked
+from infra.ops.pulumi_cli import PulumiError
 from infra.ops.report import Reporter
 from infra.ops.stack_file import StackFile
 from tests import deploy_fixtures as fx
 from tests import fake_pulumi
 from tests.deploy_fixtures import NAMESPACE, REGION
+from tests.nat_world import build
 from tests.support.cli import invoke, one_line_error
+from tests.test_nat_ops import FakePulumi, instance_tags, outputs_of, rotation
 
 # --- deploy history ------------------------------------------------------------------------------------------
 
@@ -286,3 +292,76 @@ def test_up_without_a_terminal_needs_yes(tmp_path, monkeypatch):
     applied = invoke("up", "--env", "dev", "--yes", stdin="")
     assert applied.returncode == 0, applied.stderr
     assert _argv(fake_pulumi.calls(log)) == [["stack", "output", "--json"], ["up", "--yes", "--skip-preview"]]
+
+
+# --- nat.rotate: one rotation per stack, from any machine --------------------------------------------------------
+
+@pytest.fixture
+def nat_world(aws, tmp_path, monkeypatch):
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    return build(2)
+
+
+def test_a_second_rotation_is_refused_naming_the_holder(nat_world, tmp_path, monkeypatch):
+    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(nat_world))
+    refusals: list[str] = []
+
+    def meanwhile_on_another_laptop(line: str) -> None:
+        if refusals:
+            return
+        other, _ = rotation(nat_world, tmp_path, holder="bob@laptop-b pid 22")
+        for attempt in (other.run, other.abort):
+            with pytest.raises(RotationLocked) as refused:
+                attempt()
+            refusals.append(str(refused.value))
+
+    first, _ = rotation(nat_world, tmp_path, holder="alice@laptop-a pid 11", report=meanwhile_on_another_laptop)
+    first.run()
+    assert len(refusals) == 2 and all("in progress by alice@laptop-a pid 11 since " in r and "--take-over" in r
+                                      for r in refusals)
+    assert len(fake.ups()) == 2  # only alice's rotation replaced instances
+    assert first.checkpoint.lock() is None and first.checkpoint.load() is None  # released at the end
+
+
+def test_an_interrupted_rotation_resumes_from_another_machine(nat_world, tmp_path, monkeypatch):
+    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(nat_world), fail_ups=1)
+    first, _ = rotation(nat_world, tmp_path, holder="alice@laptop-a pid 11")
+    with pytest.raises(PulumiError):
+        first.run()
+    assert first.checkpoint.lock() is None  # released on failure; the progress stays
+    other, lines = rotation(nat_world, tmp_path, holder="bob@laptop-b pid 22")
+    assert other.checkpoint.load()["step"] == "replace"
+    other.run()
+    assert lines[0] == "resuming rotation of dev at eu-west-1a: replace" and len(fake.ups()) == 3
+    assert other.checkpoint.load() is None and other.checkpoint.lock() is None
+
+
+def test_a_lock_left_by_a_killed_rotation_is_taken_over_only_when_asked(nat_world, tmp_path, monkeypatch):
+    FakePulumi(tmp_path, monkeypatch, outputs_of(nat_world), fail_ups=1)
+    gone, _ = rotation(nat_world, tmp_path, holder="alice@laptop-a pid 11")
+    with pytest.raises(PulumiError):
+        gone.run()
+    gone.checkpoint.acquire()  # alice reran, and that process was killed: its lock stays behind
+    drained = nat_world.instances["eu-west-1a"]
+    assert instance_tags(nat_world, drained)[DRAIN_TAG] == "rotate"
+    other, lines = rotation(nat_world, tmp_path, holder="bob@laptop-b pid 22")
+    with pytest.raises(RotationLocked, match="by alice@laptop-a pid 11 since"):
+        other.abort()
+    assert instance_tags(nat_world, drained)[DRAIN_TAG] == "rotate" and other.checkpoint.load() is not None
+    assert any("locked by alice@laptop-a pid 11" in line for line in other.plan())
+    other.take_over = True
+    other.abort()
+    assert DRAIN_TAG not in instance_tags(nat_world, drained)
+    assert other.checkpoint.lock() is None and other.checkpoint.load() is None  # --abort released both
+    assert "eu-west-1a step replace" in lines[-1]
+
+
+def test_task_refuses_a_second_rotation_in_one_line(nat_world, tmp_path, monkeypatch):
+    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(nat_world))
+    held = RotationCheckpoint(boto3.client("ssm", region_name=REGION), "dev", holder="alice@laptop-a pid 11")
+    held.acquire()
+    before = nat_world.targets()
+    refused = invoke("nat.rotate", "--env", "dev")
+    one_line_error(refused, 1, "a NAT rotation of dev is in progress by alice@laptop-a pid 11 since",
+                   "/eks-platform/dev/nat-rotation/lock", "--take-over")
+    assert nat_world.targets() == before and fake.ups() == [] and held.lock().holder == "alice@laptop-a pid 11"
