@@ -378,8 +378,9 @@ def history(c, service, env=None, json_=False, kubeconfig=None):
     Console(width=160).print(table)
 
 
-def _lifecycle(call, resume_hint: str):
-    """Node-lifecycle outcomes as exit codes: bad input 2, blocked/failed 1 (progress kept), interrupted 130."""
+def _lifecycle(call, resume_hint: str = "", checkpoint=None):
+    """Node-lifecycle outcomes as exit codes: bad input 2, blocked/failed 1, interrupted 130. The resume hint is
+    given only when `checkpoint` holds progress (a run saved it, or one was found): else there is nothing to resume."""
     from infra.config import ConfigError
     from infra.ops import nodes as migration
     from infra.ops import upgrade
@@ -388,6 +389,11 @@ def _lifecycle(call, resume_hint: str):
     from infra.ops.health import NotHealthy
     from infra.ops.kube import KubeError
     from infra.ops.pulumi_cli import PulumiError
+
+    def next_step() -> str:
+        if checkpoint is not None and checkpoint.exists and resume_hint:
+            return f"progress is checkpointed: fix the cause, then {resume_hint}"
+        return "nothing was checkpointed: fix the cause, then rerun"
 
     try:
         return call()
@@ -398,9 +404,9 @@ def _lifecycle(call, resume_hint: str):
     except (migration.PreflightFailed, upgrade.PreflightFailed) as error:
         raise fail(f"preflight failed, nothing changed: {error}", code=1) from None
     except (DrainBlocked, NotHealthy, PulumiError, EksError, KubeError) as error:
-        raise fail(f"{error}\nprogress is checkpointed: fix the cause, then {resume_hint}", code=1) from None
+        raise fail(f"{error}; {next_step()}", code=1) from None
     except KeyboardInterrupt:
-        raise Exit(f"interrupted; progress is checkpointed: {resume_hint}", code=130) from None
+        raise Exit(f"interrupted; {next_step()}", code=130) from None
 
 
 def _printer():
@@ -445,9 +451,9 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
                        ami_type=ami_type, policy=DrainPolicy(parallelism=int(parallelism)), on_event=on_event)
     resume_hint = f"`invoke nodes.migrate --env {env} --pool {pool} --to {to} --resume` (or --rollback)"
     if rollback:
-        console.print(_lifecycle(engine.rollback, resume_hint))
+        console.print(_lifecycle(engine.rollback, resume_hint, engine.checkpoint))
         return
-    plan = _lifecycle(engine.plan, resume_hint)
+    plan = _lifecycle(engine.plan, resume_hint, engine.checkpoint)
     console.print(plan.zone_table())
     from infra.ops.preflight import table
 
@@ -455,10 +461,12 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
     if dry_run:
         console.print("\n".join(f"{n}. {step}" for n, step in enumerate(plan.steps(), 1)))
         if plan.blocked:
-            console.print(f"[red]{len(plan.blocked)} preflight check(s) FAIL: the migration would stop before step 1[/]")
+            raise fail(f"dry run, nothing changed: {len(plan.blocked)} preflight check(s) FAIL "
+                       f"({', '.join(check.check for check in plan.blocked)}); the migration would stop before "
+                       f"step 1", code=1)
         console.print("dry run: nothing changed")
         return
-    _lifecycle(lambda: engine.run(plan, resume=resume), resume_hint)
+    _lifecycle(lambda: engine.run(plan, resume=resume), resume_hint, engine.checkpoint)
 
 
 @task(name="upgrade", positional=[], help={
@@ -480,12 +488,12 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
 
     if not to:
         raise fail("--to is required, e.g. `invoke cluster.upgrade --env dev --to 1.32`")
-    _lifecycle(lambda: upgrade_target(to), "")
+    _lifecycle(lambda: upgrade_target(to))
     kube, cfg = _kube(env, kubeconfig)
     console, on_event = _printer()
     engine = Upgrade(cfg, StackFile(env), Eks(cfg.region), kube.api, PulumiCLI(stack=env), on_event=on_event)
     resume_hint = f"`invoke cluster.upgrade --env {env} --to {to} --resume`"
-    plan = _lifecycle(lambda: engine.plan(to), resume_hint)
+    plan = _lifecycle(lambda: engine.plan(to), resume_hint, engine.checkpoint)
     if plan_only:
         print(plan.playbook())
         return
@@ -497,10 +505,12 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
         return
     if dry_run:
         if plan.blocked:
-            console.print(f"[red]{len(plan.blocked)} preflight check(s) FAIL: the upgrade would stop before any change[/]")
+            failing = ", ".join(f"{step.target}: {check.check}" for step, check in plan.blocked)
+            raise fail(f"dry run, nothing changed: {len(plan.blocked)} preflight check(s) FAIL ({failing}); the "
+                       f"upgrade would stop before any change", code=1)
         console.print("dry run: nothing changed")
         return
-    _lifecycle(lambda: engine.execute(plan, resume=resume), resume_hint)
+    _lifecycle(lambda: engine.execute(plan, resume=resume), resume_hint, engine.checkpoint)
 
 
 @task(name="check", help={"json": "print the findings as JSON instead of a table"})

@@ -24,6 +24,7 @@ from infra.config import ROOT, load_stack_config
 from infra.lambdas.nat_health import DRAIN_TAG
 from infra.ops import catalog, history
 from infra.ops.catalog import BadInput
+from infra.ops.checkpoint import Checkpoint
 from infra.ops.deploy import Deploy
 from infra.ops.nat import RotationCheckpoint, RotationLocked
 from infra.ops.pulumi_cli import PulumiError
@@ -35,6 +36,7 @@ from tests.deploy_fixtures import NAMESPACE, REGION
 from tests.nat_world import build
 from tests.support.cli import invoke, one_line_error
 from tests.test_nat_ops import FakePulumi, instance_tags, outputs_of, rotation
+
 
 # --- deploy history ------------------------------------------------------------------------------------------
 
@@ -365,3 +367,66 @@ def test_task_refuses_a_second_rotation_in_one_line(nat_world, tmp_path, monkeyp
     one_line_error(refused, 1, "a NAT rotation of dev is in progress by alice@laptop-a pid 11 since",
                    "/eks-platform/dev/nat-rotation/lock", "--take-over")
     assert nat_world.targets() == before and fake.ups() == [] and held.lock().holder == "alice@laptop-a pid 11"
+
+
+# --- resume hints only when there is something to resume ---------------------------------------------------------
+
+def _lifecycle_message(call, checkpoint) -> tuple[int, str]:
+    from invoke.exceptions import Exit
+
+    from tasks import _lifecycle
+
+    with pytest.raises(Exit) as stopped:
+        _lifecycle(call, "`invoke nodes.migrate --env dev --pool general --to green --resume`", checkpoint)
+    return stopped.value.code, str(stopped.value.message)
+
+
+def _failing_up():
+    raise PulumiError("`pulumi up` failed for stack dev (exit 255)")
+
+
+def test_resume_hint_only_with_a_checkpoint(kubesim):
+    checkpoint = Checkpoint(kubesim.api_client(), "migrate-general")
+    assert checkpoint.load() is None
+    code, message = _lifecycle_message(_failing_up, checkpoint)
+    assert code == 1 and "--resume" not in message and "\n" not in message
+    assert message.endswith("exit 255); nothing was checkpointed: fix the cause, then rerun")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert _lifecycle_message(interrupted, checkpoint) == (130, "interrupted; nothing was checkpointed: fix the "
+                                                                "cause, then rerun")
+    checkpoint.save({"phases": ["declare"]})
+    code, message = _lifecycle_message(_failing_up, checkpoint)
+    assert code == 1 and message.endswith("progress is checkpointed: fix the cause, then `invoke nodes.migrate "
+                                          "--env dev --pool general --to green --resume`")
+    elsewhere = Checkpoint(kubesim.api_client(), "migrate-general")  # another machine finds the progress
+    elsewhere.load()
+    assert "--resume" in _lifecycle_message(_failing_up, elsewhere)[1]
+    checkpoint.clear()
+    assert "--resume" not in _lifecycle_message(_failing_up, checkpoint)[1]
+
+
+def test_an_upgrade_failing_in_its_first_up_can_be_resumed(aws, kubesim_factory, tmp_path, monkeypatch):
+    """The stack file is edited before the first `pulumi up`: a failure there must leave a checkpoint (the rerun
+    would otherwise be refused, the file saying 1.32 while EKS runs 1.31)."""
+    from tests.test_upgrade_executor import AZS, _stack, _upgrade
+    from tests import node_world as world
+
+    sim = kubesim_factory(nodes=False)
+    sim.add_nodes("general", "green", zones=AZS, per_zone=1)
+    api = sim.api_client()
+    world.namespace(api)
+    stack = _stack(tmp_path, al2=False)
+    fake_pulumi.seed_eks(stack.config())
+    log = fake_pulumi.install(tmp_path, monkeypatch, fail_on_up=1)
+    engine = _upgrade(stack, api)
+    with pytest.raises(PulumiError):
+        engine.execute(engine.plan("1.32"))
+    assert engine.checkpoint.exists and 'version: "1.32"' in stack.path.read_text()
+    monkeypatch.delenv("FAKE_PULUMI_FAIL_ON_UP")
+    resumed = _upgrade(stack, api)
+    with fake_pulumi.EksFollower(log):
+        resumed.execute(resumed.plan("1.32"), resume=True)
+    assert resumed.checkpoint.load() is None and load_stack_config("dev", tmp_path).cluster.version == "1.32"
