@@ -191,15 +191,32 @@ def preview(c, env):
         raise fail(str(error), code=1) from None
 
 
-@task(positional=[], help={"env": "stack to update: dev or prod", "yes": "do not ask for confirmation (CI)"})
+@task(positional=[], help={"env": "stack to update: dev or prod",
+                           "yes": "apply without showing the preview and asking (CI; required without a terminal)"})
 def up(c, env, yes=False):
-    """`pulumi up` for a stack, after validating its config (needs the Pulumi CLI and AWS credentials)."""
-    from infra.ops.pulumi_cli import PulumiError
+    """`pulumi up` for a stack, after validating its config (needs the Pulumi CLI and AWS credentials).
 
+    On a terminal it shows the preview and asks before applying; without one it needs --yes (exit 2 otherwise).
+    """
+    from infra.ops.pulumi_cli import ConfirmationNeeded, PulumiError
+
+    if not yes and not sys.stdin.isatty():
+        require_env(env)
+        raise ConfirmationNeeded(env)
     try:
-        _checked_cli(env).up(yes=yes)
+        _checked_cli(env).up(yes=yes, confirm=lambda: _confirm(f"Apply this preview to stack {env}?"))
     except PulumiError as error:
         raise fail(str(error), code=1) from None
+
+
+def _confirm(question: str) -> bool:
+    """Ask a person at the terminal; anything but yes (or end of input) is no."""
+    from rich.prompt import Confirm
+
+    try:
+        return Confirm.ask(question, default=False)
+    except EOFError:
+        return False
 
 
 def _csv(value: str) -> list[str]:
@@ -392,8 +409,9 @@ def history(c, service, env=None, json_=False, kubeconfig=None):
     Console(width=160).print(table)
 
 
-def _lifecycle(call, resume_hint: str):
-    """Node-lifecycle outcomes as exit codes: bad input 2, blocked/failed 1 (progress kept), interrupted 130."""
+def _lifecycle(call, resume_hint: str = "", checkpoint=None):
+    """Node-lifecycle outcomes as exit codes: bad input 2, blocked/failed 1, interrupted 130. The resume hint is
+    given only when `checkpoint` holds progress (a run saved it, or one was found): else there is nothing to resume."""
     from infra.config import ConfigError
     from infra.ops import nodes as migration
     from infra.ops import upgrade
@@ -402,6 +420,11 @@ def _lifecycle(call, resume_hint: str):
     from infra.ops.health import NotHealthy
     from infra.ops.kube import KubeError
     from infra.ops.pulumi_cli import PulumiError
+
+    def next_step() -> str:
+        if checkpoint is not None and checkpoint.exists and resume_hint:
+            return f"progress is checkpointed: fix the cause, then {resume_hint}"
+        return "nothing was checkpointed: fix the cause, then rerun"
 
     try:
         return call()
@@ -412,9 +435,9 @@ def _lifecycle(call, resume_hint: str):
     except (migration.PreflightFailed, upgrade.PreflightFailed) as error:
         raise fail(f"preflight failed, nothing changed: {error}", code=1) from None
     except (DrainBlocked, NotHealthy, PulumiError, EksError, KubeError) as error:
-        raise fail(f"{error}\nprogress is checkpointed: fix the cause, then {resume_hint}", code=1) from None
+        raise fail(f"{error}; {next_step()}", code=1) from None
     except KeyboardInterrupt:
-        raise Exit(f"interrupted; progress is checkpointed: {resume_hint}", code=130) from None
+        raise Exit(f"interrupted; {next_step()}", code=130) from None
 
 
 def _printer():
@@ -459,9 +482,9 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
                        ami_type=ami_type, policy=DrainPolicy(parallelism=int(parallelism)), on_event=on_event)
     resume_hint = f"`invoke nodes.migrate --env {env} --pool {pool} --to {to} --resume` (or --rollback)"
     if rollback:
-        console.print(_lifecycle(engine.rollback, resume_hint))
+        console.print(_lifecycle(engine.rollback, resume_hint, engine.checkpoint))
         return
-    plan = _lifecycle(engine.plan, resume_hint)
+    plan = _lifecycle(engine.plan, resume_hint, engine.checkpoint)
     console.print(plan.zone_table())
     from infra.ops.preflight import table
 
@@ -469,10 +492,12 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
     if dry_run:
         console.print("\n".join(f"{n}. {step}" for n, step in enumerate(plan.steps(), 1)))
         if plan.blocked:
-            console.print(f"[red]{len(plan.blocked)} preflight check(s) FAIL: the migration would stop before step 1[/]")
+            raise fail(f"dry run, nothing changed: {len(plan.blocked)} preflight check(s) FAIL "
+                       f"({', '.join(check.check for check in plan.blocked)}); the migration would stop before "
+                       f"step 1", code=1)
         console.print("dry run: nothing changed")
         return
-    _lifecycle(lambda: engine.run(plan, resume=resume), resume_hint)
+    _lifecycle(lambda: engine.run(plan, resume=resume), resume_hint, engine.checkpoint)
 
 
 @task(name="upgrade", positional=[], help={
@@ -494,12 +519,12 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
 
     if not to:
         raise fail("--to is required, e.g. `invoke cluster.upgrade --env dev --to 1.32`")
-    _lifecycle(lambda: upgrade_target(to), "")
+    _lifecycle(lambda: upgrade_target(to))
     kube, cfg = _kube(env, kubeconfig)
     console, on_event = _printer()
     engine = Upgrade(cfg, StackFile(env), Eks(cfg.region), kube.api, PulumiCLI(stack=env), on_event=on_event)
     resume_hint = f"`invoke cluster.upgrade --env {env} --to {to} --resume`"
-    plan = _lifecycle(lambda: engine.plan(to), resume_hint)
+    plan = _lifecycle(lambda: engine.plan(to), resume_hint, engine.checkpoint)
     if plan_only:
         print(plan.playbook())
         return
@@ -511,10 +536,12 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
         return
     if dry_run:
         if plan.blocked:
-            console.print(f"[red]{len(plan.blocked)} preflight check(s) FAIL: the upgrade would stop before any change[/]")
+            failing = ", ".join(f"{step.target}: {check.check}" for step, check in plan.blocked)
+            raise fail(f"dry run, nothing changed: {len(plan.blocked)} preflight check(s) FAIL ({failing}); the "
+                       f"upgrade would stop before any change", code=1)
         console.print("dry run: nothing changed")
         return
-    _lifecycle(lambda: engine.execute(plan, resume=resume), resume_hint)
+    _lifecycle(lambda: engine.execute(plan, resume=resume), resume_hint, engine.checkpoint)
 
 
 @task(name="check", help={"json": "print the findings as JSON instead of a table"})
@@ -647,8 +674,9 @@ def platform_status(c, env=None, kubeconfig=None, json_=False, strict=False):
         raise Exit("platform needs attention", code=1)
 
 
-def _nat_engine(env: str, call):
-    """NAT engine outcomes as exit codes: refused/failed 1 with the checkpoint kept, bad input 2 (earlier)."""
+def _nat_engine(env: str, call, checkpoint=None):
+    """NAT engine outcomes as exit codes: refused/failed 1, bad input 2 (earlier); a failed `pulumi` points at the
+    resume only when `checkpoint` holds progress."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from infra.ops.nat import NatError
@@ -659,7 +687,9 @@ def _nat_engine(env: str, call):
     except NatError as error:
         raise fail(str(error), code=1) from None
     except PulumiError as error:
-        raise fail(f"{error}; progress is kept, rerun `invoke nat.rotate --env {env}` to resume", code=1) from None
+        resume = checkpoint is not None and checkpoint.exists
+        raise fail(f"{error}" + (f"; progress is kept, rerun `invoke nat.rotate --env {env}` to resume" if resume
+                                 else ""), code=1) from None
     except (BotoCoreError, ClientError) as error:
         raise fail(f"AWS call failed: {error}", code=1) from None
 
@@ -686,12 +716,14 @@ def nat_status(c, env=None, json_=False):
 @task(name="rotate", positional=[], help={
     "env": "environment: dev or prod", "dry_run": "print the steps (routes to move, pulumi commands) and change nothing",
     "timeout": "seconds to wait for each new instance to run and pass status checks (default 900)",
-    "abort": "give up an interrupted rotation: lift drain marks, delete the checkpoint, leave routes as they are"})
-def nat_rotate(c, env=None, dry_run=False, timeout=900, abort=False):
-    """Replace both NAT instances one at a time with no egress gap; rerun to resume an interrupted rotation.
+    "abort": "give up an interrupted rotation: lift drain marks, delete the checkpoint, leave routes as they are",
+    "take_over": "take the rotation lock from a holder you know is gone (a killed process, a lost laptop)"})
+def nat_rotate(c, env=None, dry_run=False, timeout=900, abort=False, take_over=False):
+    """Replace both NAT instances one at a time with no egress gap; rerun (from any machine) to resume.
 
     Per instance: park its routes on the other one, `pulumi up --target/--replace` it, wait for the new
-    instance to pass status checks, move its route tables back one at a time.
+    instance to pass status checks, move its route tables back one at a time. One rotation per stack at a
+    time: the lock and the checkpoint are SSM parameters under /eks-platform/<env>/nat-rotation/.
     """
     from infra.ops import nat
     from infra.ops.pulumi_cli import PulumiCLI
@@ -703,19 +735,21 @@ def nat_rotate(c, env=None, dry_run=False, timeout=900, abort=False):
     def engine() -> nat.Rotation:
         cli = PulumiCLI(stack=cfg.env)
         return nat.Rotation(nat.topology_for(cfg.env, cli), nat.ec2_client(cfg.region), cli,
-                            nat.RotationCheckpoint(cfg.env), timeout=float(timeout), policy=nat.policy_of(cfg))
+                            nat.RotationCheckpoint(nat.ssm_client(cfg.region), cfg.env), timeout=float(timeout),
+                            policy=nat.policy_of(cfg), take_over=take_over)
 
     if abort and dry_run:
         raise fail("--abort and --dry-run exclude each other; drop one")
+    rotation = _nat_engine(cfg.env, engine)
     if abort:
-        _nat_engine(cfg.env, lambda: engine().abort())
+        _nat_engine(cfg.env, rotation.abort, rotation.checkpoint)
         return
     if dry_run:
-        for line in _nat_engine(cfg.env, lambda: engine().plan()):
+        for line in _nat_engine(cfg.env, rotation.plan):
             print(line)
         print("dry run: nothing changed")
         return
-    _nat_engine(cfg.env, lambda: engine().run())
+    _nat_engine(cfg.env, rotation.run, rotation.checkpoint)
 
 
 nodes = Collection("nodes")

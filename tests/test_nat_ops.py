@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
 from rich.console import Console
 
@@ -15,7 +16,7 @@ from infra.config import ROOT
 from infra.lambdas.nat_health import DRAIN_TAG
 from infra.ops.nat import NatError, Rotation, RotationCheckpoint, Topology, read_status, status_tables
 from infra.ops.pulumi_cli import PulumiCLI, PulumiError
-from tests.nat_world import STACK, build
+from tests.nat_world import REGION, STACK, build
 
 # A `pulumi` that serves stack outputs from a JSON file and, on `up --replace <urn>`, does what Pulumi would:
 # launch the replacement instance (same subnet and tags) and terminate the old one, in moto over HTTP.
@@ -92,17 +93,21 @@ def egress_intact(world) -> None:
     assert all(target in running for target in targets.values()), targets
 
 
-def rotation(world, tmp_path, checkpoint_root=None, **kwargs) -> tuple[Rotation, list[str]]:
+def rotation(world, tmp_path, holder="operator@laptop pid 1", report=None, **kwargs) -> tuple[Rotation, list[str]]:
+    """A Rotation as one operator's machine builds it; the checkpoint and lock live in moto's SSM."""
     lines: list[str] = []
 
-    def report(line: str) -> None:
+    def record(line: str) -> None:
         lines.append(line)
         egress_intact(world)
+        if report:
+            report(line)
 
     cli = PulumiCLI(stack="dev")
     topology = Topology.from_outputs("dev", cli.outputs())
-    return Rotation(topology, world.ec2, cli, RotationCheckpoint("dev", root=checkpoint_root or tmp_path),
-                    report=report, poll=0, sleep=lambda _: None, **kwargs), lines
+    checkpoint = RotationCheckpoint(boto3.client("ssm", region_name=REGION), "dev", holder=holder)
+    return Rotation(topology, world.ec2, cli, checkpoint, report=record, poll=0, sleep=lambda _: None,
+                    **kwargs), lines
 
 
 def instance_tags(world, instance_id) -> dict:
@@ -125,7 +130,7 @@ def test_rotate_replaces_both_instances_without_an_egress_gap(aws, tmp_path, mon
     assert set(new.values()).isdisjoint(old.values())
     homes = {az: world.tables[table] for az, table in world.by_az.items()}
     assert world.targets() == {world.by_az[az]: new[homes[az]] for az in world.by_az}
-    assert not engine.checkpoint.path.exists()
+    assert engine.checkpoint.load() is None and engine.checkpoint.lock() is None
     assert any("complete" in line for line in lines)
     egress_intact(world)
 
@@ -137,7 +142,7 @@ def test_interrupted_rotation_resumes_from_its_checkpoint(aws, tmp_path, monkeyp
     engine, _ = rotation(world, tmp_path)
     with pytest.raises(PulumiError):
         engine.run()
-    saved = json.loads(engine.checkpoint.path.read_text())
+    saved = engine.checkpoint.load()
     assert (saved["az"], saved["step"], saved["old"]) == ("eu-west-1a", "replace", a)
     assert set(world.targets().values()) == {b}  # routes parked on the survivor while A is replaced
     assert instance_tags(world, a)[DRAIN_TAG] == "rotate"
@@ -145,7 +150,7 @@ def test_interrupted_rotation_resumes_from_its_checkpoint(aws, tmp_path, monkeyp
     resumed.run()
     assert lines[0].startswith("resuming rotation of dev at eu-west-1a: replace")
     assert len(fake.ups()) == 3  # the failed one, then one per instance
-    assert not resumed.checkpoint.path.exists()
+    assert resumed.checkpoint.load() is None
     assert a not in world.targets().values() and b not in world.targets().values()
 
 
@@ -158,7 +163,7 @@ def test_abort_lifts_the_drain_and_forgets_the_checkpoint(aws, tmp_path, monkeyp
         engine.run()
     aborted, lines = rotation(world, tmp_path)
     aborted.abort()
-    assert DRAIN_TAG not in instance_tags(world, a) and not aborted.checkpoint.path.exists()
+    assert DRAIN_TAG not in instance_tags(world, a) and aborted.checkpoint.load() is None
     assert set(world.targets().values()) == {b} and "eu-west-1a step replace" in lines[0]
 
 
@@ -170,7 +175,7 @@ def test_dry_run_plans_without_changing_anything(aws, tmp_path, monkeypatch):
     plan = engine.plan()
     assert any(world.by_az["eu-west-1c"] in line and "eu-west-1b instance" in line for line in plan)
     assert any("--replace urn:pulumi:dev" in line for line in plan)
-    assert world.targets() == before and fake.ups() == [] and not engine.checkpoint.path.exists()
+    assert world.targets() == before and fake.ups() == [] and engine.checkpoint.load() is None
     assert DRAIN_TAG not in instance_tags(world, world.instances["eu-west-1a"])
 
 
@@ -194,7 +199,7 @@ def test_replacement_that_never_gets_healthy_times_out_with_routes_parked(aws, t
     with pytest.raises(NatError, match="no healthy replacement after 250s"):
         engine.run()
     assert sum("waiting for the replacement" in line for line in lines) == 2  # at t=100 and 200, gave up at 300
-    assert json.loads(engine.checkpoint.path.read_text())["step"] == "wait"
+    assert engine.checkpoint.load()["step"] == "wait"
     assert set(world.targets().values()) == {world.instances["eu-west-1b"]}
     egress_intact(world)
 

@@ -204,10 +204,14 @@ def test_task_dry_run_prints_plan_and_changes_nothing(world_dev):
     result = subprocess.run([str(ROOT / ".venv/bin/invoke"), "nodes.migrate", "--env", "dev", "--pool", "general",
                              "--to", "green", "--dry-run", "--kubeconfig", sim.kubeconfig],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    # The real dev file starts 1 node per AZ, the world runs 2: a FAIL, so exit 1 with the plan still printed.
+    assert result.returncode == 1, result.stderr
     out = result.stdout
     assert "blue (AL2_x86_64) -> green (AL2023_x86_64_STANDARD)" in out and "preflight" in out
-    assert "drain eu-west-1a" in out and "dry run: nothing changed" in out
+    assert "drain eu-west-1a" in out and "capacity per AZ" in out and "FAIL" in out  # the table is printed
+    assert result.stderr.strip().splitlines() == [
+        "error: dry run, nothing changed: 1 preflight check(s) FAIL (capacity per AZ); the migration would stop "
+        "before step 1"]
     assert "apps-dev/db-" in out  # pods to move are named, zone-bound ones too
     assert (ROOT / "Pulumi.dev.yaml").read_text() == before and _ups(log) == []
     from invoke import Context

@@ -155,6 +155,7 @@ def test_playbook_is_markdown_with_preflight_and_actions(cluster, tmp_path):
 
 def test_task_plan_only_prints_the_playbook(cluster, capsys):
     from invoke import Context
+    from invoke.exceptions import Exit
 
     from infra.config import load_stack_config
     from tasks import cluster_upgrade
@@ -167,9 +168,12 @@ def test_task_plan_only_prints_the_playbook(cluster, capsys):
     # moto lacks describe_addon_versions: the add-on rows say so instead of guessing
     assert "| add-on vpc-cni | FAIL | cannot list builds for 1.32" in out
     before = (ROOT / "Pulumi.dev.yaml").read_text()
-    cluster_upgrade(Context(), env="dev", to="1.32", dry_run=True, kubeconfig=sim.kubeconfig)
+    with pytest.raises(Exit) as failed:  # those FAIL rows make the dry run exit 1, after printing the tables
+        cluster_upgrade(Context(), env="dev", to="1.32", dry_run=True, kubeconfig=sim.kubeconfig)
     out = capsys.readouterr().out
-    assert "eks-dev: 1.31 -> 1.32" in out and "preflight 1.31 -> 1.32" in out and "dry run: nothing changed" in out
+    assert "eks-dev: 1.31 -> 1.32" in out and "preflight 1.31 -> 1.32" in out
+    assert failed.value.code == 1 and str(failed.value.message).startswith("error: dry run, nothing changed: ")
+    assert "preflight check(s) FAIL (1.32: add-on aws-ebs-csi-driver, 1.32: add-on coredns" in failed.value.message
     assert (ROOT / "Pulumi.dev.yaml").read_text() == before
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
@@ -25,6 +25,7 @@ class Checkpoint:
     api: client.ApiClient
     name: str
     namespace: str = "kube-system"
+    exists: bool = field(default=False, init=False)  # as this process last loaded, saved or cleared it
 
     @property
     def configmap(self) -> str:
@@ -40,9 +41,12 @@ class Checkpoint:
             found = self._core.read_namespaced_config_map(self.configmap, self.namespace)
         except ApiException as error:
             if error.status == 404:
+                self.exists = False
                 return None
             raise
-        return json.loads((found.data or {}).get("state", "null"))
+        state = json.loads((found.data or {}).get("state", "null"))
+        self.exists = state is not None
+        return state
 
     def resumable(self, resume: bool, what: str, progress: Callable[[dict[str, Any]], str], hint: str,
                   refused: type[Exception]) -> dict[str, Any] | None:
@@ -65,6 +69,7 @@ class Checkpoint:
             if error.status != 404:
                 raise
             self._core.create_namespaced_config_map(self.namespace, body)
+        self.exists = True
 
     @kube_retry
     def clear(self) -> None:
@@ -73,3 +78,4 @@ class Checkpoint:
         except ApiException as error:
             if error.status != 404:
                 raise
+        self.exists = False

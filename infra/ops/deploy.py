@@ -1,7 +1,8 @@
 """Single-service deploy: image, render, server-side apply, fail-fast rollout, smoke check, rollback, record.
 
-One pass, in order: resolve the service -> image tag (git SHA) -> build/push or verify the tag in ECR ->
-render the env overlay with that image -> validate -> take the service's Lease -> capture what runs now
+One pass, in order: resolve the service -> refuse an unreadable deploy history (it would be written over)
+-> image tag (git SHA of a clean tree; with --tag, infra/k8s must be clean) -> build/push or verify the tag in ECR
+-> render the env overlay with that image -> validate -> take the service's Lease -> capture what runs now
 -> server-side apply (or a server-side dry-run and a diff) -> track the rollout -> smoke check through
 the API server's service proxy -> on any failure put back exactly the captured objects and track that
 too -> record history and notify -> release the Lease. Interrupts (SIGINT/SIGTERM) take the same
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -98,6 +100,22 @@ def signals_stop(*events: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def require_committed(target: Target) -> None:
+    """BadInput when the kustomize tree a --tag deploy renders has uncommitted changes: what is applied would not
+    be what the repository says (the build path refuses a dirty tree for the same reason)."""
+    root = target.overlay.parent.parent  # infra/k8s: base, components and every overlay
+    done = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=root, capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise BadInput(f"{root} is not in a git checkout ({done.stderr.strip() or 'git failed'}), so what would be "
+                       f"applied is not a commit; pass --allow-dirty to deploy it as it is")
+    changed = [line[3:] for line in done.stdout.splitlines() if line.strip()]
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise BadInput(f"--tag deploys the manifests of the working tree, which has {len(changed)} uncommitted "
+                       f"change(s) under infra/k8s ({shown}); commit them, or pass --allow-dirty")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -127,6 +145,8 @@ class Deploy:
 
     def image(self) -> tuple[str, str]:
         """(tag, image): an existing tag verified in ECR, or the git SHA built and pushed now."""
+        if self.tag and not (self.allow_dirty or self.dry_run):
+            require_committed(self.target)
         registry = Registry(self.region)
         uri = registry.repository_uri(self.target.service)
         if self.tag:
@@ -152,6 +172,14 @@ class Deploy:
 
     def run(self) -> DeployRecord | list[str]:
         """Deploy; returns the record (or, for --dry-run, the diff lines). Raises DeployFailed/Interrupted."""
+        try:
+            history.read(self.kube, self.target.namespace, self.target.service)
+        except history.HistoryUnreadable as exc:  # the record would be written over it: refuse before any change
+            if not self.dry_run:
+                raise
+            self.reporter.event("warning", f"a deploy would be refused: {exc}")
+        except KubeError:
+            pass  # not readable now: the deploy goes on and `conclude` reports the history it could not write
         tag, image = self.image()
         started = now_iso()
         record = DeployRecord(service=self.target.service, env=self.target.env, action="deploy", tag=tag,
@@ -256,7 +284,7 @@ class Deploy:
         """History, webhook, step summary: after the outcome is known, never changing it."""
         try:
             history.append(self.kube, self.target.namespace, record)
-        except KubeError as exc:
+        except (KubeError, history.HistoryUnreadable) as exc:
             self.reporter.event("warning", f"deploy history not written: {exc}")
         warning = notify.post_webhook(record)
         if warning:

@@ -2,7 +2,9 @@
 
 Kept in the cluster, so CI deploys and laptop deploys land in one place, and bounded (`KEEP` records),
 so a busy service never grows an object towards etcd's size limit. Writes are read-modify-write on the
-ConfigMap's resourceVersion, so two writers never lose each other's record.
+ConfigMap's resourceVersion, so two writers never lose each other's record. A ConfigMap that cannot be
+read as a history is never written over: reading it raises `HistoryUnreadable`, which names it and
+how to repair or move it, and the object stays exactly as found.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from infra.ops.errors import Refused
 from infra.ops.kube import Kube, KubeError, api_reason
 
 KEEP = 30
@@ -47,6 +50,17 @@ class DeployRecord:
         return f"{self.action} {self.service}:{self.tag} by {self.who} at {self.started}"
 
 
+class HistoryUnreadable(Refused):
+    """The history ConfigMap exists but is not a list of records: kept as is, nothing written over it."""
+
+    def __init__(self, namespace: str, name: str, problem: str):
+        super().__init__(
+            f"deploy history ConfigMap {namespace}/{name} cannot be read ({problem}); it was left as is and nothing "
+            f"was changed. Repair its {DATA_KEY}, or move it aside: `kubectl -n {namespace} get configmap {name} "
+            f"-o yaml > {name}.yaml && kubectl -n {namespace} delete configmap {name}` (the next deploy then "
+            f"starts a new history)")
+
+
 def config_map_name(service: str) -> str:
     return f"deploy-history-{service}"
 
@@ -59,15 +73,31 @@ def read(kube: Kube, namespace: str, service: str) -> list[DeployRecord]:
         if exc.status == 404:
             return []
         raise KubeError(f"reading deploy history of {service}: {api_reason(exc)}") from None
-    return _records(found)
+    return _records(found, namespace)
 
 
-def _records(config_map: dict[str, Any]) -> list[DeployRecord]:
+def _records(config_map: dict[str, Any], namespace: str) -> list[DeployRecord]:
+    """Every record of the ConfigMap; HistoryUnreadable when any part of it is not one (no record dropped)."""
+    text = (config_map.get("data") or {}).get(DATA_KEY)
+
+    def unreadable(problem: str) -> HistoryUnreadable:
+        return HistoryUnreadable(namespace, config_map["metadata"]["name"], problem)
+
+    if text is None:
+        raise unreadable(f"it has no {DATA_KEY} key")
     try:
-        raw = json.loads((config_map.get("data") or {}).get(DATA_KEY) or "[]")
-    except ValueError:
-        return []
-    return [DeployRecord.from_json(item) for item in raw if isinstance(item, dict)]
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise unreadable(f"{DATA_KEY} is not JSON: {exc}") from None
+    if not isinstance(raw, list):
+        raise unreadable(f"{DATA_KEY} holds a JSON {type(raw).__name__}, not a list of records")
+    records = []
+    for number, item in enumerate(raw, 1):
+        try:
+            records.append(DeployRecord.from_json(item))
+        except (TypeError, AttributeError):
+            raise unreadable(f"record {number} of {len(raw)} is not a deploy record") from None
+    return records
 
 
 def append(kube: Kube, namespace: str, record: DeployRecord, keep: int = KEEP) -> None:
@@ -81,12 +111,13 @@ def append(kube: Kube, namespace: str, record: DeployRecord, keep: int = KEEP) -
             if exc.status != 404:
                 raise KubeError(f"reading deploy history of {record.service}: {api_reason(exc)}") from None
             current = None
-        records = (_records(current) if current else []) + [record]
+        records = (_records(current, namespace) if current else []) + [record]  # unreadable: raises, nothing written
         body = {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": name, "namespace": namespace,
                              "labels": {"app.kubernetes.io/name": record.service,
                                         "app.kubernetes.io/managed-by": "eks-platform-deploy"}},
-                "data": {DATA_KEY: json.dumps([asdict(r) for r in records[-keep:]], indent=1)}}
+                "data": {**((current or {}).get("data") or {}),
+                         DATA_KEY: json.dumps([asdict(r) for r in records[-keep:]], indent=1)}}
         try:
             if current is None:
                 kube.request("POST", path, body=body)

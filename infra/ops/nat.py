@@ -7,30 +7,33 @@ route and event rule follow and Pulumi state never drifts), wait until the new i
 passes EC2 status checks (and is not marked down by the Lambda), then move its home tables back one
 at a time. Egress never stops: at every moment each table points at a running instance.
 
-Progress is a local checkpoint file, `.eks-platform/nat-rotate-<env>.json` (the operator's machine
-owns the Pulumi run it records); an interrupted rotation resumes from the last finished step.
+One rotation per stack at a time, from any machine: its lock and its progress are SSM parameters
+(`RotationCheckpoint`), so a second operator is refused with the holder's name and an interrupted
+rotation resumes from its last finished step on whichever machine reruns it.
 Route moves share infra/lambdas/nat_routes.py with the Lambda, so both follow the same rules.
 """
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
-
-from infra.config import ROOT, StackConfig
+from infra.config import StackConfig
 from infra.lambdas import nat_routes
 from infra.lambdas.nat_health import DRAIN_TAG, NatInstance, Policy
 from infra.ops import aws
+from infra.ops.errors import Failed
+from infra.ops.lock import identity
 from infra.ops.pulumi_cli import PulumiCLI
 
 STEPS = ("drain", "replace", "wait", "restore")
 
 
-class NatError(RuntimeError):
+class NatError(Failed):
     """The rotation cannot proceed safely; nothing further changed, the checkpoint says where it stopped."""
 
 
@@ -95,6 +98,10 @@ def ec2_client(region: str | None = None) -> Any:
     return aws.client("ec2", region)
 
 
+def ssm_client(region: str | None = None) -> Any:
+    return aws.client("ssm", region)
+
+
 def status_checks(ec2: Any, instance_ids: list[str]) -> dict[str, str]:
     """instance -> 'ok' when both EC2 status checks pass, else their worst value (or 'initializing')."""
     if not instance_ids:
@@ -145,35 +152,131 @@ def status_tables(status: NatStatus, env: str) -> list[Any]:
 
 
 @dataclass
-class RotationCheckpoint:
-    """The rotation's progress in `.eks-platform/nat-rotate-<env>.json`."""
+class RotationLock:
+    """Who holds a stack's rotation lock and since when (the lock parameter's value)."""
 
+    holder: str
+    since: str
+
+    def describe(self) -> str:
+        return f"{self.holder} since {self.since}"
+
+
+class RotationLocked(NatError):
+    """Another rotation of the stack holds the lock; the message names it."""
+
+
+@dataclass
+class RotationCheckpoint:
+    """A stack's rotation lock and progress in SSM Parameter Store, the same for every machine and CI.
+
+    The lock is the parameter `/eks-platform/<env>/nat-rotation/lock`, created with Overwrite=False: SSM
+    creates a parameter at most once, so of two operators starting together exactly one gets it and the
+    other is refused, told who holds it. It is held while a rotation or abort runs and released at the
+    end, whatever the outcome; a process killed outright leaves it behind, so it has no expiry (a NAT
+    replacement can take many minutes) and is taken over only with --take-over, by an operator who knows
+    that holder is gone (takeover overwrites: it is not meant to race). The progress is the parameter
+    `.../checkpoint`, written only by the lock's holder, so an interrupted rotation resumes from any machine.
+    """
+
+    ssm: Any
     env: str
-    root: Path = ROOT
+    holder: str = field(default_factory=identity)
+    exists: bool = field(default=False, init=False)  # progress saved, as this process last loaded, saved or cleared it
 
     @property
-    def path(self) -> Path:
-        return self.root / ".eks-platform" / f"nat-rotate-{self.env}.json"
+    def prefix(self) -> str:
+        return f"/eks-platform/{self.env}/nat-rotation"
 
-    def load(self) -> dict[str, Any] | None:
-        if not self.path.exists():
+    @property
+    def path(self) -> str:
+        """Where the progress lives, for messages."""
+        return f"SSM parameter {self.prefix}/checkpoint"
+
+    def _get(self, name: str) -> str | None:
+        try:
+            return self.ssm.get_parameter(Name=f"{self.prefix}/{name}")["Parameter"]["Value"]
+        except self.ssm.exceptions.ParameterNotFound:
+            return None
+
+    def lock(self) -> RotationLock | None:
+        """The current lock, None when no rotation holds it."""
+        raw = self._get("lock")
+        if raw is None:
             return None
         try:
-            state = json.loads(self.path.read_text())
+            found = json.loads(raw)
+            return RotationLock(str(found["holder"]), str(found["since"]))
+        except (ValueError, KeyError, TypeError):
+            return RotationLock(raw, "an unknown time")
+
+    def acquire(self, take_over: bool = False) -> None:
+        """Take the lock (atomic create); RotationLocked naming the holder, unless `take_over`."""
+        since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        value = json.dumps({"holder": self.holder, "since": since})
+        current = None
+        for _ in range(3):  # a lock released between our create and our read is tried again
+            try:
+                self.ssm.put_parameter(Name=f"{self.prefix}/lock", Value=value, Type="String", Overwrite=False,
+                                       Description="held while `invoke nat.rotate` runs; see infra/ops/nat.py")
+                return
+            except self.ssm.exceptions.ParameterAlreadyExists:
+                current = self.lock()
+            if current is not None:
+                break
+        if current is not None and current.holder == self.holder:  # our own create, retried after a lost answer
+            return
+        if not take_over:
+            raise RotationLocked(
+                f"a NAT rotation of {self.env} is in progress by {current.describe() if current else 'another run'} "
+                f"(SSM parameter {self.prefix}/lock); wait for it to finish, or, if that process is gone, rerun "
+                f"with --take-over")
+        self.ssm.put_parameter(Name=f"{self.prefix}/lock", Value=value, Type="String", Overwrite=True)
+
+    def release(self) -> None:
+        """Drop the lock if it is still ours (a takeover may have replaced it)."""
+        current = self.lock()
+        if current is not None and current.holder == self.holder:
+            try:
+                self.ssm.delete_parameter(Name=f"{self.prefix}/lock")
+            except self.ssm.exceptions.ParameterNotFound:
+                pass
+
+    @contextmanager
+    def held(self, take_over: bool = False) -> Iterator[None]:
+        self.acquire(take_over)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def load(self) -> dict[str, Any] | None:
+        raw = self._get("checkpoint")
+        self.exists = raw is not None
+        if raw is None:
+            return None
+        try:
+            state = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise NatError(f"{self.path} is not valid JSON ({exc}); inspect it, then delete it to start over") from None
-        if state.get("env") != self.env or state.get("step") not in (*STEPS, "done"):
-            raise NatError(f"{self.path} does not describe a rotation of {self.env}; delete it to start over")
+            raise NatError(f"{self.path} is not valid JSON ({exc}); inspect it, then `invoke nat.rotate --env "
+                           f"{self.env} --abort` to start over") from None
+        if not isinstance(state, dict) or state.get("env") != self.env or state.get("step") not in (*STEPS, "done"):
+            raise NatError(f"{self.path} does not describe a rotation of {self.env}; `invoke nat.rotate --env "
+                           f"{self.env} --abort` to start over")
         return state
 
     def save(self, state: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state, indent=2, sort_keys=True))
-        temporary.replace(self.path)  # atomic: an interrupt never leaves half a checkpoint
+        """Replace the progress in one write: a reader sees the old state or the new one, never half of it."""
+        self.ssm.put_parameter(Name=f"{self.prefix}/checkpoint", Value=json.dumps(state, sort_keys=True),
+                               Type="String", Overwrite=True)
+        self.exists = True
 
     def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
+        try:
+            self.ssm.delete_parameter(Name=f"{self.prefix}/checkpoint")
+        except self.ssm.exceptions.ParameterNotFound:
+            pass
+        self.exists = False
 
 
 @dataclass
@@ -190,6 +293,7 @@ class Rotation:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     policy: Policy = field(default_factory=Policy)
+    take_over: bool = False             # take the lock from a holder known to be gone
 
     @property
     def order(self) -> list[str]:
@@ -199,8 +303,11 @@ class Rotation:
         """What `run` would do, for --dry-run; reads AWS, changes nothing."""
         instances = self._instances()
         tables = nat_routes.read_tables(self.ec2, self.topology.table_homes, instances)
-        state = self.checkpoint.load()
+        state, lock = self.checkpoint.load(), self.checkpoint.lock()
         lines = [f"resume from {state['az']} step {state['step']} ({self.checkpoint.path})"] if state else []
+        if lock:
+            verdict = "--take-over would take it over" if self.take_over else "a rotation now would be refused"
+            lines.insert(0, f"locked by {lock.describe()}: {verdict}")
         for az in self.order:
             if state and az in state.get("done", []):
                 continue
@@ -217,6 +324,11 @@ class Rotation:
         return lines
 
     def run(self) -> None:
+        """Rotate both instances under the stack's lock, resuming from the checkpoint when there is one."""
+        with self.checkpoint.held(self.take_over):
+            self._run()
+
+    def _run(self) -> None:
         state = self.checkpoint.load()
         if state:
             self.report(f"resuming rotation of {self.topology.env} at {state['az']}: {state['step']}")
@@ -239,8 +351,13 @@ class Rotation:
         """Give up an interrupted rotation: lift drain marks and forget the checkpoint.
 
         Routes stay where they are (every table points at a running instance between steps); the
-        failover Lambda moves them home once the instance earns its failback.
+        failover Lambda moves them home once the instance earns its failback. Takes the lock first, so
+        it never pulls the drain marks out from under a rotation that is still running.
         """
+        with self.checkpoint.held(self.take_over):
+            self._abort()
+
+    def _abort(self) -> None:
         state = self.checkpoint.load()
         drained = [i.id for i in self._instances().values() if i.draining]
         if drained:

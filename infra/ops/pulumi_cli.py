@@ -1,22 +1,41 @@
 """The one place that shells out to `pulumi`, so tests can put a fake executable on PATH.
 
 Ops engines change infrastructure only through this (config change + `pulumi up`), so Pulumi
-state never drifts from what the engines did.
+state never drifts from what the engines did. `pulumi` itself never prompts (--non-interactive, so a
+run never hangs on a question nobody sees): an `up` a person confirms shows the preview here, asks
+through `confirm`, then runs `up --yes --skip-preview`, which is what pulumi's own prompt does.
 """
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infra.config import ROOT
+from infra.ops.errors import Failed, Refused
 
 
 class PulumiError(RuntimeError):
     """A pulumi command failed or the CLI is missing; the message says which and how to proceed."""
+
+
+class ConfirmationNeeded(Refused):
+    """An `up` without --yes where nobody can be asked (stdin is not a terminal): nothing was run."""
+
+    def __init__(self, stack: str):
+        super().__init__(f"`invoke up --env {stack}` asks before it changes anything, and stdin is not a terminal: "
+                         f"review `invoke preview --env {stack}`, then pass --yes")
+
+
+class NotConfirmed(Failed):
+    """The preview was shown and the person declined: nothing was applied."""
+
+    def __init__(self, stack: str):
+        super().__init__(f"not confirmed: nothing was applied to stack {stack}")
 
 
 @dataclass
@@ -48,14 +67,20 @@ class PulumiCLI:
                               f"(exit {result.returncode}){': ' + detail[0] if detail else ''}")
         return result
 
-    def preview(self, diff: bool = True) -> None:
-        self.run("preview", *(["--diff"] if diff else []))
+    def preview(self, diff: bool = True, targets: list[str] | None = None) -> None:
+        self.run("preview", *(["--diff"] if diff else []), *_targets(targets))
 
-    def up(self, yes: bool = False, targets: list[str] | None = None) -> None:
-        extra = ["--yes", "--skip-preview"] if yes else []
-        for target in targets or []:
-            extra += ["--target", target]
-        self.run("up", *extra)
+    def up(self, yes: bool = False, targets: list[str] | None = None,
+           confirm: Callable[[], bool] | None = None) -> None:
+        """`pulumi up`. Without `yes`: the preview first, applied only if `confirm()` (a person at a terminal) says
+        so; NotConfirmed when declined, ConfirmationNeeded when there is nobody to ask."""
+        if not yes:
+            if confirm is None:
+                raise ConfirmationNeeded(self.stack)
+            self.preview(targets=targets)
+            if not confirm():
+                raise NotConfirmed(self.stack)
+        self.run("up", "--yes", "--skip-preview", *_targets(targets))
 
     def outputs(self) -> dict[str, Any]:
         """Current stack outputs (secrets stay masked); {} for a stack never deployed."""
@@ -70,3 +95,7 @@ class PulumiCLI:
     def set_config(self, key: str, value: str, path: bool = True) -> None:
         """Set one config value (`--path` addresses nested keys like cluster.version)."""
         self.run("config", "set", *(["--path"] if path else []), key, value)
+
+
+def _targets(targets: list[str] | None) -> list[str]:
+    return [arg for target in targets or [] for arg in ("--target", target)]

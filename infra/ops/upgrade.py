@@ -264,6 +264,7 @@ class Upgrade:
             raise PreflightFailed("; ".join(f"{step.target}: {check.check}: {check.detail}"
                                             for step, check in plan.blocked))
         state = state or {"from": str(plan.current), "to": str(plan.target), "done": [], "step": None, "phases": []}
+        self.checkpoint.save(state)  # before the first edit: a failure in it leaves something to --resume
         for step in plan.steps:
             if str(step.target) in state["done"]:
                 continue
