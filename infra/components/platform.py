@@ -20,6 +20,7 @@ from infra.charts import AUTOSCALER_IMAGES, AUTOSCALER_NAME, AUTOSCALER_NAMESPAC
 from infra.components.addons import install_chart, irsa_annotation, service_account_role
 from infra.components.observability import Observability, ObservabilityArgs
 from infra.config import AppNamespaceConfig, StackConfig
+from infra.identity import LABELS, NAME, NAMESPACE, READER, READERS_GROUP, identity_of
 
 PLATFORM_PRIORITY = "platform"
 APPLICATION_PRIORITY = "application"
@@ -59,6 +60,7 @@ class Platform(pulumi.ComponentResource):
         self.args = args
         self.provider = args.k8s_provider
         self.k8s_opts = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=args.depends_on)
+        self.identity = self._identity(name)
         self.storage_class = self._storage(name)
         self.priority_classes = self._priority_classes(name)
         system = {ns: self._namespace(name, ns, "privileged") for ns in self._platform_namespaces()}
@@ -83,6 +85,23 @@ class Platform(pulumi.ComponentResource):
         self.log_shipper = self._log_shipper(name, after_baseline) if cfg.platform.log_shipper.enabled else None
         self.register_outputs({"appNamespaces": list(self.app_namespaces),
                                "storageClass": self.storage_class.metadata["name"]})
+
+    def _identity(self, name: str) -> k8s.core.v1.ConfigMap:
+        """Which stack this cluster is: every cluster task reads it first and refuses a cluster that names
+        another stack or none (infra/ops/identity.py); any authenticated identity may read this one object."""
+        identity = k8s.core.v1.ConfigMap(
+            f"{name}-identity", metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
+            data=identity_of(self.args.config), opts=self.k8s_opts)
+        meta = {"name": READER, "namespace": NAMESPACE, "labels": LABELS}
+        reader = k8s.rbac.v1.Role(f"{name}-identity-reader", metadata=meta, rules=[{
+            "apiGroups": [""], "resources": ["configmaps"], "resourceNames": [NAME], "verbs": ["get"]}],
+            opts=self.k8s_opts)
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-identity-reader", metadata=meta,
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": READER},
+            subjects=[{"kind": "Group", "name": READERS_GROUP, "apiGroup": "rbac.authorization.k8s.io"}],
+            opts=pulumi.ResourceOptions.merge(self.k8s_opts, pulumi.ResourceOptions(depends_on=[reader])))
+        return identity
 
     def _platform_namespaces(self) -> list[str]:
         logging = [LOGGING_NAMESPACE] if self.args.config.platform.log_shipper.enabled else []

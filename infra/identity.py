@@ -1,0 +1,32 @@
+"""What a stack's cluster and secrets say about themselves, so a task can tell its stack's from another's.
+
+Plain data, no pulumi or boto3 import: the Pulumi program declares the identity ConfigMap (platform
+component) and the secrets KMS alias (secrets component), `infra.ops.identity` checks both before a task
+reads or changes anything, and tests seed them from here.
+"""
+from __future__ import annotations
+
+from infra.config import PROJECT, StackConfig
+
+NAMESPACE = "kube-system"
+NAME = "eks-platform-identity"
+LABELS = {"app.kubernetes.io/managed-by": PROJECT}
+# Every authenticated identity may `get` this one ConfigMap (and nothing else through this grant): CI's
+# deployer is namespaced to the app namespace, and a task that cannot read the identity cannot prove anything.
+READER = "eks-platform-identity-reader"
+READERS_GROUP = "system:authenticated"
+
+
+def identity_of(cfg: StackConfig) -> dict[str, str]:
+    """The data of the identity ConfigMap in `cfg`'s cluster."""
+    return {"project": PROJECT, "stack": cfg.env, "cluster": cfg.cluster.name, "region": cfg.region}
+
+
+def secrets_key_alias(env: str) -> str:
+    """The alias of the KMS key that encrypts the stack's service secrets."""
+    return f"alias/{PROJECT}-{env}-service-secrets"
+
+
+def secrets_key_tags(env: str) -> dict[str, str]:
+    """Tags the stack puts on that key (among others): which project and stack it belongs to."""
+    return {"project": PROJECT, "environment": env}
