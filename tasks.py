@@ -287,14 +287,21 @@ def _deploy_target(service, env, task_name):
 
 
 def _kube(env, kubeconfig):
-    """API client from --kubeconfig/KUBECONFIG, else from the stack's EKS cluster; exit 1 when unreachable."""
+    """API client from --kubeconfig/KUBECONFIG, else from the stack's EKS cluster, proven to be the stack's cluster
+    before any task uses it (exit 2 naming both clusters otherwise); exit 1 when unreachable."""
+    from rich.console import Console
+
+    from infra.ops import identity
     from infra.ops.kube import KubeError, connect
 
     cfg = stack_config(env)
     try:
-        return connect(kubeconfig, cfg.cluster.name, cfg.region), cfg
+        kube = connect(kubeconfig, cfg.cluster.name, cfg.region)
     except KubeError as error:
         raise fail(str(error), code=1) from None
+    with Console(stderr=True).status(f"checking that the cluster is {env}'s ({identity.OBJECT})"):
+        identity.prove(kube, cfg, kubeconfig)
+    return kube, cfg
 
 
 def _run_deploy_engine(call):
@@ -587,7 +594,7 @@ def secrets_set(c, service, key=None, env=None):
 
     Example: pass show broker/token | invoke secrets.set --env prod worker queue-token
     """
-    from infra.ops import secrets
+    from infra.ops import identity, secrets
 
     help_if_asked(service, "secrets.set")
     help_if_asked(key, "secrets.set")
@@ -595,6 +602,7 @@ def secrets_set(c, service, key=None, env=None):
         raise fail("usage: invoke secrets.set --env ENV SERVICE KEY (value on stdin); options: "
                    "`invoke --help secrets.set`")
     cfg = stack_config(env)
+    identity.prove_secrets(cfg)
     version = _secrets_call(lambda: secrets.set_value(cfg, service, key, _secrets_call(secrets.read_value)))
     print(f"set {service}/{key} in {env} (version {version}); pods get it at the next ExternalSecret refresh "
           f"({cfg.secrets.refresh_interval})")
@@ -603,9 +611,10 @@ def secrets_set(c, service, key=None, env=None):
 @task(name="list", positional=[], help={"env": "stack: dev or prod", "json": "print JSON instead of a table"})
 def secrets_list(c, env=None, json_=False):
     """List a stack's secrets: name, kind, rotation, last rotation, which service reads it. Never values."""
-    from infra.ops import secrets
+    from infra.ops import identity, secrets
 
     cfg = stack_config(env)
+    identity.prove_secrets(cfg)
     rows = _secrets_call(lambda: secrets.list_rows(cfg))
     if json_:
         print(json.dumps([{**row.__dict__, "last_rotated": str(row.last_rotated or ""),
@@ -632,14 +641,11 @@ def access_migrate(c, env=None, to="API", dry_run=False, kubeconfig=None):
     from infra.ops.stack_file import StackFile
 
     cfg = stack_config(env)
-
-    def live_aws_auth():
-        kube, _ = _kube(env, kubeconfig)
-        return kube.get(AWS_AUTH)
-
-    migration = AccessMigration(env=env, cli=PulumiCLI(stack=env), stack=StackFile(env), eks=eks_client(cfg.region),
-                                read_aws_auth=live_aws_auth)
+    migration = AccessMigration(env=env, cli=PulumiCLI(stack=env), stack=StackFile(env), eks=eks_client(cfg.region))
     try:
+        migration.steps(to)  # a move refused anyway is refused before the cluster is asked
+        kube, _ = _kube(env, kubeconfig)  # proven the stack's before any stack-file edit or pulumi up
+        migration.read_aws_auth = lambda: kube.get(AWS_AUTH)
         migration.run(target=to, dry_run=dry_run)
     except MigrationRefused as error:
         raise fail(str(error)) from None
