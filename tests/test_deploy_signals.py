@@ -13,10 +13,17 @@ import pytest
 from infra.ops import history
 from tests import deploy_fixtures as fx
 from tests.deploy_fixtures import NAMESPACE
+from tests.support.identity import declare_identity
 
 ROOT = Path(__file__).resolve().parents[1]
 
 deploy_env, deployed_v1 = fx.deploy_env, fx.deployed_v1  # fixtures
+
+
+@pytest.fixture(autouse=True)
+def dev_identity(kubesim):
+    """The tasks prove the cluster is dev's before touching it; the emulated cluster says so, as dev's does."""
+    declare_identity(kubesim, "dev")
 
 
 def _invoke(*args: str) -> list[str]:

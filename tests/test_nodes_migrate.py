@@ -23,6 +23,7 @@ from infra.ops.pulumi_cli import PulumiCLI
 from infra.ops.stack_file import StackFile
 from tests import fake_pulumi
 from tests import node_world as world
+from tests.support.identity import declare_identity
 
 AZS = ("eu-west-1a", "eu-west-1b")
 PER_ZONE = 2
@@ -200,6 +201,7 @@ def test_undeclared_target_without_add_is_refused(world_dev, tmp_path):
 
 def test_task_dry_run_prints_plan_and_changes_nothing(world_dev):
     sim, _, log, _ = world_dev
+    declare_identity(sim, "dev")
     before = (ROOT / "Pulumi.dev.yaml").read_text()
     result = subprocess.run([str(ROOT / ".venv/bin/invoke"), "nodes.migrate", "--env", "dev", "--pool", "general",
                              "--to", "green", "--dry-run", "--kubeconfig", sim.kubeconfig],

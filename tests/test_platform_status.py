@@ -15,6 +15,7 @@ from infra.ops.kube import from_kubeconfig
 from infra.ops.status import Scaling, collect, expected_node_groups
 from infra.ops.status_view import screen
 from tests.fake_pulumi import seed_eks
+from tests.support.identity import declare_identity
 
 ALERTS_PATH = "/api/v2/alerts"
 CA_STATUS = """\
@@ -211,6 +212,7 @@ def test_status_task_prints_json_and_strict_exits_1(sim, aws, cfg, capsys):
     from tasks import platform_status
 
     seed_eks(cfg)  # desired sizes come from EKS (moto), as the stack file declares them
+    declare_identity(sim, "dev")
     boto3.client("eks", region_name=cfg.region).delete_nodegroup(clusterName=cfg.cluster.name,
                                                                  nodegroupName="general-blue-b")
     add_dev_nodes(sim, skip=("green-a",))

@@ -18,6 +18,7 @@ from infra.config import load_stack_config, secret_name
 from infra.lambdas.secret_rotation import handler
 from infra.ops import secrets as ops
 from infra.ops.secrets import SecretInputError, SecretsError, read_value
+from tests.support.identity import declare_secrets_key
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE_TOKEN = "qt-7f3a9c1e-" + "Zx" * 12
@@ -30,7 +31,7 @@ def _sm():
 def _declare(env: str = "dev", skip: tuple[str, ...] = ()) -> dict[str, str]:
     """Create the stack's secrets the way the Pulumi program does (KMS key, tags), without values."""
     cfg = load_stack_config(env)
-    key = boto3.client("kms", region_name="eu-west-1").create_key()["KeyMetadata"]["Arn"]
+    key = declare_secrets_key(env)
     arns = {}
     for service, name, spec in cfg.secrets.entries():
         if f"{service}/{name}" in skip:

@@ -15,6 +15,7 @@ from infra.ops.upgrade import PreflightFailed, Timeouts, Upgrade, UpgradeRefused
 from infra.versions import KubeVersion
 from tests import fake_pulumi
 from tests import node_world as world
+from tests.support.identity import declare_identity
 
 AZS = ("eu-west-1a", "eu-west-1b")
 
@@ -162,6 +163,7 @@ def test_task_plan_only_prints_the_playbook(cluster, capsys):
 
     sim, api = cluster
     fake_pulumi.seed_eks(load_stack_config("dev"))
+    declare_identity(sim, "dev")
     cluster_upgrade(Context(), env="dev", to="1.32", plan_only=True, kubeconfig=sim.kubeconfig)
     out = capsys.readouterr().out
     assert out.startswith("# Upgrade eks-dev (dev) from 1.31 to 1.32")
