@@ -35,6 +35,7 @@ from tests import fake_pulumi
 from tests.deploy_fixtures import NAMESPACE, REGION
 from tests.nat_world import build
 from tests.support.cli import invoke, one_line_error
+from tests.support.identity import declare_identity
 from tests.test_nat_ops import FakePulumi, instance_tags, outputs_of, rotation
 
 
@@ -93,6 +94,7 @@ def test_deploy_refuses_before_applying_anything_over_an_unreadable_history(depl
 
 def test_tasks_report_an_unreadable_history_in_one_line(deploy_env):
     _history_map(deploy_env.kube, {"history.json": "[1, 2"})
+    declare_identity(deploy_env.cluster, "dev")
     kubeconfig = str(deploy_env.cluster.kubeconfig)
     shown = invoke("history", "api", "--env", "dev", "--kubeconfig", kubeconfig)
     one_line_error(shown, 2, "deploy history ConfigMap apps-dev/deploy-history-api cannot be read",
