@@ -2,8 +2,10 @@
 
 One loader for every engine, so endpoints always come from the kubeconfig and never from code.
 `Kube` (used by deploy) adds bounded tenacity retries on 429/5xx/connection errors to every call, so a flaky
-API server slows a deploy down instead of failing it - and never hangs it. Objects are plain dicts (what
-kustomize renders), addressed by apiVersion/kind through `KINDS`.
+API server slows a deploy down instead of failing it - and never hangs it. urllib3 itself does not retry:
+one layer, one budget. `connect` (the CLI's way in) asks the server for /version first, so a wrong address,
+a dead VPN or refused credentials are one line within EKS_PLATFORM_CONNECT_BUDGET_S, before any engine
+starts. Objects are plain dicts (what kustomize renders), addressed by apiVersion/kind through `KINDS`.
 """
 from __future__ import annotations
 
@@ -18,19 +20,27 @@ from typing import Any, TypeVar
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
+from infra.ops import errors
+from infra.ops.retry import connect_budget_s, notice, retrying
+from infra.ops.retry import is_transient as is_transient  # engines (deploy, feed) import it from here
+
+
+
+def _one_retry_layer(configuration: client.Configuration) -> client.Configuration:
+    """urllib3 must not retry on its own (3 by default): Kube.call / kube_retry hold the only, bounded, budget."""
+    configuration.retries = 0
+    return configuration
 
 
 def load_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
-    """An ApiClient for the kubeconfig's (or given) context; urllib3 retries transient connection errors."""
+    """An ApiClient for the kubeconfig's (or given) context; retries are the callers' (one budget)."""
     configuration = client.Configuration()
     config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
-    configuration.retries = 3
-    return client.ApiClient(configuration)
+    return client.ApiClient(_one_retry_layer(configuration))
 
 
 T = TypeVar("T")
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 EKS_TOKEN_TTL_S = 600  # STS presigned URLs live 15 minutes; refresh well before that
 K8S_AWS_ID = "x-k8s-aws-id"
 
@@ -47,20 +57,8 @@ KINDS: dict[str, tuple[str, bool]] = {
 }
 
 
-class KubeError(RuntimeError):
-    """A Kubernetes call failed for good; the message names the object and the API's reason."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: throttling, server errors and broken connections (not 4xx client errors)."""
-    if isinstance(exc, ApiException):
-        return exc.status in TRANSIENT_STATUSES or exc.status == 0
-    return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
-
-
-def retrying(budget_s: float) -> Retrying:
-    return Retrying(retry=retry_if_exception(is_transient), wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
-                    stop=stop_after_delay(budget_s), reraise=True)
+class KubeError(RuntimeError, errors.Failed):
+    """A Kubernetes call failed for good; the message names the object (or the server) and the API's reason."""
 
 
 def api_reason(exc: ApiException) -> str:
@@ -98,13 +96,51 @@ class Kube:
     request_timeout_s: float = 15.0
     _typed: dict[type, Any] = field(default_factory=dict, repr=False)
 
+    @property
+    def server(self) -> str:
+        """The API server's URL, as the kubeconfig (or EKS) gave it."""
+        return str(self.api.configuration.host)
+
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """fn(*args, **kwargs) with transient failures retried for at most retry_budget_s."""
+        """fn(*args, **kwargs) with transient failures retried for at most retry_budget_s, announced while waiting."""
         kwargs.setdefault("_request_timeout", self.request_timeout_s)
-        for attempt in retrying(self.retry_budget_s):
-            with attempt:
-                return fn(*args, **kwargs)
+        try:
+            for attempt in retrying(self.retry_budget_s, f"the Kubernetes API at {self.server}"):
+                with attempt:
+                    return fn(*args, **kwargs)
+        finally:
+            notice(None)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def reach(self, budget_s: float, attempt_timeout_s: float = 5.0, cluster: str | None = None) -> str:
+        """GET /version until it answers, for at most budget_s; the server's version, or one-line KubeError.
+
+        Run once at connect time so an unreachable server or refused credentials are reported before an
+        engine starts, instead of as the first of many failing calls.
+        """
+        started = time.monotonic()
+        tries = 0
+
+        def version(**_: Any) -> dict[str, Any]:  # its own timeout: what is left of the budget
+            nonlocal tries
+            tries += 1
+            left = budget_s - (time.monotonic() - started)
+            timeout = max(0.5, min(attempt_timeout_s, left))
+            return self.api.call_api("/version", "GET", header_params={"Accept": "application/json"},
+                                     response_type="object", auth_settings=["BearerToken"],
+                                     _return_http_data_only=True, _request_timeout=(timeout, timeout))
+
+        probe = Kube(self.api, retry_budget_s=budget_s)
+        try:
+            found = probe.call(version)
+        except urllib3.exceptions.LocationValueError as error:
+            raise KubeError(f"the kubeconfig's server {self.server!r} is not a usable URL ({error}); fix it or "
+                            f"pass --kubeconfig") from None
+        except (ApiException, urllib3.exceptions.HTTPError) as error:
+            spent = time.monotonic() - started
+            tried = f"{tries} attempts in {spent:.0f} s" if tries > 1 else ""
+            raise KubeError(str(errors.kube_failure(error, server=self.server, cluster=cluster, tried=tried))) from None
+        return str((found or {}).get("gitVersion", "?"))
 
     def typed(self, cls: type[T]) -> T:
         """A typed API group (client.CoreV1Api, client.AppsV1Api...) sharing this client."""
@@ -169,11 +205,21 @@ class Kube:
 
 def from_kubeconfig(path: str | None = None, context: str | None = None) -> Kube:
     """A retrying Kube from a kubeconfig file (path, else $KUBECONFIG, else ~/.kube/config)."""
+    import yaml  # what the kubernetes client parses kubeconfigs with
+
+    where = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    fix = "fix it (e.g. `aws eks update-kubeconfig --name CLUSTER`), pass --kubeconfig or set KUBECONFIG"
     try:
         return Kube(load_client(path, context))
+    except yaml.MarkedYAMLError as exc:  # the message only, never the file's text: it may hold a token
+        line = f", line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
+        raise KubeError(f"kubeconfig {where} is not valid YAML ({exc.problem}{line}); {fix}") from None
+    except yaml.YAMLError as exc:
+        raise KubeError(f"kubeconfig {where} is not valid YAML ({type(exc).__name__}); {fix}") from None
     except (config.ConfigException, OSError) as exc:
-        raise KubeError(f"cannot load kubeconfig {path or os.environ.get('KUBECONFIG') or '~/.kube/config'}: {exc}; "
-                        f"pass --kubeconfig or set KUBECONFIG") from None
+        raise KubeError(f"cannot load kubeconfig {where}: {errors.first_line(exc)}; {fix}") from None
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # valid YAML, not a kubeconfig's shape
+        raise KubeError(f"kubeconfig {where} is not a kubeconfig ({type(exc).__name__}: {exc}); {fix}") from None
 
 
 def eks_token(cluster_name: str, session: Any) -> str:
@@ -199,16 +245,17 @@ def eks_token(cluster_name: str, session: Any) -> str:
 def from_eks(cluster_name: str, region: str, session: Any = None) -> Kube:
     """A client for an EKS cluster from `describe_cluster` (endpoint + CA) and an STS token refreshed before expiry."""
     import boto3
-    from botocore.config import Config
+
+    from infra.ops import aws
 
     session = session or boto3.session.Session(region_name=region)
-    eks = session.client("eks", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    eks = aws.client("eks", region, session=session)
     try:
         cluster = eks.describe_cluster(name=cluster_name)["cluster"]
     except eks.exceptions.ResourceNotFoundException:
         raise KubeError(f"EKS cluster {cluster_name!r} not found in {region}; check eks-platform:cluster.name "
                         f"or pass --kubeconfig") from None
-    configuration = client.Configuration()
+    configuration = _one_retry_layer(client.Configuration())
     configuration.host = cluster["endpoint"]
     ca = (cluster.get("certificateAuthority") or {}).get("data")
     if ca:
@@ -228,8 +275,13 @@ def from_eks(cluster_name: str, region: str, session: Any = None) -> Kube:
     return Kube(client.ApiClient(configuration))
 
 
-def connect(kubeconfig: str | None, cluster_name: str, region: str) -> Kube:
-    """--kubeconfig or $KUBECONFIG when given, else straight from EKS for the stack's cluster."""
-    if kubeconfig or os.environ.get("KUBECONFIG"):
-        return from_kubeconfig(kubeconfig)
-    return from_eks(cluster_name, region)
+def connect(kubeconfig: str | None, cluster_name: str, region: str, budget_s: float | None = None) -> Kube:
+    """--kubeconfig or $KUBECONFIG when given, else straight from EKS for the stack's cluster; checked reachable.
+
+    The check (GET /version) waits at most `budget_s` (default EKS_PLATFORM_CONNECT_BUDGET_S) for a server
+    that does not answer, showing what it waits for on a terminal.
+    """
+    budget_s = connect_budget_s() if budget_s is None else budget_s
+    kube = from_kubeconfig(kubeconfig) if kubeconfig or os.environ.get("KUBECONFIG") else from_eks(cluster_name, region)
+    kube.reach(budget_s, cluster=cluster_name)
+    return kube
