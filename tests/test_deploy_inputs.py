@@ -16,7 +16,7 @@ from infra.ops import catalog, deploy, notify, snapshot
 from infra.ops.docker_cli import Docker, DockerError
 from infra.ops.ecr import MissingImage, Registry
 from infra.ops.history import DeployRecord
-from infra.ops.kube import eks_token, from_eks
+from infra.ops.kube import EKS_TOKEN_TTL_S, eks_token, from_eks
 from tests import deploy_fixtures as fx
 
 REGION = "eu-west-1"
@@ -149,16 +149,34 @@ def test_eks_token_is_a_presigned_sts_url_binding_the_cluster(aws):
     assert query["X-Amz-Expires"] == ["60"]
 
 
-def test_from_eks_reads_endpoint_and_ca_from_describe_cluster(aws):
+def _eks_cluster() -> None:
     iam = boto3.client("iam", region_name=REGION)
     role = iam.create_role(RoleName="eks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     boto3.client("eks", region_name=REGION).create_cluster(
         name="eks-dev", roleArn=role, resourcesVpcConfig={"subnetIds": []})
-    kube = from_eks("eks-dev", REGION)
+
+
+@pytest.mark.parametrize("uptime_s", [0.0, 5.0, 86_400.0])  # a CI runner just booted, ... a laptop up for a day
+def test_from_eks_reads_endpoint_and_ca_from_describe_cluster(aws, uptime_s):
+    _eks_cluster()
+    kube = from_eks("eks-dev", REGION, clock=lambda: uptime_s)
     conf = kube.api.configuration
     assert conf.host.startswith("https://")
     assert conf.api_key["authorization"].startswith("k8s-aws-v1.")
     assert conf.api_key_prefix == {"authorization": "Bearer"}
+
+
+def test_from_eks_refreshes_the_token_once_it_is_due(aws):
+    _eks_cluster()
+    now = [3.0]
+    conf = from_eks("eks-dev", REGION, clock=lambda: now[0]).api.configuration
+    conf.api_key = {"authorization": "the first token"}
+    now[0] += EKS_TOKEN_TTL_S - 1
+    conf.refresh_api_key_hook(conf)
+    assert conf.api_key == {"authorization": "the first token"}, "not due yet: kept"
+    now[0] += 1
+    conf.refresh_api_key_hook(conf)
+    assert conf.api_key["authorization"].startswith("k8s-aws-v1."), "due: a fresh STS token"
 
 
 # -- notifications ---------------------------------------------------------------------------------------

@@ -242,8 +242,12 @@ def eks_token(cluster_name: str, session: Any) -> str:
     return "k8s-aws-v1." + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
 
 
-def from_eks(cluster_name: str, region: str, session: Any = None) -> Kube:
-    """A client for an EKS cluster from `describe_cluster` (endpoint + CA) and an STS token refreshed before expiry."""
+def from_eks(cluster_name: str, region: str, session: Any = None,
+             clock: Callable[[], float] = time.monotonic) -> Kube:
+    """A client for an EKS cluster from `describe_cluster` (endpoint + CA) and an STS token refreshed before expiry.
+
+    The first token is issued at once, whatever `clock` reads (time.monotonic starts near 0 on a fresh boot).
+    """
     import boto3
 
     from infra.ops import aws
@@ -262,13 +266,14 @@ def from_eks(cluster_name: str, region: str, session: Any = None) -> Kube:
         with tempfile.NamedTemporaryFile("wb", prefix="eks-ca-", suffix=".crt", delete=False) as handle:
             handle.write(base64.b64decode(ca))
         configuration.ssl_ca_cert = handle.name
-    issued = {"at": 0.0}
+    issued_at: list[float] = []  # when the current token was made; empty: none yet
 
     def refresh(conf: client.Configuration) -> None:
-        if time.monotonic() - issued["at"] > EKS_TOKEN_TTL_S:
+        now = clock()
+        if not issued_at or now - issued_at[0] >= EKS_TOKEN_TTL_S:
             conf.api_key = {"authorization": eks_token(cluster_name, session)}
             conf.api_key_prefix = {"authorization": "Bearer"}
-            issued["at"] = time.monotonic()
+            issued_at[:] = [now]
 
     refresh(configuration)
     configuration.refresh_api_key_hook = refresh
