@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.comments import CommentedMap
 
 from infra.config import AUTH_MODES, PROJECT, without_path
-from infra.ops.aws import RETRIES
+from infra.ops import aws
+from infra.ops.errors import reason
 from infra.ops.pulumi_cli import PulumiCLI, PulumiError
 from infra.ops.stack_file import StackFile
 
@@ -35,7 +35,7 @@ class MigrationFailed(RuntimeError):
 
 
 def eks_client(region: str):
-    return boto3.client("eks", region_name=region, config=RETRIES)
+    return aws.client("eks", region)
 
 
 def aws_auth_principals(config_map: dict[str, Any] | None) -> set[str]:
@@ -119,7 +119,7 @@ class AccessMigration:
             for page in self.eks.get_paginator("list_access_entries").paginate(clusterName=cluster):
                 present |= set(page.get("accessEntries", []))
         except (ClientError, BotoCoreError) as error:
-            raise MigrationFailed(f"reading access entries of {cluster} failed ({error}); {self.env} stays on "
+            raise MigrationFailed(f"reading access entries of {cluster} failed ({reason(error)}); {self.env} stays on "
                                   f"{self.current()}, re-run when EKS answers") from None
         if mode != BOTH:
             raise MigrationFailed(f"{cluster} reports authentication mode {mode}, expected {BOTH}; run "

@@ -1,7 +1,8 @@
 """What EKS says about a cluster: control plane, node groups, add-on builds, upgrade insights, subnet IPs.
 
 Reads only; changes go through Pulumi. boto3 takes its endpoint from the environment
-(AWS_ENDPOINT_URL), and every call retries throttling and 5xx with botocore's standard mode.
+(AWS_ENDPOINT_URL), and every call retries throttling and 5xx with botocore's standard mode (infra.ops.aws).
+A read that fails is an EksError (exit 1) whose message says why in the words of infra.ops.errors.
 """
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.ops import aws
+from infra.ops.errors import Failed, reason
 from infra.versions import KubeVersion
 
 _NOT_OFFERED = ("UnknownOperationException", "InvalidAction", "NotImplemented", "404")
 
 
-class EksError(RuntimeError):
-    """An EKS/EC2 read failed; the message names the call and the AWS error."""
+class EksError(RuntimeError, Failed):
+    """An EKS/EC2 read failed; the message names the call and the AWS error (or the endpoint, or the credentials)."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,16 @@ class SubnetFacts:
     free_ips: int
 
 
+def _failure(operation: str, error: ClientError | BotoCoreError) -> EksError:
+    """ClientError text names the AWS error code; the others (no credentials, no endpoint) get errors.reason."""
+    return EksError(f"{operation} failed: {error if isinstance(error, ClientError) else reason(error)}")
+
+
 def _call(client, operation: str, **kwargs):
     try:
         return getattr(client, operation)(**kwargs)
     except (ClientError, BotoCoreError) as error:
-        raise EksError(f"{operation} failed: {error}") from None
+        raise _failure(operation, error) from None
 
 
 class Eks:
@@ -105,9 +112,9 @@ class Eks:
             if (response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
                     or response.get("Error", {}).get("Code") in _NOT_OFFERED):
                 return None
-            raise EksError(f"list_insights failed: {error}") from None
+            raise _failure("list_insights", error) from None
         except BotoCoreError as error:
-            raise EksError(f"list_insights failed: {error}") from None
+            raise _failure("list_insights", error) from None
         return [Insight(name=item.get("name", "?"), status=(item.get("insightStatus") or {}).get("status", "UNKNOWN"),
                         reason=(item.get("insightStatus") or {}).get("reason", ""),
                         recommendation=item.get("description", ""))

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.ops import aws
+from infra.ops.errors import aws_unavailable
 from infra.config import SecretSpec, StackConfig, app_namespace, secret_name
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,8 @@ def _aws_error(action: str, name: str, error: Exception) -> SecretsError:
             return SecretsError(f"{name} does not exist in AWS; declare it in eks-platform:secrets and run "
                                 f"`invoke up` first")
         return SecretsError(f"{action} {name} failed: {code}")
-    return SecretsError(f"{action} {name} failed: {type(error).__name__}")
+    unavailable = aws_unavailable(error)  # credentials or endpoint: never request data, which may hold the value
+    return SecretsError(f"{action} {name} failed: {unavailable or type(error).__name__}")
 
 
 def set_value(cfg: StackConfig, service: str, key: str, value: str, sm: Any = None) -> str:

@@ -2,7 +2,9 @@
 
 Each source is read independently: one that fails (Alertmanager not installed yet, no AWS
 credentials) becomes a line under "problems" and the rest of the screen still shows, because
-the moment someone runs this is usually the moment something is broken.
+the moment someone runs this is usually the moment something is broken. The API server itself is
+not a source: when it cannot be reached there is no screen to show, and the task fails with one line
+rather than listing every source as a problem after each has waited out its retries.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from ruamel.yaml import YAML, YAMLError
 from infra.charts import (ALERTMANAGER_PORT, ALERTMANAGER_SERVICE, AUTOSCALER_NAMESPACE, AUTOSCALER_STATUS_CONFIGMAP,
                           MONITORING_NAMESPACE)
 from infra.config import StackConfig
-from infra.ops.kube import Kube, api_reason
+from infra.ops import errors
+from infra.ops.kube import Kube, KubeError, api_reason
 
 NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -272,8 +275,14 @@ def firing_alerts(kube: Kube) -> list[FiringAlert]:
 
 
 def _failure(source: str, error: Exception) -> str:
-    reason = api_reason(error) if isinstance(error, ApiException) else str(error)
-    return f"{source}: {reason}"
+    return f"{source}: {api_reason(error) if isinstance(error, ApiException) else errors.reason(error)}"
+
+
+def _server_unreachable(error: Exception) -> bool:
+    """No HTTP answer at all (refused, timed out, reset): the API server is down, not one source."""
+    import urllib3
+
+    return isinstance(error, urllib3.exceptions.HTTPError)
 
 
 def collect(kube: Kube, cfg: StackConfig, scaling: Callable[[list[str]], dict[str, Scaling]],
@@ -303,6 +312,8 @@ def collect(kube: Kube, cfg: StackConfig, scaling: Callable[[list[str]], dict[st
         try:
             setattr(status, attribute, read())
         except Exception as error:  # noqa: BLE001 - reported on screen, the other sources still show
+            if _server_unreachable(error):
+                raise KubeError(f"{errors.reason(error)} (while reading {source})") from None
             status.problems.append(_failure(source, error))
     return status
 
@@ -310,12 +321,11 @@ def collect(kube: Kube, cfg: StackConfig, scaling: Callable[[list[str]], dict[st
 def eks_scaling(region: str, cluster: str) -> Callable[[list[str]], dict[str, Scaling]]:
     """Desired/min/max of each node group from EKS (boto3: endpoint from AWS_ENDPOINT_URL, standard retries)."""
     def read(names: list[str]) -> dict[str, Scaling]:
-        import boto3
         from botocore.exceptions import ClientError
 
-        from infra.ops.aws import RETRIES
+        from infra.ops import aws
 
-        eks = boto3.client("eks", region_name=region, config=RETRIES)
+        eks = aws.client("eks", region)
         sizes = {}
         for name in names:
             try:
