@@ -21,17 +21,29 @@ def fail(message: str, code: int = 2) -> Exit:
     return Exit(f"error: {message}", code=code)
 
 
+def _waits_shown():
+    """Retry waits (an unreachable API server, AWS throttling) as a spinner on stderr, only when it is a terminal."""
+    if not sys.stderr.isatty():
+        import contextlib
+
+        return contextlib.nullcontext()
+    from infra.ops.retry import shown_on
+
+    return shown_on(sys.stderr)
+
+
 def task(*args, **kwargs):
     """invoke's @task around a body that keeps the exit-code contract (infra.ops.errors): an engine error or a
     known outside failure (no credentials, unreachable API, 401, bad kubeconfig) becomes one line and its exit
-    code; a reader closing the pipe (`| head`) ends the task quietly."""
+    code; a reader closing the pipe (`| head`) ends the task quietly; on a terminal, retry waits show."""
     def wrap(body):
         @functools.wraps(body)
         def guarded(*call_args, **call_kwargs):
             from infra.ops.errors import explain
 
             try:
-                return body(*call_args, **call_kwargs)
+                with _waits_shown():
+                    return body(*call_args, **call_kwargs)
             except Exit:
                 raise
             except BrokenPipeError:
@@ -80,6 +92,20 @@ def _help_fills_positionals():
             return [swap.get(id(a), a) for a in args]
 
     return HelpFirstTask
+
+
+def whole(value: object, flag: str, *, default: int | None, minimum: int, what: str, example: int) -> int | None:
+    """A whole-number option, taken as text: with an int default invoke would parse it before the task runs and end
+    `--timeout abc` in a traceback. None (not given) is `default`; anything else below `minimum` is exit 2."""
+    if value is None:
+        return default
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        raise fail(f"{flag} takes {what} >= {minimum}, got {str(value)!r}; e.g. {flag} {example}")
+    return number
 
 
 def help_if_asked(value: object, task_name: str) -> None:
@@ -333,11 +359,11 @@ _KUBE_HELP = "kubeconfig file (default: $KUBECONFIG, else a token for the stack'
     "allow_dirty": "build from a working tree with uncommitted changes",
     "dry_run": "server-side dry-run: print the diff of what would change, change nothing",
     "no_rollback": "on failure leave the new version in place for debugging",
-    "timeout": "seconds the rollout may take in total (default 600)",
-    "readiness_grace": "seconds a running pod may stay unready (default: from its probe settings)",
+    "timeout": "whole seconds the rollout may take in total (default 600)",
+    "readiness_grace": "whole seconds a running pod may stay unready (default: from its probe settings)",
     "force_conflicts": "take over fields another field manager owns (server-side apply --force-conflicts)",
     "json_logs": "one JSON object per line instead of progress output", "kubeconfig": _KUBE_HELP})
-def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_rollback=False, timeout=600,
+def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_rollback=False, timeout=None,
            readiness_grace=None, force_conflicts=False, json_logs=False, kubeconfig=None):
     """Ship one service: build+push the git SHA (or --tag), apply the env overlay, track the rollout, smoke check;
     roll back automatically on any failure. Exit 0 deployed, 1 failed (rolled back), 2 bad input, 130 interrupted."""
@@ -347,12 +373,8 @@ def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_
 
     target = _deploy_target(service, env, "deploy")
     check_tag(tag)  # an empty or malformed --tag is exit 2 before anything connects
-    try:
-        timeout, grace = float(timeout), None if readiness_grace is None else float(readiness_grace)
-    except ValueError:
-        raise fail("--timeout and --readiness-grace take seconds, e.g. --timeout 300") from None
-    if timeout <= 0 or (grace is not None and grace < 0):
-        raise fail("--timeout must be > 0 and --readiness-grace >= 0 seconds")
+    timeout = whole(timeout, "--timeout", default=600, minimum=1, what="whole seconds", example=300)
+    grace = whole(readiness_grace, "--readiness-grace", default=None, minimum=0, what="whole seconds", example=120)
     kube, cfg = _kube(env, kubeconfig)
     reporter = Reporter.for_terminal(json_logs)
     engine = Deploy(kube, target, region=cfg.region, tag=tag, allow_dirty=allow_dirty, dry_run=dry_run,
@@ -369,18 +391,17 @@ def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_
 @task(positional=["service"], help={
     "service": "service to roll back, e.g. api", "env": "environment: dev or prod",
     "to_revision": "Deployment revision to go back to (default: the one before the current; see `invoke history`)",
-    "timeout": "seconds the rollback rollout may take (default 600)",
+    "timeout": "whole seconds the rollback rollout may take (default 600)",
     "json_logs": "one JSON object per line instead of progress output", "kubeconfig": _KUBE_HELP})
-def rollback(c, service, env=None, to_revision=None, timeout=600, json_logs=False, kubeconfig=None):
+def rollback(c, service, env=None, to_revision=None, timeout=None, json_logs=False, kubeconfig=None):
     """Roll a service back by hand to an earlier Deployment revision and track that rollout like a deploy."""
     from infra.ops.deploy import rollback as engine
     from infra.ops.report import Reporter
 
     target = _deploy_target(service, env, "rollback")
-    try:
-        revision = None if to_revision is None else int(to_revision)
-    except ValueError:
-        raise fail(f"--to-revision takes a revision number, got {to_revision!r}") from None
+    revision = whole(to_revision, "--to-revision", default=None, minimum=1,
+                     what="a revision number (see `invoke history`)", example=3)
+    timeout = whole(timeout, "--timeout", default=600, minimum=1, what="whole seconds", example=300)
     kube, _ = _kube(env, kubeconfig)
     reporter = Reporter.for_terminal(json_logs)
     record = _run_deploy_engine(lambda: engine(kube, target, revision, float(timeout), reporter))
@@ -461,9 +482,10 @@ def _printer():
     "ami-type": "AMI type for --add, e.g. AL2023_ARM_64_STANDARD", "dry-run": "print the plan, change nothing",
     "resume": "continue an interrupted migration from its checkpoint",
     "rollback": "uncordon the old generation and cordon the new one",
-    "parallelism": "pods evicted at once (budgets still apply)", "kubeconfig": _KUBE_HELP})
+    "parallelism": "pods evicted at once, a whole number >= 1 (default 8; budgets still apply)",
+    "kubeconfig": _KUBE_HELP})
 def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_type=None, dry_run=False, resume=False,
-                  rollback=False, parallelism=8, kubeconfig=None):
+                  rollback=False, parallelism=None, kubeconfig=None):
     """Blue/green node migration (e.g. AL2 -> AL2023): new generation up, drain AZ by AZ, old one retired.
 
     Preconditions (declaration, capacity per AZ, budgets that never allow eviction) are checked first.
@@ -478,15 +500,14 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
         raise fail("--pool and --to are required, e.g. `invoke nodes.migrate --env dev --pool general --to green`")
     if rollback and (resume or dry_run):
         raise fail("--rollback cannot be combined with --resume or --dry-run")
-    if int(parallelism) < 1:
-        raise fail("--parallelism must be at least 1")
+    parallelism = whole(parallelism, "--parallelism", default=8, minimum=1, what="a whole number of pods", example=8)
     pools = stack_config(env).node_pools
     if pool not in pools:
         raise fail(f"--pool {pool!r} is not a node pool of {env}; use one of: {', '.join(pools)}")
     kube, cfg = _kube(env, kubeconfig)
     console, on_event = _printer()
     engine = Migration(StackFile(env), kube.api, PulumiCLI(stack=env), pool=pool, target=to or "", source=from_, add=add,
-                       ami_type=ami_type, policy=DrainPolicy(parallelism=int(parallelism)), on_event=on_event)
+                       ami_type=ami_type, policy=DrainPolicy(parallelism=parallelism), on_event=on_event)
     resume_hint = f"`invoke nodes.migrate --env {env} --pool {pool} --to {to} --resume` (or --rollback)"
     if rollback:
         console.print(_lifecycle(engine.rollback, resume_hint, engine.checkpoint))
@@ -682,9 +703,8 @@ def platform_status(c, env=None, kubeconfig=None, json_=False, strict=False):
 
 def _nat_engine(env: str, call, checkpoint=None):
     """NAT engine outcomes as exit codes: refused/failed 1, bad input 2 (earlier); a failed `pulumi` points at the
-    resume only when `checkpoint` holds progress."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    resume only when `checkpoint` holds progress. AWS failures (no credentials, endpoint down) are the task
+    decorator's one line (infra.ops.errors)."""
     from infra.ops.nat import NatError
     from infra.ops.pulumi_cli import PulumiError
 
@@ -696,8 +716,6 @@ def _nat_engine(env: str, call, checkpoint=None):
         resume = checkpoint is not None and checkpoint.exists
         raise fail(f"{error}" + (f"; progress is kept, rerun `invoke nat.rotate --env {env}` to resume" if resume
                                  else ""), code=1) from None
-    except (BotoCoreError, ClientError) as error:
-        raise fail(f"AWS call failed: {error}", code=1) from None
 
 
 @task(name="status", positional=[], help={"env": "environment: dev or prod", "json": "print JSON instead of tables"})
@@ -721,10 +739,10 @@ def nat_status(c, env=None, json_=False):
 
 @task(name="rotate", positional=[], help={
     "env": "environment: dev or prod", "dry_run": "print the steps (routes to move, pulumi commands) and change nothing",
-    "timeout": "seconds to wait for each new instance to run and pass status checks (default 900)",
+    "timeout": "whole seconds to wait for each new instance to run and pass status checks (default 900)",
     "abort": "give up an interrupted rotation: lift drain marks, delete the checkpoint, leave routes as they are",
     "take_over": "take the rotation lock from a holder you know is gone (a killed process, a lost laptop)"})
-def nat_rotate(c, env=None, dry_run=False, timeout=900, abort=False, take_over=False):
+def nat_rotate(c, env=None, dry_run=False, timeout=None, abort=False, take_over=False):
     """Replace both NAT instances one at a time with no egress gap; rerun (from any machine) to resume.
 
     Per instance: park its routes on the other one, `pulumi up --target/--replace` it, wait for the new
@@ -735,8 +753,7 @@ def nat_rotate(c, env=None, dry_run=False, timeout=900, abort=False, take_over=F
     from infra.ops.pulumi_cli import PulumiCLI
 
     cfg = stack_config(env)
-    if float(timeout) <= 0:
-        raise fail(f"--timeout {timeout} must be a positive number of seconds, e.g. --timeout 900")
+    timeout = whole(timeout, "--timeout", default=900, minimum=1, what="whole seconds", example=900)
 
     def engine() -> nat.Rotation:
         cli = PulumiCLI(stack=cfg.env)
