@@ -79,8 +79,8 @@ def test_a_kubeconfig_at_another_stacks_cluster_is_refused_before_anything(task,
                           "stack prod's cluster eks-prod (eu-west-1)", "not stack dev's cluster eks-dev (eu-west-1)",
                           "aws eks update-kubeconfig --name eks-dev --region eu-west-1", "--kubeconfig")
     assert line.startswith("error: ")
-    assert {(method, path) for method, path, _ in kubesim.requests} == {("GET", IDENTITY_PATH)}, \
-        "the identity is the only thing read, and nothing is written"
+    assert {(method, path) for method, path, _ in kubesim.requests} == {("GET", "/version"), ("GET", IDENTITY_PATH)}, \
+        "the connect check and the identity are the only things read, and nothing is written"
     _assert_unchanged(kubesim, project, before, pulumi_log)
 
 
@@ -93,7 +93,7 @@ def test_a_cluster_without_identity_is_refused_before_anything(task, kubesim, pr
                               f"(ConfigMap {NAMESPACE}/{NAME}), so it is not proven to be stack dev's cluster eks-dev "
                               f"(eu-west-1)",
                    "aws eks update-kubeconfig --name eks-dev --region eu-west-1")
-    assert {(method, path) for method, path, _ in kubesim.requests} == {("GET", IDENTITY_PATH)}
+    assert {(method, path) for method, path, _ in kubesim.requests} == {("GET", "/version"), ("GET", IDENTITY_PATH)}
     _assert_unchanged(kubesim, project, before, pulumi_log)
 
 
