@@ -195,3 +195,15 @@ def test_a_crashing_tool_is_a_finding_with_its_error_line(tmp_path, monkeypatch)
     with pytest.raises(ci_check.ToolFailure) as failure:
         ci_check.zizmor(Sources.of(REPO))
     assert failure.value.args[0] == "zizmor failed: error: no inputs collected"
+
+
+def test_a_local_action_path_must_name_an_action_of_this_repository(tmp_path):
+    assert not [f for f in ci_check.rules(Sources.of(scratch_repo(tmp_path / "clean"))) if f.rule == "local-uses"]
+    root = scratch_repo(tmp_path)
+    for name, old, new in (("ci.yml", "$/.github/actions/setup", "$/.github/action/setup"),
+                           ("cd.yml", "$/.github/actions/deploy-service", "./.github/actions/deploy-servce")):
+        path = root / ".github" / "workflows" / name
+        path.write_text(path.read_text().replace(f"uses: {old}\n", f"uses: {new}\n", 1))
+    found = {(f.file, f.problem.split(" ")[0]) for f in ci_check.rules(Sources.of(root)) if f.rule == "local-uses"}
+    assert found == {(".github/workflows/ci.yml", "$/.github/action/setup"),
+                     (".github/workflows/cd.yml", "./.github/actions/deploy-servce")}

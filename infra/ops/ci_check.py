@@ -29,6 +29,8 @@ NAME = "workflows"  # the name of this check inside `invoke lint --only/--skip`
 TOOL_TIMEOUT_S = 120
 INSTALL_FIX = "install the dev tools: .venv/bin/pip install -r requirements-dev.txt"
 FULL_SHA = re.compile(r"@[0-9a-f]{40}$")
+LOCAL = ("$/", "./")
+LOCATOR = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[\w./-]+$")  # owner/repo[/path]@ref, as GitHub reads it
 VERSION_COMMENT = re.compile(r"#\s*v?\d+(\.\d+)*\b")
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 PATHS_FILTER = "dorny/paths-filter@"
@@ -220,14 +222,14 @@ def rules(src: Sources) -> list[Finding]:
     for path in src.workflows:
         doc = _load(src, path)
         if doc is not None:
-            found += [*_workflow_rules(doc), *_pin_rules(doc), *_run_rules(doc), *_oidc_rules(doc, src.root)]
+            found += [*_workflow_rules(doc), *_pin_rules(doc, src.root), *_run_rules(doc), *_oidc_rules(doc, src.root)]
             if path.stem == "cd":
                 found += _cd_rules(doc, manifests.services(src.root / "infra" / "k8s"))
     pulumi = _pulumi_pin(src.root / "requirements.txt")
     for path in src.actions:
         doc = _load(src, path)
         if doc is not None:
-            found += [*_action_rules(doc), *_pin_rules(doc), *_run_rules(doc), *_pulumi_rules(doc, pulumi)]
+            found += [*_action_rules(doc), *_pin_rules(doc, src.root), *_run_rules(doc), *_pulumi_rules(doc, pulumi)]
     return found
 
 
@@ -319,13 +321,25 @@ def _oidc_rules(doc: Document, root: Path) -> Iterator[Finding]:
                               f"set `environment: {github[key]}` on the job (or change {key} in the stack file)")
 
 
-def _pin_rules(doc: Document) -> Iterator[Finding]:
+def _pin_rules(doc: Document, root: Path) -> Iterator[Finding]:
     holders = [*(job for _, job in _jobs(doc)), *_steps(doc)]
     for node in holders:
         uses = node.get("uses")
-        if not isinstance(uses, str) or uses.startswith(("./", "$/")):
+        if not isinstance(uses, str):
             continue
         where = doc.line(node, "uses")
+        if uses.startswith(LOCAL):  # `$/` is GitHub's self-repository form, `./` the workspace-relative one
+            target = root / uses[2:]
+            is_workflow = target.suffix in (".yml", ".yaml") and target.is_file()
+            if not is_workflow and not any((target / name).is_file() for name in ("action.yml", "action.yaml")):
+                yield Finding(doc.file, where, "local-uses", f"{uses} names no action.yml (or reusable workflow) "
+                              f"in this repository", "point `uses:` at ./<dir> holding action.yml, e.g. "
+                              "$/.github/actions/setup")
+            continue
+        if not uses.startswith("docker://") and not LOCATOR.match(uses):
+            yield Finding(doc.file, where, "local-uses", f"{uses} is neither $/<path in this repository>, "
+                          "owner/repo[/path]@ref nor docker://image", "write a local action as $/.github/actions/<name>")
+            continue
         if uses.startswith("docker://"):
             if "@sha256:" not in uses:
                 yield Finding(doc.file, where, "pinned-uses", f"{uses} is a mutable image tag",
