@@ -4,9 +4,11 @@ values), no route, tag or instance change of the NAT world, no rotation checkpoi
 from __future__ import annotations
 
 import json
+import subprocess
 
 import boto3
 import pytest
+from kubernetes import client
 
 from infra.components.secrets import secret_tags
 from infra.config import load_stack_config, secret_name
@@ -14,6 +16,7 @@ from tests.nat_world import build
 from tests.support import bad_input as bad
 from tests.support.bad_input import api_answers, no_aws_credentials, outputs, row, write_file
 from tests.support.cli import invoke
+from tests.support.identity import declare_secrets_key
 
 project, cluster = bad.project, bad.cluster
 
@@ -124,10 +127,10 @@ TABLE = SECRETS_SET + SECRETS_LIST + PLATFORM_STATUS + NAT_STATUS + NAT_ROTATE
 
 
 def _declare_secrets() -> None:
-    """Dev's secrets as the Pulumi program creates them: KMS key, tags, no value."""
+    """Dev's secrets as the Pulumi program creates them: the stack's KMS key (alias, tags), tagged secrets, no value."""
     cfg = load_stack_config("dev")
     sm = boto3.client("secretsmanager", region_name=cfg.region)
-    key = boto3.client("kms", region_name=cfg.region).create_key()["KeyMetadata"]["Arn"]
+    key = declare_secrets_key("dev", cfg.region)
     for service, name, spec in cfg.secrets.entries():
         tags = secret_tags(spec, service, {"environment": "dev"})
         sm.create_secret(Name=secret_name("dev", service, name), Description=spec.description, KmsKeyId=key,
@@ -158,3 +161,25 @@ def test_secrets_set_help_shows_its_usage(world):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: inv[oke] [--core-opts] secrets.set ") and "--env" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_the_world_sees_each_kind_of_change(world):
+    """The watchers every row relies on can fail: a real change shows in the files, the fake pulumi's log, the
+    cluster's accepted writes and the AWS inventory (here a valid `secrets.set`, run like any row)."""
+    before = world.state()
+    world.cluster.requests.clear()
+    (world.root / "README.md").write_text("edited by the test\n")
+    subprocess.run(["pulumi", "up", "--yes", "--stack", "dev"], check=True, timeout=bad.CASE_TIMEOUT_S)
+    core = client.CoreV1Api(world.cluster.api_client())
+    core.create_namespaced_config_map("apps-dev", {"metadata": {"name": "written-by-the-test"}})
+    try:
+        result = invoke("secrets.set", "--env", "dev", "worker", "queue-token", stdin="a value\n", cwd=world.root,
+                        timeout=bad.CASE_TIMEOUT_S)
+        assert result.returncode == 0, result.stderr
+        after = world.state()
+    finally:
+        core.delete_namespaced_config_map("written-by-the-test", "apps-dev")
+    assert bad.changed_files(before["files"], after["files"]) == ["README.md"]
+    assert after["pulumi writes"] == [["up", "--yes", "--stack", "dev"]]
+    assert [(method, status) for method, _, status in after["cluster writes"]] == [("POST", 201)]
+    assert after["aws"]["secrets"] != before["aws"]["secrets"]

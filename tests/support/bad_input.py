@@ -186,13 +186,14 @@ APP_NAMESPACES = ("apps-dev", "apps-prod")
 
 
 def seed_cluster(cluster) -> None:
-    """What a healthy platform cluster holds before any case: the app namespaces and a deployed `api` with two
-    revisions (history and rollback have something real to refuse against).
-
-    Cluster-wide facts every cluster task may require (e.g. an identity ConfigMap naming the stack) go here too.
-    """
+    """What dev's platform cluster holds before any case: its identity ConfigMap (cluster tasks prove they reached
+    dev's cluster), the app namespaces and a deployed `api` with two revisions (history and rollback have something
+    real to refuse against)."""
     from kubernetes import client
 
+    from tests.support.identity import declare_identity
+
+    declare_identity(cluster, "dev")
     api = cluster.api_client()
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     for namespace in APP_NAMESPACES:
