@@ -14,6 +14,7 @@ project, cluster = bad.project, bad.cluster
 SERVICES = "use one of: api, scheduler, worker"
 LONG_TAG = "v" * 200
 KUBECONFIG_HINT = "--kubeconfig"
+ON_DEV_CLUSTER = "is stack dev's cluster eks-dev"  # the kubeconfig reaches dev's cluster (its identity ConfigMap)
 
 DEPLOY = [
     row("deploy-env-missing", "deploy api", 2, "--env is required", "dev, prod"),
@@ -53,6 +54,8 @@ DEPLOY = [
     row("deploy-kubeconfig-garbage", "deploy api --env dev --tag v1 --kubeconfig {garbage_kubeconfig}", 1,
         "kubeconfig", KUBECONFIG_HINT),
     row("deploy-api-401", "deploy api --env dev --tag v1", 1, "401", setup=api_answers(401)),
+    row("deploy-prod-on-dev-cluster", "deploy api --env prod --tag v1", 2, "refusing to act on prod", ON_DEV_CLUSTER,
+        "eks-prod"),
 ]
 
 ROLLBACK = [
@@ -76,7 +79,7 @@ ROLLBACK = [
     row("rollback-timeout-fraction", "rollback api --env dev --timeout 1.5", 2, "--timeout"),
     row("rollback-not-deployed", "rollback worker --env dev", 2, "deployment worker does not exist in apps-dev",
         "nothing to roll back"),
-    row("rollback-not-deployed-in-env", "rollback api --env prod", 2, "deployment api does not exist in apps-prod"),
+    row("rollback-prod-on-dev-cluster", "rollback api --env prod", 2, "refusing to act on prod", ON_DEV_CLUSTER),
     row("rollback-kubeconfig-garbage", "rollback api --env dev --kubeconfig {garbage_kubeconfig}", 1, "kubeconfig",
         KUBECONFIG_HINT),
     row("rollback-api-401", "rollback api --env dev --to-revision 1", 1, "401", setup=api_answers(401)),
@@ -97,6 +100,7 @@ HISTORY = [
     row("history-api-unreachable", "history api --env dev --kubeconfig {unreachable_kubeconfig}", 1,
         "cannot reach the Kubernetes API server", "127.0.0.1:9"),
     row("history-api-401", "history api --env dev", 1, "401", setup=api_answers(401)),
+    row("history-prod-on-dev-cluster", "history api --env prod", 2, "refusing to act on prod", ON_DEV_CLUSTER),
 ]
 
 TABLE = DEPLOY + ROLLBACK + HISTORY

@@ -17,6 +17,7 @@ MIGRATE = "nodes.migrate --env dev --pool general"
 UPGRADE = "cluster.upgrade --env dev"
 RANGE = "outside the supported range 1.29..1.35"
 NOT_A_MINOR = "is not a Kubernetes minor version"
+ON_DEV_CLUSTER = "is stack dev's cluster eks-dev"  # the kubeconfig reaches dev's cluster (its identity ConfigMap)
 
 NODES_MIGRATE = [
     row("migrate-nothing-given", "nodes.migrate", 2, REQUIRED, "--pool general --to green"),
@@ -71,6 +72,8 @@ NODES_MIGRATE = [
     row("migrate-api-unreachable", f"{MIGRATE} --to green --dry-run --kubeconfig {{unreachable_kubeconfig}}", 1,
         "cannot reach the Kubernetes API server", "127.0.0.1:9"),
     row("migrate-api-401", f"{MIGRATE} --to green --dry-run", 1, "401", setup=api_answers(401)),
+    row("migrate-prod-on-dev-cluster", "nodes.migrate --env prod --pool general --to green --dry-run", 2,
+        "refusing to act on prod", ON_DEV_CLUSTER),
 ]
 
 CLUSTER_UPGRADE = [
@@ -99,6 +102,8 @@ CLUSTER_UPGRADE = [
         setup=stack_edit('version: "1.31"', 'version: "1.31.2"')),
     row("upgrade-kubeconfig-garbage", f"{UPGRADE} --to 1.32 --dry-run --kubeconfig {{garbage_kubeconfig}}", 1,
         "kubeconfig", "--kubeconfig"),
+    row("upgrade-prod-on-dev-cluster", "cluster.upgrade --env prod --to 1.32 --dry-run", 2,
+        "refusing to act on prod", ON_DEV_CLUSTER),
     row("upgrade-no-aws-credentials", f"{UPGRADE} --to 1.32 --dry-run", 1, "no AWS credentials",
         setup=no_aws_credentials),
 ]

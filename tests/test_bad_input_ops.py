@@ -14,7 +14,7 @@ from infra.components.secrets import secret_tags
 from infra.config import load_stack_config, secret_name
 from tests.nat_world import build
 from tests.support import bad_input as bad
-from tests.support.bad_input import api_answers, no_aws_credentials, outputs, row, write_file
+from tests.support.bad_input import api_answers, no_aws_credentials, outputs, row
 from tests.support.cli import invoke
 from tests.support.identity import declare_secrets_key
 
@@ -22,12 +22,18 @@ project, cluster = bad.project, bad.cluster
 
 SET = "secrets.set --env dev"
 NO_VALUE = "no value on stdin"
-CHECKPOINT = ".eks-platform/nat-rotate-dev.json"
+CHECKPOINT, LOCK = "/eks-platform/dev/nat-rotation/checkpoint", "/eks-platform/dev/nat-rotation/lock"
 
 
 def no_kubeconfig(world: bad.World) -> None:
     """A laptop without KUBECONFIG: cluster tasks reach the stack's EKS cluster with AWS credentials."""
     world.monkeypatch.delenv("KUBECONFIG", raising=False)
+
+
+def parameter(name: str, value: str) -> bad.Setup:
+    """An SSM parameter as an earlier run left it (nat.rotate keeps its lock and progress there)."""
+    return lambda world: boto3.client("ssm", region_name="eu-west-1").put_parameter(Name=name, Value=value,
+                                                                                    Type="String")
 
 
 def nat_deployed(world: bad.World) -> None:
@@ -63,6 +69,8 @@ SECRETS_SET = [
     row("set-database-stdin-empty", f"{SET} api database", 2, NO_VALUE, stdin=""),
     row("set-generated-secret", f"{SET} api session-key", 2, "is generated in AWS and has no hand-set value",
         "rotate", stdin="tok\n"),
+    row("set-prod-secrets-with-dev-credentials", "secrets.set --env prod worker queue-token", 2,
+        "refusing to touch prod's secrets", stdin="tok\n"),
     row("set-no-aws-credentials", f"{SET} worker queue-token", 1, "AWS credentials", stdin="tok\n",
         setup=no_aws_credentials),
 ]
@@ -73,6 +81,7 @@ SECRETS_LIST = [
     row("list-env-empty", "secrets.list --env ''", 2, "--env is required"),
     row("list-bad-stack-config", "secrets.list --env dev", 2, "eks-platform:secrets.recovery_window_days",
         setup=bad.stack_edit("recovery_window_days: 7", "recovery_window_days: 3")),
+    row("list-prod-secrets-with-dev-credentials", "secrets.list --env prod", 2, "refusing to touch prod's secrets"),
     row("list-no-aws-credentials", "secrets.list --env dev", 1, "AWS credentials", setup=no_aws_credentials),
 ]
 
@@ -88,9 +97,9 @@ PLATFORM_STATUS = [
         "--kubeconfig"),
     row("status-no-aws-credentials", "platform.status --env dev", 1, "no AWS credentials",
         setup=(no_kubeconfig, no_aws_credentials)),
-    # Every source unreadable is still a screen (problems listed, 401 among them); --strict turns it into exit 1.
-    row("status-strict-api-401", "platform.status --env dev --strict", 1, "platform needs attention", out=("401",),
-        setup=api_answers(401)),
+    row("status-api-401", "platform.status --env dev", 1, "401", setup=api_answers(401)),
+    row("status-prod-on-dev-cluster", "platform.status --env prod", 2, "refusing to act on prod",
+        "is stack dev's cluster eks-dev"),
 ]
 
 NAT_STATUS = [
@@ -111,16 +120,18 @@ NAT_ROTATE = [
     row("rotate-timeout-text", "nat.rotate --env dev --timeout abc", 2, "--timeout", setup=nat_deployed),
     row("rotate-timeout-fraction", "nat.rotate --env dev --timeout 1.5 --dry-run", 2, "--timeout",
         setup=nat_deployed),
-    row("rotate-timeout-negative", "nat.rotate --env dev --timeout -1", 2, "--timeout -1 must be a positive number",
-        "--timeout 900", setup=nat_deployed),
-    row("rotate-timeout-zero", "nat.rotate --env dev --timeout 0", 2, "--timeout 0 must be a positive number",
+    row("rotate-timeout-negative", "nat.rotate --env dev --timeout -1", 2, "--timeout", "-1", "--timeout 900",
+        setup=nat_deployed),
+    row("rotate-timeout-zero", "nat.rotate --env dev --timeout 0", 2, "--timeout", "0", "--timeout 900",
         setup=nat_deployed),
     row("rotate-not-deployed", "nat.rotate --env dev --dry-run", 1, "stack dev has no outputs"),
-    row("rotate-checkpoint-not-json", "nat.rotate --env dev", 1, "is not valid JSON", "delete it to start over",
-        setup=(nat_deployed, write_file(CHECKPOINT, "{half a checkpoint"))),
+    row("rotate-checkpoint-not-json", "nat.rotate --env dev", 1, "is not valid JSON", "--abort",
+        setup=(nat_deployed, parameter(CHECKPOINT, "{half a checkpoint"))),
     row("rotate-checkpoint-of-other-stack", "nat.rotate --env dev --dry-run", 1,
-        "does not describe a rotation of dev", "delete it to start over",
-        setup=(nat_deployed, write_file(CHECKPOINT, json.dumps({"env": "prod", "step": "drain", "az": "eu-west-1a"})))),
+        "does not describe a rotation of dev", "--abort",
+        setup=(nat_deployed, parameter(CHECKPOINT, json.dumps({"env": "prod", "step": "drain", "az": "eu-west-1a"})))),
+    row("rotate-locked-by-another-run", "nat.rotate --env dev", 1, "in progress by ops@laptop", "--take-over",
+        setup=(nat_deployed, parameter(LOCK, json.dumps({"holder": "ops@laptop", "since": "2026-12-01 08:00:00 UTC"})))),
 ]
 
 TABLE = SECRETS_SET + SECRETS_LIST + PLATFORM_STATUS + NAT_STATUS + NAT_ROTATE

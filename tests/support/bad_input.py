@@ -155,10 +155,12 @@ def reset_project(root: Path) -> None:
 
 def aws_inventory(region: str = "eu-west-1") -> dict[str, Any]:
     """What a task could create or change in AWS: secrets and their versions, EC2 instances, routes and tags,
-    EKS clusters and node groups (versions, sizes), ECR repositories and their images."""
+    EKS clusters and node groups (versions, sizes), ECR repositories and their images, SSM parameters (locks and
+    checkpoints)."""
     import boto3
 
-    sm, ec2, eks, ecr = (boto3.client(name, region_name=region) for name in ("secretsmanager", "ec2", "eks", "ecr"))
+    sm, ec2, eks, ecr, ssm = (boto3.client(name, region_name=region)
+                              for name in ("secretsmanager", "ec2", "eks", "ecr", "ssm"))
     secrets = {}
     for secret in sm.list_secrets().get("SecretList", []):
         versions = sm.list_secret_version_ids(SecretId=secret["ARN"], IncludeDeprecated=True)["Versions"]
@@ -176,7 +178,11 @@ def aws_inventory(region: str = "eu-west-1") -> dict[str, Any]:
         clusters[name] = (eks.describe_cluster(name=name)["cluster"].get("version"), groups)
     images = {repository["repositoryName"]: sorted(json.dumps(image, sort_keys=True) for image in ecr.list_images(
         repositoryName=repository["repositoryName"])["imageIds"]) for repository in ecr.describe_repositories()["repositories"]}
-    return {"secrets": secrets, "instances": instances, "routes": routes, "eks": clusters, "ecr": images}
+    parameters = {p["Name"]: (p["Value"], p["Version"])
+                  for page in ssm.get_paginator("get_parameters_by_path").paginate(Path="/", Recursive=True)
+                  for p in page["Parameters"]}
+    return {"secrets": secrets, "instances": instances, "routes": routes, "eks": clusters, "ecr": images,
+            "ssm parameters": parameters}
 
 
 # --- kubesim ------------------------------------------------------------------------------------------
