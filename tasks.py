@@ -158,6 +158,9 @@ def plan(c, env, json_=False, diff=None, against=None):
     require_env(env)
     if diff:
         require_env(diff, "--diff")
+        if diff == env:
+            raise fail(f"--diff {diff} compares {env} with itself; name the other stack, e.g. --diff "
+                       f"{'prod' if env != 'prod' else 'dev'}")
     try:
         if against:
             _refuse_generation_changes(stack_config(env), committed_ami_types(env, against))
@@ -188,9 +191,9 @@ def _refuse_generation_changes(cfg, deployed) -> None:
 
 
 def _checked_cli(env: str):
-    """Config valid, no generation changes AMI in place and the auth mode does not go back, against what the
-    stack last deployed."""
-    from infra.config import check_auth_mode_history
+    """Config valid, no generation changes AMI in place, the auth mode does not go back and the Kubernetes version
+    moves at most one minor forward, against what the stack last deployed."""
+    from infra.config import check_auth_mode_history, check_version_history
     from infra.ops.pulumi_cli import PulumiCLI, PulumiError
 
     cfg = stack_config(env)
@@ -200,7 +203,8 @@ def _checked_cli(env: str):
     except PulumiError as error:
         raise fail(str(error)) from None
     _refuse_generation_changes(cfg, outputs.get("nodeGroupAmiTypes") or {})
-    issues = check_auth_mode_history(cfg, outputs.get("authenticationMode"))
+    issues = [*check_auth_mode_history(cfg, outputs.get("authenticationMode")),
+              *check_version_history(cfg, outputs.get("clusterVersion"))]
     if issues:
         raise fail("\n".join(str(issue) for issue in issues))
     return cli
@@ -500,6 +504,11 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
         raise fail("--pool and --to are required, e.g. `invoke nodes.migrate --env dev --pool general --to green`")
     if rollback and (resume or dry_run):
         raise fail("--rollback cannot be combined with --resume or --dry-run")
+    if resume and dry_run:
+        raise fail("--dry-run plans the migration from its start and cannot resume; drop --resume (or --dry-run)")
+    if ami_type and not add:
+        raise fail(f"--ami-type {ami_type} only applies with --add (declaring --to); an existing generation keeps "
+                   f"its ami_type from Pulumi.{env}.yaml")
     parallelism = whole(parallelism, "--parallelism", default=8, minimum=1, what="a whole number of pods", example=8)
     pools = stack_config(env).node_pools
     if pool not in pools:
@@ -547,6 +556,8 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
 
     if not to:
         raise fail("--to is required, e.g. `invoke cluster.upgrade --env dev --to 1.32`")
+    if resume and (dry_run or plan_only):
+        raise fail("--resume carries out the rest of an upgrade; --dry-run and --plan-only only show it: drop one")
     _lifecycle(lambda: upgrade_target(to))
     kube, cfg = _kube(env, kubeconfig)
     console, on_event = _printer()

@@ -37,7 +37,7 @@ __all__ = ["ADDONS", "ADMIN_GROUP", "AUTH_MODES", "PROJECT", "ROOT", "AccessConf
            "ClusterConfig", "ConfigError", "ConfigIssue", "Generation", "GitHubConfig", "NatConfig", "NetworkConfig",
            "NodePool", "PlatformConfig", "RoleMapping", "SecretSpec", "SecretsConfig", "Section", "StackConfig",
            "Taint", "Version", "app_namespace", "check_auth_mode_history", "check_generation_history",
-           "committed_ami_types", "deployed_ami_types", "from_mapping", "known_envs", "load_stack_config",
+           "check_version_history", "committed_ami_types", "deployed_ami_types", "from_mapping", "known_envs", "load_stack_config",
            "nat_azs", "nat_probe_subnets", "quantity", "read_stack_file", "secret_name", "stack_file",
            "subnet_plan", "without_path"]
 
@@ -212,6 +212,26 @@ def check_generation_history(cfg: StackConfig, deployed: Mapping[str, Mapping[st
                              f"at once; keep {before} here, add a new generation with {gen.ami_type} and run "
                              f"`invoke nodes.migrate --env {cfg.env} --pool {pool_name} --to <new generation>`")))
     return issues
+
+
+def check_version_history(cfg: StackConfig, deployed: str | None) -> list[ConfigIssue]:
+    """Refuse a Kubernetes version EKS cannot move to from the deployed one: back, or more than one minor up."""
+    try:
+        before = KubeVersion.parse(str(deployed)) if deployed else None
+    except ValueError:
+        return []
+    wanted = cfg.version
+    key = f"{PROJECT}:cluster.version"
+    if before is None or wanted == before:
+        return []
+    if wanted < before:
+        return [ConfigIssue(key=key, problem=f"goes back from {before} to {wanted}; EKS cannot downgrade a control "
+                                             f"plane: keep \"{before}\"")]
+    if wanted.minor - before.minor > 1:
+        return [ConfigIssue(key=key, problem=f"jumps from {before} to {wanted}; EKS upgrades one minor at a time: "
+                                             f"keep \"{before}\" and run `invoke cluster.upgrade --env {cfg.env} "
+                                             f"--to {wanted}` (it takes the steps in order)")]
+    return []
 
 
 def deployed_ami_types(cfg: StackConfig) -> dict[str, dict[str, str]]:

@@ -7,12 +7,14 @@ import sys
 
 import pytest
 
+from infra.config import load_stack_config
 from tests.support import bad_input as bad
 from tests.support.bad_input import outputs, row, stack_edit
 
 project = bad.project
 
 GEN = "eks-platform:node_pools.general"
+DEV = load_stack_config("dev").version
 DEPLOYED_AL2_GREEN = {"nodeGroupAmiTypes": {"general": {"blue": "AL2_x86_64", "green": "AL2_x86_64"}}}
 
 ARGUMENTS = [
@@ -43,6 +45,12 @@ ARGUMENTS = [
         "access.migrate", setup=outputs({"authenticationMode": "API"})),
     row("preview-auth-mode-backwards-vs-deployed", "preview --env dev", 2, "eks-platform:access.authentication_mode",
         "keep API", setup=outputs({"authenticationMode": "API"})),
+    row("up-version-jumps-minors-vs-deployed", "up --env dev --yes", 2, "eks-platform:cluster.version",
+        "one minor at a time", "invoke cluster.upgrade --env dev",
+        setup=outputs({"clusterVersion": f"1.{DEV.minor - 2}"})),
+    row("preview-version-downgrade-vs-deployed", "preview --env dev", 2, "eks-platform:cluster.version",
+        "cannot downgrade", f'keep "1.{DEV.minor + 1}"', setup=outputs({"clusterVersion": f"1.{DEV.minor + 1}"})),
+    row("plan-diff-itself", "plan --env dev --diff dev", 2, "--diff dev compares dev with itself", "--diff prod"),
     row("up-bad-config", "up --env dev --yes", 2, "eks-platform:network.cidr", "10.10.0.0/16",
         setup=stack_edit("cidr: 10.10.0.0/16", "cidr: 10.10.0.1/16")),
     row("preview-bad-config", "preview --env prod", 2, "eks-platform:node_pools.", "min_size <= desired_size",
