@@ -34,7 +34,7 @@ def _invoke(*args: str) -> list[str]:
 def test_signal_mid_rollout_rolls_back_and_exits_130(deployed_v1, signum):
     env = deployed_v1
     env.cluster.script_image(env.image("v2"), "NeverReady")
-    proc = subprocess.Popen(_invoke("deploy", "api", "--env", "dev", "--tag", "v2", "--kubeconfig",
+    proc = subprocess.Popen(_invoke("deploy", "api", "--env", "dev", "--tag", "v2", "--allow-dirty", "--kubeconfig",
                                     env.cluster.kubeconfig, "--readiness-grace", "120", "--json-logs"),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -57,7 +57,7 @@ def test_signal_mid_rollout_rolls_back_and_exits_130(deployed_v1, signum):
 def test_invoke_deploy_failure_then_history(deployed_v1):
     env = deployed_v1
     env.cluster.script_image(env.image("v2"), "ErrImagePull")
-    run = subprocess.run(_invoke("deploy", "api", "--env", "dev", "--tag", "v2", "--kubeconfig",
+    run = subprocess.run(_invoke("deploy", "api", "--env", "dev", "--tag", "v2", "--allow-dirty", "--kubeconfig",
                                  env.cluster.kubeconfig), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "failed: " in run.stderr and "rolled back (Complete" in run.stderr
     assert "event=verdict" in run.stdout and "ok=False" in run.stdout  # not a TTY: structured lines
