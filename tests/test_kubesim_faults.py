@@ -55,6 +55,27 @@ def test_retry_after_makes_the_official_client_retry_idempotent_requests(kubesim
     assert [r[2] for r in kubesim.requests if r[1].startswith("/api/v1/nodes")][-2:] == [429, 200]
 
 
+def test_a_request_is_logged_before_its_answer_is_sent(kubesim, core):
+    """Whoever holds an answer finds its request in `kubesim.requests` (no waiting for the server thread)."""
+    answered, client_had_answer = threading.Event(), []
+    log = kubesim.requests
+
+    class Watching:  # the real log, noting whether the client already had its answer when the entry came in
+        def append(self, entry):
+            if entry[1] == "/api/v1/nodes":
+                client_had_answer.append(answered.wait(1))  # an answer already sent reaches the client by then
+            log.append(entry)
+
+        def __iter__(self):
+            return iter(log)
+
+    kubesim.requests = Watching()
+    core.list_node()
+    answered.set()
+    assert [r[2] for r in kubesim.requests if r[1] == "/api/v1/nodes"] == [200]
+    assert kubesim.wait_for(lambda: client_had_answer) == [False]
+
+
 def test_slow_responses(kubesim, core):
     kubesim.slow(r"/api/v1/nodes", 1.0, times=1)
     start = time.monotonic()

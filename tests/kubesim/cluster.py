@@ -11,8 +11,6 @@ import os
 import tempfile
 import threading
 import time
-from collections import deque
-
 import yaml
 
 from . import errors
@@ -23,6 +21,7 @@ from .events import EventRecorder
 from .faults import Faults
 from .kubelet import UNREACHABLE
 from .proxy import ServiceProxy
+from .request_log import RequestLog
 from .resources import lookup
 from .server import Server, shutdown_socket
 from .store import Store, now_iso
@@ -49,7 +48,7 @@ class Cluster:
         self.image_scripts: dict[str, Behavior] = {}
         self.logs: dict[str, str] = {}  # image -> text served by pods/{name}/log
         self.version: dict[str, str] = {}  # overrides of the /version document
-        self.requests: deque = deque(maxlen=5000)  # (method, path, status) of every HTTP request
+        self.requests = RequestLog()  # (method, path, status) of every HTTP request, logged before the answer
         self.internal_errors: list[str] = []  # emulator bugs; the fixture fails the test if any
         self._watches: dict = {}
         self._dropped: set[int] = set()

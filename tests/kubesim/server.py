@@ -85,6 +85,7 @@ class Handler(BaseHTTPRequestHandler):
     def _send(self, code: int, body, content_type: str = JSON, headers: dict | None = None) -> None:
         data = body if isinstance(body, bytes) else (body.encode() if isinstance(body, str)
                                                      else json.dumps(body).encode())
+        self._answered(code)
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -94,7 +95,11 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+    def _answered(self, code: int) -> None:
+        """Log the request before its first response byte: a client holding the answer finds the entry."""
         self._status = code
+        self.cluster.requests.append((self._method, self.path, code))
 
     def _error(self, e: errors.ApiError) -> None:
         self._send(e.code, e.status(), headers=e.headers)
@@ -136,7 +141,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
-        self._status = 0
+        self._status, self._method = 0, method
         c = self.cluster
         n = int(self.headers.get("Content-Length") or 0)
         self._raw = self.rfile.read(n) if n else b""  # always consumed, so keep-alive stays in sync
@@ -164,7 +169,8 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._error(errors.ApiError(500, "InternalError", f"kubesim internal error: {e!r}"))
         finally:
-            c.requests.append((method, self.path, self._status))
+            if not self._status:  # no answer was sent (the client went away first)
+                c.requests.append((method, self.path, 0))
 
     # -- routing --------------------------------------------------------------------------------
     def _route(self, method: str) -> None:
@@ -419,12 +425,12 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk({"type": typ, "object": obj})
 
     def _start_stream(self) -> None:
+        self._answered(200)
         self.send_response(200)
         self.send_header("Content-Type", JSON)
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        self._status = 200
 
     def _chunk(self, event: dict) -> None:
         data = json.dumps(event).encode() + b"\n"
