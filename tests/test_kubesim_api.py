@@ -1,6 +1,7 @@
 """kubesim API fidelity, driven through the official kubernetes client over HTTP."""
 from __future__ import annotations
 
+import copy
 import json
 import threading
 
@@ -121,19 +122,45 @@ def test_list_with_label_and_field_selectors_and_pagination(core):
     assert pods_on_node.items == []
 
 
+def _replace_on_conflict(kubesim, read, change, replace):
+    """Read, change, replace; on 409 start over (client-go's RetryOnConflict): controllers write the object too.
+
+    Returns (the object as read, the server's answer); the replace succeeded, so nothing changed in between.
+    """
+    def attempt():
+        current = read()
+        before = copy.deepcopy(current)
+        change(current)
+        try:
+            return before, replace(current)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            return None
+    return kubesim.wait_for(attempt, message="a replace without a conflict")
+
+
 def test_status_subresource_is_isolated(kubesim, apps):
     apps.create_namespaced_deployment("default", _deployment(replicas=0))
-    d = kubesim.wait_for(lambda: (lambda d: d.status and d.status.observed_generation and d)(
-        apps.read_namespaced_deployment("web", "default")))
-    d.status.observed_generation = 99
-    d.spec.replicas = 7
-    out = apps.replace_namespaced_deployment_status("web", "default", d)
-    assert out.status.observed_generation == 99 and out.spec.replicas == 0  # spec untouched by /status
-    d = apps.read_namespaced_deployment("web", "default")
-    d.status.observed_generation = 1
-    d.metadata.labels["z"] = "1"
-    out = apps.replace_namespaced_deployment("web", "default", d)
-    assert out.status.observed_generation in (99, 1) and out.metadata.labels["z"] == "1"
+
+    def read():
+        return apps.read_namespaced_deployment("web", "default")
+    kubesim.wait_for(lambda: (lambda d: d.status and d.status.observed_generation)(read()))
+
+    def status_write(d):
+        d.status.observed_generation, d.spec.replicas = 99, 7
+
+    before, out = _replace_on_conflict(kubesim, read, status_write,
+                                       lambda d: apps.replace_namespaced_deployment_status("web", "default", d))
+    assert out.status.observed_generation == 99 and out.spec.replicas == 0 and out.spec == before.spec
+
+    def main_write(d):
+        d.status.observed_generation = 42
+        d.metadata.labels["z"] = "1"
+
+    before, out = _replace_on_conflict(kubesim, read, main_write,
+                                       lambda d: apps.replace_namespaced_deployment("web", "default", d))
+    assert out.metadata.labels["z"] == "1" and out.status == before.status  # status untouched by a main write
 
 
 def test_patch_flavours(core, apps):
