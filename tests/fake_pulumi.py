@@ -12,7 +12,6 @@ import os
 import stat
 import sys
 import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,9 +34,24 @@ def install(tmp_path: Path, monkeypatch, fail_on_up: int | None = None) -> Path:
 
 
 def calls(log: Path) -> list[dict]:
-    if not log.exists():
+    """The complete calls logged so far: a line still being written (no newline yet) is not read."""
+    try:
+        data = log.read_bytes()
+    except FileNotFoundError:
         return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    complete = data[:data.rfind(b"\n") + 1].decode()
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def _append(log: Path, entry: dict) -> None:
+    """One write(2) of one whole line with O_APPEND: concurrent calls never interleave or tear a line."""
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        data = (json.dumps(entry) + "\n").encode()
+        if os.write(fd, data) != len(data):
+            raise OSError(f"short write to {log}")
+    finally:
+        os.close(fd)
 
 
 def snapshot(call: dict) -> dict:
@@ -61,8 +75,7 @@ def main(argv: list[str]) -> int:
     failing = command == "up" and os.environ.get("FAKE_PULUMI_FAIL_ON_UP") == str(ups + 1)
     document = yaml.safe_load(Path(f"Pulumi.{stack}.yaml").read_text())
     entry = {"argv": argv, "stack": stack, "file": document["config"], "failed": failing}
-    with log.open("a") as handle:
-        handle.write(json.dumps(entry) + "\n")
+    _append(log, entry)
     if failing:
         print("error: update failed (injected)", file=sys.stderr)
         return 255
@@ -77,8 +90,15 @@ class EksFollower(threading.Thread):
     def __init__(self, log: Path):
         super().__init__(daemon=True)
         self.log, self.handled, self.stop = log, 0, threading.Event()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
+        try:
+            self._follow()
+        except BaseException as e:  # re-raised by __exit__: a dead follower must fail the test, not hang it
+            self.error = e
+
+    def _follow(self) -> None:
         from infra.config import from_mapping
 
         while not self.stop.is_set():
@@ -87,7 +107,7 @@ class EksFollower(threading.Thread):
                 if not call["failed"]:
                     sync_eks(from_mapping(call["stack"], call["file"]))
                 self.handled += 1
-            time.sleep(0.02)
+            self.stop.wait(0.02)
 
     def __enter__(self) -> EksFollower:
         self.start()
@@ -96,6 +116,8 @@ class EksFollower(threading.Thread):
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.join()
+        if self.error is not None:
+            raise RuntimeError("EksFollower died") from self.error
 
 
 # --- moto EKS world ---------------------------------------------------------------------------------
