@@ -261,20 +261,22 @@ def test_watch_streams_changes_resumes_and_expires(kubesim, core):
     assert e.value.status == 410
 
 
-def test_watch_without_resource_version_sends_current_state_then_live_events(core):
+def test_watch_without_resource_version_sends_current_state_then_live_events(kubesim, core):
     core.create_namespaced_config_map("default", {"metadata": {"name": "old", "labels": {"w": "1"}}})
     seen = []
 
-    def later():
+    def later():  # once the watch is open, so these are live events
+        kubesim.wait_for(lambda: kubesim.open_watches() == 1, timeout=60)
         core.create_namespaced_config_map("default", {"metadata": {"name": "new", "labels": {"w": "1"}}})
         core.create_namespaced_config_map("default", {"metadata": {"name": "other"}})
     w = watch.Watch()
-    t = threading.Timer(0.2, later)
+    t = threading.Thread(target=later)
     t.start()
-    for e in w.stream(core.list_namespaced_config_map, "default", label_selector="w=1", timeout_seconds=2):
+    for e in w.stream(core.list_namespaced_config_map, "default", label_selector="w=1", timeout_seconds=60):
         seen.append((e["type"], e["object"].metadata.name))
         if len(seen) == 2:
             w.stop()
+    t.join(60)
     assert seen == [("ADDED", "old"), ("ADDED", "new")]
 
 

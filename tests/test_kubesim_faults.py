@@ -77,13 +77,12 @@ def test_a_request_is_logged_before_its_answer_is_sent(kubesim, core):
 
 
 def test_slow_responses(kubesim, core):
-    kubesim.slow(r"/api/v1/nodes", 1.0, times=1)
+    rule = kubesim.slow(r"/api/v1/nodes", 1.0, times=1)
     start = time.monotonic()
     core.list_node()
-    assert time.monotonic() - start >= 1.0
-    start = time.monotonic()
+    assert time.monotonic() - start >= 1.0  # a lower bound: load only adds to it
     core.list_node()
-    assert time.monotonic() - start < 1.0  # times=1: the delay is spent
+    assert rule.hits == 1  # times=1: the second matching request found the delay spent
 
 
 def _open_watch(core):
@@ -105,8 +104,8 @@ def test_drop_watches_abruptly_breaks_the_stream(kubesim, core):
     t = threading.Thread(target=read)
     t.start()
     assert kubesim.drop_watches() == 1
-    t.join(5)
-    assert outcome["ended"] != "cleanly"
+    t.join(60)
+    assert outcome.get("ended", "still reading") not in ("cleanly", "still reading")
 
 
 def test_drop_watches_cleanly_ends_the_stream_and_client_resumes(kubesim, core):
@@ -136,19 +135,25 @@ def test_drop_watches_cleanly_ends_the_stream_and_client_resumes(kubesim, core):
         seen.append(ev["object"].metadata.name)
         if ev["object"].metadata.name == "two":
             w.stop()
-    t.join(5)
+    t.join(60)
     assert not problems and seen == ["one", "two"]
 
 
 def test_watch_bookmarks(kubesim_factory):
     fast = kubesim_factory(time_factor=0.005)  # bookmarks every 60 simulated s = 0.5 s
     core = client.CoreV1Api(fast.api_client())
-    resp = core.list_namespaced_config_map("default", watch=True, allow_watch_bookmarks=True, timeout_seconds=2,
+    resp = core.list_namespaced_config_map("default", watch=True, allow_watch_bookmarks=True, timeout_seconds=60,
                                            _preload_content=False)
-    lines = b"".join(resp.stream(1024)).splitlines()
-    kinds = [json.loads(line)["type"] for line in lines if line.strip()]
-    assert "BOOKMARK" in kinds
-    bookmark = next(json.loads(line) for line in lines if b"BOOKMARK" in line)
+    events, buffered = [], b""
+    try:
+        for chunk in resp.stream(1024):  # read until the first bookmark (timeoutSeconds only bounds the wait)
+            *lines, buffered = (buffered + chunk).split(b"\n")
+            events += [json.loads(line) for line in lines if line.strip()]
+            if any(e["type"] == "BOOKMARK" for e in events):
+                break
+    finally:
+        resp.close()  # the stream is still open: drop the connection rather than pool it
+    bookmark = next(e for e in events if e["type"] == "BOOKMARK")
     assert bookmark["object"]["metadata"]["resourceVersion"]
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 
 import pytest
 from kubernetes import client
@@ -13,7 +12,7 @@ from tests.test_kubesim_workloads import deployment, rolled_out
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
 
 
-def kubectl(kubesim, *args, timeout=30):
+def kubectl(kubesim, *args, timeout=180):
     return subprocess.run(["kubectl", "--kubeconfig", kubesim.kubeconfig, *args], capture_output=True, text=True,
                           timeout=timeout)
 
@@ -39,12 +38,12 @@ def test_kubectl_get_prints_server_side_tables(kubesim, web):
 
 
 def test_kubectl_rollout_status_success_and_deadline(kubesim, web):
-    out = kubectl(kubesim, "rollout", "status", "deployment/web", "--timeout=10s")
+    out = kubectl(kubesim, "rollout", "status", "deployment/web", "--timeout=120s")
     assert out.returncode == 0 and 'deployment "web" successfully rolled out' in out.stdout
     kubesim.script_image("repo/app:bad", "ImagePullBackOff")
     web.patch_namespaced_deployment("web", "default", {"spec": {"progressDeadlineSeconds": 5, "template": {
         "spec": {"containers": [{"name": "app", "image": "repo/app:bad"}]}}}})
-    out = kubectl(kubesim, "rollout", "status", "deployment/web", "--timeout=10s")
+    out = kubectl(kubesim, "rollout", "status", "deployment/web", "--timeout=120s")
     assert out.returncode != 0 and 'deployment "web" exceeded its progress deadline' in out.stderr
 
 
@@ -63,7 +62,7 @@ def test_kubectl_drain_evicts_and_skips_daemonsets(kubesim, web):
             "metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "a", "image": "repo/agent:1"}]}}}})
     node = kubesim.pods("default", app="web")[0]["spec"]["nodeName"]
     kubesim.wait_for(lambda: any(p["spec"].get("nodeName") == node for p in kubesim.pods("kube-system")))
-    out = kubectl(kubesim, "drain", node, "--ignore-daemonsets", "--timeout=20s")
+    out = kubectl(kubesim, "drain", node, "--ignore-daemonsets", "--timeout=120s")
     assert out.returncode == 0, out.stderr
     assert "evicted" in out.stdout and "drained" in out.stdout
     assert not [p for p in kubesim.pods("default") if p["spec"].get("nodeName") == node]
@@ -104,13 +103,13 @@ def test_kubectl_apply_set_image_and_rollout_undo_reuses_replicaset(kubesim, tmp
     path.write_text(MANIFEST)
     out = kubectl(kubesim, "apply", "--server-side", "-f", str(path))
     assert out.returncode == 0 and "serverside-applied" in out.stdout, out.stderr
-    assert kubectl(kubesim, "rollout", "status", "deploy/api", "--timeout=10s").returncode == 0
+    assert kubectl(kubesim, "rollout", "status", "deploy/api", "--timeout=120s").returncode == 0
     first = {r["metadata"]["name"] for r in kubesim.store.list("replicasets")[0]}
     assert kubectl(kubesim, "set", "image", "deploy/api", "app=repo/api:2").returncode == 0
-    assert kubectl(kubesim, "rollout", "status", "deploy/api", "--timeout=10s").returncode == 0
+    assert kubectl(kubesim, "rollout", "status", "deploy/api", "--timeout=120s").returncode == 0
     out = kubectl(kubesim, "rollout", "undo", "deploy/api")
     assert out.returncode == 0 and "rolled back" in out.stdout
-    assert kubectl(kubesim, "rollout", "status", "deploy/api", "--timeout=10s").returncode == 0
+    assert kubectl(kubesim, "rollout", "status", "deploy/api", "--timeout=120s").returncode == 0
     d = kubesim.store.get("deployments/default/api")
     assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
     live = [r for r in kubesim.store.list("replicasets")[0] if r["spec"]["replicas"]]
@@ -121,14 +120,22 @@ def test_kubectl_apply_set_image_and_rollout_undo_reuses_replicaset(kubesim, tmp
 
 def test_kubectl_get_watch_streams_table_rows(kubesim):
     core = client.CoreV1Api(kubesim.api_client())
-    timer = threading.Timer(0.8, lambda: core.create_namespaced_pod("default", {
-        "metadata": {"name": "w"}, "spec": {"containers": [{"name": "a", "image": "repo/app:1"}]}}))
-    timer.start()
-    out = kubectl(kubesim, "get", "pods", "-w", "--request-timeout=2s")
-    timer.join()
-    lines = [line.split() for line in out.stdout.splitlines()]
+    watcher = subprocess.Popen(["kubectl", "--kubeconfig", kubesim.kubeconfig, "get", "pods", "-w",
+                                "--request-timeout=120s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        kubesim.wait_for(lambda: kubesim.open_watches() >= 1, timeout=60, message="kubectl's watch")
+        core.create_namespaced_pod("default", {"metadata": {"name": "w"}, "spec": {"containers": [
+            {"name": "a", "image": "repo/app:1"}]}})
+        for line in watcher.stdout:  # rows arrive as the pod changes; stop at the Running one
+            lines.append(line.split())
+            if lines[-1][:3] == ["w", "1/1", "Running"]:
+                break
+    finally:
+        watcher.kill()
+        watcher.communicate()
     assert lines[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
-    assert ["w", "1/1", "Running"] in [line[:3] for line in lines[1:]]
+    assert lines[-1][:3] == ["w", "1/1", "Running"]
 
 
 def test_kubectl_rollout_status_statefulset_and_daemonset(kubesim):
@@ -140,7 +147,7 @@ def test_kubectl_rollout_status_statefulset_and_daemonset(kubesim):
         "selector": {"matchLabels": {"app": "x"}}, "template": template}})
     for ref, ns in (("sts/db", "default"), ("ds/agent", "kube-system")):
         assert kubectl(kubesim, "-n", ns, "set", "image", ref, "c=repo/x:2").returncode == 0
-        out = kubectl(kubesim, "-n", ns, "rollout", "status", ref, "--timeout=10s")
+        out = kubectl(kubesim, "-n", ns, "rollout", "status", ref, "--timeout=120s")
         assert out.returncode == 0 and ("roll out complete" in out.stdout or "successfully rolled out" in out.stdout)
     images = {p["spec"]["containers"][0]["image"] for ns in ("default", "kube-system") for p in kubesim.pods(ns)
               if not p["metadata"].get("deletionTimestamp")}

@@ -68,7 +68,7 @@ def test_rolling_update_honours_surge_and_unavailable(kubesim, apps, surge, unav
     kubesim.wait_for(lambda: rolled_out(apps))
     set_image(apps, "repo/app:2")
     seen_total, seen_ready = 0, 99
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # the loop ends when rolled out
     while time.monotonic() < deadline:
         live = [p for p in kubesim.pods("default", app="web") if not p["metadata"].get("deletionTimestamp")]
         ready = [p for p in live if any(c["type"] == "Ready" and c["status"] == "True"
@@ -132,7 +132,7 @@ def test_recreate_strategy_stops_old_pods_first(kubesim, apps):
     kubesim.wait_for(lambda: rolled_out(apps))
     set_image(apps, "repo/app:2")
     mixed = False
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # the loop ends when rolled out
     while not rolled_out(apps) and time.monotonic() < deadline:
         images = {p["spec"]["containers"][0]["image"] for p in kubesim.pods("default", app="web")}
         mixed |= len(images) > 1
@@ -397,7 +397,8 @@ def test_orphan_deletion_keeps_dependents(kubesim, apps):
     apps.create_namespaced_deployment("default", deployment(replicas=1))
     kubesim.wait_for(lambda: rolled_out(apps))
     apps.delete_namespaced_deployment("web", "default", propagation_policy="Orphan")
-    time.sleep(0.2)  # give the garbage collector passes to (not) act
+    passes = kubesim.control_plane.gc_passes
+    kubesim.wait_for(lambda: kubesim.control_plane.gc_passes >= passes + 2)  # a whole pass after the delete (not) acted
     (rs,) = kubesim.store.list("replicasets")[0]
     assert not rs["metadata"].get("ownerReferences") and len(kubesim.pods("default", app="web")) == 1
 

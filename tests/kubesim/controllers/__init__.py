@@ -39,6 +39,7 @@ class ControlPlane:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kubesim-control-plane", daemon=True)
         self.passes = 0
+        self.gc_passes = 0  # completed garbage-collector passes: tests wait on it to see "it had its chance"
         self._seen: dict[int, tuple[int, float]] = {}
 
     def start(self) -> None:
@@ -82,6 +83,8 @@ class ControlPlane:
                 continue
             try:
                 loop.sync()
+                if loop is self.collector:
+                    self.gc_passes += 1
             except Exception:  # keep the cluster alive; tests assert cluster.internal_errors is empty
                 self.errors.append(traceback.format_exc())
                 self.c.internal_errors.append(self.errors[-1])
