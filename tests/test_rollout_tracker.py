@@ -26,7 +26,8 @@ def test_unready_pod_fails_after_the_probe_budget(kubesim):
     took = time.monotonic() - started
     assert verdict.reason == "ReadinessTimeout" and verdict.pod.startswith("web-")
     assert "grace 3s from the probe settings" in verdict.message
-    assert 3 <= took < 10
+    assert took >= 3  # not before the probe budget (a lower bound: load only adds to it); the reason and the
+    # grace in the message show it was the probe budget that ended it, not timeout_s
 
 
 def test_progress_is_reported_as_replicas_change(kubesim):
