@@ -277,15 +277,15 @@ def test_probe_function_reaches_tcp_targets():
     server.listen()
     port = server.getsockname()[1]
     closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: refuses connections, and no one else can take the port
     dead = closed.getsockname()[1]
-    closed.close()
     try:
-        assert nat_probe.probe([f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{dead}"], 0.5)["ok"] is True
-        result = nat_probe.probe([f"tcp://127.0.0.1:{dead}"], 0.5)
+        assert nat_probe.probe([f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{dead}"], 10)["ok"] is True
+        result = nat_probe.probe([f"tcp://127.0.0.1:{dead}"], 10)  # both answer at once
         assert result["ok"] is False and "ConnectionRefused" in result["detail"]
     finally:
         server.close()
+        closed.close()
     assert nat_failover.FAILING_STATES == ("stopping", "stopped", "shutting-down", "terminated")
 
 

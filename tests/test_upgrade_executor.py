@@ -96,19 +96,18 @@ def test_failed_up_is_resumed_from_the_checkpoint(cluster, tmp_path, monkeypatch
     stack = _stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
     log = fake_pulumi.install(tmp_path, monkeypatch, fail_on_up=2)
-    follower = fake_pulumi.EksFollower(log).__enter__()
-    engine = _upgrade(stack, api)
-    with pytest.raises(PulumiError, match="pulumi up"):
-        engine.execute(engine.plan("1.32"))
-    with pytest.raises(UpgradeRefused, match="in progress.*rerun with --resume"):
-        again = _upgrade(stack, api)
-        again.execute(again.plan("1.32"))
-    monkeypatch.delenv("FAKE_PULUMI_FAIL_ON_UP")
-    resumed = _upgrade(stack, api)
-    plan = resumed.plan("1.32")
-    assert str(plan.current) == "1.31"  # the checkpoint remembers where the upgrade started
-    resumed.execute(plan, resume=True)
-    follower.__exit__()
+    with fake_pulumi.EksFollower(log):  # stopped even if the test fails: it must not play into the next test
+        engine = _upgrade(stack, api)
+        with pytest.raises(PulumiError, match="pulumi up"):
+            engine.execute(engine.plan("1.32"))
+        with pytest.raises(UpgradeRefused, match="in progress.*rerun with --resume"):
+            again = _upgrade(stack, api)
+            again.execute(again.plan("1.32"))
+        monkeypatch.delenv("FAKE_PULUMI_FAIL_ON_UP")
+        resumed = _upgrade(stack, api)
+        plan = resumed.plan("1.32")
+        assert str(plan.current) == "1.31"  # the checkpoint remembers where the upgrade started
+        resumed.execute(plan, resume=True)
     ups = _ups(log)
     assert [(u["cluster"], u["generations"]["general/green"]["version"]) for u in ups] == [
         ("1.32", "1.31"), ("1.32", None), ("1.32", None), ("1.32", None)]  # failed nodes up retried, not the CP
