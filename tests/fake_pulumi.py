@@ -101,12 +101,15 @@ class EksFollower(threading.Thread):
     def _follow(self) -> None:
         from infra.config import from_mapping
 
-        while not self.stop.is_set():
+        while True:
+            stopping = self.stop.is_set()  # read before the log: a last pass then plays every up logged before stop
             ups = [c for c in calls(self.log) if c["argv"][:1] == ["up"]]
             for call in ups[self.handled:]:
                 if not call["failed"]:
                     sync_eks(from_mapping(call["stack"], call["file"]))
                 self.handled += 1
+            if stopping:
+                return
             self.stop.wait(0.02)
 
     def __enter__(self) -> EksFollower:
@@ -114,6 +117,7 @@ class EksFollower(threading.Thread):
         return self
 
     def __exit__(self, *exc) -> None:
+        """Play the ups still unhandled (one may have been logged while a sync ran), then stop."""
         self.stop.set()
         self.join()
         if self.error is not None:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import threading
+
+import yaml
 
 from tests import fake_pulumi
 
@@ -28,3 +31,24 @@ def test_each_call_is_appended_as_one_whole_line(tmp_path, monkeypatch):
         assert fake_pulumi.main(argv) == 0
     assert [json.loads(w)["argv"][0] for w in writes] == ["up", "stack"] and all(w.endswith(b"\n") for w in writes)
     assert [c["argv"][0] for c in fake_pulumi.calls(log)] == ["up", "stack"]
+
+
+def test_follower_plays_an_up_logged_during_a_sync_before_it_stops(tmp_path, monkeypatch):
+    log = tmp_path / "pulumi-calls.jsonl"
+    config = yaml.safe_load((fake_pulumi.ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    up = {"argv": ["up", "--yes"], "stack": "dev", "file": config, "failed": False}
+    fake_pulumi._append(log, up)
+    syncing, release, synced = threading.Event(), threading.Event(), []
+
+    def sync(cfg):
+        syncing.set()
+        release.wait(60)
+        synced.append(cfg.cluster.name)
+    monkeypatch.setattr(fake_pulumi, "sync_eks", sync)
+    follower = fake_pulumi.EksFollower(log)
+    with follower:
+        assert syncing.wait(60)
+        fake_pulumi._append(log, up)  # the engine's next up, logged while the follower plays the first
+        follower.stop.set()  # the test body ends before the follower reads the log again
+        release.set()
+    assert synced == ["eks-dev", "eks-dev"]
