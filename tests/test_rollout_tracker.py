@@ -33,8 +33,15 @@ def test_unready_pod_fails_after_the_probe_budget(kubesim):
 def test_progress_is_reported_as_replicas_change(kubesim):
     kube = from_kubeconfig(kubesim.kubeconfig)
     seen = []
-    applied = kube.apply(_deployment("repo/web:1"), "test")
-    verdict = Rollout(kube, "default", "web", timeout_s=30, on_progress=seen.append).track(
+    paused = _deployment("repo/web:1")
+    paused["spec"]["paused"] = True  # nothing rolls before the tracker's first look, however slow the machine
+
+    def on_progress(progress):
+        seen.append(progress)
+        if len(seen) == 1:
+            kube.apply(_deployment("repo/web:1"), "test")  # resume the rollout
+    applied = kube.apply(paused, "test")
+    verdict = Rollout(kube, "default", "web", timeout_s=60, on_progress=on_progress).track(
         applied["metadata"]["generation"])
     assert verdict.ok and verdict.reason == "Complete"
-    assert seen[-1].ready == seen[-1].desired == 1 and len(seen) >= 2
+    assert seen[0].ready == 0 and seen[-1].ready == seen[-1].desired == 1 and len(seen) >= 2
