@@ -76,6 +76,15 @@ def test_a_request_is_logged_before_its_answer_is_sent(kubesim, core):
     assert kubesim.wait_for(lambda: client_had_answer) == [False]
 
 
+def test_the_request_log_can_be_read_while_requests_are_served(kubesim, core):
+    core.list_node()
+    entries = iter(kubesim.requests)
+    first = next(entries)
+    core.list_namespace()  # served, and logged, while the reader is half way through
+    assert [first, *entries] == [("GET", "/api/v1/nodes", 200)]  # the reader's snapshot; the next one has both
+    assert [path for _, path, _ in kubesim.requests] == ["/api/v1/nodes", "/api/v1/namespaces"]
+
+
 def test_slow_responses(kubesim, core):
     rule = kubesim.slow(r"/api/v1/nodes", 1.0, times=1)
     start = time.monotonic()
