@@ -64,7 +64,7 @@ def running(cluster, ns: str = NAMESPACE) -> list[dict]:
             and not p["metadata"].get("deletionTimestamp")]
 
 
-def wait_running(cluster, count: int, ns: str = NAMESPACE, timeout: float = 20.0) -> None:
+def wait_running(cluster, count: int, ns: str = NAMESPACE, timeout: float = 60.0) -> None:
     cluster.wait_for(lambda: len([p for p in running(cluster, ns) if _ready(p)]) >= count, timeout=timeout,
                      message=f"{count} Ready pods in {ns}")
 

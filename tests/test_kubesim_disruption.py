@@ -59,7 +59,7 @@ def test_eviction_honours_budget_then_recovers(kubesim, api):
     assert body["details"]["causes"][0]["reason"] == "DisruptionBudget"
     assert "needs 2 healthy pods" in body["details"]["causes"][0]["message"]
     # the replacement becomes Ready, the budget allows one more disruption again
-    kubesim.wait_for(lambda: _pdb_status(policy).disruptions_allowed == 1, timeout=15)
+    kubesim.wait_for(lambda: _pdb_status(policy).disruptions_allowed == 1)
     _evict(core, second)
     kubesim.wait_for(lambda: kubesim.store.get("pods/default/" + second) is None)
 

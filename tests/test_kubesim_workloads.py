@@ -93,7 +93,7 @@ def test_three_replica_rolling_update_completes_at_default_time_factor(kubesim, 
     apps.create_namespaced_deployment("default", deployment())
     kubesim.wait_for(lambda: rolled_out(apps))
     set_image(apps, "repo/app:2")
-    kubesim.wait_for(lambda: rolled_out(apps), timeout=15)
+    kubesim.wait_for(lambda: rolled_out(apps))
 
 
 def test_revision_history_limit_and_rollback_reuse(kubesim, apps):
@@ -119,7 +119,7 @@ def test_progress_deadline_exceeded_on_bad_image(kubesim, apps):
     kubesim.wait_for(lambda: rolled_out(apps))
     set_image(apps, "repo/app:bad")
     d = kubesim.wait_for(lambda: (lambda d: condition(d, "Progressing").reason == "ProgressDeadlineExceeded" and d)(
-        apps.read_namespaced_deployment("web", "default")), timeout=15)
+        apps.read_namespaced_deployment("web", "default")))
     assert condition(d, "Progressing").status == "False"
     assert "has timed out progressing" in condition(d, "Progressing").message
     assert d.status.available_replicas == 3 and d.status.updated_replicas == 1  # old pods kept serving
@@ -202,7 +202,7 @@ def test_crash_loop_back_off_restart_count_grows(kubesim, core):
     cs = core.read_namespaced_pod("p", "default").status.container_statuses[0]
     assert cs.restart_count >= 1 and cs.last_state.terminated.exit_code == 1 and not cs.ready
     kubesim.wait_for(lambda: core.read_namespaced_pod("p", "default").status.container_statuses[0]
-                     .restart_count >= 2, timeout=15)
+                     .restart_count >= 2)
     assert "BackOff" in _event_reasons(kubesim)
 
 

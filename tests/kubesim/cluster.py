@@ -183,7 +183,7 @@ class Cluster:
             (reason is None or e.get("reason") == reason)
             and (name is None or e["involvedObject"].get("name") == name)))[0]
 
-    def wait_for(self, predicate, timeout: float = 20.0, interval: float = 0.01, message: str = "condition"):
+    def wait_for(self, predicate, timeout: float = 60.0, interval: float = 0.01, message: str = "condition"):
         """Poll `predicate()` until truthy (returns its value) or raise TimeoutError after `timeout` wall seconds."""
         deadline = time.monotonic() + timeout
         while True:

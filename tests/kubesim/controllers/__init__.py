@@ -48,7 +48,7 @@ class ControlPlane:
     def stop(self) -> None:
         self._stop.set()
         self.c.store.changed.set()
-        self._thread.join(timeout=2)
+        self._thread.join(timeout=30)  # returns as soon as the loop sees the stop
 
     def _run(self) -> None:
         last_gc = 0.0
