@@ -54,11 +54,16 @@ AWS_TASKS = {**CLUSTER_TASKS, "nat.status": ("nat.status", "--env", "dev"),
              "secrets.list": ("secrets.list", "--env", "dev")}
 
 
+_HELD: list[socket.socket] = []
+
+
 def closed_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A local port nothing listens on: bound and held, never listening, so it refuses connections and no
+    server started meanwhile (kubesim, moto, another suite) can take it."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    _HELD.append(probe)
+    return probe.getsockname()[1]
 
 
 def kubeconfig(path: Path, server: str) -> Path:
