@@ -18,12 +18,19 @@ class RequestLog:
         with self._lock:
             self._entries.append(entry)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def snapshot(self) -> list[tuple[str, str, int]]:
         with self._lock:
             return list(self._entries)
 
     def __iter__(self):
         return iter(self.snapshot())
+
+    def __getitem__(self, index):
+        return self.snapshot()[index]
 
     def __len__(self) -> int:
         with self._lock:
