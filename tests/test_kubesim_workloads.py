@@ -145,7 +145,8 @@ def test_paused_deployment_does_not_roll(kubesim, apps):
     kubesim.wait_for(lambda: rolled_out(apps))
     apps.patch_namespaced_deployment("web", "default", {"spec": {"paused": True}})
     set_image(apps, "repo/app:2")
-    d = kubesim.wait_for(lambda: (lambda d: condition(d, "Progressing").reason == "DeploymentPaused" and d)(
+    d = kubesim.wait_for(lambda: (lambda d: d.status.observed_generation == d.metadata.generation  # the new image
+                                  and condition(d, "Progressing").reason == "DeploymentPaused" and d)(
         apps.read_namespaced_deployment("web", "default")))
     assert len(apps.list_namespaced_replica_set("default").items) == 1 and not d.status.updated_replicas
 
