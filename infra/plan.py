@@ -118,8 +118,8 @@ def _redact(value: Any) -> Any:
         return SECRET
     if isinstance(value, (pulumi.Asset, pulumi.Archive)):  # Lambda code: name it, never inline it
         return f"[{type(value).__name__}]"
-    if isinstance(value, dict):
-        return {key: _redact(item) for key, item in value.items()}
+    if isinstance(value, dict):  # sorted: the engine hands properties over in no fixed order
+        return {key: _redact(value[key]) for key in sorted(value)}
     if isinstance(value, list):
         return [_redact(item) for item in value]
     return value
@@ -148,7 +148,7 @@ def _resolve(value: Any) -> Any:
         is_secret = _sync_await(value.is_secret())
         return SECRET if is_secret else _resolve(_sync_await(value.future()))
     if isinstance(value, dict):
-        return {key: _resolve(item) for key, item in value.items()}
+        return {key: _resolve(value[key]) for key in sorted(value)}
     if isinstance(value, list):
         return [_resolve(item) for item in value]
     return value
@@ -169,8 +169,20 @@ def _run(cfg: StackConfig, raw: dict[str, Any]) -> Plan:
         outputs.update(build(cfg))
 
     _sync_await(run_pulumi_func(program))
+    plan.resources = _in_tree_order(plan.resources)
     plan.outputs = _resolve(outputs)
     return plan
+
+
+def _in_tree_order(resources: list[PlannedResource]) -> list[PlannedResource]:
+    """Parents before their children, siblings by type and name: registration order varies between runs."""
+    by_urn = {resource.urn: resource for resource in resources}
+
+    def path(resource: PlannedResource) -> tuple[tuple[str, str], ...]:
+        parent = by_urn.get(resource.parent)
+        return (*(path(parent) if parent else ()), (resource.type, resource.name))
+
+    return sorted(resources, key=path)
 
 
 def _config_value(value: Any) -> str:

@@ -148,3 +148,9 @@ def test_plan_against_a_revision_refuses_in_place_ami_change(project_copy):
     result = invoke("plan", "--env", "dev", "--against", "HEAD", cwd=project_copy)
     assert result.returncode == 2
     assert "generations.blue.ami_type: changes AL2_x86_64 -> AL2023_x86_64_STANDARD in place" in result.stderr
+
+
+def test_plan_json_is_the_same_bytes_on_every_run():
+    """Registration order and property order vary inside the engine; the plan a person diffs must not."""
+    first, second = (invoke("plan", "--env", "dev", "--json") for _ in range(2))
+    assert first.returncode == 0 and first.stdout == second.stdout

@@ -219,7 +219,7 @@ class Access(pulumi.ComponentResource):
             self.principals.append(Principal(principal_key("role", mapping.role_arn), mapping.role_arn,
                                              mapping.username, list(mapping.groups)))
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=pulumi.Output.from_input(args.kubeconfig).apply(
-            lambda value: value if isinstance(value, str) else json.dumps(value)), opts=self._child)
+            lambda value: value if isinstance(value, str) else json.dumps(value, sort_keys=True)), opts=self._child)
         self._name, self._depends_on = name, list(args.depends_on)
         if access.uses_config_map:
             self._aws_auth(name, args.node_role_arns, pulumi.ResourceOptions(
