@@ -84,7 +84,7 @@ class TimedReporter:
     """A plain Reporter that also notes when each event happened."""
 
     def __init__(self):
-        from infra.ops.report import Reporter
+        from infra.ops.deploy.report import Reporter
 
         self.inner = Reporter(mode="plain", stream=io.StringIO())
         self.at: dict[str, float] = {}
@@ -113,9 +113,11 @@ def main() -> int:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from infra.ops import catalog, deploy
-    from infra.ops.kube import from_kubeconfig
-    from tests.deploy_fixtures import push
+    from infra.ops.deploy import target as catalog
+
+    from infra.ops.deploy import pipeline as deploy
+    from infra.ops.io.kube import from_kubeconfig
+    from tests.support.deploy_world import push
     from tests.kubesim import start
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

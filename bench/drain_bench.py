@@ -23,7 +23,7 @@ NODES_PER_AZ, PODS_PER_NODE, APPS, MAX_UNAVAILABLE = 4, 10, 4, 3
 
 def build(time_factor: float):
     """A cluster with 12 old (blue) nodes holding 120 pods, and 12 empty new (green) nodes."""
-    from tests import node_world as world
+    from tests.support import node_world as world
     from tests.kubesim.cluster import start
 
     cluster = start(time_factor, nodes=False, workdir=tempfile.mkdtemp(prefix="drain-bench-"))
@@ -40,8 +40,8 @@ def build(time_factor: float):
 
 
 def run(mode: str, time_factor: float) -> dict:
-    from infra.ops.drain import ZONE, Drain, DrainPolicy
-    from tests import node_world as world
+    from infra.ops.lifecycle.drain import ZONE, Drain, DrainPolicy
+    from tests.support import node_world as world
 
     cluster, api, guarantees = build(time_factor)
     try:

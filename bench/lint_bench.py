@@ -23,7 +23,8 @@ def timed(*command: str) -> float:
 
 
 def main() -> None:
-    from infra.ops import checkov_scan, manifests
+    from infra.lint import checkov as checkov_scan
+    from infra.ops.io import manifests
 
     checkov_scan.ensure_env()
     bare = timed(sys.executable, "-c", "pass")

@@ -86,9 +86,9 @@ def detection(trials: int) -> None:
 def loop_check(moments: list[float]) -> None:
     """The real schedule loop (nat_failover._check_loop) on moto with a simulated clock, as a check of the model."""
     from infra.config import NatConfig
-    from infra.lambdas.nat_failover import ProbeResult, handle
-    from infra.lambdas.nat_health import Policy
-    from tests.nat_world import SCHEDULE, FakeClock, build, runtime
+    from infra.lambdas.nat.failover import ProbeResult, handle
+    from infra.lambdas.nat.health import Policy
+    from tests.support.nat_world import SCHEDULE, FakeClock, build, runtime
 
     nat = NatConfig()
     detected, simulated = [], []
@@ -123,9 +123,9 @@ def requests_reset() -> None:
 
 
 def handler_time(runs: int) -> None:
-    from infra.lambdas.nat_failover import handle
-    from infra.lambdas.nat_health import HEALTH_TAG
-    from tests.nat_world import build, runtime
+    from infra.lambdas.nat.failover import handle
+    from infra.lambdas.nat.health import HEALTH_TAG
+    from tests.support.nat_world import build, runtime
 
     world = build(3)
     a = world.instances["eu-west-1a"]

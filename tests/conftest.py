@@ -36,6 +36,6 @@ def aws(moto_server, monkeypatch):
 @pytest.fixture(scope="session")
 def stack_plans():
     """The offline plan of both real stack files, computed once per session (read-only: do not mutate)."""
-    from infra.plan import plan_stack
+    from infra.plan.offline import plan_stack
 
     return {env: plan_stack(env) for env in ("dev", "prod")}

@@ -3,7 +3,7 @@
 dual-instance: two NAT instances in different AZs (AL2023, ARM by default, IMDSv2 only, no SSH, SSM),
 each with an Elastic IP; every private route table's default route points at its home instance (its
 own AZ's, or round-robin over the two when there are more AZs). Failover is run-time state: the
-failover Lambda (infra/lambdas/nat_failover.py) and `invoke nat.rotate` move routes with ReplaceRoute,
+failover Lambda (infra/lambdas/nat/failover.py) and `invoke nat.rotate` move routes with ReplaceRoute,
 so the Route resources ignore their target after creation and Pulumi never moves routes back behind
 their back. Each instance also gets a /28 probe subnet whose default route is pinned to it, where a
 small probe Lambda tests egress through exactly that instance.
@@ -20,9 +20,10 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import StackConfig, nat_azs, nat_probe_subnets
-from infra.lambdas.nat_health import AZ_TAG, DRAIN_TAG, HEALTH_TAG, STACK_TAG
+from infra.lambdas.nat.health import AZ_TAG, DRAIN_TAG, HEALTH_TAG, STACK_TAG
 
 LAMBDAS = Path(__file__).resolve().parent.parent / "lambdas"
+NAT_LAMBDAS = LAMBDAS / "nat"
 NAMESPACE = "EksPlatform/NAT"
 FAILING_STATES = ["stopping", "stopped", "shutting-down", "terminated"]
 ASSUME_LAMBDA = json.dumps({"Version": "2012-10-17", "Statement": [{
@@ -50,10 +51,12 @@ def route_homes(cfg: StackConfig) -> dict[str, str]:
 
 
 def lambda_code() -> pulumi.AssetArchive:
-    """infra/lambdas as the package `infra.lambdas` (handlers import their siblings by that name)."""
-    assets: dict[str, pulumi.Asset | pulumi.Archive] = {"infra/__init__.py": pulumi.StringAsset("")}
-    for module in [LAMBDAS / "__init__.py", *sorted(LAMBDAS.glob("nat_*.py"))]:
-        assets[f"infra/lambdas/{module.name}"] = pulumi.FileAsset(str(module))
+    """infra/lambdas/nat as the package `infra.lambdas.nat` (handlers import their siblings by that name)."""
+    assets: dict[str, pulumi.Asset | pulumi.Archive] = {"infra/__init__.py": pulumi.StringAsset(""),
+                                                          "infra/lambdas/__init__.py": pulumi.FileAsset(
+                                                              str(LAMBDAS / "__init__.py"))}
+    for module in sorted(NAT_LAMBDAS.glob("*.py")):
+        assets[f"infra/lambdas/nat/{module.name}"] = pulumi.FileAsset(str(module))
     return pulumi.AssetArchive(assets)
 
 
@@ -225,7 +228,7 @@ class Nat(pulumi.ComponentResource):
                                            retention_in_days=14, tags=self.args.tags, opts=self._child)
             probes[az] = aws.lambda_.Function(
                 f"{self.name}-probe-{suffix}", name=function_name, runtime="python3.12", architectures=["arm64"],
-                handler="infra/lambdas/nat_probe.handler", code=lambda_code(), role=role.arn, memory_size=128,
+                handler="infra/lambdas/nat/probe.handler", code=lambda_code(), role=role.arn, memory_size=128,
                 timeout=math.ceil(nat.probe_timeout_seconds) + 4, tags=self.args.tags,
                 environment=aws.lambda_.FunctionEnvironmentArgs(variables={
                     "NAT_PROBE_TARGETS": json.dumps(nat.probe_targets),
@@ -265,7 +268,7 @@ class Nat(pulumi.ComponentResource):
             lambda names: json.dumps(dict(zip(probe_azs, names, strict=True))))
         self.failover = aws.lambda_.Function(
             f"{self.name}-failover", name=function_name, runtime="python3.12", architectures=["arm64"],
-            handler="infra/lambdas/nat_failover.handler", code=lambda_code(), role=role.arn, memory_size=128,
+            handler="infra/lambdas/nat/failover.handler", code=lambda_code(), role=role.arn, memory_size=128,
             timeout=nat.probe_window_seconds + 8, tags=self.args.tags,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables={
                 "NAT_STACK": self.stack, "NAT_ROUTE_TABLES": homes, "NAT_PROBE_FUNCTIONS": probe_names,

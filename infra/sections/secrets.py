@@ -92,7 +92,7 @@ class SecretsConfig(Section):
 def _secret_service_issues(secrets: SecretsConfig) -> list[ConfigIssue]:
     """Secrets belong to services of the catalog (infra/k8s/base/<svc>, not the shared base): a typo would create
     a secret no pod reads. The hint is the closest real service name."""
-    from infra.ops.manifests import services
+    from infra.ops.io.manifests import services
 
     catalog = ROOT / "infra" / "k8s"
     known = services(catalog)

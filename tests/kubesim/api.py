@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import random
 import string
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 
 import yaml
 

@@ -11,6 +11,7 @@ import os
 import tempfile
 import threading
 import time
+
 import yaml
 
 from . import errors

@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 from . import errors
 from .resources import RESOURCE_TYPES, ResourceType, by_key

@@ -6,7 +6,7 @@ columns per kind (pkg/printers/internalversion). Row objects are PartialObjectMe
 """
 from __future__ import annotations
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 from .resources import ResourceType
 

@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import REPO_ROOT
+
+ROOT = REPO_ROOT
 
 
 def invoke(*args: str, env: dict[str, str] | None = None, stdin: str | None = None, cwd: Path = ROOT,

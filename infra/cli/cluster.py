@@ -1,0 +1,57 @@
+"""`invoke cluster.*`: sequential Kubernetes version upgrades."""
+from __future__ import annotations
+
+
+from invoke import Collection
+
+from infra.cli.common import (fail, task, printer, kube_for, KUBE_HELP, lifecycle_call)
+
+
+@task(name="upgrade", positional=[], help={
+    "env": "stack: dev or prod", "to": "target Kubernetes version, e.g. 1.32 (one-minor steps are planned)",
+    "plan-only": "print the playbook as Markdown (steps, preflight, actions) and stop",
+    "dry-run": "print the steps and the preflight table, change nothing",
+    "resume": "continue an interrupted upgrade from its checkpoint", "kubeconfig": KUBE_HELP})
+def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume=False, kubeconfig=None):
+    """Sequential Kubernetes upgrade: control plane, node groups, add-ons, verify - one minor at a time.
+
+    Every step is preflighted (removed APIs, add-on builds, kubelet skew, AL2, EKS insights, subnet IPs)
+    and printed as one table; any FAIL stops before a change. Progress is checkpointed for --resume.
+    """
+    from infra.ops.io.eks import Eks
+    from infra.ops.lifecycle.preflight import table
+    from infra.ops.io.pulumi_cli import PulumiCLI
+    from infra.ops.io.stack_file import StackFile
+    from infra.ops.lifecycle.upgrade import Upgrade, upgrade_target
+
+    if not to:
+        raise fail("--to is required, e.g. `invoke cluster.upgrade --env dev --to 1.32`")
+    if resume and (dry_run or plan_only):
+        raise fail("--resume carries out the rest of an upgrade; --dry-run and --plan-only only show it: drop one")
+    lifecycle_call(lambda: upgrade_target(to))
+    kube, cfg = kube_for(env, kubeconfig)
+    console, on_event = printer()
+    engine = Upgrade(cfg, StackFile(env), Eks(cfg.region), kube.api, PulumiCLI(stack=env), on_event=on_event)
+    resume_hint = f"`invoke cluster.upgrade --env {env} --to {to} --resume`"
+    plan = lifecycle_call(lambda: engine.plan(to), resume_hint, engine.checkpoint)
+    if plan_only:
+        print(plan.playbook())
+        return
+    console.print(f"{plan.cluster}: {' -> '.join([str(plan.current), *(str(s.target) for s in plan.steps)])}")
+    for step in plan.steps:
+        console.print(table(step.checks, f"preflight {step.source} -> {step.target}"))
+    if not plan.steps:
+        console.print(f"{plan.cluster} already runs {plan.current}; nothing to do")
+        return
+    if dry_run:
+        if plan.blocked:
+            failing = ", ".join(f"{step.target}: {check.check}" for step, check in plan.blocked)
+            raise fail(f"dry run, nothing changed: {len(plan.blocked)} preflight check(s) FAIL ({failing}); the "
+                       f"upgrade would stop before any change", code=1)
+        console.print("dry run: nothing changed")
+        return
+    lifecycle_call(lambda: engine.execute(plan, resume=resume), resume_hint, engine.checkpoint)
+
+
+
+ns = Collection("cluster", cluster_upgrade)

@@ -1,0 +1,131 @@
+"""`invoke deploy|rollback|history`: one service at a time, tracked, verified and rolled back on failure."""
+from __future__ import annotations
+
+import json
+
+from invoke import Collection
+from invoke.exceptions import Exit
+
+from infra.cli.common import (fail, task, whole, help_if_asked, require_env, kube_for, KUBE_HELP)
+
+
+def _deploy_target(service, env, task_name):
+    """The service + env as deploy knows them, or exit 2 listing the valid ones."""
+    from infra.ops.deploy.target import BadInput, resolve
+
+    help_if_asked(service, task_name)
+    if service.startswith("-"):  # invoke hands `deploy --help` to the positional; point at the real help
+        raise fail("SERVICE comes first, e.g. `invoke deploy api --env dev`; options: `invoke --help deploy`")
+    require_env(env)
+    try:
+        return resolve(service, env)
+    except BadInput as error:
+        raise fail(str(error)) from None
+
+
+def _run_deploy_engine(call):
+    """Map engine outcomes to exit codes: bad input 2, failed 1, interrupted 130."""
+    from infra.ops.deploy.pipeline import BadInput, DeployFailed, Interrupted
+    from infra.ops.io.docker_cli import DockerError
+    from infra.ops.io.ecr import EcrError, MissingImage
+    from infra.ops.io.kube import KubeError
+    from infra.ops.deploy.lock import LockHeld
+
+    try:
+        return call()
+    except (BadInput, MissingImage) as error:
+        raise fail(str(error)) from None
+    except Interrupted as error:
+        raise Exit(f"interrupted: {error}", code=130) from None
+    except KeyboardInterrupt:  # before the deploy took its lock: nothing was applied
+        raise Exit("interrupted before anything was applied", code=130) from None
+    except (DeployFailed, LockHeld, KubeError, EcrError, DockerError) as error:
+        raise fail(str(error), code=1) from None
+
+
+@task(positional=["service"], help={
+    "service": "service to deploy (a directory of infra/k8s/base), e.g. api",
+    "env": "environment: dev or prod", "tag": "deploy this image tag, already in ECR (skips the build)",
+    "allow_dirty": "build from a working tree with uncommitted changes",
+    "dry_run": "server-side dry-run: print the diff of what would change, change nothing",
+    "no_rollback": "on failure leave the new version in place for debugging",
+    "timeout": "whole seconds the rollout may take in total (default 600)",
+    "readiness_grace": "whole seconds a running pod may stay unready (default: from its probe settings)",
+    "force_conflicts": "take over fields another field manager owns (server-side apply --force-conflicts)",
+    "json_logs": "one JSON object per line instead of progress output", "kubeconfig": KUBE_HELP})
+def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_rollback=False, timeout=None,
+           readiness_grace=None, force_conflicts=False, json_logs=False, kubeconfig=None):
+    """Ship one service: build+push the git SHA (or --tag), apply the env overlay, track the rollout, smoke check;
+    roll back automatically on any failure. Exit 0 deployed, 1 failed (rolled back), 2 bad input, 130 interrupted."""
+    from infra.ops.deploy.target import check_tag
+    from infra.ops.deploy.pipeline import Deploy
+    from infra.ops.deploy.report import Reporter
+
+    target = _deploy_target(service, env, "deploy")
+    check_tag(tag)  # an empty or malformed --tag is exit 2 before anything connects
+    timeout = whole(timeout, "--timeout", default=600, minimum=1, what="whole seconds", example=300)
+    grace = whole(readiness_grace, "--readiness-grace", default=None, minimum=0, what="whole seconds", example=120)
+    kube, cfg = kube_for(env, kubeconfig)
+    reporter = Reporter.for_terminal(json_logs)
+    engine = Deploy(kube, target, region=cfg.region, tag=tag, allow_dirty=allow_dirty, dry_run=dry_run,
+                    rollback=not no_rollback, force_conflicts=force_conflicts, timeout_s=timeout,
+                    readiness_grace_s=grace, reporter=reporter)
+    result = _run_deploy_engine(engine.run)
+    if dry_run:
+        print("\n".join(result) if result else f"no changes: {service} in {env} is already what the overlay renders")
+        print("dry run: nothing applied")
+        return
+    reporter.event("done", f"{service} {result.tag} is live in {env}", ok=True, tag=result.tag)
+
+
+@task(positional=["service"], help={
+    "service": "service to roll back, e.g. api", "env": "environment: dev or prod",
+    "to_revision": "Deployment revision to go back to (default: the one before the current; see `invoke history`)",
+    "timeout": "whole seconds the rollback rollout may take (default 600)",
+    "json_logs": "one JSON object per line instead of progress output", "kubeconfig": KUBE_HELP})
+def rollback(c, service, env=None, to_revision=None, timeout=None, json_logs=False, kubeconfig=None):
+    """Roll a service back by hand to an earlier Deployment revision and track that rollout like a deploy."""
+    from infra.ops.deploy.pipeline import rollback as engine
+    from infra.ops.deploy.report import Reporter
+
+    target = _deploy_target(service, env, "rollback")
+    revision = whole(to_revision, "--to-revision", default=None, minimum=1,
+                     what="a revision number (see `invoke history`)", example=3)
+    timeout = whole(timeout, "--timeout", default=600, minimum=1, what="whole seconds", example=300)
+    kube, _ = kube_for(env, kubeconfig)
+    reporter = Reporter.for_terminal(json_logs)
+    record = _run_deploy_engine(lambda: engine(kube, target, revision, float(timeout), reporter))
+    reporter.event("done", f"{service} rolled back to revision {record.revision} ({record.image}) in {env}", ok=True)
+
+
+@task(positional=["service"], help={"service": "service, e.g. api", "env": "environment: dev or prod",
+                                    "json": "print the records as JSON", "kubeconfig": KUBE_HELP})
+def history(c, service, env=None, json_=False, kubeconfig=None):
+    """Recent deploys and rollbacks of a service (who, tag, when, verdict), newest last."""
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from infra.ops.deploy import history as records
+
+    target = _deploy_target(service, env, "history")
+    kube, _ = kube_for(env, kubeconfig)
+    found = _run_deploy_engine(lambda: records.read(kube, target.namespace, service))
+    if json_:
+        print(json.dumps([asdict(r) for r in found], indent=2))
+        return
+    if not found:
+        print(f"no deploys of {service} in {env} recorded yet")
+        return
+    table = Table(title=f"{service} in {env}")
+    for column in ("started", "action", "tag", "who", "verdict", "rolled back", "finished"):
+        table.add_column(column)
+    for r in found:
+        table.add_row(r.started, r.action + (f" r{r.revision}" if r.revision else ""), r.tag, r.who,
+                      "ok" if r.ok else r.verdict, r.rollback_verdict if r.rolled_back else "", r.finished)
+    Console(width=160).print(table)
+
+
+
+ns = Collection(deploy, rollback, history)

@@ -1,0 +1,39 @@
+"""`invoke platform.*`: one screen of platform health."""
+from __future__ import annotations
+
+import json
+import sys
+
+from invoke import Collection
+from invoke.exceptions import Exit
+
+from infra.cli.common import (task, kube_for, KUBE_HELP)
+
+
+@task(name="status", positional=[], help={
+    "env": "stack: dev or prod", "kubeconfig": KUBE_HELP, "json": "print the status as JSON instead of the screen",
+    "strict": "exit 1 when the platform needs attention (for scripts and CI)"})
+def platform_status(c, env=None, kubeconfig=None, json_=False, strict=False):
+    """One screen of platform health: node groups per AZ (ready/desired), autoscaler activity, pending pods, alerts.
+
+    Desired sizes come from EKS, the rest from the cluster; firing alerts come from Alertmanager through the
+    API server's service proxy (no port-forward). A source that cannot be read is listed under problems.
+    """
+    from rich.console import Console
+
+    from infra.ops.platform.status import collect, eks_scaling
+    from infra.ops.platform.view import screen
+
+    kube, cfg = kube_for(env, kubeconfig)
+    status = collect(kube, cfg, eks_scaling(cfg.region, cfg.cluster.name))
+    if json_:
+        print(json.dumps(status.to_json(), indent=2))
+    else:
+        # Piped or in CI there is no terminal width; keep the tables whole rather than 80 columns wide.
+        Console(width=None if sys.stdout.isatty() else 160).print(screen(status))
+    if strict and not status.healthy:
+        raise Exit("platform needs attention", code=1)
+
+
+
+ns = Collection("platform", platform_status)

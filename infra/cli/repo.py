@@ -1,0 +1,61 @@
+"""`invoke lint|new-service`: the repository's own checks and the service scaffold."""
+from __future__ import annotations
+
+
+from invoke import Collection
+from invoke.exceptions import Exit
+
+from infra.cli.common import (fail, task, help_if_asked, csv_list)
+
+
+@task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,workflows",
+            "skip": "comma-separated checks to leave out, e.g. --skip checkov for a quick pass"})
+def lint(c, only="", skip=""):
+    """Lint the kustomize tree (infra/k8s): yamllint, render every overlay, schema-validate against each stack's
+    Kubernetes version, scan for removed/deprecated APIs, checkov (own venv, created on first run) and the
+    workload rules; and the .github/ workflows (`invoke ci.check`). One table of findings; exit 1 on any error."""
+    from rich.console import Console
+
+    from infra.lint import workflows as ci_check
+    from infra.lint import runner as engine
+    from infra.lint.findings import table
+
+    selected = engine.select(csv_list(only), csv_list(skip), known=(*engine.CHECKS, ci_check.NAME))  # exit 2 when bad
+    checks = tuple(name for name in selected if name != ci_check.NAME)
+    workflows = ci_check.start() if ci_check.NAME in selected else None
+    console = Console()
+    with console.status("lint") as status:
+        report = engine.run(checks=checks, say=lambda step: status.update(f"lint: {step}"))
+        if workflows is not None:
+            status.update(f"lint: {ci_check.NAME}")
+            report.findings += workflows.result()
+            report.checks += (ci_check.NAME,)
+    if report.findings:
+        console.print(table(report.findings))
+    if report.failed:
+        raise Exit(report.summary, code=1)
+    console.print(report.summary)
+
+
+@task(positional=["name"], help={"name": "service name: lowercase letters, digits, '-' (DNS-1123), e.g. billing",
+                                 "kind": "http (Deployment+Service+Ingress+HPA), worker (queue consumer) or cron "
+                                         "(CronJob)", "dry_run": "show what would be written, change nothing"})
+def new_service(c, name, kind=None, dry_run=False):
+    """Scaffold infra/k8s/base/NAME and its overlay entries with every workload default; passes `invoke lint`."""
+    from infra.lint import scaffold
+
+    help_if_asked(name, "new-service")
+    try:
+        changes = scaffold.plan(name, kind or "")
+    except scaffold.ScaffoldError as error:
+        raise fail(str(error)) from None
+    print("\n".join(scaffold.describe(changes)))
+    if dry_run:
+        print("dry run: nothing written")
+        return
+    scaffold.apply(changes)
+    print(f"service {name} ({kind}) scaffolded; next: `invoke lint`, then build the image with /healthz and /readyz")
+
+
+
+ns = Collection(lint, new_service)

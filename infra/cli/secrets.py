@@ -1,0 +1,63 @@
+"""`invoke secrets.*`: service secrets in Secrets Manager; values only ever from stdin."""
+from __future__ import annotations
+
+import json
+
+from invoke import Collection
+
+from infra.cli.common import (fail, task, help_fills_positionals, help_if_asked, stack_config)
+
+
+def _secrets_call(call):
+    """Secrets outcomes as exit codes: bad input 2 (nothing changed), AWS failure 1."""
+    from infra.ops.secrets import SecretInputError, SecretsError
+
+    try:
+        return call()
+    except SecretInputError as error:
+        raise fail(str(error)) from None
+    except SecretsError as error:
+        raise fail(str(error), code=1) from None
+
+
+@task(name="set", klass=help_fills_positionals(), positional=["service", "key"], help={
+    "env": "stack: dev or prod", "service": "service owning the secret, e.g. worker",
+    "key": "secret key under the service, e.g. queue-token"})
+def secrets_set(c, service, key=None, env=None):
+    """Set one secret's value, read from stdin (piped, or typed without echo); never from arguments.
+
+    Example: pass show broker/token | invoke secrets.set --env prod worker queue-token
+    """
+    from infra.ops import identity, secrets
+
+    help_if_asked(service, "secrets.set")
+    help_if_asked(key, "secrets.set")
+    if service.startswith("-") or not key:
+        raise fail("usage: invoke secrets.set --env ENV SERVICE KEY (value on stdin); options: "
+                   "`invoke --help secrets.set`")
+    cfg = stack_config(env)
+    identity.prove_secrets(cfg)
+    version = _secrets_call(lambda: secrets.set_value(cfg, service, key, _secrets_call(secrets.read_value)))
+    print(f"set {service}/{key} in {env} (version {version}); pods get it at the next ExternalSecret refresh "
+          f"({cfg.secrets.refresh_interval})")
+
+
+@task(name="list", positional=[], help={"env": "stack: dev or prod", "json": "print JSON instead of a table"})
+def secrets_list(c, env=None, json_=False):
+    """List a stack's secrets: name, kind, rotation, last rotation, which service reads it. Never values."""
+    from infra.ops import identity, secrets
+
+    cfg = stack_config(env)
+    identity.prove_secrets(cfg)
+    rows = _secrets_call(lambda: secrets.list_rows(cfg))
+    if json_:
+        print(json.dumps([{**row.__dict__, "last_rotated": str(row.last_rotated or ""),
+                           "last_changed": str(row.last_changed or "")} for row in rows], indent=2))
+        return
+    from rich.console import Console
+
+    Console(width=180).print(secrets.table(rows, env))
+
+
+
+ns = Collection("secrets", secrets_set, secrets_list)

@@ -1,0 +1,113 @@
+"""`invoke plan|preview|up`: the Pulumi program for one stack, offline under mocks or through the Pulumi CLI."""
+from __future__ import annotations
+
+import json
+import sys
+
+from invoke import Collection
+
+from infra.cli.common import (fail, task, require_env, stack_config, confirm)
+
+
+@task(positional=[], help={"env": "stack to plan: dev or prod", "json": "print the plan as JSON instead of a tree",
+            "diff": "another stack to compare with, e.g. --diff prod",
+            "against": "git revision whose stack file counts as deployed (e.g. origin/main): refuse changing "
+                       "the AMI type of a generation it has"})
+def plan(c, env, json_=False, diff=None, against=None):
+    """Show what the Pulumi program declares for a stack, offline (no credentials, no Pulumi CLI).
+
+    Runs the real program under Pulumi's mock runtime: a plan of declarations, not a cloud diff
+    (use `invoke preview` for that).
+    """
+    from rich.console import Console
+
+    from infra.plan import view as plan_view
+    from infra.config import ConfigError, committed_ami_types
+    from infra.plan.offline import plan_stack
+
+    require_env(env)
+    if diff:
+        require_env(diff, "--diff")
+        if diff == env:
+            raise fail(f"--diff {diff} compares {env} with itself; name the other stack, e.g. --diff "
+                       f"{'prod' if env != 'prod' else 'dev'}")
+    try:
+        if against:
+            _refuse_generation_changes(stack_config(env), committed_ami_types(env, against))
+        plans = [plan_stack(name) for name in [env, *([diff] if diff else [])]]
+    except ConfigError as error:
+        raise fail(error.render()) from None
+    if json_:
+        body = [p.to_json() for p in plans]
+        print(json.dumps(body[0] if not diff else {"stacks": body, "diff": plan_view.diff(*plans)}, indent=2))
+        return
+    console = Console()
+    if diff:
+        lines = plan_view.diff(*plans)
+        print("\n".join(lines))
+        print(f"{len(lines)} difference(s) between {env} and {diff}")
+        return
+    console.print(plan_view.tree(plans[0]))
+    print(plan_view.summary(plans[0]))
+
+
+def _refuse_generation_changes(cfg, deployed) -> None:
+    """Exit 2 when a generation that exists in `deployed` would change its AMI type in place."""
+    from infra.config import check_generation_history
+
+    issues = check_generation_history(cfg, deployed)
+    if issues:
+        raise fail("\n".join(str(issue) for issue in issues))
+
+
+def _checked_cli(env: str):
+    """Config valid, no generation changes AMI in place, the auth mode does not go back and the Kubernetes version
+    moves at most one minor forward, against what the stack last deployed."""
+    from infra.config import check_auth_mode_history, check_version_history
+    from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
+
+    cfg = stack_config(env)
+    cli = PulumiCLI(stack=env)
+    try:
+        outputs = cli.outputs()
+    except PulumiError as error:
+        raise fail(str(error)) from None
+    _refuse_generation_changes(cfg, outputs.get("nodeGroupAmiTypes") or {})
+    issues = [*check_auth_mode_history(cfg, outputs.get("authenticationMode")),
+              *check_version_history(cfg, outputs.get("clusterVersion"))]
+    if issues:
+        raise fail("\n".join(str(issue) for issue in issues))
+    return cli
+
+
+@task(positional=[], help={"env": "stack to preview: dev or prod"})
+def preview(c, env):
+    """`pulumi preview --diff` for a stack, after validating its config (needs the Pulumi CLI and AWS credentials)."""
+    from infra.ops.io.pulumi_cli import PulumiError
+
+    try:
+        _checked_cli(env).preview()
+    except PulumiError as error:
+        raise fail(str(error), code=1) from None
+
+
+@task(positional=[], help={"env": "stack to update: dev or prod",
+                           "yes": "apply without showing the preview and asking (CI; required without a terminal)"})
+def up(c, env, yes=False):
+    """`pulumi up` for a stack, after validating its config (needs the Pulumi CLI and AWS credentials).
+
+    On a terminal it shows the preview and asks before applying; without one it needs --yes (exit 2 otherwise).
+    """
+    from infra.ops.io.pulumi_cli import ConfirmationNeeded, PulumiError
+
+    if not yes and not sys.stdin.isatty():
+        require_env(env)
+        raise ConfirmationNeeded(env)
+    try:
+        _checked_cli(env).up(yes=yes, confirm=lambda: confirm(f"Apply this preview to stack {env}?"))
+    except PulumiError as error:
+        raise fail(str(error), code=1) from None
+
+
+
+ns = Collection(plan, preview, up)

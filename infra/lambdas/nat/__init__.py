@@ -1,0 +1,1 @@
+"""NAT failover Lambdas: failover, probe, route moves, health state, logged AWS clients."""

@@ -1,0 +1,1 @@
+"""Repository checks: manifests, workload rules, checkov, workflows, and the service scaffold."""

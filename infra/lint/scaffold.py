@@ -1,0 +1,200 @@
+"""`invoke new-service`: a new service's base and its overlay entries, passing `invoke lint` untouched.
+
+The base comes from templates that carry every default of the convention (probes, limits, PDB, preStop,
+security context, spread, network policy, logging config); overlays gain the service through in-place
+edits (ruamel.yaml round-trip), so their comments and order survive.
+"""
+from __future__ import annotations
+
+import difflib
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from ruamel.yaml import YAML
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+from infra.ops.io.manifests import K8S_ROOT, SHARED, shown_path
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+KINDS = {
+    "http": ("serviceaccount.yaml", "deployment.yaml", "service.yaml", "ingress.yaml", "hpa.yaml", "pdb.yaml",
+             "networkpolicy.yaml"),
+    "worker": ("serviceaccount.yaml", "deployment.yaml", "pdb.yaml", "networkpolicy.yaml"),
+    "cron": ("serviceaccount.yaml", "cronjob.yaml", "pdb.yaml", "networkpolicy.yaml"),
+}
+# DNS-1035 label (Service names must start with a letter), short enough for CronJob's 52-character limit
+# and the pod-name suffixes Deployments add.
+_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+WORKER_REPLICAS = 2
+# The CD workflow deploys what its path filters and dispatch choices name; a new service joins both.
+CD_WORKFLOW = Path(".github/workflows/cd.yml")
+DEFAULT_TAG = "0.1.0"
+
+
+class ScaffoldError(ValueError):
+    """Bad input for new-service: the message names the argument and the fix."""
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file the scaffold creates or updates, with its full new content."""
+
+    path: Path
+    content: str
+    created: bool
+
+
+def check_request(name: str, kind: str, k8s_root: Path = K8S_ROOT) -> None:
+    """Refuse bad names, unknown kinds and services that exist already."""
+    if not kind:
+        raise ScaffoldError(f"--kind is required; use one of {', '.join(KINDS)}")
+    if kind not in KINDS:
+        raise ScaffoldError(f"--kind {kind!r} is not a service kind; use one of {', '.join(KINDS)}")
+    if not _NAME.match(name):
+        raise ScaffoldError(f"NAME {name!r} is not a valid service name; use 1-40 lowercase letters, digits and '-' "
+                            f"(DNS-1123), starting with a letter and not ending with '-'")
+    if name == SHARED:
+        raise ScaffoldError(f"NAME {name!r} is reserved for the shared base; pick another name")
+    if (k8s_root / "base" / name).exists():
+        raise ScaffoldError(f"NAME {name!r}: service exists already (infra/k8s/base/{name}); pick another name")
+    overlays = sorted((k8s_root / "overlays").glob("*/kustomization.yaml"))
+    if not overlays:
+        raise ScaffoldError(f"no overlays under {k8s_root / 'overlays'}; create overlays/<env>/kustomization.yaml first")
+    for path in overlays:
+        if f"../../base/{name}" in path.read_text():
+            raise ScaffoldError(f"NAME {name!r}: {path.parent.name} overlay already lists base/{name}; "
+                                f"remove the stale entry or pick another name")
+
+
+def plan(name: str, kind: str, k8s_root: Path = K8S_ROOT) -> list[FileChange]:
+    """Every file the scaffold would write, without writing anything (the --dry-run view)."""
+    check_request(name, kind, k8s_root)
+    base = k8s_root / "base" / name
+    files = KINDS[kind]
+    values = {"name": name, "kind": kind, "version": DEFAULT_TAG,
+              "resources": "\n".join(f"  - {f}" for f in files)}
+    changes = [FileChange(base / "kustomization.yaml", _fill("common/kustomization.yaml", values), True)]
+    changes += [FileChange(base / f, _fill(_template_path(kind, f), values), True) for f in files]
+    workflow = k8s_root.parent.parent / CD_WORKFLOW
+    if workflow.is_file():
+        changes.append(FileChange(workflow, _add_to_cd(workflow, name), False))
+    for kustomization in sorted((k8s_root / "overlays").glob("*/kustomization.yaml")):
+        env = kustomization.parent.name
+        host = f"{name}.{env}.example.com"
+        issuer = "letsencrypt-prod" if env == "prod" else "letsencrypt-staging"
+        patch = _fill(f"overlay/{kind}.yaml", {**values, "env": env, "host": host, "issuer": issuer})
+        changes.append(FileChange(kustomization.parent / "patches" / f"{name}.yaml", patch, True))
+        changes.append(FileChange(kustomization, _add_to_overlay(kustomization, name, kind), False))
+    clobbered = [shown_path(c.path) for c in changes if c.created and c.path.exists()]
+    if clobbered:
+        raise ScaffoldError(f"NAME {name!r}: {clobbered[0]} exists already; remove the leftover or pick another name")
+    return changes
+
+
+def apply(changes: list[FileChange]) -> None:
+    """Write the planned files (new files first, overlay edits last, so a failure leaves overlays intact)."""
+    for change in sorted(changes, key=lambda c: not c.created):
+        change.path.parent.mkdir(parents=True, exist_ok=True)
+        change.path.write_text(change.content)
+
+
+def describe(changes: list[FileChange]) -> list[str]:
+    """One line per new file and a unified diff per edited one, for --dry-run and the summary."""
+    lines = []
+    for change in changes:
+        shown = shown_path(change.path)
+        if change.created:
+            lines.append(f"create {shown} ({len(change.content.splitlines())} lines)")
+            continue
+        lines.append(f"update {shown}")
+        lines += difflib.unified_diff(change.path.read_text().splitlines(), change.content.splitlines(),
+                                      f"a/{shown}", f"b/{shown}", lineterm="", n=1)
+    return lines
+
+
+def _template_path(kind: str, filename: str) -> str:
+    return f"{kind}/{filename}" if (TEMPLATES / kind / filename).exists() else f"common/{filename}"
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    return Template((TEMPLATES / template).read_text()).substitute(values)
+
+
+def _yaml() -> YAML:
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 120
+    return yaml
+
+
+def _add_to_overlay(kustomization: Path, name: str, kind: str) -> str:
+    """The overlay kustomization with the service's base, image, replicas (workers) and patch added."""
+    yaml = _yaml()
+    doc = yaml.load(kustomization.read_text())
+    doc.setdefault("resources", []).append(f"../../base/{name}")
+    images = doc.setdefault("images", [])
+    registry, tag = _registry_and_tag(images, kustomization.parent.name)
+    images.append({"name": name, "newName": f"{registry}/{name}", "newTag": DoubleQuotedScalarString(tag)})
+    if kind == "worker":
+        doc.setdefault("replicas", []).append({"name": name, "count": WORKER_REPLICAS})
+    doc.setdefault("patches", []).append({"path": f"patches/{name}.yaml"})
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue()
+
+
+def _add_to_cd(workflow: Path, name: str) -> str:
+    """cd.yml with the service's path filter and workflow_dispatch choice added, edited as text.
+
+    A text edit keeps the workflow byte-for-byte elsewhere (a YAML round-trip would restyle it); the result is
+    parsed back and checked, so a layout this cannot edit is refused instead of half-edited.
+    """
+    from infra.lint.workflows import SERVICE_PATHS
+
+    lines = workflow.read_text().splitlines(keepends=True)
+    shown = shown_path(workflow)
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "filters: |")
+        end, indent = start + 1, None
+        for index in range(start + 1, len(lines)):
+            if not lines[index].strip():
+                continue
+            depth = len(lines[index]) - len(lines[index].lstrip())
+            indent = depth if indent is None else indent
+            if depth < indent:
+                break
+            end = index + 1
+        pad = " " * (indent or 0)
+        lines[end:end] = [f"{pad}{name}:\n", *(f"{pad}  - '{p.format(svc=name)}'\n" for p in SERVICE_PATHS)]
+        service = next(i for i, line in enumerate(lines) if line.strip() == "service:"
+                       and i > next(j for j, x in enumerate(lines) if x.strip() == "workflow_dispatch:"))
+        option = next(i for i in range(service, len(lines)) if lines[i].lstrip().startswith("options: ["))
+    except StopIteration:
+        raise ScaffoldError(f"cannot find the path filters and the workflow_dispatch `service` options in {shown}; "
+                            f"add {name} there by hand") from None
+    head, _, rest = lines[option].partition("[")
+    choices = sorted({*(c.strip() for c in rest.split("]")[0].split(",") if c.strip()), name})
+    lines[option] = f"{head}[{', '.join(choices)}]\n"
+    text = "".join(lines)
+    doc = YAML(typ="safe").load(text)
+    filters = YAML(typ="safe").load(next(step["with"]["filters"] for job in doc["jobs"].values()
+                                         for step in job.get("steps", []) if "filters" in step.get("with", {})))
+    triggers = doc.get("on", doc.get(True)) or {}  # YAML 1.1 readers turn the `on` key into True
+    if name not in filters or name not in triggers["workflow_dispatch"]["inputs"]["service"]["options"]:
+        raise ScaffoldError(f"could not add {name} to {shown}; add its path filter and dispatch choice by hand")
+    return text
+
+
+def _registry_and_tag(images: list, env: str) -> tuple[str, str]:
+    """The registry the overlay already uses (one per environment), or the stack's region's ECR placeholder."""
+    for image in images:
+        if "/" in str(image.get("newName", "")):
+            return str(image["newName"]).rsplit("/", 1)[0], str(image.get("newTag", DEFAULT_TAG))
+    from infra.config import load_stack_config
+
+    region = load_stack_config(env).region
+    return f"000000000000.dkr.ecr.{region}.amazonaws.com", DEFAULT_TAG

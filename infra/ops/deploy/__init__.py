@@ -1,0 +1,1 @@
+"""Single-service deploys: target, pipeline, rollout tracking, snapshots, lock, history, notices."""

@@ -1,0 +1,142 @@
+"""What EKS says about a cluster: control plane, node groups, add-on builds, upgrade insights, subnet IPs.
+
+Reads only; changes go through Pulumi. boto3 takes its endpoint from the environment
+(AWS_ENDPOINT_URL), and every call retries throttling and 5xx with botocore's standard mode (infra.ops.io.aws).
+A read that fails is an EksError (exit 1) whose message says why in the words of infra.ops.errors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra.ops.io import aws
+from infra.ops.errors import Failed, reason
+from infra.versions import KubeVersion
+
+_NOT_OFFERED = ("UnknownOperationException", "InvalidAction", "NotImplemented", "404")
+
+
+class EksError(RuntimeError, Failed):
+    """An EKS/EC2 read failed; the message names the call and the AWS error (or the endpoint, or the credentials)."""
+
+
+@dataclass(frozen=True)
+class NodeGroupFacts:
+    name: str
+    version: KubeVersion
+    ami_type: str
+    status: str
+    subnets: tuple[str, ...]
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    max_unavailable: int = 1
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    name: str
+    version: KubeVersion
+    status: str
+    subnets: tuple[str, ...]
+    node_groups: tuple[NodeGroupFacts, ...]
+
+
+@dataclass(frozen=True)
+class AddonBuild:
+    version: str
+    default: bool
+
+
+@dataclass(frozen=True)
+class Insight:
+    name: str
+    status: str
+    reason: str
+    recommendation: str
+
+
+@dataclass(frozen=True)
+class SubnetFacts:
+    subnet_id: str
+    az: str
+    free_ips: int
+
+
+def _failure(operation: str, error: ClientError | BotoCoreError) -> EksError:
+    """ClientError text names the AWS error code; the others (no credentials, no endpoint) get errors.reason."""
+    return EksError(f"{operation} failed: {error if isinstance(error, ClientError) else reason(error)}")
+
+
+def _call(client, operation: str, **kwargs):
+    try:
+        return getattr(client, operation)(**kwargs)
+    except (ClientError, BotoCoreError) as error:
+        raise _failure(operation, error) from None
+
+
+class Eks:
+    """EKS and EC2 reads for one region."""
+
+    def __init__(self, region: str):
+        self.region = region
+        self.eks = aws.client("eks", region)
+        self.ec2 = aws.client("ec2", region)
+
+    def cluster(self, name: str) -> ClusterFacts:
+        found = _call(self.eks, "describe_cluster", name=name)["cluster"]
+        groups = []
+        for page in self.eks.get_paginator("list_nodegroups").paginate(clusterName=name):
+            for group in page["nodegroups"]:
+                groups.append(self.node_group(name, group))
+        return ClusterFacts(name=name, version=KubeVersion.parse(found["version"]), status=found["status"],
+                            subnets=tuple(found.get("resourcesVpcConfig", {}).get("subnetIds", [])),
+                            node_groups=tuple(groups))
+
+    def node_group(self, cluster: str, name: str) -> NodeGroupFacts:
+        found = _call(self.eks, "describe_nodegroup", clusterName=cluster, nodegroupName=name)["nodegroup"]
+        update = found.get("updateConfig") or {}
+        return NodeGroupFacts(name=name, version=KubeVersion.parse(found["version"]),
+                              ami_type=found.get("amiType", ""), status=found.get("status", ""),
+                              subnets=tuple(found.get("subnets", [])), labels=dict(found.get("labels") or {}),
+                              max_unavailable=int(update.get("maxUnavailable") or 1))
+
+    def insights(self, cluster: str, target: KubeVersion) -> list[Insight] | None:
+        """Upgrade-readiness insights for the target version; None where the API is not offered."""
+        if not hasattr(self.eks, "list_insights"):
+            return None
+        try:
+            found = self.eks.list_insights(clusterName=cluster, filter={
+                "categories": ["UPGRADE_READINESS"], "kubernetesVersions": [str(target)]})
+        except ClientError as error:
+            response = error.response
+            if (response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
+                    or response.get("Error", {}).get("Code") in _NOT_OFFERED):
+                return None
+            raise _failure("list_insights", error) from None
+        except BotoCoreError as error:
+            raise _failure("list_insights", error) from None
+        return [Insight(name=item.get("name", "?"), status=(item.get("insightStatus") or {}).get("status", "UNKNOWN"),
+                        reason=(item.get("insightStatus") or {}).get("reason", ""),
+                        recommendation=item.get("description", ""))
+                for item in found.get("insights", [])]
+
+    def subnets(self, subnet_ids: list[str]) -> list[SubnetFacts]:
+        if not subnet_ids:
+            return []
+        found = _call(self.ec2, "describe_subnets", SubnetIds=list(subnet_ids))["Subnets"]
+        return [SubnetFacts(subnet_id=item["SubnetId"], az=item["AvailabilityZone"],
+                            free_ips=int(item["AvailableIpAddressCount"])) for item in found]
+
+
+def addon_versions(region: str, addon: str, kubernetes: KubeVersion, client=None) -> list[AddonBuild]:
+    """Builds of an add-on EKS offers for a Kubernetes version (the one call moto cannot serve)."""
+    client = client or aws.client("eks", region)
+    found = _call(client, "describe_addon_versions", addonName=addon, kubernetesVersion=str(kubernetes))
+    builds = []
+    for item in found.get("addons", []):
+        for build in item.get("addonVersions", []):
+            for compat in build.get("compatibilities", []):
+                if compat.get("clusterVersion") == str(kubernetes):
+                    builds.append(AddonBuild(version=build["addonVersion"], default=bool(compat.get("defaultVersion"))))
+                    break
+    return builds

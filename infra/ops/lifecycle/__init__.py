@@ -1,0 +1,1 @@
+"""Node and cluster lifecycle: blue/green migration, sequential upgrades, access mode moves."""

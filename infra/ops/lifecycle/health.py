@@ -1,0 +1,69 @@
+"""Is the cluster healthy enough to take the next step? Nodes Ready, Deployments available,
+StatefulSets ready. Every long operation checks this between steps, so a problem stops it early.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from kubernetes import client
+
+from infra.ops.io.retry import kube_retry
+
+
+def is_ready(node: client.V1Node) -> bool:
+    conditions = (node.status and node.status.conditions) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+@kube_retry
+def unready_nodes(api: client.ApiClient, selector: str | None = None) -> list[str]:
+    nodes = client.CoreV1Api(api).list_node(label_selector=selector or "").items
+    return sorted(node.metadata.name for node in nodes if not is_ready(node))
+
+
+@kube_retry
+def unhealthy_workloads(api: client.ApiClient) -> list[str]:
+    """Deployments with fewer available replicas than wanted, StatefulSets with fewer ready ones."""
+    apps = client.AppsV1Api(api)
+    problems = []
+    for kind, workloads, field, word in (
+            ("Deployment", apps.list_deployment_for_all_namespaces().items, "available_replicas", "available"),
+            ("StatefulSet", apps.list_stateful_set_for_all_namespaces().items, "ready_replicas", "ready")):
+        for workload in workloads:
+            wanted = workload.spec.replicas if workload.spec.replicas is not None else 1
+            have = getattr(workload.status, field, None) or 0
+            if have < wanted:
+                problems.append(f"{kind} {workload.metadata.namespace}/{workload.metadata.name} {have}/{wanted} {word}")
+    return problems
+
+
+class NotHealthy(RuntimeError):
+    """The cluster did not become healthy in time; the message lists what is still wrong."""
+
+
+def wait_until(check: Callable[[], list[str]], what: str, timeout: float, poll: float = 1.0,
+               on_event: Callable[[str, str], None] | None = None) -> None:
+    """Poll `check` (a list of problems) until it is empty or the time is up; report each change of state."""
+    deadline = time.monotonic() + timeout
+    shown: list[str] | None = None
+    while True:
+        problems = check()
+        if not problems:
+            return
+        if on_event and problems != shown:
+            on_event("waiting", f"{what}: {_summary(problems)}")
+            shown = problems
+        if time.monotonic() > deadline:
+            raise NotHealthy(f"{what} not reached after {timeout:.0f}s: {_summary(problems)}")
+        time.sleep(poll)
+
+
+def _summary(problems: list[str]) -> str:
+    return "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+
+
+def wait_healthy(api: client.ApiClient, what: str, timeout: float, poll: float = 1.0,
+                 on_event: Callable[[str, str], None] | None = None) -> None:
+    """Every node Ready, every Deployment available, every StatefulSet ready."""
+    wait_until(lambda: unready_nodes(api) + unhealthy_workloads(api), what, timeout, poll, on_event)

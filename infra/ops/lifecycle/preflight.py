@@ -1,0 +1,138 @@
+"""Preflight checks: pure functions from gathered facts to rows of (check, status, detail, fix).
+
+Facts are gathered once (EKS, the cluster, the stack file); each check only judges them, so every
+check can be tested with a failing fixture and all of them print as one table before anything changes.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from rich.table import Table
+
+from infra.deprecations import ApiFinding
+from infra.ops.io.eks import AddonBuild, Insight, NodeGroupFacts, SubnetFacts
+from infra.versions import KubeVersion, skew_problem
+
+PASS, WARN, FAIL, SKIP = "pass", "warn", "FAIL", "skip"
+# IPs one surge node takes from its subnet with the VPC CNI's default warm ENI (node IP + one ENI of pod IPs).
+IPS_PER_SURGE_NODE = 30
+
+
+@dataclass(frozen=True)
+class Check:
+    check: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    @property
+    def blocks(self) -> bool:
+        return self.status == FAIL
+
+
+def blocking(checks: Iterable[Check]) -> list[Check]:
+    return [check for check in checks if check.blocks]
+
+
+def table(checks: Iterable[Check], title: str) -> Table:
+    view = Table(title=title)
+    for column in ("check", "status", "detail", "fix"):
+        view.add_column(column, overflow="fold")
+    colour = {PASS: "green", WARN: "yellow", FAIL: "red", SKIP: "dim"}
+    for check in checks:
+        view.add_row(check.check, f"[{colour[check.status]}]{check.status}[/]", check.detail, check.fix)
+    return view
+
+
+def markdown(checks: Iterable[Check]) -> list[str]:
+    lines = ["| check | status | detail | fix |", "| --- | --- | --- | --- |"]
+    lines += [f"| {c.check} | {c.status} | {c.detail.replace('|', '/')} | {c.fix.replace('|', '/')} |"
+              for c in checks]
+    return lines
+
+
+# --- upgrade checks ---------------------------------------------------------------------------------
+
+def deprecated_apis(findings: list[ApiFinding], target: KubeVersion) -> Check:
+    removed = [f for f in findings if f.removed]
+    deprecated = [f for f in findings if not f.removed]
+    if removed:
+        return Check("removed APIs", FAIL, "; ".join(str(f) for f in removed[:5]),
+                     "move these objects to the replacement API and re-apply them before upgrading")
+    if deprecated:
+        return Check("removed APIs", WARN, "; ".join(str(f) for f in deprecated[:5]),
+                     "plan the move to the replacement API")
+    return Check("removed APIs", PASS, f"no object uses an API removed in {target}")
+
+
+def addon_compatibility(addon: str, current: str | None, builds: list[AddonBuild] | None,
+                        target: KubeVersion, error: str | None = None) -> tuple[Check, str | None]:
+    """(row, version to set at this step): keep a compatible build, else take the target's default."""
+    name = f"add-on {addon}"
+    if error:
+        return Check(name, FAIL, f"cannot list builds for {target}: {error}",
+                     "check AWS credentials and region, then rerun"), None
+    if not builds:
+        return Check(name, FAIL, f"EKS offers no {addon} build for {target}",
+                     f"remove {addon} from cluster.addons or pick another target"), None
+    offered = [build.version for build in builds]
+    keep = current in offered and not (addon == "kube-proxy")
+    chosen = current if keep else next((b.version for b in builds if b.default), offered[0])
+    if keep:
+        return Check(name, PASS, f"{current} is compatible with {target}"), chosen
+    return Check(name, PASS, f"{current or 'default'} -> {chosen} (EKS default for {target})"), chosen
+
+
+def kubelet_skew(control_plane: KubeVersion, kubelets: Mapping[str, KubeVersion]) -> Check:
+    """Kubelets (node groups and live nodes) against the control plane right after this step."""
+    problems = [f"{name}: {problem}" for name, version in sorted(kubelets.items())
+                if (problem := skew_problem(control_plane, version))]
+    if problems:
+        return Check("kubelet skew", FAIL, "; ".join(problems[:5]),
+                     "upgrade or replace these nodes first (managed groups follow the plan; others by hand)")
+    oldest = min(kubelets.values(), default=None)
+    return Check("kubelet skew", PASS, f"oldest kubelet {oldest or '-'} is within skew of {control_plane}")
+
+
+def al2_node_groups(target: KubeVersion, al2_groups: list[str], env: str, pools: list[str] | None = None) -> Check:
+    if al2_groups and not target.allows_al2:
+        commands = "; ".join(f"invoke nodes.migrate --env {env} --pool {pool} --to <new generation> --add"
+                             for pool in pools or ["<pool>"])
+        return Check("AL2 node groups", FAIL, f"{', '.join(sorted(al2_groups))} run AL2, which has no AMIs for {target}",
+                     f"migrate to AL2023 first: {commands}")
+    if al2_groups:
+        return Check("AL2 node groups", WARN, f"{', '.join(sorted(al2_groups))} run AL2 (last version 1.32)",
+                     "plan the AL2023 migration with invoke nodes.migrate")
+    return Check("AL2 node groups", PASS, "no AL2 node groups")
+
+
+def upgrade_insights(insights: list[Insight] | None, target: KubeVersion, error: str | None = None) -> Check:
+    if error:
+        return Check("EKS upgrade insights", WARN, f"could not read insights: {error}",
+                     "grant eks:ListInsights or review the insights in the console")
+    if insights is None:
+        return Check("EKS upgrade insights", SKIP, "insights not available from this endpoint")
+    bad = [i for i in insights if i.status == "ERROR"]
+    warn = [i for i in insights if i.status == "WARNING"]
+    if bad:
+        return Check("EKS upgrade insights", FAIL, "; ".join(f"{i.name}: {i.reason}" for i in bad),
+                     "resolve the insights (aws eks describe-insight) before upgrading")
+    if warn:
+        return Check("EKS upgrade insights", WARN, "; ".join(f"{i.name}: {i.reason}" for i in warn),
+                     "review the insights")
+    return Check("EKS upgrade insights", PASS, f"{len(insights)} insight(s) for {target}, none failing")
+
+
+def subnet_ips(subnets: list[SubnetFacts], groups: list[NodeGroupFacts]) -> Check:
+    """Each subnet needs IPs for the surge nodes its node groups launch during a rolling update."""
+    short = []
+    for subnet in subnets:
+        surge = sum(group.max_unavailable for group in groups if subnet.subnet_id in group.subnets)
+        need = surge * IPS_PER_SURGE_NODE
+        if surge and subnet.free_ips < need:
+            short.append(f"{subnet.subnet_id} ({subnet.az}) has {subnet.free_ips} free IPs, surge needs ~{need}")
+    if short:
+        return Check("subnet free IPs", FAIL, "; ".join(short),
+                     "free addresses (scale down idle pods) or lower max_unavailable for the pool")
+    return Check("subnet free IPs", PASS, f"{len(subnets)} subnet(s) have room for surge nodes")

@@ -1,0 +1,1 @@
+"""NAT instances at run time: where egress goes, and rotating instances one at a time."""

@@ -1,0 +1,457 @@
+"""`invoke nat.status` and `invoke nat.rotate`: where egress goes, and replacing NAT instances with no gap.
+
+Rotation, per NAT AZ in turn: mark the instance draining (tag, so the failover Lambda neither fails
+back to it nor away from the survivor), move every route table off it to the other instance, replace
+it through Pulumi (`pulumi up --target <urn> --replace <urn> --target-dependents`, so its EIP, probe
+route and event rule follow and Pulumi state never drifts), wait until the new instance runs and
+passes EC2 status checks (and is not marked down by the Lambda), then move its home tables back one
+at a time. Egress never stops: at every moment each table points at a running instance.
+
+One rotation per stack at a time, from any machine: its lock and its progress are SSM parameters
+(`RotationCheckpoint`), so a second operator is refused with the holder's name and an interrupted
+rotation resumes from its last finished step on whichever machine reruns it.
+Route moves share infra/lambdas/nat/routes.py with the Lambda, so both follow the same rules.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from infra.config import StackConfig
+from infra.lambdas.nat import routes as nat_routes
+from infra.lambdas.nat.health import DRAIN_TAG, NatInstance, Policy
+from infra.ops.io import aws
+from infra.ops.errors import Failed
+from infra.ops.deploy.lock import identity
+from infra.ops.io.pulumi_cli import PulumiCLI
+
+STEPS = ("drain", "replace", "wait", "restore")
+
+
+class NatError(Failed):
+    """The rotation cannot proceed safely; nothing further changed, the checkpoint says where it stopped."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    """What the stack declared (from its outputs): tables per AZ, which NAT AZ each belongs to, instance URNs."""
+
+    env: str
+    stack: str
+    tables: dict[str, str]
+    homes: dict[str, str]
+    urns: dict[str, str]
+
+    @classmethod
+    def from_outputs(cls, env: str, outputs: dict[str, Any]) -> Topology:
+        if not outputs:
+            raise NatError(f"stack {env} has no outputs; deploy it first (`invoke up --env {env}`)")
+        mode = outputs.get("natMode")
+        if mode != "dual-instance":
+            raise NatError(f"stack {env} runs nat.mode {mode!r}; nat.status/rotate need dual-instance "
+                           f"(set eks-platform:nat.mode in Pulumi.{env}.yaml and `invoke up --env {env}`)")
+        return cls(env=env, stack=outputs["clusterName"], tables=dict(outputs["natRouteTableIds"]),
+                   homes=dict(outputs["natRouteHomes"]), urns=dict(outputs["natInstanceUrns"]))
+
+    @property
+    def table_homes(self) -> dict[str, str]:
+        """route table ID -> NAT AZ serving it, the shape nat_routes reads."""
+        return {table: self.homes[az] for az, table in self.tables.items()}
+
+
+@dataclass(frozen=True)
+class TableRow:
+    az: str
+    table: str
+    home: str
+    target: str | None
+    target_az: str | None
+
+    @property
+    def at_home(self) -> bool:
+        return self.target_az == self.home
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    az: str
+    id: str
+    state: str
+    checks: str
+    health: str
+    streak: str
+    draining: bool
+
+
+@dataclass(frozen=True)
+class NatStatus:
+    tables: list[TableRow]
+    instances: list[InstanceRow]
+
+
+def ec2_client(region: str | None = None) -> Any:
+    return aws.client("ec2", region)
+
+
+def ssm_client(region: str | None = None) -> Any:
+    return aws.client("ssm", region)
+
+
+def status_checks(ec2: Any, instance_ids: list[str]) -> dict[str, str]:
+    """instance -> 'ok' when both EC2 status checks pass, else their worst value (or 'initializing')."""
+    if not instance_ids:
+        return {}
+    found = ec2.describe_instance_status(InstanceIds=instance_ids, IncludeAllInstances=True)["InstanceStatuses"]
+    result = {}
+    for item in found:
+        values = {item.get("InstanceStatus", {}).get("Status", "not-applicable"),
+                  item.get("SystemStatus", {}).get("Status", "not-applicable")}
+        result[item["InstanceId"]] = "ok" if values == {"ok"} else sorted(values - {"ok"})[0]
+    return result
+
+
+def read_status(ec2: Any, topology: Topology, policy: Policy | None = None) -> NatStatus:
+    policy = policy or Policy()
+    instances = nat_routes.read_instances(ec2, topology.stack)
+    tables = nat_routes.read_tables(ec2, topology.table_homes, instances)
+    checks = status_checks(ec2, [i.id for i in instances.values() if i.state == "running"])
+    table_rows = []
+    for az, table_id in sorted(topology.tables.items()):
+        target = tables[table_id].target if table_id in tables else None
+        table_rows.append(TableRow(az, table_id, topology.homes[az], target,
+                                   instances[target].az if target in instances else None))
+    instance_rows = [InstanceRow(i.az, i.id, i.state, checks.get(i.id, "-"), i.health.status(policy),
+                                 f"ok {i.health.ok} / fail {i.health.fail}", i.draining)
+                     for i in sorted(instances.values(), key=lambda item: (item.az, item.id))]
+    return NatStatus(table_rows, instance_rows)
+
+
+def status_tables(status: NatStatus, env: str) -> list[Any]:
+    """rich tables: where each route table points, and each instance's health."""
+    from rich.table import Table
+
+    routes = Table(title=f"NAT routes in {env}")
+    for column in ("AZ", "route table", "home NAT AZ", "points at", "at home"):
+        routes.add_column(column)
+    for row in status.tables:
+        target = f"{row.target} ({row.target_az})" if row.target else "[red]NO ROUTE / blackhole[/red]"
+        routes.add_row(row.az, row.table, row.home, target, "yes" if row.at_home else "[yellow]no (failed over)[/yellow]")
+    instances = Table(title=f"NAT instances in {env}")
+    for column in ("AZ", "instance", "state", "status checks", "health", "streak", "draining"):
+        instances.add_column(column)
+    for row in status.instances:
+        color = {"healthy": "green", "down": "red", "suspect": "yellow"}.get(row.health, "white")
+        instances.add_row(row.az, row.id, row.state, row.checks, f"[{color}]{row.health}[/{color}]", row.streak,
+                          "yes" if row.draining else "")
+    return [routes, instances]
+
+
+@dataclass
+class RotationLock:
+    """Who holds a stack's rotation lock and since when (the lock parameter's value)."""
+
+    holder: str
+    since: str
+
+    def describe(self) -> str:
+        return f"{self.holder} since {self.since}"
+
+
+class RotationLocked(NatError):
+    """Another rotation of the stack holds the lock; the message names it."""
+
+
+@dataclass
+class RotationCheckpoint:
+    """A stack's rotation lock and progress in SSM Parameter Store, the same for every machine and CI.
+
+    The lock is the parameter `/eks-platform/<env>/nat-rotation/lock`, created with Overwrite=False: SSM
+    creates a parameter at most once, so of two operators starting together exactly one gets it and the
+    other is refused, told who holds it. It is held while a rotation or abort runs and released at the
+    end, whatever the outcome; a process killed outright leaves it behind, so it has no expiry (a NAT
+    replacement can take many minutes) and is taken over only with --take-over, by an operator who knows
+    that holder is gone (takeover overwrites: it is not meant to race). The progress is the parameter
+    `.../checkpoint`, written only by the lock's holder, so an interrupted rotation resumes from any machine.
+    """
+
+    ssm: Any
+    env: str
+    holder: str = field(default_factory=identity)
+    exists: bool = field(default=False, init=False)  # progress saved, as this process last loaded, saved or cleared it
+
+    @property
+    def prefix(self) -> str:
+        return f"/eks-platform/{self.env}/nat-rotation"
+
+    @property
+    def path(self) -> str:
+        """Where the progress lives, for messages."""
+        return f"SSM parameter {self.prefix}/checkpoint"
+
+    def _get(self, name: str) -> str | None:
+        try:
+            return self.ssm.get_parameter(Name=f"{self.prefix}/{name}")["Parameter"]["Value"]
+        except self.ssm.exceptions.ParameterNotFound:
+            return None
+
+    def lock(self) -> RotationLock | None:
+        """The current lock, None when no rotation holds it."""
+        raw = self._get("lock")
+        if raw is None:
+            return None
+        try:
+            found = json.loads(raw)
+            return RotationLock(str(found["holder"]), str(found["since"]))
+        except (ValueError, KeyError, TypeError):
+            return RotationLock(raw, "an unknown time")
+
+    def acquire(self, take_over: bool = False) -> None:
+        """Take the lock (atomic create); RotationLocked naming the holder, unless `take_over`."""
+        since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        value = json.dumps({"holder": self.holder, "since": since})
+        current = None
+        for _ in range(3):  # a lock released between our create and our read is tried again
+            try:
+                self.ssm.put_parameter(Name=f"{self.prefix}/lock", Value=value, Type="String", Overwrite=False,
+                                       Description="held while `invoke nat.rotate` runs; see infra/ops/nat/rotation.py")
+                return
+            except self.ssm.exceptions.ParameterAlreadyExists:
+                current = self.lock()
+            if current is not None:
+                break
+        if current is not None and current.holder == self.holder:  # our own create, retried after a lost answer
+            return
+        if not take_over:
+            raise RotationLocked(
+                f"a NAT rotation of {self.env} is in progress by {current.describe() if current else 'another run'} "
+                f"(SSM parameter {self.prefix}/lock); wait for it to finish, or, if that process is gone, rerun "
+                f"with --take-over")
+        self.ssm.put_parameter(Name=f"{self.prefix}/lock", Value=value, Type="String", Overwrite=True)
+
+    def release(self) -> None:
+        """Drop the lock if it is still ours (a takeover may have replaced it)."""
+        current = self.lock()
+        if current is not None and current.holder == self.holder:
+            try:
+                self.ssm.delete_parameter(Name=f"{self.prefix}/lock")
+            except self.ssm.exceptions.ParameterNotFound:
+                pass
+
+    @contextmanager
+    def held(self, take_over: bool = False) -> Iterator[None]:
+        self.acquire(take_over)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def load(self) -> dict[str, Any] | None:
+        raw = self._get("checkpoint")
+        self.exists = raw is not None
+        if raw is None:
+            return None
+        try:
+            state = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise NatError(f"{self.path} is not valid JSON ({exc}); inspect it, then `invoke nat.rotate --env "
+                           f"{self.env} --abort` to start over") from None
+        if not isinstance(state, dict) or state.get("env") != self.env or state.get("step") not in (*STEPS, "done"):
+            raise NatError(f"{self.path} does not describe a rotation of {self.env}; `invoke nat.rotate --env "
+                           f"{self.env} --abort` to start over")
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Replace the progress in one write: a reader sees the old state or the new one, never half of it."""
+        self.ssm.put_parameter(Name=f"{self.prefix}/checkpoint", Value=json.dumps(state, sort_keys=True),
+                               Type="String", Overwrite=True)
+        self.exists = True
+
+    def clear(self) -> None:
+        try:
+            self.ssm.delete_parameter(Name=f"{self.prefix}/checkpoint")
+        except self.ssm.exceptions.ParameterNotFound:
+            pass
+        self.exists = False
+
+
+@dataclass
+class Rotation:
+    """Rolling replacement of both NAT instances with no egress gap (see module docstring)."""
+
+    topology: Topology
+    ec2: Any
+    cli: PulumiCLI
+    checkpoint: RotationCheckpoint
+    report: Callable[[str], None] = print
+    timeout: float = 900.0
+    poll: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    policy: Policy = field(default_factory=Policy)
+    take_over: bool = False             # take the lock from a holder known to be gone
+
+    @property
+    def order(self) -> list[str]:
+        return sorted(self.topology.urns)
+
+    def plan(self) -> list[str]:
+        """What `run` would do, for --dry-run; reads AWS, changes nothing."""
+        instances = self._instances()
+        tables = nat_routes.read_tables(self.ec2, self.topology.table_homes, instances)
+        state, lock = self.checkpoint.load(), self.checkpoint.lock()
+        lines = [f"resume from {state['az']} step {state['step']} ({self.checkpoint.path})"] if state else []
+        if lock:
+            verdict = "--take-over would take it over" if self.take_over else "a rotation now would be refused"
+            lines.insert(0, f"locked by {lock.describe()}: {verdict}")
+        for az in self.order:
+            if state and az in state.get("done", []):
+                continue
+            current = self._current(instances, az)
+            other = next(a for a in self.order if a != az)
+            moving = sorted(t.id for t in tables.values() if current and t.target == current.id)
+            lines += [f"{az}: tag {current.id if current else '?'} {DRAIN_TAG}=rotate; move {', '.join(moving) or 'no tables'}"
+                      f" to the {other} instance",
+                      f"{az}: pulumi up --target {self.topology.urns[az]} --replace {self.topology.urns[az]} "
+                      f"--target-dependents",
+                      f"{az}: wait up to {self.timeout:.0f}s for the new instance to run and pass status checks",
+                      f"{az}: move home tables {', '.join(sorted(t for t, home in self.topology.table_homes.items() if home == az))}"
+                      f" back, one at a time"]
+        return lines
+
+    def run(self) -> None:
+        """Rotate both instances under the stack's lock, resuming from the checkpoint when there is one."""
+        with self.checkpoint.held(self.take_over):
+            self._run()
+
+    def _run(self) -> None:
+        state = self.checkpoint.load()
+        if state:
+            self.report(f"resuming rotation of {self.topology.env} at {state['az']}: {state['step']}")
+        else:
+            state = {"env": self.topology.env, "done": [], "az": self.order[0], "step": "drain"}
+            self.checkpoint.save(state)
+        for az in self.order:
+            if az in state["done"]:
+                continue
+            if state["az"] != az:
+                state.update(az=az, step="drain")
+            self._rotate(az, state)
+            state["done"].append(az)
+            state["step"] = "done"
+            self.checkpoint.save(state)
+        self.checkpoint.clear()
+        self.report(f"rotation of {self.topology.env} complete: {', '.join(self.order)} replaced, routes at home")
+
+    def abort(self) -> None:
+        """Give up an interrupted rotation: lift drain marks and forget the checkpoint.
+
+        Routes stay where they are (every table points at a running instance between steps); the
+        failover Lambda moves them home once the instance earns its failback. Takes the lock first, so
+        it never pulls the drain marks out from under a rotation that is still running.
+        """
+        with self.checkpoint.held(self.take_over):
+            self._abort()
+
+    def _abort(self) -> None:
+        state = self.checkpoint.load()
+        drained = [i.id for i in self._instances().values() if i.draining]
+        if drained:
+            self.ec2.delete_tags(Resources=drained, Tags=[{"Key": DRAIN_TAG}])
+        self.checkpoint.clear()
+        where = f"{state['az']} step {state['step']}" if state else "no checkpoint"
+        self.report(f"rotation of {self.topology.env} abandoned ({where}); drain lifted on "
+                    f"{', '.join(drained) or 'no instance'}; failback is up to the failover Lambda")
+
+    def _rotate(self, az: str, state: dict[str, Any]) -> None:
+        other = next(a for a in self.order if a != az)
+        if state["step"] == "drain":
+            instances = self._instances()
+            current, survivor = self._current(instances, az), self._current(instances, other)
+            self._require_healthy(survivor, other)
+            if current:
+                self.ec2.create_tags(Resources=[current.id], Tags=[{"Key": DRAIN_TAG, "Value": "rotate"}])
+                instances = self._instances()
+                self._move_all(instances, lambda table: table.target == current.id, survivor, "rotate")
+            state.update(step="replace", old=current.id if current else None)
+            self.checkpoint.save(state)
+        if state["step"] == "replace":
+            urn = self.topology.urns[az]
+            self.report(f"{az}: replacing {state.get('old') or 'instance'} through Pulumi ({urn})")
+            self.cli.run("up", "--yes", "--skip-preview", "--target", urn, "--replace", urn, "--target-dependents")
+            state["step"] = "wait"
+            self.checkpoint.save(state)
+        if state["step"] == "wait":
+            state.update(step="restore", new=self._wait_for_replacement(az, state.get("old")))
+            self.checkpoint.save(state)
+        if state["step"] == "restore":
+            instances = self._instances()
+            fresh = instances.get(state["new"])
+            self._require_healthy(fresh, az)
+            homes = self.topology.table_homes
+            self._move_all(instances, lambda table: homes[table.id] == az and table.target != fresh.id, fresh,
+                           "rotate")
+
+    def _instances(self) -> dict[str, NatInstance]:
+        return nat_routes.read_instances(self.ec2, self.topology.stack)
+
+    @staticmethod
+    def _current(instances: dict[str, NatInstance], az: str) -> NatInstance | None:
+        return nat_routes.home_instance(az, instances)
+
+    def _require_healthy(self, instance: NatInstance | None, az: str) -> None:
+        if instance is None or not instance.usable(self.policy):
+            raise NatError(f"the NAT instance in {az} is not healthy ({instance.state if instance else 'missing'}"
+                           f"{', draining' if instance and instance.draining else ''}); egress would stop. Check "
+                           f"`invoke nat.status --env {self.topology.env}`, fix it, then rerun to resume")
+        checks = status_checks(self.ec2, [instance.id]).get(instance.id)
+        if checks != "ok":
+            raise NatError(f"the NAT instance in {az} ({instance.id}) has status checks {checks!r}, not ok; "
+                           f"wait for them, then rerun to resume")
+
+    def _move_all(self, instances: dict[str, NatInstance], wanted: Callable[[nat_routes.RouteTable], bool],
+                  target: NatInstance, reason: str) -> None:
+        """Move matching tables one at a time, re-reading each; verifies every move landed."""
+        tables = nat_routes.read_tables(self.ec2, self.topology.table_homes, instances)
+        for table in sorted(tables.values(), key=lambda item: item.id):
+            if not wanted(table):
+                continue
+            move = nat_routes.Move(table.id, table.target, target.id, reason)
+            nat_routes.apply(self.ec2, move, instances)
+            landed = nat_routes.read_tables(self.ec2, {table.id: table.home_az}, instances)[table.id].target
+            if landed != target.id:
+                raise NatError(f"{table.id} points at {landed} instead of {target.id} after the move (a concurrent "
+                               f"change?); rerun to resume")
+            self.report(f"{table.id}: {table.target or 'no route'} -> {target.id} ({target.az})")
+
+    def _wait_for_replacement(self, az: str, old: str | None) -> str:
+        deadline = self.clock() + self.timeout
+        while True:
+            instances = self._instances()
+            fresh = [i for i in instances.values() if i.az == az and i.id != old and i.state == "running"
+                     and not i.draining]
+            checks = status_checks(self.ec2, [i.id for i in fresh])
+            ready = [i for i in fresh if checks.get(i.id) == "ok" and not i.health.is_down(self.policy)]
+            if ready:
+                self.report(f"{az}: {ready[0].id} is running and passes status checks")
+                return ready[0].id
+            if self.clock() >= deadline:
+                seen = ", ".join(f"{i.id} {i.state}/{checks.get(i.id, '-')}" for i in fresh) or "no new instance"
+                raise NatError(f"{az}: no healthy replacement after {self.timeout:.0f}s ({seen}); routes stay on "
+                               f"the other instance. Rerun to keep waiting, or check the instance's console log")
+            self.report(f"{az}: waiting for the replacement ({len(fresh)} new instance(s) seen)")
+            self.sleep(self.poll)
+
+
+def policy_of(cfg: StackConfig) -> Policy:
+    """The stack's hysteresis, so status and rotation judge health exactly as its Lambda does."""
+    return Policy(failure_threshold=cfg.nat.failure_threshold, failback_checks=cfg.nat.failback_checks,
+                  failback_min_seconds=cfg.nat.failback_min_seconds)
+
+
+def topology_for(env: str, cli: PulumiCLI | None = None) -> Topology:
+    return Topology.from_outputs(env, (cli or PulumiCLI(stack=env)).outputs())

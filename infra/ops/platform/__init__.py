@@ -1,0 +1,1 @@
+"""Platform status: one screen of health read from the cluster, EKS and Alertmanager."""

@@ -1,0 +1,144 @@
+"""new-service: the scaffold passes lint untouched, and bad requests are refused with nothing written."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.lint import runner as lint
+from infra.lint import scaffold
+from infra.lint.scaffold import ScaffoldError
+from infra.ops.io import manifests
+from tests.support import REPO_ROOT
+from tests.support.k8s_tree import FAST_CHECKS, VERSIONS, copy_tree
+
+REPO = REPO_ROOT
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_all_kinds_scaffold_into_a_tree_that_passes_lint(tmp_path):
+    root = copy_tree(tmp_path)
+    for name, kind in (("billing", "http"), ("mailer", "worker"), ("nightly-report", "cron")):
+        scaffold.apply(scaffold.plan(name, kind, root))
+    report = lint.run(root, checks=FAST_CHECKS, versions=VERSIONS)
+    assert report.findings == []
+    assert manifests.services(root) == ["api", "billing", "mailer", "nightly-report", "scheduler", "worker"]
+
+    prod = manifests.render(root / "overlays/prod")
+    kinds = {(m.kind, m.name) for m in prod if m.labels.get(manifests.NAME_LABEL) == "billing"}
+    assert kinds == {("ServiceAccount", "billing"), ("Deployment", "billing"), ("Service", "billing"),
+                     ("Ingress", "billing"), ("HorizontalPodAutoscaler", "billing"),
+                     ("PodDisruptionBudget", "billing"), ("NetworkPolicy", "billing")}
+    mailer = next(m.obj for m in prod if m.kind == "Deployment" and m.name == "mailer")
+    assert mailer["spec"]["replicas"] == scaffold.WORKER_REPLICAS
+    assert mailer["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        "222222222222.dkr.ecr.eu-west-1.amazonaws.com/mailer:0.1.0"
+    cron = next(m.obj for m in prod if m.kind == "CronJob")  # the scaffolded one sorts first
+    assert cron["metadata"]["name"] == "nightly-report"
+    ingress = next(m.obj for m in prod if m.kind == "Ingress" and m.name == "billing")
+    assert ingress["spec"]["rules"][0]["host"] == "billing.prod.example.com"
+
+
+def test_overlay_edit_keeps_comments_and_existing_entries(tmp_path):
+    root = copy_tree(tmp_path)
+    before = (root / "overlays/dev/kustomization.yaml").read_text()
+    scaffold.apply(scaffold.plan("mailer", "worker", root))
+    after = (root / "overlays/dev/kustomization.yaml").read_text()
+    assert after.startswith(before.split("\n", 2)[0] + "\n" + before.split("\n", 2)[1])  # header comment kept
+    for line in before.splitlines():
+        assert line in after.splitlines()
+    assert "  - ../../base/mailer" in after and "  - name: mailer\n    count: 2" in after
+
+
+def test_dry_run_plan_writes_nothing_and_describes_every_file(tmp_path):
+    root = copy_tree(tmp_path)
+    before = snapshot(root)
+    changes = scaffold.plan("billing", "cron", root)
+    lines = scaffold.describe(changes)
+    assert snapshot(root) == before
+    assert sum(line.startswith("create ") for line in lines) == 5 + 2  # base files + a patch per overlay
+    assert sum(line.startswith("update ") for line in lines) == 2
+    assert "+  - ../../base/billing" in lines
+
+
+@pytest.mark.parametrize("name, kind, message", [
+    ("Billing", "http", "NAME 'Billing' is not a valid service name"),
+    ("9lives", "http", "starting with a letter"),
+    ("bad-", "worker", "not ending with '-'"),
+    ("a" * 41, "cron", "1-40 lowercase"),
+    ("shared", "http", "reserved"),
+    ("api", "worker", "service exists already"),
+    ("billing", "daemon", "--kind 'daemon' is not a service kind; use one of http, worker, cron"),
+    ("billing", "", "--kind is required"),
+])
+def test_bad_requests_are_refused_and_nothing_is_written(tmp_path, name, kind, message):
+    root = copy_tree(tmp_path)
+    before = snapshot(root)
+    with pytest.raises(ScaffoldError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        scaffold.plan(name, kind, root)
+    assert snapshot(root) == before
+
+
+def test_leftover_patch_file_is_not_overwritten(tmp_path):
+    root = copy_tree(tmp_path)
+    leftover = root / "overlays/prod/patches/ghost.yaml"
+    leftover.write_text("# someone's notes\n")
+    with pytest.raises(ScaffoldError, match="patches/ghost.yaml exists already"):
+        scaffold.plan("ghost", "http", root)
+    assert leftover.read_text() == "# someone's notes\n"
+
+
+def test_stale_overlay_entry_is_refused(tmp_path):
+    root = copy_tree(tmp_path)
+    kustomization = root / "overlays/prod/kustomization.yaml"
+    kustomization.write_text(kustomization.read_text().replace("  - ../../base/scheduler\n",
+                                                               "  - ../../base/scheduler\n  - ../../base/ghost\n"))
+    with pytest.raises(ScaffoldError, match="prod overlay already lists base/ghost"):
+        scaffold.plan("ghost", "worker", root)
+
+
+def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_tasks_exit_2_with_one_line_errors():
+    bad_name = invoke("new-service", "Bad_Name", "--kind", "http")
+    assert bad_name.returncode == 2
+    assert bad_name.stderr.strip().splitlines() == [
+        "error: NAME 'Bad_Name' is not a valid service name; use 1-40 lowercase letters, digits and '-' "
+        "(DNS-1123), starting with a letter and not ending with '-'"]
+    existing = invoke("new-service", "api", "--kind", "http", "--dry-run")
+    assert existing.returncode == 2 and "service exists already" in existing.stderr
+    bad_check = invoke("lint", "--only", "yamllint,spelling")
+    assert bad_check.returncode == 2 and "unknown check spelling" in bad_check.stderr
+
+
+def test_new_service_dry_run_task_prints_the_plan_and_writes_nothing():
+    done = invoke("new-service", "billing", "--kind", "worker", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "create infra/k8s/base/billing/deployment.yaml" in done.stdout
+    assert "dry run: nothing written" in done.stdout
+    assert not (REPO / "infra/k8s/base/billing").exists()
+
+
+def test_scaffold_joins_the_cd_workflow_so_ci_check_stays_clean(tmp_path):
+    from infra.lint import workflows as ci_check
+
+    root = copy_tree(tmp_path)
+    shutil.copytree(REPO / ".github", tmp_path / ".github")
+    before = (tmp_path / ".github/workflows/cd.yml").read_text()
+    scaffold.apply(scaffold.plan("billing", "http", root))
+    after = (tmp_path / ".github/workflows/cd.yml").read_text()
+    assert "options: [api, billing, scheduler, worker]" in after
+    assert "'infra/k8s/base/billing/**'" in after and "'services/billing/**'" in after
+    added = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert len(added) == 4, added  # three filter lines and the rewritten choices line; nothing else restyled
+    src = ci_check.Sources.of(tmp_path)
+    assert [f for f in ci_check.rules(src) if f.rule == "cd-services"] == []

@@ -1,0 +1,239 @@
+"""`nat.status` / `nat.rotate` engines against moto server, with a fake `pulumi` on PATH that replaces instances."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from rich.console import Console
+
+from infra.config import ROOT
+from infra.lambdas.nat.health import DRAIN_TAG
+from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
+from infra.ops.nat.rotation import NatError, Rotation, RotationCheckpoint, Topology, read_status, status_tables
+from tests.support.nat_world import REGION, STACK, build
+
+# A `pulumi` that serves stack outputs from a JSON file and, on `up --replace <urn>`, does what Pulumi would:
+# launch the replacement instance (same subnet and tags) and terminate the old one, in moto over HTTP.
+FAKE = r'''
+import json, os, sys
+import boto3
+state_path, log_path = os.environ["NAT_FAKE_STATE"], os.environ["NAT_FAKE_LOG"]
+argv = sys.argv[1:]
+with open(log_path, "a") as log:
+    log.write(json.dumps(argv) + "\n")
+state = json.load(open(state_path))
+if argv[:3] == ["stack", "output", "--json"]:
+    print(json.dumps(state["outputs"]))
+    sys.exit(0)
+if argv[:1] == ["up"]:
+    if state.get("fail_ups", 0) > 0:
+        state["fail_ups"] -= 1
+        json.dump(state, open(state_path, "w"))
+        print("error: update interrupted", file=sys.stderr)
+        sys.exit(255)
+    urn = argv[argv.index("--replace") + 1]
+    az = {u: a for a, u in state["outputs"]["natInstanceUrns"].items()}[urn]
+    ec2 = boto3.client("ec2")
+    old = ec2.describe_instances(InstanceIds=[state["outputs"]["natInstanceIds"][az]])["Reservations"][0]["Instances"][0]
+    tags = [t for t in old["Tags"] if t["Key"] in ("eks-platform:nat-stack", "eks-platform:nat-az")]
+    if state.get("launch", True):
+        new = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t4g.nano",
+                                SubnetId=old["SubnetId"], TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
+        state["outputs"]["natInstanceIds"][az] = new["Instances"][0]["InstanceId"]
+    ec2.terminate_instances(InstanceIds=[old["InstanceId"]])
+    json.dump(state, open(state_path, "w"))
+sys.exit(0)
+'''
+
+
+@pytest.fixture(autouse=True)
+def _lean_moto(monkeypatch):
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
+class FakePulumi:
+    def __init__(self, tmp_path: Path, monkeypatch, outputs: dict, fail_ups: int = 0, launch: bool = True):
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        script = bin_dir / "pulumi"
+        script.write_text(f"#!{sys.executable}\n{FAKE}")
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+        self.state, self.log = tmp_path / "pulumi-state.json", tmp_path / "pulumi-calls.jsonl"
+        self.state.write_text(json.dumps({"outputs": outputs, "fail_ups": fail_ups, "launch": launch}))
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setenv("NAT_FAKE_STATE", str(self.state))
+        monkeypatch.setenv("NAT_FAKE_LOG", str(self.log))
+
+    def calls(self) -> list[list[str]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+    def ups(self) -> list[list[str]]:
+        return [call for call in self.calls() if call[:1] == ["up"]]
+
+
+def outputs_of(world) -> dict:
+    homes = {az: world.tables[table] for az, table in world.by_az.items()}
+    return {"clusterName": STACK, "natMode": "dual-instance", "natRouteTableIds": dict(world.by_az),
+            "natRouteHomes": homes, "natInstanceIds": dict(world.instances),
+            "natInstanceUrns": {az: f"urn:pulumi:dev::eks-platform::eks-platform:nat:Nat$aws:ec2/instance:Instance::nat-{az[-1]}"
+                                for az in world.instances}}
+
+
+def egress_intact(world) -> None:
+    """Every table points at a running instance: the 'no egress gap' invariant."""
+    running = {i["InstanceId"] for r in world.ec2.describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["running"]}])["Reservations"] for i in r["Instances"]}
+    targets = world.targets()
+    assert all(target in running for target in targets.values()), targets
+
+
+def rotation(world, tmp_path, holder="operator@laptop pid 1", report=None, **kwargs) -> tuple[Rotation, list[str]]:
+    """A Rotation as one operator's machine builds it; the checkpoint and lock live in moto's SSM."""
+    lines: list[str] = []
+
+    def record(line: str) -> None:
+        lines.append(line)
+        egress_intact(world)
+        if report:
+            report(line)
+
+    cli = PulumiCLI(stack="dev")
+    topology = Topology.from_outputs("dev", cli.outputs())
+    checkpoint = RotationCheckpoint(boto3.client("ssm", region_name=REGION), "dev", holder=holder)
+    return Rotation(topology, world.ec2, cli, checkpoint, report=record, poll=0, sleep=lambda _: None,
+                    **kwargs), lines
+
+
+def instance_tags(world, instance_id) -> dict:
+    found = world.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return {t["Key"]: t["Value"] for t in found.get("Tags", [])}
+
+
+@pytest.mark.parametrize("az_count", [2, 3])
+def test_rotate_replaces_both_instances_without_an_egress_gap(aws, tmp_path, monkeypatch, az_count):
+    world = build(az_count)
+    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    engine, lines = rotation(world, tmp_path)
+    old = dict(world.instances)
+    engine.run()
+    ups = fake.ups()
+    assert [up[up.index("--replace") + 1].rsplit("-", 1)[1] for up in ups] == ["a", "b"]
+    assert all("--target-dependents" in up and up[up.index("--target") + 1] == up[up.index("--replace") + 1]
+               for up in ups)
+    new = json.loads(fake.state.read_text())["outputs"]["natInstanceIds"]
+    assert set(new.values()).isdisjoint(old.values())
+    homes = {az: world.tables[table] for az, table in world.by_az.items()}
+    assert world.targets() == {world.by_az[az]: new[homes[az]] for az in world.by_az}
+    assert engine.checkpoint.load() is None and engine.checkpoint.lock() is None
+    assert any("complete" in line for line in lines)
+    egress_intact(world)
+
+
+def test_interrupted_rotation_resumes_from_its_checkpoint(aws, tmp_path, monkeypatch):
+    world = build(3)
+    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world), fail_ups=1)
+    a, b = world.instances["eu-west-1a"], world.instances["eu-west-1b"]
+    engine, _ = rotation(world, tmp_path)
+    with pytest.raises(PulumiError):
+        engine.run()
+    saved = engine.checkpoint.load()
+    assert (saved["az"], saved["step"], saved["old"]) == ("eu-west-1a", "replace", a)
+    assert set(world.targets().values()) == {b}  # routes parked on the survivor while A is replaced
+    assert instance_tags(world, a)[DRAIN_TAG] == "rotate"
+    resumed, lines = rotation(world, tmp_path)
+    resumed.run()
+    assert lines[0].startswith("resuming rotation of dev at eu-west-1a: replace")
+    assert len(fake.ups()) == 3  # the failed one, then one per instance
+    assert resumed.checkpoint.load() is None
+    assert a not in world.targets().values() and b not in world.targets().values()
+
+
+def test_abort_lifts_the_drain_and_forgets_the_checkpoint(aws, tmp_path, monkeypatch):
+    world = build(2)
+    FakePulumi(tmp_path, monkeypatch, outputs_of(world), fail_ups=1)
+    a, b = world.instances["eu-west-1a"], world.instances["eu-west-1b"]
+    engine, _ = rotation(world, tmp_path)
+    with pytest.raises(PulumiError):
+        engine.run()
+    aborted, lines = rotation(world, tmp_path)
+    aborted.abort()
+    assert DRAIN_TAG not in instance_tags(world, a) and aborted.checkpoint.load() is None
+    assert set(world.targets().values()) == {b} and "eu-west-1a step replace" in lines[0]
+
+
+def test_dry_run_plans_without_changing_anything(aws, tmp_path, monkeypatch):
+    world = build(3)
+    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    before = world.targets()
+    engine, _ = rotation(world, tmp_path)
+    plan = engine.plan()
+    assert any(world.by_az["eu-west-1c"] in line and "eu-west-1b instance" in line for line in plan)
+    assert any("--replace urn:pulumi:dev" in line for line in plan)
+    assert world.targets() == before and fake.ups() == [] and engine.checkpoint.load() is None
+    assert DRAIN_TAG not in instance_tags(world, world.instances["eu-west-1a"])
+
+
+def test_rotation_refuses_when_the_survivor_is_unhealthy(aws, tmp_path, monkeypatch):
+    world = build(2)
+    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    world.ec2.stop_instances(InstanceIds=[world.instances["eu-west-1b"]])
+    before = world.targets()
+    engine, _ = rotation(world, tmp_path)
+    with pytest.raises(NatError, match="eu-west-1b is not healthy .*egress would stop"):
+        engine.run()
+    assert world.targets() == before and fake.ups() == []
+    assert DRAIN_TAG not in instance_tags(world, world.instances["eu-west-1a"])
+
+
+def test_replacement_that_never_gets_healthy_times_out_with_routes_parked(aws, tmp_path, monkeypatch):
+    world = build(2)
+    FakePulumi(tmp_path, monkeypatch, outputs_of(world), launch=False)  # the new instance never shows up
+    ticks = iter(range(0, 10_000, 100))
+    engine, lines = rotation(world, tmp_path, timeout=250, clock=lambda: next(ticks))
+    with pytest.raises(NatError, match="no healthy replacement after 250s"):
+        engine.run()
+    assert sum("waiting for the replacement" in line for line in lines) == 2  # at t=100 and 200, gave up at 300
+    assert engine.checkpoint.load()["step"] == "wait"
+    assert set(world.targets().values()) == {world.instances["eu-west-1b"]}
+    egress_intact(world)
+
+
+def test_status_shows_where_each_table_points(aws, tmp_path, monkeypatch):
+    world = build(3)
+    FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    world.ec2.replace_route(RouteTableId=world.by_az["eu-west-1a"], DestinationCidrBlock="0.0.0.0/0",
+                            InstanceId=world.instances["eu-west-1b"])
+    topology = Topology.from_outputs("dev", PulumiCLI(stack="dev").outputs())
+    status = read_status(world.ec2, topology)
+    rows = {row.az: row for row in status.tables}
+    assert not rows["eu-west-1a"].at_home and rows["eu-west-1a"].target_az == "eu-west-1b"
+    assert rows["eu-west-1b"].at_home and rows["eu-west-1c"].at_home
+    assert [(row.az, row.state, row.checks) for row in status.instances] == [
+        ("eu-west-1a", "running", "ok"), ("eu-west-1b", "running", "ok")]
+    console = Console(record=True, width=200)
+    for table in status_tables(status, "dev"):
+        console.print(table)
+    text = console.export_text()
+    assert "no (failed over)" in text and world.by_az["eu-west-1c"] in text
+
+
+@pytest.mark.parametrize(("outputs", "message"), [
+    ({}, "has no outputs"), ({"natMode": "gateway"}, "nat.mode 'gateway'")])
+def test_topology_refuses_stacks_without_nat_instances(outputs, message):
+    with pytest.raises(NatError, match=message):
+        Topology.from_outputs("dev", outputs)
+
+
+def test_tasks_reject_unknown_env_with_exit_2():
+    result = subprocess.run([sys.executable, "-m", "invoke", "nat.status", "--env", "staging"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "staging" in result.stderr
+    helped = subprocess.run([sys.executable, "-m", "invoke", "nat.rotate", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and "--dry-run" in helped.stdout

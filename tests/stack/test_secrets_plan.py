@@ -1,0 +1,139 @@
+"""Secrets under Pulumi mocks: KMS on every secret, per-service IRSA scope, rotation, delivery via ESO."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.config import load_stack_config, secret_name
+from infra.plan.offline import Plan
+
+SECRET = "aws:secretsmanager/secret:Secret"
+ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"
+INVOCATION = "aws:lambda/invocation:Invocation"
+STORE = "kubernetes:external-secrets.io/v1:SecretStore"
+EXTERNAL = "kubernetes:external-secrets.io/v1:ExternalSecret"
+
+
+def _mine(plan: Plan, type_: str) -> list:
+    """Resources of a type declared by the Secrets component (other components may declare the same types)."""
+    return [r for r in plan.of_type(type_) if ":secrets:Secrets" in r.parent]
+
+
+@pytest.fixture(scope="module")
+def plans(stack_plans) -> dict[str, Plan]:
+    return stack_plans
+
+
+def _service_key(plan: Plan) -> str:
+    (key,) = [key for key in plan.of_type("aws:kms/key:Key") if key.name == "secrets-key"]
+    assert key.inputs["enableKeyRotation"] is True
+    return f"arn:aws:kms:eu-west-1:123456789012:{key.name}"
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_every_secret_is_encrypted_with_the_customer_managed_key(plans, env):
+    plan = plans[env]
+    cfg = load_stack_config(env)
+    key_arn = _service_key(plan)
+    secrets = _mine(plan, SECRET)
+    assert {s.inputs["name"] for s in secrets} == {secret_name(env, svc, key) for svc, key, _ in cfg.secrets.entries()}
+    for secret in secrets:
+        assert secret.inputs["kmsKeyId"] == key_arn, f"{secret.name} must not use the AWS-managed key"
+        assert secret.inputs["description"]
+        assert secret.inputs["recoveryWindowInDays"] == cfg.secrets.recovery_window_days
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_no_value_is_declared_values_are_made_in_aws(plans, env):
+    plan = plans[env]
+    assert not plan.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+    assert not [r for r in plan.resources if r.type.startswith("random:")]
+    first = {json.loads(i.inputs["input"])["SecretId"] for i in _mine(plan, INVOCATION)}
+    made = {s.inputs["name"] for s in _mine(plan, SECRET) if s.inputs["tags"]["eks-platform:kind"] != "external"}
+    arns = plan.outputs["secretArns"]
+    assert first == {arns[name.split("/")[2]][name.split("/")[3]] for name in made}
+    for invocation in _mine(plan, INVOCATION):
+        assert json.loads(invocation.inputs["input"])["Step"] == "initialize"
+
+
+def test_rotation_schedules_only_in_prod_and_only_where_configured(plans):
+    assert not _mine(plans["dev"], ROTATION)
+    cfg = load_stack_config("prod")
+    rotations = _mine(plans["prod"], ROTATION)
+    wanted = {cfg.secrets.services[svc][key].rotation_days for svc, key, spec in cfg.secrets.entries()
+              if spec.rotation_days}
+    assert {r.inputs["rotationRules"]["automaticallyAfterDays"] for r in rotations} == wanted
+    assert len(rotations) == sum(1 for *_, spec in cfg.secrets.entries() if spec.rotation_days)
+    (function,) = [f for f in plans["prod"].of_type("aws:lambda/function:Function") if f.name == "secrets-rotation"]
+    assert function.inputs["handler"] == "secret_rotation.handler"
+    assert function.inputs["vpcConfig"]["subnetIds"]
+    for rotation in rotations:
+        assert rotation.inputs["rotateImmediately"] is False
+        assert rotation.inputs["rotationLambdaArn"].endswith(":secrets-rotation")
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_each_service_role_reads_only_its_own_secrets_via_its_own_service_account(plans, env):
+    plan = plans[env]
+    cfg = load_stack_config(env)
+    arns = plan.outputs["secretArns"]
+    roles = {r.name: r for r in plan.of_type("aws:iam/role:Role")}
+    policies = {p.name: p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy")}
+    for service in cfg.secrets.services:
+        trust = json.loads(roles[f"secrets-{service}-reader"].inputs["assumeRolePolicy"])
+        (condition,) = [s["Condition"]["StringEquals"] for s in trust["Statement"]]
+        assert [v for k, v in condition.items() if k.endswith(":sub")] == [f"system:serviceaccount:apps-{env}:{service}"]
+        statements = {s["Sid"]: s for s in json.loads(policies[f"secrets-{service}-reader"].inputs["policy"])["Statement"]}
+        assert statements["ReadOwnSecrets"]["Action"] == ["secretsmanager:GetSecretValue",
+                                                          "secretsmanager:DescribeSecret"]
+        assert statements["ReadOwnSecrets"]["Resource"] == sorted(arns[service].values())
+        others = {arn for svc, keys in arns.items() if svc != service for arn in keys.values()}
+        assert not others & set(statements["ReadOwnSecrets"]["Resource"])
+        decrypt = statements["DecryptViaSecretsManager"]
+        assert decrypt["Resource"] == _service_key(plan)
+        assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}}
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_external_secrets_operator_delivers_each_service_its_own_keys(plans, env):
+    plan = plans[env]
+    cfg = load_stack_config(env)
+    (release,) = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "external-secrets"]
+    assert release.inputs["chart"] == "external-secrets"
+    assert release.inputs["version"] == cfg.secrets.eso_chart_version
+    assert release.inputs["repositoryOpts"]["repo"] == "https://charts.external-secrets.io"
+    stores = {s.inputs["metadata"]["name"]: s for s in plan.of_type(STORE)}
+    externals = {e.inputs["metadata"]["name"]: e for e in plan.of_type(EXTERNAL)}
+    accounts = {a.inputs["metadata"]["name"]: a for a in plan.of_type("kubernetes:core/v1:ServiceAccount")}
+    assert not plan.of_type("kubernetes:external-secrets.io/v1:ClusterSecretStore")
+    for service, keys in cfg.secrets.services.items():
+        store = stores[f"{service}-aws"]
+        assert store.inputs["metadata"]["namespace"] == f"apps-{env}"
+        aws = store.inputs["spec"]["provider"]["aws"]
+        assert aws["service"] == "SecretsManager" and aws["region"] == "eu-west-1"
+        assert aws["auth"] == {"jwt": {"serviceAccountRef": {"name": service}}}
+        external = externals[f"{service}-secrets"]
+        spec = external.inputs["spec"]
+        assert spec["secretStoreRef"] == {"name": f"{service}-aws", "kind": "SecretStore"}
+        assert {d["secretKey"]: d["remoteRef"]["key"] for d in spec["data"]} == {
+            key: secret_name(env, service, key) for key in keys}
+        annotations = accounts[service].inputs["metadata"]["annotations"]
+        assert annotations["eks.amazonaws.com/role-arn"] == plan.outputs["secretReaderRoleArns"][service]
+
+
+def test_rotation_lambda_may_touch_only_generated_secrets(plans):
+    plan = plans["prod"]
+    (policy,) = [p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy") if p.name == "secrets-rotation"]
+    statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
+    arns = plan.outputs["secretArns"]
+    assert statements["RotateGeneratedSecrets"]["Resource"] == sorted([arns["api"]["database"],
+                                                                       arns["api"]["session-key"]])
+    assert "secretsmanager:DeleteSecret" not in statements["RotateGeneratedSecrets"]["Action"]
+
+
+def test_rotation_code_bundles_the_handler_and_its_postgres_driver():
+    from infra.components.secrets import rotation_code
+
+    assets = rotation_code().assets
+    assert {"secret_rotation.py", "pg8000", "scramp", "asn1crypto", "dateutil", "six.py"} <= set(assets)
