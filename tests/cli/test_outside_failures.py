@@ -187,7 +187,8 @@ def _stderr_on_a_terminal(*args: str) -> tuple[int, str]:
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))  # wide: no wrapped lines
     process = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=terminal, env={**os.environ, "TERM": "xterm"})
+                               stdout=subprocess.PIPE, stderr=terminal,
+                               env={**os.environ, "TERM": "xterm", "COLUMNS": "250"})  # rich may not ask the pty
     os.close(terminal)
     shown = []
     while True:
