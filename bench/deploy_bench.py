@@ -113,12 +113,11 @@ def main() -> int:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from infra.ops.deploy import target as catalog
-
     from infra.ops.deploy import pipeline as deploy
+    from infra.ops.deploy import target as catalog
     from infra.ops.io.kube import from_kubeconfig
-    from tests.support.deploy_world import push
     from tests.kubesim import start
+    from tests.support.deploy_world import push
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -23,8 +23,8 @@ NODES_PER_AZ, PODS_PER_NODE, APPS, MAX_UNAVAILABLE = 4, 10, 4, 3
 
 def build(time_factor: float):
     """A cluster with 12 old (blue) nodes holding 120 pods, and 12 empty new (green) nodes."""
-    from tests.support import node_world as world
     from tests.kubesim.cluster import start
+    from tests.support import node_world as world
 
     cluster = start(time_factor, nodes=False, workdir=tempfile.mkdtemp(prefix="drain-bench-"))
     cluster.add_nodes("general", "blue", zones=AZS, per_zone=NODES_PER_AZ)

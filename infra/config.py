@@ -18,11 +18,17 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from infra.sections.access import (ADMIN_GROUP, AUTH_MODES, AccessConfig, GitHubConfig, RoleMapping,
-                                   check_auth_mode_history, without_path)
+from infra.sections.access import (
+    ADMIN_GROUP,
+    AUTH_MODES,
+    AccessConfig,
+    GitHubConfig,
+    RoleMapping,
+    check_auth_mode_history,
+    without_path,
+)
 from infra.sections.base import PROJECT, ConfigIssue, Name, Section, Version, app_namespace
-from infra.sections.core import (ADDONS, AmiType, ClusterConfig, Generation, NetworkConfig, NodePool, Taint,
-                                 subnet_plan)
+from infra.sections.core import ADDONS, AmiType, ClusterConfig, Generation, NetworkConfig, NodePool, Taint, subnet_plan
 from infra.sections.messages import issues_of
 from infra.sections.nat import NatConfig, _nat_issues, nat_azs, nat_probe_subnets
 from infra.sections.platform import AppNamespaceConfig, PlatformConfig, quantity

@@ -1,10 +1,9 @@
 """`invoke access.*`: moving the cluster from aws-auth to access entries."""
 from __future__ import annotations
 
-
 from invoke import Collection
 
-from infra.cli.common import (fail, task, stack_config, kube_for, KUBE_HELP)
+from infra.cli.common import KUBE_HELP, fail, kube_for, stack_config, task
 
 
 @task(name="migrate", positional=[], help={
@@ -17,10 +16,10 @@ def access_migrate(c, env=None, to="API", dry_run=False, kubeconfig=None):
     Re-running after a failure continues where it stopped.
     """
     from infra.config import ConfigError
-    from infra.ops.lifecycle.access import AWS_AUTH, AccessMigration, MigrationFailed, MigrationRefused, eks_client
     from infra.ops.io.kube import KubeError
     from infra.ops.io.pulumi_cli import PulumiCLI
     from infra.ops.io.stack_file import StackFile
+    from infra.ops.lifecycle.access import AWS_AUTH, AccessMigration, MigrationFailed, MigrationRefused, eks_client
 
     cfg = stack_config(env)
     migration = AccessMigration(env=env, cli=PulumiCLI(stack=env), stack=StackFile(env), eks=eks_client(cfg.region))

@@ -6,7 +6,7 @@ import json
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from infra.cli.common import (task)
+from infra.cli.common import task
 
 
 @task(name="check", help={"json": "print the findings as JSON instead of a table"})

@@ -1,10 +1,9 @@
 """`invoke cluster.*`: sequential Kubernetes version upgrades."""
 from __future__ import annotations
 
-
 from invoke import Collection
 
-from infra.cli.common import (fail, task, printer, kube_for, KUBE_HELP, lifecycle_call)
+from infra.cli.common import KUBE_HELP, fail, kube_for, lifecycle_call, printer, task
 
 
 @task(name="upgrade", positional=[], help={
@@ -19,9 +18,9 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
     and printed as one table; any FAIL stops before a change. Progress is checkpointed for --resume.
     """
     from infra.ops.io.eks import Eks
-    from infra.ops.lifecycle.preflight import table
     from infra.ops.io.pulumi_cli import PulumiCLI
     from infra.ops.io.stack_file import StackFile
+    from infra.ops.lifecycle.preflight import table
     from infra.ops.lifecycle.upgrade import Upgrade, upgrade_target
 
     if not to:

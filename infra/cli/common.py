@@ -10,7 +10,6 @@ from invoke import task as invoke_task
 from invoke.exceptions import Exit
 
 
-
 def fail(message: str, code: int = 2) -> Exit:
     """A one-line error for bad input; exit code 2, nothing changed."""
     return Exit(f"error: {message}", code=code)
@@ -179,13 +178,13 @@ def lifecycle_call(call, resume_hint: str = "", checkpoint=None):
     """Node-lifecycle outcomes as exit codes: bad input 2, blocked/failed 1, interrupted 130. The resume hint is
     given only when `checkpoint` holds progress (a run saved it, or one was found): else there is nothing to resume."""
     from infra.config import ConfigError
+    from infra.ops.io.eks import EksError
+    from infra.ops.io.kube import KubeError
+    from infra.ops.io.pulumi_cli import PulumiError
     from infra.ops.lifecycle import migrate as migration
     from infra.ops.lifecycle import upgrade
     from infra.ops.lifecycle.drain import DrainBlocked
-    from infra.ops.io.eks import EksError
     from infra.ops.lifecycle.health import NotHealthy
-    from infra.ops.io.kube import KubeError
-    from infra.ops.io.pulumi_cli import PulumiError
 
     def next_step() -> str:
         if checkpoint is not None and checkpoint.exists and resume_hint:

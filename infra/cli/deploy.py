@@ -6,7 +6,7 @@ import json
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from infra.cli.common import (fail, task, whole, help_if_asked, require_env, kube_for, KUBE_HELP)
+from infra.cli.common import KUBE_HELP, fail, help_if_asked, kube_for, require_env, task, whole
 
 
 def _deploy_target(service, env, task_name):
@@ -25,11 +25,11 @@ def _deploy_target(service, env, task_name):
 
 def _run_deploy_engine(call):
     """Map engine outcomes to exit codes: bad input 2, failed 1, interrupted 130."""
+    from infra.ops.deploy.lock import LockHeld
     from infra.ops.deploy.pipeline import BadInput, DeployFailed, Interrupted
     from infra.ops.io.docker_cli import DockerError
     from infra.ops.io.ecr import EcrError, MissingImage
     from infra.ops.io.kube import KubeError
-    from infra.ops.deploy.lock import LockHeld
 
     try:
         return call()
@@ -57,9 +57,9 @@ def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_
            readiness_grace=None, force_conflicts=False, json_logs=False, kubeconfig=None):
     """Ship one service: build+push the git SHA (or --tag), apply the env overlay, track the rollout, smoke check;
     roll back automatically on any failure. Exit 0 deployed, 1 failed (rolled back), 2 bad input, 130 interrupted."""
-    from infra.ops.deploy.target import check_tag
     from infra.ops.deploy.pipeline import Deploy
     from infra.ops.deploy.report import Reporter
+    from infra.ops.deploy.target import check_tag
 
     target = _deploy_target(service, env, "deploy")
     check_tag(tag)  # an empty or malformed --tag is exit 2 before anything connects

@@ -5,15 +5,15 @@ import json
 
 from invoke import Collection
 
-from infra.cli.common import (fail, task, whole, stack_config)
+from infra.cli.common import fail, stack_config, task, whole
 
 
 def _nat_engine(env: str, call, checkpoint=None):
     """NAT engine outcomes as exit codes: refused/failed 1, bad input 2 (earlier); a failed `pulumi` points at the
     resume only when `checkpoint` holds progress. AWS failures (no credentials, endpoint down) are the task
     decorator's one line (infra.ops.errors)."""
-    from infra.ops.nat.rotation import NatError
     from infra.ops.io.pulumi_cli import PulumiError
+    from infra.ops.nat.rotation import NatError
 
     try:
         return call()
@@ -56,8 +56,8 @@ def nat_rotate(c, env=None, dry_run=False, timeout=None, abort=False, take_over=
     instance to pass status checks, move its route tables back one at a time. One rotation per stack at a
     time: the lock and the checkpoint are SSM parameters under /eks-platform/<env>/nat-rotation/.
     """
-    from infra.ops.nat import rotation as nat
     from infra.ops.io.pulumi_cli import PulumiCLI
+    from infra.ops.nat import rotation as nat
 
     cfg = stack_config(env)
     timeout = whole(timeout, "--timeout", default=900, minimum=1, what="whole seconds", example=900)

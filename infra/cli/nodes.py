@@ -1,10 +1,9 @@
 """`invoke nodes.*`: blue/green node migrations."""
 from __future__ import annotations
 
-
 from invoke import Collection
 
-from infra.cli.common import (fail, task, whole, stack_config, printer, kube_for, KUBE_HELP, lifecycle_call)
+from infra.cli.common import KUBE_HELP, fail, kube_for, lifecycle_call, printer, stack_config, task, whole
 
 
 @task(name="migrate", positional=[], help={
@@ -23,10 +22,10 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
     Preconditions (declaration, capacity per AZ, budgets that never allow eviction) are checked first.
     Changes go through Pulumi.<env>.yaml + `pulumi up`; progress is kept in a ConfigMap for --resume.
     """
-    from infra.ops.lifecycle.drain import DrainPolicy
-    from infra.ops.lifecycle.migrate import Migration
     from infra.ops.io.pulumi_cli import PulumiCLI
     from infra.ops.io.stack_file import StackFile
+    from infra.ops.lifecycle.drain import DrainPolicy
+    from infra.ops.lifecycle.migrate import Migration
 
     if not pool or not (to or rollback):
         raise fail("--pool and --to are required, e.g. `invoke nodes.migrate --env dev --pool general --to green`")

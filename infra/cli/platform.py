@@ -7,7 +7,7 @@ import sys
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from infra.cli.common import (task, kube_for, KUBE_HELP)
+from infra.cli.common import KUBE_HELP, kube_for, task
 
 
 @task(name="status", positional=[], help={

@@ -1,11 +1,10 @@
 """`invoke lint|new-service`: the repository's own checks and the service scaffold."""
 from __future__ import annotations
 
-
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from infra.cli.common import (fail, task, help_if_asked, csv_list)
+from infra.cli.common import csv_list, fail, help_if_asked, task
 
 
 @task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,workflows",
@@ -16,8 +15,8 @@ def lint(c, only="", skip=""):
     workload rules; and the .github/ workflows (`invoke ci.check`). One table of findings; exit 1 on any error."""
     from rich.console import Console
 
-    from infra.lint import workflows as ci_check
     from infra.lint import runner as engine
+    from infra.lint import workflows as ci_check
     from infra.lint.findings import table
 
     selected = engine.select(csv_list(only), csv_list(skip), known=(*engine.CHECKS, ci_check.NAME))  # exit 2 when bad

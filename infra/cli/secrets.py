@@ -5,7 +5,7 @@ import json
 
 from invoke import Collection
 
-from infra.cli.common import (fail, task, help_fills_positionals, help_if_asked, stack_config)
+from infra.cli.common import fail, help_fills_positionals, help_if_asked, stack_config, task
 
 
 def _secrets_call(call):

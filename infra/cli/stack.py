@@ -6,7 +6,7 @@ import sys
 
 from invoke import Collection
 
-from infra.cli.common import (fail, task, require_env, stack_config, confirm)
+from infra.cli.common import confirm, fail, require_env, stack_config, task
 
 
 @task(positional=[], help={"env": "stack to plan: dev or prod", "json": "print the plan as JSON instead of a tree",
@@ -21,8 +21,8 @@ def plan(c, env, json_=False, diff=None, against=None):
     """
     from rich.console import Console
 
-    from infra.plan import view as plan_view
     from infra.config import ConfigError, committed_ami_types
+    from infra.plan import view as plan_view
     from infra.plan.offline import plan_stack
 
     require_env(env)

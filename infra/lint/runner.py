@@ -16,15 +16,12 @@ import kubernetes_validate.utils
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from infra.lint import checkov as checkov_scan
-
 from infra import deprecations
-
-from infra.ops.io import manifests
-
+from infra.lint import checkov as checkov_scan
 from infra.lint import workload_rules
-from infra.ops.errors import Refused
 from infra.lint.findings import ERROR, WARNING, Finding
+from infra.ops.errors import Refused
+from infra.ops.io import manifests
 from infra.ops.io.manifests import Manifest
 from infra.versions import KubeVersion
 

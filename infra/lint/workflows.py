@@ -22,8 +22,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from infra.ops.io import manifests
 from infra.lint.findings import Finding
+from infra.ops.io import manifests
 
 NAME = "workflows"  # the name of this check inside `invoke lint --only/--skip`
 TOOL_TIMEOUT_S = 120

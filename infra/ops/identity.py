@@ -26,8 +26,8 @@ from kubernetes.client.exceptions import ApiException
 
 from infra.config import StackConfig
 from infra.identity import NAME, NAMESPACE, READERS_GROUP, identity_of, secrets_key_alias, secrets_key_tags
-from infra.ops.io import aws
 from infra.ops.errors import Failed, Refused
+from infra.ops.io import aws
 from infra.ops.io.kube import Kube, api_reason, object_path
 
 OBJECT = f"ConfigMap {NAMESPACE}/{NAME}"

@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.ops.io import aws
-from infra.ops.errors import aws_unavailable
 from infra.config import SecretSpec, StackConfig, app_namespace, secret_name
+from infra.ops.errors import aws_unavailable
+from infra.ops.io import aws
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.config import PROJECT, StackConfig, read_stack_file, from_mapping
+from infra.config import PROJECT, StackConfig, from_mapping, read_stack_file
 
 ACCOUNT = "123456789012"
 SECRET = "[secret]"

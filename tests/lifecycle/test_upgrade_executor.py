@@ -157,8 +157,8 @@ def test_task_plan_only_prints_the_playbook(cluster, capsys):
     from invoke import Context
     from invoke.exceptions import Exit
 
-    from infra.config import load_stack_config
     from infra.cli.cluster import cluster_upgrade
+    from infra.config import load_stack_config
 
     sim, api = cluster
     fake_pulumi.seed_eks(load_stack_config("dev"))

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from infra.lambdas.nat.health import (AZ_TAG, DRAIN_TAG, HEALTH_TAG, STACK_TAG, Health, NatInstance,
-                                      Policy)
+from infra.lambdas.nat.health import AZ_TAG, DRAIN_TAG, HEALTH_TAG, STACK_TAG, Health, NatInstance, Policy
 
 DEFAULT = "0.0.0.0/0"
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]

@@ -25,18 +25,16 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
-from infra.ops.deploy import history
-
-from infra.ops.deploy import notify
-from infra.ops.io.docker_cli import Docker
-from infra.ops.io.ecr import Registry
+from infra.ops.deploy import history, notify
 from infra.ops.deploy.history import CHANGE_CAUSE, DeployRecord
-from infra.ops.io.kube import Kube, KubeError, is_transient, ref
 from infra.ops.deploy.lock import DeployLock, identity
 from infra.ops.deploy.report import Reporter
-from infra.ops.deploy.target import REPO, BadInput, Target, git_tag, pod_spec, render, with_change_cause, workload
 from infra.ops.deploy.rollout import REVISION, Progress, Rollout, Verdict
 from infra.ops.deploy.snapshot import Snapshot, apply_all, diff, restorable, restore
+from infra.ops.deploy.target import REPO, BadInput, Target, git_tag, pod_spec, render, with_change_cause, workload
+from infra.ops.io.docker_cli import Docker
+from infra.ops.io.ecr import Registry
+from infra.ops.io.kube import Kube, KubeError, is_transient, ref
 
 
 class DeployFailed(Exception):

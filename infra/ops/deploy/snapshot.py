@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from infra.ops.io import manifests
-from infra.ops.deploy.target import WORKLOADS
-from infra.ops.io.kube import Kube, ref
 from infra.ops.deploy.rollout import REVISION
+from infra.ops.deploy.target import WORKLOADS
+from infra.ops.io import manifests
+from infra.ops.io.kube import Kube, ref
 
 SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                  "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences")

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from infra.ops.io import manifests
-from infra.ops.errors import Refused
 from infra.ops.deploy.history import CHANGE_CAUSE
+from infra.ops.errors import Refused
+from infra.ops.io import manifests
 from infra.ops.io.kube import KINDS, ref
 
 REPO = manifests.REPO

@@ -14,7 +14,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from infra.ops.io import aws
 
 
-
 class EcrError(RuntimeError):
     """An ECR call failed; the message names the repository and what to do."""
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.ops.io import aws
 from infra.ops.errors import Failed, reason
+from infra.ops.io import aws
 from infra.versions import KubeVersion
 
 _NOT_OFFERED = ("UnknownOperationException", "InvalidAction", "NotImplemented", "404")

@@ -26,7 +26,6 @@ from infra.ops.io.retry import connect_budget_s, notice, retrying
 from infra.ops.io.retry import is_transient as is_transient  # engines (deploy, feed) import it from here
 
 
-
 def _one_retry_layer(configuration: client.Configuration) -> client.Configuration:
     """urllib3 must not retry on its own (3 by default): Kube.call / kube_retry hold the only, bounded, budget."""
     configuration.retries = 0

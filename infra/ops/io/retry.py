@@ -18,8 +18,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from tenacity import (RetryCallState, Retrying, retry, retry_if_exception, stop_after_attempt, stop_after_delay,
-                      stop_before_delay, wait_exponential_jitter)
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
 
 from infra.ops.errors import Refused, short_reason
 

@@ -17,8 +17,8 @@ from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.comments import CommentedMap
 
 from infra.config import AUTH_MODES, PROJECT, without_path
-from infra.ops.io import aws
 from infra.ops.errors import reason
+from infra.ops.io import aws
 from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
 from infra.ops.io.stack_file import StackFile
 

@@ -14,14 +14,14 @@ from kubernetes import client
 from rich.table import Table
 
 from infra.config import ConfigError, NodePool, StackConfig
+from infra.ops.io.pulumi_cli import PulumiCLI
+from infra.ops.io.retry import kube_retry
+from infra.ops.io.stack_file import StackFile
 from infra.ops.lifecycle import preflight
 from infra.ops.lifecycle.checkpoint import Checkpoint
 from infra.ops.lifecycle.drain import ZONE, Drain, DrainPolicy, Events, claims, pod_key, quiet
 from infra.ops.lifecycle.health import is_ready, unhealthy_workloads, wait_until
 from infra.ops.lifecycle.preflight import FAIL, PASS, WARN, Check
-from infra.ops.io.pulumi_cli import PulumiCLI
-from infra.ops.io.retry import kube_retry
-from infra.ops.io.stack_file import StackFile
 
 AL2023_FOR = {"AL2_x86_64": "AL2023_x86_64_STANDARD", "AL2_ARM_64": "AL2023_ARM_64_STANDARD"}
 PHASES = ("declare", "create", "cordon", "drain", "verify", "retire")

@@ -15,17 +15,17 @@ from pathlib import Path
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from infra.config import StackConfig
 from infra import deprecations
-from infra.ops.lifecycle import preflight
-from infra.ops.lifecycle.checkpoint import Checkpoint
-from infra.ops.lifecycle.drain import Events, quiet
+from infra.config import StackConfig
 from infra.ops.io.eks import AddonBuild, ClusterFacts, Eks, EksError, addon_versions
-from infra.ops.lifecycle.health import wait_healthy, wait_until
-from infra.ops.lifecycle.preflight import Check
 from infra.ops.io.pulumi_cli import PulumiCLI
 from infra.ops.io.retry import kube_retry
 from infra.ops.io.stack_file import StackFile
+from infra.ops.lifecycle import preflight
+from infra.ops.lifecycle.checkpoint import Checkpoint
+from infra.ops.lifecycle.drain import Events, quiet
+from infra.ops.lifecycle.health import wait_healthy, wait_until
+from infra.ops.lifecycle.preflight import Check
 from infra.versions import KubeVersion, supported_range
 
 PHASES = ("control-plane", "node-groups", "add-ons", "verified")

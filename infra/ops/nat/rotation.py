@@ -25,9 +25,9 @@ from typing import Any
 from infra.config import StackConfig
 from infra.lambdas.nat import routes as nat_routes
 from infra.lambdas.nat.health import DRAIN_TAG, NatInstance, Policy
-from infra.ops.io import aws
-from infra.ops.errors import Failed
 from infra.ops.deploy.lock import identity
+from infra.ops.errors import Failed
+from infra.ops.io import aws
 from infra.ops.io.pulumi_cli import PulumiCLI
 
 STEPS = ("drain", "replace", "wait", "restore")

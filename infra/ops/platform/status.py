@@ -18,8 +18,13 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from ruamel.yaml import YAML, YAMLError
 
-from infra.charts import (ALERTMANAGER_PORT, ALERTMANAGER_SERVICE, AUTOSCALER_NAMESPACE, AUTOSCALER_STATUS_CONFIGMAP,
-                          MONITORING_NAMESPACE)
+from infra.charts import (
+    ALERTMANAGER_PORT,
+    ALERTMANAGER_SERVICE,
+    AUTOSCALER_NAMESPACE,
+    AUTOSCALER_STATUS_CONFIGMAP,
+    MONITORING_NAMESPACE,
+)
 from infra.config import StackConfig
 from infra.ops import errors
 from infra.ops.io.kube import Kube, KubeError, api_reason
