@@ -209,8 +209,14 @@ def seed_cluster(cluster) -> None:
         "replicas": 1, "selector": {"matchLabels": labels},
         "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "api", "image": "api:v1"}]}}}}
     apps.create_namespaced_deployment("apps-dev", body)
+    # As in a real cluster, a template changed before the controller saw the first one makes a single ReplicaSet:
+    # wait for revision 1's before the change that makes revision 2.
+    cluster.wait_for(lambda: apps.list_namespaced_replica_set("apps-dev").items, message="api's first ReplicaSet")
     apps.patch_namespaced_deployment("api", "apps-dev", {"spec": {"template": {"spec": {
         "containers": [{"name": "api", "image": "api:v2"}]}}}})
+    # Revision 2's ReplicaSet comes after the patch returns: a case reading the revisions earlier sees only one.
+    cluster.wait_for(lambda: len(apps.list_namespaced_replica_set("apps-dev").items) >= 2,
+                     message="api's two ReplicaSets (revisions 1 and 2)")
 
 
 def cluster_writes(cluster) -> list[tuple]:
