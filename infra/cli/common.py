@@ -33,7 +33,7 @@ def task(*args, **kwargs):
     def wrap(body):
         @functools.wraps(body)
         def guarded(*call_args, **call_kwargs):
-            from infra.ops.errors import explain
+            from infra.ops.errors import Interrupted, explain
 
             try:
                 with _waits_shown():
@@ -49,7 +49,9 @@ def task(*args, **kwargs):
                 mapped = explain(error)
                 if mapped is None:
                     raise
-                raise Exit(f"error: {mapped}", code=mapped.exit_code) from None
+                # An Interrupted line is the whole story ("interrupted; ..."), not an error.
+                line = str(mapped) if isinstance(mapped, Interrupted) else f"error: {mapped}"
+                raise Exit(line, code=mapped.exit_code) from None
         return invoke_task(guarded, **kwargs)
     return wrap(args[0]) if args and callable(args[0]) else wrap
 
@@ -173,34 +175,3 @@ def printer():
 
     console = Console()
     return console, lambda event, message: console.print(f"[bold cyan]{event:>11}[/] {message}")
-
-def lifecycle_call(call, resume_hint: str = "", checkpoint=None):
-    """Node-lifecycle outcomes as exit codes: bad input 2, blocked/failed 1, interrupted 130. The resume hint is
-    given only when `checkpoint` holds progress (a run saved it, or one was found): else there is nothing to resume."""
-    from infra.config import ConfigError
-    from infra.ops.io.eks import EksError
-    from infra.ops.io.kube import KubeError
-    from infra.ops.io.pulumi_cli import PulumiError
-    from infra.ops.lifecycle import migrate as migration
-    from infra.ops.lifecycle import upgrade
-    from infra.ops.lifecycle.drain import DrainBlocked
-    from infra.ops.lifecycle.health import NotHealthy
-
-    def next_step() -> str:
-        if checkpoint is not None and checkpoint.exists and resume_hint:
-            return f"progress is checkpointed: fix the cause, then {resume_hint}"
-        return "nothing was checkpointed: fix the cause, then rerun"
-
-    try:
-        return call()
-    except (migration.MigrationRefused, upgrade.UpgradeRefused) as error:
-        raise fail(str(error)) from None
-    except ConfigError as error:
-        raise fail(error.render()) from None
-    except (migration.PreflightFailed, upgrade.PreflightFailed) as error:
-        raise fail(f"preflight failed, nothing changed: {error}", code=1) from None
-    except (DrainBlocked, NotHealthy, PulumiError, EksError, KubeError) as error:
-        raise fail(f"{error}; {next_step()}", code=1) from None
-    except KeyboardInterrupt:
-        raise Exit(f"interrupted; {next_step()}", code=130) from None
-
