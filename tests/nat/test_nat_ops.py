@@ -189,6 +189,20 @@ def test_dry_run_plans_without_changing_anything(aws, tmp_path, monkeypatch):
     assert DRAIN_TAG not in instance_tags(world, world.instances["eu-west-1a"])
 
 
+def test_the_engine_takes_its_settings_from_the_request(aws, tmp_path, monkeypatch):
+    """A RotationRequest built without invoke: its timeout shapes the plan, its take_over the lock verdict."""
+    world = build(2)
+    FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    engine, _ = rotation(world, tmp_path, timeout=120)
+    assert engine.request == RotationRequest(env="dev", timeout=120)
+    RotationCheckpoint(boto3.client("ssm", region_name=REGION), "dev", holder="alice@laptop-a pid 11").acquire()
+    plan = engine.plan()
+    assert "locked by alice@laptop-a pid 11" in plan[0] and plan[0].endswith("a rotation now would be refused")
+    assert sum("wait up to 120s" in line for line in plan) == 2
+    engine.request = RotationRequest(env="dev", timeout=120, take_over=True)
+    assert engine.plan()[0].endswith("--take-over would take it over")
+
+
 def test_rotation_refuses_when_the_survivor_is_unhealthy(aws, tmp_path, monkeypatch):
     world = build(2)
     fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world))
