@@ -278,8 +278,7 @@ class Upgrade:
     def runner(self, plan: UpgradePlan) -> PhaseRunner:
         """Per one-minor step: control plane (with kube-proxy), node groups, other add-ons, health; each checkpointed
         as "<version>/<phase>"."""
-        steps = [Step(f"{step.target}/{phase}", lambda _state, run=run, step=step: run(step),
-                      label=f"{step.source} -> {step.target}: {phase}")
+        steps = [Step(f"{step.target}/{phase}", _for(step, run), label=f"{step.source} -> {step.target}: {phase}")
                  for step in plan.steps
                  for phase, run in (("control-plane", self._control_plane), ("node-groups", self._node_groups),
                                     ("add-ons", self._add_ons), ("verified", self._verified))]
@@ -341,6 +340,11 @@ class Upgrade:
             except EksError as error:
                 return [str(error)]
         wait_until(check, what, self.timeouts.converge, self.timeouts.poll, self.on_event)
+
+
+def _for(step: UpgradeStep, run: Callable[[UpgradeStep], None]) -> Callable[[State], None]:
+    """A phase of one version step as a runner step (its progress is the runner's list: it needs no state)."""
+    return lambda _state: run(step)
 
 
 def _progress_text(state: State) -> str:
