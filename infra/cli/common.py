@@ -49,8 +49,10 @@ def task(*args, **kwargs):
                 mapped = explain(error)
                 if mapped is None:
                     raise
-                # An Interrupted line is the whole story ("interrupted; ..."), not an error.
-                line = str(mapped) if isinstance(mapped, Interrupted) else f"error: {mapped}"
+                if isinstance(mapped, Interrupted):  # a stop, not an error: "interrupted: <what was left>"
+                    line = f"interrupted: {mapped}" if str(mapped) else "interrupted"
+                else:
+                    line = f"error: {mapped}"
                 raise Exit(line, code=mapped.exit_code) from None
         return invoke_task(guarded, **kwargs)
     return wrap(args[0]) if args and callable(args[0]) else wrap

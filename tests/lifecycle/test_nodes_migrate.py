@@ -144,8 +144,8 @@ def test_interrupted_migration_resumes_where_it_stopped(world_dev, tmp_path):
     sim, stack, log, kube = world_dev
     events: list[tuple[str, str]] = []
     engine = _migration(stack, kube, tmp_path, on_event=_interrupt_after_first_zone)
-    with pytest.raises(Interrupted, match="interrupted; progress is checkpointed: fix the cause, then `invoke "
-                                          "nodes.migrate --env dev --pool general --to green --resume`"):
+    with pytest.raises(Interrupted, match="^progress is checkpointed: fix the cause, then `invoke nodes.migrate "
+                                          "--env dev --pool general --to green --resume`"):
         engine.run(engine.plan())
     assert _checkpoint(kube) == ["eks-platform-migrate-general"]
     fresh = _migration(stack, kube, tmp_path)

@@ -65,7 +65,7 @@ class Case:
     dry_run: bool = False
     stop_at: str | None = None     # the step that stops the run ...
     stop: type[BaseException] = StepFailed  # ... with this
-    line: str = ""                 # the one line the stop reads as
+    line: str = ""                 # the message the stop carries (the task prints it as its one line)
     code: int = 0                  # its exit code
 
 
@@ -91,7 +91,7 @@ CASES = [
     Case("failure-the-hint-does-not-list", None, ("declare", "create"), ["declare"], stop_at="create",
          stop=Unlisted, line="create failed", code=1),
     Case("interrupt-saves-progress", None, ("declare", "create"), ["declare"], stop_at="create",
-         stop=KeyboardInterrupt, line=f"interrupted; {KEPT}", code=130),
+         stop=KeyboardInterrupt, line=KEPT, code=130),  # the task prints "interrupted: <line>"
 ]
 
 

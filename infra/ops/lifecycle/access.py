@@ -21,7 +21,7 @@ from infra.ops.errors import Failed, reason
 from infra.ops.io import aws
 from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
 from infra.ops.io.stack_file import StackFile
-from infra.ops.lifecycle.errors import MigrationRefused, config_refused
+from infra.ops.lifecycle.errors import MigrationRefused
 
 BOTH, API = "API_AND_CONFIG_MAP", "API"
 AWS_AUTH = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "aws-auth", "namespace": "kube-system"}}
@@ -86,10 +86,6 @@ class AccessMigration:
         The file's own mode comes first when the deployed stack is behind it (an earlier run stopped
         between the edit and a finished `pulumi up`).
         """
-        with config_refused(MigrationRefused):
-            return self._steps()
-
-    def _steps(self) -> list[str]:
         target = self.request.to
         if target not in AUTH_MODES:
             raise MigrationRefused(f"--to {target!r} is not an authentication mode; use {BOTH} or {API}")
@@ -107,10 +103,6 @@ class AccessMigration:
 
     def run(self) -> list[str]:
         """Apply the modes still to apply (with request.dry_run only say them); returns them."""
-        with config_refused(MigrationRefused):
-            return self._run()
-
-    def _run(self) -> list[str]:
         steps = self.steps()
         if not steps:
             self.say(f"{self.env} already uses {self.current()}; nothing to do")

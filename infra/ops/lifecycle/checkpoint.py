@@ -16,9 +16,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from infra.ops.errors import Refused
 from infra.ops.io.kube import Kube
-from infra.ops.lifecycle.errors import RESUMABLE, config_refused
+from infra.ops.lifecycle.errors import RESUMABLE
 from infra.ops.lifecycle.phases import ResumeHint
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "eks-platform"}
@@ -82,8 +81,8 @@ def resume_hint(resume_command: str) -> ResumeHint:
 
 
 @contextmanager
-def stops(checkpoint: Checkpoint, resume_command: str, refused: type[Refused]) -> Iterator[None]:
-    """Around each entry point of a migration or upgrade: failures gain the resume hint, Ctrl-C becomes
-    Interrupted, and a stack file that stopped validating (edited meanwhile) is refused in one line."""
-    with config_refused(refused), resume_hint(resume_command).around(checkpoint):
+def stops(checkpoint: Checkpoint, resume_command: str) -> Iterator[None]:
+    """Around each entry point of a migration or upgrade: failures gain the resume hint (RESUMABLE), Ctrl-C
+    becomes Interrupted with it."""
+    with resume_hint(resume_command).around(checkpoint):
         yield

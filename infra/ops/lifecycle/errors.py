@@ -5,10 +5,6 @@ failures a checkpointed run can be resumed from are listed in one place (`RESUMA
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from infra.config import ConfigError
 from infra.ops.errors import Failed, Refused
 from infra.ops.io.eks import EksError
 from infra.ops.io.kube import KubeError
@@ -41,13 +37,3 @@ class NotHealthy(Failed):
 # Failures in the middle of a migration or upgrade that a rerun with --resume continues from: their message
 # gains the resume hint. Refusals and a failed preflight changed nothing, so they get none.
 RESUMABLE: tuple[type[BaseException], ...] = (DrainBlocked, NotHealthy, PulumiError, EksError, KubeError)
-
-
-@contextmanager
-def config_refused(refused: type[Refused]) -> Iterator[None]:
-    """A stack file that stopped validating while an engine ran (edited meanwhile) is bad input: `refused`, with
-    every problem the config check found."""
-    try:
-        yield
-    except ConfigError as error:
-        raise refused(error.render()) from None

@@ -165,7 +165,7 @@ class Migration:
         self.checkpoint = Checkpoint(kube, f"migrate-{self.pool}")
 
     def _stops(self) -> AbstractContextManager[None]:
-        return stops(self.checkpoint, self.request.resume_command, MigrationRefused)
+        return stops(self.checkpoint, self.request.resume_command)
 
     # --- plan ---------------------------------------------------------------------------------------
 

@@ -130,7 +130,7 @@ class ResumeHint:
     """What a stopped run says about going on: `kept` when its store holds progress, else `lost` ("": nothing).
 
     Added to the message of the `failures` listed (their type is kept, so callers still catch them) and,
-    with `interrupts`, to Ctrl-C, which becomes Interrupted ("interrupted; <hint>", exit 130).
+    with `interrupts`, to Ctrl-C, which becomes Interrupted(<hint>): "interrupted: <hint>", exit 130.
     """
 
     kept: str
@@ -148,8 +148,7 @@ class ResumeHint:
         except KeyboardInterrupt:
             if not self.interrupts:
                 raise
-            text = self.text(store)
-            raise Interrupted(f"interrupted; {text}" if text else "interrupted") from None
+            raise Interrupted(self.text(store)) from None
         except self.failures as error:
             text = self.text(store)
             if text:

@@ -209,7 +209,7 @@ class Upgrade:
         self.checkpoint = Checkpoint(kube, "upgrade-" + cfg.cluster.name.lower().replace("_", "-"))
 
     def _stops(self) -> AbstractContextManager[None]:
-        return stops(self.checkpoint, self.request.resume_command, UpgradeRefused)
+        return stops(self.checkpoint, self.request.resume_command)
 
     # --- plan ---------------------------------------------------------------------------------------
 
