@@ -16,6 +16,7 @@ import boto3
 from botocore import exceptions as boto
 from botocore.config import Config
 
+from infra.ops.errors import Failed
 from infra.ops.io.retry import connect_budget_s, notice, waiting
 
 MAX_ATTEMPTS = 6
@@ -66,7 +67,7 @@ class RetryWatch:
         notice(None)
 
 
-class _ResponseError(Exception):
+class _ResponseError(Failed):
     """An AWS error response, as the reason in a wait notice."""
 
     def __init__(self, response: Any):
