@@ -27,6 +27,12 @@ _UNREACHABLE = (boto.ConnectionError, boto.HTTPClientError)  # refused, timed ou
 _STARTED = "eks-platform-first-attempt"
 
 
+def session(region: str | None) -> Any:
+    """A boto3 Session for `region`, credentials and endpoint from the environment: for callers that need several
+    clients on one set of credentials (an EKS token signed by the identity that described the cluster)."""
+    return boto3.session.Session(region_name=region)
+
+
 def client(service: str, region: str | None, session: Any = None) -> Any:
     """A boto3 client for `service` in `region` that retries throttling and transient errors, boundedly."""
     made = (session or boto3).client(service, region_name=region, config=RETRIES)

@@ -224,7 +224,9 @@ def from_kubeconfig(path: str | None = None, context: str | None = None) -> Kube
 def eks_token(cluster_name: str, session: Any) -> str:
     """A bearer token for an EKS cluster, as `aws eks get-token` makes it: a presigned STS GetCallerIdentity URL
     carrying the cluster name in a signed x-k8s-aws-id header."""
-    sts = session.client("sts")
+    from infra.ops.io import aws
+
+    sts = aws.client("sts", session.region_name, session=session)
 
     def _move_id_to_context(params: dict, context: dict, **_: Any) -> None:
         if K8S_AWS_ID in params:
@@ -247,11 +249,9 @@ def from_eks(cluster_name: str, region: str, session: Any = None,
 
     The first token is issued at once, whatever `clock` reads (time.monotonic starts near 0 on a fresh boot).
     """
-    import boto3
-
     from infra.ops.io import aws
 
-    session = session or boto3.session.Session(region_name=region)
+    session = session or aws.session(region)
     eks = aws.client("eks", region, session=session)
     try:
         cluster = eks.describe_cluster(name=cluster_name)["cluster"]
