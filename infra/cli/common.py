@@ -142,8 +142,7 @@ def stack_config(env: str | None):
     """Validated StackConfig for --env, or exit 2 listing every config problem."""
     from infra.config import load_stack_config
 
-    require_env(env)
-    return load_stack_config(env)  # ConfigError is a Refused whose text lists every problem
+    return load_stack_config(require_env(env))  # ConfigError is a Refused whose text lists every problem
 
 
 def confirm(question: str) -> bool:

@@ -120,7 +120,7 @@ def append(kube: Kube, namespace: str, record: DeployRecord, keep: int = KEEP) -
                 raise KubeError(f"reading deploy history of {record.service}: {api_reason(exc)}") from None
             current = None
         records = (_records(current, namespace) if current else []) + [record]  # unreadable: raises, nothing written
-        body = {"apiVersion": "v1", "kind": "ConfigMap",
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": name, "namespace": namespace,
                              "labels": {"app.kubernetes.io/name": record.service,
                                         "app.kubernetes.io/managed-by": "eks-platform-deploy"}},

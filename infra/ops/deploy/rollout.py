@@ -205,7 +205,6 @@ class Rollout:
     def _absorb(self, change: Change) -> None:
         if change.type == "FAILED":
             raise KubeError(change.obj)
-        table = {"ReplicaSet": self.replica_sets, "Pod": self.pods, "Event": self.events}.get(change.kind)
         if change.kind == "Deployment":
             if change.type == "SYNC":
                 self.deployment = change.obj[0] if change.obj else {}
@@ -220,6 +219,7 @@ class Rollout:
                 if change.type != "DELETED" and _more_telling(event, known):
                     self.events[key] = event
             return
+        table = self.replica_sets if change.kind == "ReplicaSet" else self.pods
         if change.type == "SYNC":
             table.clear()
             table.update({o["metadata"]["name"]: o for o in change.obj})

@@ -93,7 +93,7 @@ class Kube:
     api: client.ApiClient
     retry_budget_s: float = 30.0
     request_timeout_s: float = 15.0
-    _typed: dict[type, Any] = field(default_factory=dict, repr=False)
+    _typed: dict[Callable[..., Any], Any] = field(default_factory=dict, repr=False)
 
     @property
     def server(self) -> str:
@@ -141,7 +141,7 @@ class Kube:
             raise KubeError(str(errors.kube_failure(error, server=self.server, cluster=cluster, tried=tried))) from None
         return str((found or {}).get("gitVersion", "?"))
 
-    def typed(self, cls: type[T]) -> T:
+    def typed(self, cls: Callable[[client.ApiClient], T]) -> T:
         """A typed API group (client.CoreV1Api, client.AppsV1Api...) sharing this client."""
         if cls not in self._typed:
             self._typed[cls] = cls(self.api)
