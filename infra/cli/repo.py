@@ -4,7 +4,7 @@ from __future__ import annotations
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from infra.cli.common import csv_list, fail, help_if_asked, task
+from infra.cli.common import csv_list, help_if_asked, task
 
 
 @task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,workflows",
@@ -44,10 +44,7 @@ def new_service(c, name, kind=None, dry_run=False):
     from infra.lint import scaffold
 
     help_if_asked(name, "new-service")
-    try:
-        changes = scaffold.plan(name, kind or "")
-    except scaffold.ScaffoldError as error:
-        raise fail(str(error)) from None
+    changes = scaffold.plan(name, kind or "")
     print("\n".join(scaffold.describe(changes)))
     if dry_run:
         print("dry run: nothing written")

@@ -16,6 +16,7 @@ from string import Template
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
+from infra.ops.errors import Refused
 from infra.ops.io.manifests import K8S_ROOT, SHARED, shown_path
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -34,7 +35,7 @@ CD_WORKFLOW = Path(".github/workflows/cd.yml")
 DEFAULT_TAG = "0.1.0"
 
 
-class ScaffoldError(ValueError):
+class ScaffoldError(Refused):
     """Bad input for new-service: the message names the argument and the fix."""
 
 

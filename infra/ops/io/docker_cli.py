@@ -10,8 +10,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.ops.errors import Failed
 
-class DockerError(RuntimeError):
+
+class DockerError(Failed):
     """A docker command failed or docker is missing; the message says which (never a password)."""
 
 
