@@ -49,3 +49,26 @@ class Docker:
         for key, value in (labels or {}).items():
             args += ["--label", f"{key}={value}"]
         self._run([*args, str(context)], capture=False)
+
+    # -- for `invoke service.check` (infra/ops/service/launch.py): run a service's image locally ------------
+    def binary(self) -> str:
+        found = shutil.which(self.executable)
+        if not found:
+            raise DockerError(f"`{self.executable}` not found on PATH")
+        return found
+
+    def answers(self, timeout_s: float = 10.0) -> bool:
+        """True when a Docker engine answers `docker info` (the CLI alone is not enough to run containers)."""
+        binary = shutil.which(self.executable)
+        if not binary:
+            return False
+        try:
+            done = subprocess.run([binary, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
+                                  timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            return False
+        return done.returncode == 0 and bool(done.stdout.strip())
+
+    def call(self, args: list[str]) -> str:
+        """Any docker command; DockerError naming it when it fails."""
+        return self._run(args)

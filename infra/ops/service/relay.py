@@ -26,7 +26,7 @@ class Relay:
         self.listener: socket.socket | None = None
         self.pairs: list[tuple[socket.socket, socket.socket]] = []
         self.lock = threading.Lock()
-        self.closed = threading.Event()
+        self.held = 0  # chunks stopped by hold() right now: a caller's request is in flight
 
     @property
     def is_up(self) -> bool:
@@ -60,6 +60,13 @@ class Relay:
 
     def hold(self) -> None:
         self.flowing.clear()
+
+    def wait_held(self, timeout_s: float) -> bool:
+        """True once some bytes are held (a request is in flight), False after timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        while self.held == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.held > 0
 
     def release(self) -> None:
         self.flowing.set()
@@ -95,9 +102,16 @@ class Relay:
                 data = source.recv(65536)
                 if not data:
                     break
-                while not self.flowing.wait(0.2):
-                    if _closed(source):  # the sender went away while held: its bytes never arrive
-                        return
+                if not self.flowing.is_set():
+                    with self.lock:
+                        self.held += 1
+                    try:
+                        while not self.flowing.wait(0.2):
+                            if _closed(source):  # the sender went away while held: its bytes never arrive
+                                return
+                    finally:
+                        with self.lock:
+                            self.held -= 1
                 if self.delay_s:
                     time.sleep(self.delay_s)
                 target.sendall(data)

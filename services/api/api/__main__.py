@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 import uvicorn
@@ -28,21 +29,18 @@ class DrainingServer(uvicorn.Server):
         self.shutdown_state = shutdown
 
     def handle_exit(self, sig, frame) -> None:
-        self.shutdown_state.request(f"signal {sig}")
+        self.shutdown_state.request(signal.Signals(sig).name)
         if self.shutdown_state.forced.is_set():
             self.should_exit = self.force_exit = True
 
     async def on_tick(self, counter: int) -> bool:
         if self.shutdown_state.requested.is_set() and (self.api.in_flight == 0 or self.shutdown_state.expired):
-            if self.api.in_flight:
-                log.error("grace period over with %d request(s) in flight; closing them", self.api.in_flight)
             self.config.timeout_graceful_shutdown = max(int(self.shutdown_state.remaining()), 1)
             self.should_exit = True
         return await super().on_tick(counter)
 
     def capture_signals(self):  # uvicorn re-raises the signal after shutdown; a drained api exits 0 instead
         import contextlib
-        import signal
 
         @contextlib.contextmanager
         def handlers():
@@ -68,6 +66,7 @@ def main() -> int:
     db = Dependency("postgres", lambda: store.connect(url, pool_size), shutdown.requested,
                     close=lambda pool: pool.close(timeout=1)).start()
     api = Api(db, shutdown)
+    shutdown.watchdog(lambda: f"{api.in_flight} request(s)" if api.in_flight else None)
     config = uvicorn.Config(api, host=os.environ.get("HOST", "0.0.0.0"), port=listen, log_config=None,
                             access_log=False, lifespan="off", server_header=False,
                             timeout_graceful_shutdown=int(shutdown.grace_s) or 1)

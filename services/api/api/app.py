@@ -7,11 +7,11 @@ import time
 import uuid
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from service_kit import Dependency, Shutdown, trace
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from service_kit import Dependency, Shutdown, trace
 
 from . import store
 

@@ -32,13 +32,21 @@ class Shutdown:
         self.listeners: list[Callable[[], None]] = []
 
     def install(self) -> Shutdown:
-        """Handle SIGTERM and SIGINT in the main thread (they only set state; the loops act on it)."""
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        return self
+        """Take SIGTERM and SIGINT in a thread of their own, before any other thread starts.
 
-    def _on_signal(self, signum: int, _frame) -> None:
-        self.request(signal.Signals(signum).name)
+        A Python signal handler runs in the main thread only between bytecodes, so a main thread blocked in a
+        C call (a database round trip) would not turn readiness off until the call returned. Blocked in every
+        thread and taken with sigwait, the signal is seen at once whatever the main thread is doing.
+        """
+        wanted = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, wanted)  # inherited by every thread started after this
+
+        def wait() -> None:
+            while True:
+                self.request(signal.Signals(signal.sigwait(wanted)).name)
+
+        threading.Thread(target=wait, name="signals", daemon=True).start()
+        return self
 
     def request(self, why: str = "SIGTERM") -> None:
         if self.requested.is_set():

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -139,5 +140,7 @@ class LevelWatcher(threading.Thread):
         return True
 
     def run(self) -> None:
+        # Started before Shutdown.install() blocks these in the threads it precedes: never take them here.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         while self.path is not None and not self.stopped.wait(self.every_s):
             self.apply()
