@@ -41,13 +41,15 @@ class Docker:
         self._run(["login", "--username", username, "--password-stdin", registry], stdin=password)
 
     def build_push(self, context: Path, image: str, dockerfile: Path | None = None, platform: str = "linux/amd64",
-                   labels: dict[str, str] | None = None) -> None:
+                   labels: dict[str, str] | None = None, build_args: dict[str, str] | None = None) -> None:
         """Build `context` for `platform` and push it as `image` in one buildx call (output streams to the user)."""
         args = ["buildx", "build", "--platform", platform, "--tag", image, "--push"]
         if dockerfile:
             args += ["--file", str(dockerfile)]
         for key, value in (labels or {}).items():
             args += ["--label", f"{key}={value}"]
+        for key, value in (build_args or {}).items():
+            args += ["--build-arg", f"{key}={value}"]
         self._run([*args, str(context)], capture=False)
 
     # -- for `invoke service.check` (infra/ops/service/launch.py): run a service's image locally ------------

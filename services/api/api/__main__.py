@@ -14,10 +14,10 @@ import uvicorn
 from service_kit import Dependency, Shutdown, configure_logging, grace_seconds, port
 from service_kit.settings import SettingError, number, required
 
-from . import store
+from . import SERVICE, store
 from .app import Api
 
-log = logging.getLogger("api")
+log = logging.getLogger(SERVICE)
 
 
 class DrainingServer(uvicorn.Server):
@@ -54,7 +54,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def main() -> int:
-    configure_logging("api")
+    configure_logging(SERVICE)
     try:
         url = required("DATABASE_URL")
         listen = port(8080)

@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from . import store
+from . import SERVICE, store
 
-log = logging.getLogger("api")
+log = logging.getLogger(SERVICE)
 REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["method", "route"])
 ERRORS = Counter("http_request_errors_total", "HTTP requests that failed (5xx or an exception)", ["method", "route"])
@@ -89,7 +89,7 @@ class Api:
     def health(self, _: Request) -> Response:
         """For people, never probes: each dependency and its state."""
         state = "draining" if self.shutdown.requested.is_set() else "ok" if self.db.up else "degraded"
-        return JSONResponse({"service": "api", "status": state, "in_flight": self.in_flight,
+        return JSONResponse({"service": SERVICE, "status": state, "in_flight": self.in_flight,
                              "dependencies": {"postgres": self.db.state()}})
 
     def metrics(self, _: Request) -> Response:

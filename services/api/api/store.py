@@ -5,6 +5,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from . import SERVICE
+
 # Shared schema of the reference services (each creates what it uses; migrations are out of scope here).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -20,7 +22,7 @@ UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 def connect(url: str, size: int) -> ConnectionPool:
     """A pool whose first connection is made now (the caller retries this with backoff) and the schema in place."""
     pool = ConnectionPool(url, min_size=1, max_size=size, open=False, timeout=5,
-                          kwargs={"connect_timeout": 3, "application_name": "api"})
+                          kwargs={"connect_timeout": 3, "application_name": SERVICE})
     try:
         pool.open(wait=True, timeout=5)
         with pool.connection() as conn:

@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from service_kit import Dependency, HealthServer, Shutdown, configure_logging, grace_seconds, port
 from service_kit.settings import SettingError, number, required
 
-from . import snapshot
+from . import SERVICE, snapshot
 
-log = logging.getLogger("scheduler")
+log = logging.getLogger(SERVICE)
 
 
 def main() -> int:
-    configure_logging("scheduler")
+    configure_logging(SERVICE)
     try:
         url = required("DATABASE_URL")
         minutes = int(number("PERIOD_MINUTES", 15, minimum=1))
@@ -32,7 +32,7 @@ def main() -> int:
     running: dict[str, str] = {}
     db = Dependency("postgres", lambda: snapshot.connect(url), shutdown.requested, close=lambda c: c.close())
     HealthServer(listen, lambda: db.up and not shutdown.requested.is_set(), lambda: {
-        "service": "scheduler", "period": period.isoformat(), "running": running.get("run"),
+        "service": SERVICE, "period": period.isoformat(), "running": running.get("run"),
         "dependencies": {"postgres": db.state()}}).start()
     db.start()
     conn = db.wait(connect_s)

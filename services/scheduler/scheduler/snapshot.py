@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from . import SERVICE
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     id text PRIMARY KEY,
@@ -36,7 +38,7 @@ def window(now: datetime, minutes: int) -> datetime:
 
 
 def connect(url: str) -> psycopg.Connection:
-    conn = psycopg.connect(url, connect_timeout=3, application_name="scheduler")
+    conn = psycopg.connect(url, connect_timeout=3, application_name=SERVICE)
     try:
         with conn.transaction():
             conn.execute(SCHEMA)

@@ -8,15 +8,15 @@ import sys
 from service_kit import Dependency, HealthServer, Shutdown, configure_logging, grace_seconds, port
 from service_kit.settings import SettingError, number, required
 
-from . import ledger
+from . import SERVICE, ledger
 from .consumer import Consumer, connect_broker
 
-log = logging.getLogger("worker")
+log = logging.getLogger(SERVICE)
 
 
 def main() -> int:
     logging.getLogger("pika").setLevel(logging.WARNING)  # pika narrates every frame at INFO; the config may lower it
-    configure_logging("worker")
+    configure_logging(SERVICE)
     try:
         amqp_url, db_url = required("AMQP_URL"), required("DATABASE_URL")
         queue = (os.environ.get("QUEUE") or "ledger").strip()
@@ -31,7 +31,7 @@ def main() -> int:
     db = Dependency("postgres", lambda: ledger.connect(db_url), shutdown.requested, close=lambda c: c.close())
     consumer = Consumer(queue, broker, db, shutdown, max_attempts)
     HealthServer(listen, lambda: consumer.ready, lambda: {
-        "service": "worker", "status": "draining" if shutdown.requested.is_set() else "ok" if consumer.ready
+        "service": SERVICE, "status": "draining" if shutdown.requested.is_set() else "ok" if consumer.ready
         else "degraded", "queue": queue, "in_flight": consumer.current,
         "dependencies": {"rabbitmq": broker.state(), "postgres": db.state()}}).start()
     broker.start()

@@ -13,9 +13,9 @@ import pika.exceptions
 from prometheus_client import Counter, Gauge, Histogram
 from service_kit import Dependency, Shutdown, trace
 
-from . import ledger
+from . import SERVICE, ledger
 
-log = logging.getLogger("worker")
+log = logging.getLogger(SERVICE)
 MESSAGES = Counter("worker_messages_total", "Messages handled, by outcome", ["queue", "outcome"])
 SECONDS = Histogram("worker_message_seconds", "Time to handle one message", ["queue"])
 DEPTH = Gauge("worker_queue_depth", "Messages ready in the queue (sampled)", ["queue"])

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from . import SERVICE
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     id text PRIMARY KEY,
@@ -51,7 +53,7 @@ class Entry:
 
 
 def connect(url: str) -> psycopg.Connection:
-    conn = psycopg.connect(url, connect_timeout=3, application_name="worker")
+    conn = psycopg.connect(url, connect_timeout=3, application_name=SERVICE)
     try:
         with conn.transaction():
             conn.execute(SCHEMA)
