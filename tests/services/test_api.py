@@ -33,7 +33,7 @@ def test_starts_with_postgres_down_and_turns_ready_when_it_comes_up_without_rest
         assert status == 200 and json.loads(body)["balance"] == 0
         assert http(base + "/accounts/bad%20id!")[0] == 400
         metrics = http(base + "/metrics")[1]
-        assert 'http_requests_total{method="PUT",route="/accounts/{account_id}",status="201"} 1.0' in metrics
+        assert 'http_requests_total{code="201",method="PUT",route="/accounts/{account_id}"} 1.0' in metrics
         assert 'http_request_duration_seconds_count{method="GET",route="/accounts/{account_id}"}' in metrics
         assert 'http_request_errors_total{method="GET",route="/accounts/{account_id}"} 1.0' in metrics  # the 503
         run.signal()

@@ -16,7 +16,8 @@ from starlette.routing import Route
 from . import SERVICE, store
 
 log = logging.getLogger(SERVICE)
-REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "status"])
+# Label names as the SLO rules query them (infra/observability/rules/api-slo.yaml: `code`).
+REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "code"])
 LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["method", "route"])
 ERRORS = Counter("http_request_errors_total", "HTTP requests that failed (5xx or an exception)", ["method", "route"])
 IN_FLIGHT = Gauge("http_requests_in_flight", "HTTP requests being served")
