@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,11 +88,8 @@ def copy_repo(target: Path) -> Path:
     return target
 
 
-def wait_for(condition, timeout_s: float = WAIT_S, every_s: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(every_s)
-    return condition()
+def wait_for(condition, timeout_s: float = WAIT_S) -> bool:
+    """Returns as soon as `condition()` holds; False after timeout_s."""
+    return until(condition, timeout_s, every_s=0.1)
+
 

@@ -242,6 +242,16 @@ class Check:
     def held(self, timeout_s: float) -> bool:
         return self.store is not None and self.store.wait_held(timeout_s)
 
+    def stop_in_flight(self, run: Running, wait_s: float) -> tuple[int | None, float] | None:
+        """SIGTERM once work is held in flight: (exit code, or None if still running after wait_s; seconds from the
+        signal). None when no work reached the stalled dependency (the relay is released then)."""
+        if not self.held(30):
+            self.release()
+            return None
+        sent = run.signal()
+        code = run.wait(wait_s)
+        return code, time.monotonic() - sent
+
     # the service ---------------------------------------------------------------------------------------------
     def start(self, grace_s: float | None = None) -> tuple[Running, str]:
         port = free_port()
@@ -400,13 +410,11 @@ def sigterm_gives_back(check: Check, report: Report) -> None:
         check.publish()
     else:
         check.work_request(base)
-    if not check.held(30):
-        check.release()
+    stopped = check.stop_in_flight(run, ABANDON_GRACE_S + SLACK_S)
+    if stopped is None:
         report.add("SIGTERM: unfinishable work given back", False, "could not put work in flight")
         return
-    sent = run.signal()
-    code = run.wait(ABANDON_GRACE_S + SLACK_S)
-    took = time.monotonic() - sent
+    code, took = stopped
     if code is None:
         run.kill()
         check.release()
@@ -433,13 +441,11 @@ def cron_sigterm(check: Check, report: Report) -> None:
     """A run stalled on its database at SIGTERM ends by the deadline with a reason; a rerun completes."""
     check.hold()
     run, _ = check.start(grace_s=ABANDON_GRACE_S)
-    if not check.held(30):
-        check.release()
+    stopped = check.stop_in_flight(run, ABANDON_GRACE_S + SLACK_S)
+    if stopped is None:
         report.add("SIGTERM: unfinishable work given back", False, "the run never reached its database")
         return
-    sent = run.signal()
-    code = run.wait(ABANDON_GRACE_S + SLACK_S)
-    took = time.monotonic() - sent
+    code, took = stopped
     check.release()
     if code is None:
         run.kill()

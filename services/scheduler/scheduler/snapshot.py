@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import psycopg
+from service_kit import db
 
 from . import SERVICE
 
@@ -38,14 +39,7 @@ def window(now: datetime, minutes: int) -> datetime:
 
 
 def connect(url: str) -> psycopg.Connection:
-    conn = psycopg.connect(url, connect_timeout=3, application_name=SERVICE)
-    try:
-        with conn.transaction():
-            conn.execute(SCHEMA)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return db.connect(url, SERVICE, SCHEMA)
 
 
 def run(conn: psycopg.Connection, period: datetime) -> tuple[bool, int]:

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 
 import psycopg
+from service_kit import db
 
 from . import SERVICE
 
@@ -53,14 +54,7 @@ class Entry:
 
 
 def connect(url: str) -> psycopg.Connection:
-    conn = psycopg.connect(url, connect_timeout=3, application_name=SERVICE)
-    try:
-        with conn.transaction():
-            conn.execute(SCHEMA)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return db.connect(url, SERVICE, SCHEMA)
 
 
 def apply(conn: psycopg.Connection, entry: Entry) -> bool:
