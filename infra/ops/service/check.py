@@ -21,7 +21,7 @@ from pathlib import Path
 
 from infra.ops.errors import Failed
 from infra.ops.service import contract
-from infra.ops.service.contract import Service
+from infra.ops.service.contract import NEEDS, Service
 from infra.ops.service.launch import Running, launcher
 from infra.ops.service.local import LocalPostgres, LocalRabbitMQ, free_port
 from infra.ops.service.relay import Relay
@@ -258,7 +258,8 @@ class Check:
         log_config = self.scratch / "logging" / "logging.yaml"
         log_config.parent.mkdir(exist_ok=True)
         log_config.write_text("version: 1\nroot:\n  level: INFO\n")
-        env = {**{k: v for k, v in self.service.workload.env.items() if v}, **self.urls, "PORT": str(port),
+        manifest = {k: v for k, v in self.service.workload.env.items() if v and k.removesuffix("_FILE") not in NEEDS}
+        env = {**manifest, **self.urls, "PORT": str(port),
                "LOG_CONFIG": str(log_config), "QUEUE": self.queue, "HOST": "127.0.0.1"}
         if grace_s is not None:
             env["GRACE_SECONDS"] = f"{grace_s:g}"

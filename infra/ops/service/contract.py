@@ -15,7 +15,8 @@ from infra.ops.io import manifests
 
 BASE = "base"  # services/base: the shared image, not a service
 KINDS = ("http", "worker", "cron")
-# Dependencies a service reaches, by the environment variable that carries its address (set by the manifest).
+# Dependencies a service reaches, by the environment variable that carries its address (set by the manifest,
+# directly or as NAME_FILE, a file of the mounted Secret).
 NEEDS = {"DATABASE_URL": "postgres", "AMQP_URL": "rabbitmq"}
 
 
@@ -51,7 +52,7 @@ class Workload:
 
     @property
     def needs(self) -> tuple[str, ...]:
-        return tuple(dep for var, dep in NEEDS.items() if var in self.env)
+        return tuple(dep for var, dep in NEEDS.items() if var in self.env or f"{var}_FILE" in self.env)
 
 
 @dataclass(frozen=True)

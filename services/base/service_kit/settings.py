@@ -37,8 +37,19 @@ def grace_seconds() -> float:
     return number("GRACE_SECONDS", DEFAULT_GRACE_SECONDS)
 
 
-def required(name: str) -> str:
+def secret(name: str) -> str:
+    """NAME, else the content of the file NAME_FILE names (a mounted Secret: re-read on every call, so a rotated
+    value is used at the next connect)."""
     value = os.environ.get(name, "").strip()
+    if value:
+        return value
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if not path:
+        raise SettingError(f"neither {name} nor {name}_FILE is set")
+    try:
+        value = open(path).read().strip()  # noqa: SIM115 - small file, read whole
+    except OSError as error:
+        raise SettingError(f"{name}_FILE={path}: {error.strerror}") from None
     if not value:
-        raise SettingError(f"{name} is not set")
+        raise SettingError(f"{name}_FILE={path} is empty")
     return value
