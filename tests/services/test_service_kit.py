@@ -57,13 +57,23 @@ def test_levels_follow_the_file_and_a_bad_file_keeps_them(tmp_path):
         logging.getLogger("chatty").setLevel(logging.NOTSET)
 
 
-def test_settings_and_the_shutdown_deadline(monkeypatch):
+def test_settings_secrets_and_the_shutdown_deadline(monkeypatch, tmp_path):
     monkeypatch.setenv("PORT", "9090")
     monkeypatch.setenv("GRACE_SECONDS", "35")
     assert settings.port(8080) == 9090 and settings.grace_seconds() == 35
     monkeypatch.setenv("PORT", "http")
     with pytest.raises(settings.SettingError, match="PORT='http' is not a number"):
         settings.port(8080)
+    secret = tmp_path / "database-url"
+    secret.write_text("postgresql://u@db/x\n")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL_FILE", str(secret))
+    assert settings.secret("DATABASE_URL") == "postgresql://u@db/x"
+    secret.write_text("postgresql://u@db/rotated")  # a rotated Secret: the next read (connect) sees it
+    assert settings.secret("DATABASE_URL") == "postgresql://u@db/rotated"
+    monkeypatch.setenv("DATABASE_URL_FILE", str(tmp_path / "missing"))
+    with pytest.raises(settings.SettingError, match="DATABASE_URL_FILE=.*missing: No such file"):
+        settings.secret("DATABASE_URL")
     shutdown = Shutdown(grace_s=10, margin_s=1)
     assert shutdown.remaining() == float("inf") and not shutdown.expired
     before = time.monotonic()
