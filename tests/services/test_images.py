@@ -54,3 +54,36 @@ def test_base_already_in_ecr_is_not_rebuilt(deploy_env, fake_docker, monkeypatch
     builds = [json.loads(line)["argv"] for line in fake_docker.read_text().splitlines()][1:]
     assert len(builds) == 1 and builds[0][-1] == str(REPO_ROOT / "services/worker")
     assert any(arg.startswith("BASE_IMAGE=") and arg.endswith(f"/{deploy.BASE_REPOSITORY}:4e5f6a7b") for arg in builds[0])
+
+
+def test_service_check_runs_the_container_where_a_docker_engine_answers(tmp_path, monkeypatch):
+    """With an engine (a fake `docker` that answers `info`), the check builds the base, then the service FROM it,
+    and runs the image read-only as 10001 on the host network (where the check's relays listen)."""
+    import os
+    import stat
+
+    from infra.ops.service import contract
+    from infra.ops.service.launch import ContainerLauncher, launcher
+
+    log = tmp_path / "docker.log"
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\nopen({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) "
+                    f"+ '\\n')\nif sys.argv[1] == 'info':\n    print('27.3.1')\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    chosen = launcher(contract.load(REPO_ROOT, "worker"), tmp_path)
+    assert isinstance(chosen, ContainerLauncher)
+    run = chosen.start({"PORT": "18081", "LOG_CONFIG": str(tmp_path / "logging" / "logging.yaml")})
+    assert run.wait(30) == 0
+    info, base, service, started = [json.loads(line) for line in log.read_text().splitlines()]
+    assert info[0] == "info" and base[-1] == str(REPO_ROOT / "services/base")
+    assert service[service.index("--build-arg") + 1] == f"BASE_IMAGE={base[base.index('--tag') + 1]}"
+    assert service[-1] == str(REPO_ROOT / "services/worker")
+    assert started[0] == "run" and started[-1] == "worker:contract-check"
+    for flag in ("--read-only", "--cap-drop", "--network"):
+        assert flag in started
+    assert started[started.index("--user") + 1] == "10001:10001" and started[started.index("--tmpfs") + 1] == "/tmp"
+    assert "PORT=18081" in started
+    run.kill()
+    assert json.loads(log.read_text().splitlines()[-1])[:2] == ["rm", "--force"]  # stopped by its name
