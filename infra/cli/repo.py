@@ -40,7 +40,8 @@ def lint(c, only="", skip=""):
                                  "kind": "http (Deployment+Service+Ingress+HPA), worker (queue consumer) or cron "
                                          "(CronJob)", "dry_run": "show what would be written, change nothing"})
 def new_service(c, name, kind=None, dry_run=False):
-    """Scaffold infra/k8s/base/NAME and its overlay entries with every workload default; passes `invoke lint`."""
+    """Scaffold services/NAME (code and Dockerfile, from the reference service of its kind), infra/k8s/base/NAME and
+    its overlay and CD entries; passes `invoke lint` and `invoke service.check NAME` as generated."""
     from infra.lint import scaffold
 
     help_if_asked(name, "new-service")
@@ -50,7 +51,8 @@ def new_service(c, name, kind=None, dry_run=False):
         print("dry run: nothing written")
         return
     scaffold.apply(changes)
-    print(f"service {name} ({kind}) scaffolded; next: `invoke lint`, then build the image with /healthz and /readyz")
+    print(f"service {name} ({kind}) scaffolded from services/{scaffold.REFERENCE[kind]}; next: `invoke lint` and "
+          f"`invoke service.check {name}`, then replace the example work in services/{name}")
 
 
 

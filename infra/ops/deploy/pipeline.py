@@ -37,6 +37,8 @@ from infra.ops.io.docker_cli import Docker
 from infra.ops.io.ecr import Registry
 from infra.ops.io.kube import Kube, KubeError, is_transient, ref
 
+BASE_REPOSITORY = "service-base"  # ECR repository of the shared base image every service builds FROM
+
 
 class DeployFailed(Failed):
     """The deploy ran and failed (rolled back unless told not to): exit 1."""
@@ -159,9 +161,24 @@ class Deploy:
             return tag, f"{uri}:{tag}"
         login = registry.login()
         self.docker.login(login.registry, login.username, login.password)
+        base = self.base_image(registry, context, tag)
         self.reporter.event("build", f"docker buildx build {context} -> {uri}:{tag}", image=f"{uri}:{tag}")
-        self.docker.build_push(context, f"{uri}:{tag}", labels={"org.opencontainers.image.revision": tag})
+        self.docker.build_push(context, f"{uri}:{tag}", labels={"org.opencontainers.image.revision": tag},
+                               build_args={"BASE_IMAGE": base} if base else None)
         return tag, f"{uri}:{tag}"
+
+    def base_image(self, registry: Registry, context: Path, tag: str) -> str | None:
+        """The shared base (services/base) of this commit, built and pushed first unless ECR has it already."""
+        source = context.parent / "base"
+        if not (source / "Dockerfile").is_file():
+            return None  # a service built on its own, not on the shared base
+        image = f"{registry.repository_uri(BASE_REPOSITORY)}:{tag}"
+        if registry.has_tag(BASE_REPOSITORY, tag):
+            self.reporter.event("build", f"{image} already in ECR, not rebuilding the base", image=image)
+            return image
+        self.reporter.event("build", f"docker buildx build {source} -> {image} (the shared base, first)", image=image)
+        self.docker.build_push(source, image, labels={"org.opencontainers.image.revision": tag})
+        return image
 
     def run(self) -> DeployRecord | list[str]:
         """Deploy; returns the record (or, for --dry-run, the diff lines). Raises DeployFailed/Interrupted."""
