@@ -54,7 +54,7 @@ def aws_auth_principals(config_map: dict[str, Any] | None) -> set[str]:
         try:
             entries = YAML(typ="safe").load(data.get(field_name) or "[]") or []
         except YAMLError as error:
-            raise MigrationFailed(f"aws-auth {field_name} is not valid YAML ({error.problem}); fix the ConfigMap "
+            raise MigrationFailed(f"aws-auth {field_name} is not valid YAML ({getattr(error, 'problem', None) or type(error).__name__}); fix the ConfigMap "
                                   f"before migrating") from None
         found |= {entry[arn_key] for entry in entries if isinstance(entry, dict) and entry.get(arn_key)}
     return found

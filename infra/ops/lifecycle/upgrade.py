@@ -228,7 +228,8 @@ class Upgrade:
         path = upgrade_path(current, to)
         nodes = self.kube.call(self.kube.core.list_node).items
         objects = self.objects() if path else []
-        steps, addons = [], dict(self.cfg.cluster.addons)
+        steps: list[UpgradeStep] = []
+        addons = dict(self.cfg.cluster.addons)
         for source, target in path:
             checks, chosen = self._preflight(facts, nodes, objects, addons, source, target, first=not steps)
             addons.update(chosen)
@@ -255,10 +256,10 @@ class Upgrade:
         for group in facts.node_groups:
             kubelets[f"node group {group.name}"] = group.version if first else source
         for node in nodes:
-            version = kubelet_version(node)
+            kubelet = kubelet_version(node)
             managed = NODEGROUP_LABEL in (node.metadata.labels or {})
-            if version and not (managed and not first):
-                kubelets[f"node {node.metadata.name}"] = version
+            if kubelet and not (managed and not first):
+                kubelets[f"node {node.metadata.name}"] = kubelet
         checks.append(preflight.kubelet_skew(target, kubelets))
         al2 = [group.name for group in facts.node_groups if group.ami_type.startswith("AL2_")]
         al2 += [f"{pool}/{gen} (stack file)" for pool, spec in self.cfg.node_pools.items()

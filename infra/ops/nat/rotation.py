@@ -145,10 +145,10 @@ def status_tables(status: NatStatus, env: str) -> list[Any]:
     instances = Table(title=f"NAT instances in {env}")
     for column in ("AZ", "instance", "state", "status checks", "health", "streak", "draining"):
         instances.add_column(column)
-    for row in status.instances:
-        color = {"healthy": "green", "down": "red", "suspect": "yellow"}.get(row.health, "white")
-        instances.add_row(row.az, row.id, row.state, row.checks, f"[{color}]{row.health}[/{color}]", row.streak,
-                          "yes" if row.draining else "")
+    for item in status.instances:
+        color = {"healthy": "green", "down": "red", "suspect": "yellow"}.get(item.health, "white")
+        instances.add_row(item.az, item.id, item.state, item.checks, f"[{color}]{item.health}[/{color}]", item.streak,
+                          "yes" if item.draining else "")
     return [routes, instances]
 
 
@@ -396,7 +396,7 @@ class Rotation:
         other = next(a for a in self.order if a != az)
         instances = self._instances()
         current, survivor = self._current(instances, az), self._current(instances, other)
-        self._require_healthy(survivor, other)
+        survivor = self._require_healthy(survivor, other)
         if current:
             self.ec2.create_tags(Resources=[current.id], Tags=[{"Key": DRAIN_TAG, "Value": "rotate"}])
             instances = self._instances()
@@ -414,8 +414,7 @@ class Rotation:
     def _restore(self, az: str, state: State) -> None:
         """Move the AZ's home tables back to its new instance, one at a time."""
         instances = self._instances()
-        fresh = instances.get(state["new"])
-        self._require_healthy(fresh, az)
+        fresh = self._require_healthy(instances.get(state["new"]), az)
         homes = self.topology.table_homes
         self._move_all(instances, lambda table: homes[table.id] == az and table.target != fresh.id, fresh, "rotate")
 
@@ -426,7 +425,8 @@ class Rotation:
     def _current(instances: dict[str, NatInstance], az: str) -> NatInstance | None:
         return nat_routes.home_instance(az, instances)
 
-    def _require_healthy(self, instance: NatInstance | None, az: str) -> None:
+    def _require_healthy(self, instance: NatInstance | None, az: str) -> NatInstance:
+        """`instance` when it is usable (the Lambda's policy) and passes both EC2 status checks; NatError otherwise."""
         if instance is None or not instance.usable(self.policy):
             raise NatError(f"the NAT instance in {az} is not healthy ({instance.state if instance else 'missing'}"
                            f"{', draining' if instance and instance.draining else ''}); egress would stop. Check "
@@ -435,6 +435,7 @@ class Rotation:
         if checks != "ok":
             raise NatError(f"the NAT instance in {az} ({instance.id}) has status checks {checks!r}, not ok; "
                            f"wait for them, then rerun to resume")
+        return instance
 
     def _move_all(self, instances: dict[str, NatInstance], wanted: Callable[[nat_routes.RouteTable], bool],
                   target: NatInstance, reason: str) -> None:
