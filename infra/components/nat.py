@@ -315,7 +315,8 @@ class Nat(pulumi.ComponentResource):
 
         self.failover = aws.lambda_.Function(
             f"{self.name}-failover", name=function_name, runtime="python3.12", architectures=["arm64"],
-            handler="infra/lambdas/nat/failover.handler", code=lambda_code(), role=role.arn, memory_size=128,
+            handler="infra/lambdas/nat/failover.handler", code=lambda_code(), role=role.arn,
+            memory_size=nat.failover_memory_mb,
             timeout=nat.probe_window_seconds + 8, tags=self.args.tags,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables={
                 "NAT_STACK": self.stack,

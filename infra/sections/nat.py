@@ -44,6 +44,8 @@ class NatConfig(Section):
     failback_min_seconds: Count = Field(120, ge=0, le=3600)
     probe_window_seconds: Count = Field(55, ge=10, le=55)
     probe_subnet_prefix: Count = Field(28, ge=24, le=28)
+    # CPU comes with memory (1,769 MB = one vCPU): more shortens a cold start on the event path, at a price.
+    failover_memory_mb: Count = Field(128, ge=128, le=3008)
     alarm_emails: list[str] = Field(default_factory=list)
 
     @field_validator("instance_type")

@@ -478,3 +478,23 @@ def test_the_drill_refuses_unless_everything_is_at_home_and_its_plan_changes_not
     with pytest.raises(DrillRefused, match="not at home"):
         drill.run()
     assert world.describe(world.instances["eu-west-1a"])["State"]["Name"] == "running"
+
+
+@pytest.mark.parametrize(("args", "code", "fragment"), [
+    (["--help"], 0, "--dry-run"),
+    (["--env", "dev", "--fault", "melt"], 2, "--fault 'melt' is not a drill; use one of: stop, blackhole"),
+    (["--env", "dev", "--timeout", "3"], 2, "--timeout takes whole seconds >= 10"),
+    (["--env", "staging"], 2, "staging"),
+])
+def test_the_drill_task_rejects_bad_input_in_one_line(args, code, fragment):
+    import subprocess
+    import sys
+
+    from infra.config import ROOT
+
+    result = subprocess.run([sys.executable, "-m", "invoke", "nat.drill", *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == code, result.stderr
+    assert fragment in (result.stdout if code == 0 else result.stderr)
+    if code:
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,6 +1,7 @@
 """The failover handler against moto in server mode over HTTP, with 2 and 3 AZs."""
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import threading
@@ -245,6 +246,9 @@ def test_settings_from_environment_name_the_bad_variable():
         Settings.from_environment({**good, "NAT_ROUTE_TABLES": "not json"})
     with pytest.raises(SettingsError, match="NAT_TOPIC_ARN is not set"):
         Settings.from_environment({k: v for k, v in good.items() if k != "NAT_TOPIC_ARN"})
+    with pytest.raises(SettingsError, match="NAT_PROBE_MODE='icmp' is invalid"):
+        Settings.from_environment({**good, "NAT_PROBE_MODE": "icmp"})
+    assert Settings.from_environment({**good, "NAT_PROBE_MODE": "tcp"}).prove_path is False
 
 
 class _FailingLambda:
@@ -310,3 +314,48 @@ def test_packaged_lambda_code_imports_on_its_own(tmp_path):
              f"import infra.lambdas.nat.failover as f; assert f.__file__.startswith({str(tmp_path)!r}); print('ok')")
     result = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    answer = b"203.0.113.7\n"
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(self.answer)
+
+    def log_message(self, *_):
+        pass
+
+
+@pytest.mark.parametrize(("answer", "source"), [(b"203.0.113.7\n", "203.0.113.7"), (b"<html>hi</html>", None)])
+def test_probe_function_reports_the_source_address_an_echo_target_saw(answer, source):
+    handler = type("Echo", (_Echo,), {"answer": answer})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = nat_probe.probe([], 10, f"http://127.0.0.1:{server.server_address[1]}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result["source_ip"] == source and result["reached"] is (source is not None)
+
+
+def test_health_records_round_trip_and_name_their_instance():
+    record = Health("i-1", ok=3, since=1_700_000_000.0).passed(1_700_000_001.0)
+    assert Health.parse(record.render(), "i-1", 1_700_000_002.0) == (record, None)
+    failed = Health("i-1").failed("a; b=c")  # probe details carry separators: they must not corrupt the tag
+    assert Health.parse(failed.render(), "i-1", 0.0)[1] is None
+    assert Health.parse(record.render(), "i-2", 1_700_000_002.0)[1] == "record belongs to i-1"
+    assert Health.parse(None, "i-1", 0.0) == (Health("i-1"), None)
+
+
+@pytest.mark.parametrize(("value", "until"), [
+    ("rotate;until=1700000000", 1_700_000_000.0), ("rotate", None), ("rotate;until=soon", None), (None, None),
+    ("rotate;until=inf", None)])
+def test_drain_marks_carry_their_expiry(value, until):
+    from infra.lambdas.nat.contract import drain_mark, drain_until
+
+    assert drain_until(value) == until
+    assert drain_until(drain_mark(1_700_000_000.4)) == 1_700_000_000.0
