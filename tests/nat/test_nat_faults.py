@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 
+from infra.lambdas.nat.aws import DeadlineExceeded
 from infra.lambdas.nat.checks import Observation
 from infra.lambdas.nat.contract import DRAIN_TAG, HEALTH_TAG, NAMESPACE, Metric, drain_mark
 from infra.lambdas.nat.failover import handle
@@ -146,6 +148,34 @@ def test_a_throttled_route_move_fails_alone_and_is_retried_within_the_deadline(a
     moved = {note["message"]["table"] for note in world.notifications() if "table" in note["message"]}
     assert moved == {move["table"] for move in result["moves"]}
     assert metric_sum(Metric.AWS_ERRORS) >= 1 and metric_sum(Metric.FAILOVERS) == len(result["moves"])
+
+
+def test_retries_stop_at_the_deadline_and_no_call_starts_after_it(aws, inject):
+    world = build(2)
+    clock = FakeClock()
+    rt = runtime(world, clock=clock)
+    fault = inject(rt.clients, Fault("ec2", "DescribeRouteTables", "RequestLimitExceeded"))
+    started = clock.now
+    with rt.deadline(started + 0.6):
+        with pytest.raises(ClientError, match="RequestLimitExceeded"):
+            rt.clients.ec2.describe_route_tables()
+        assert clock.now - started <= 0.6  # botocore alone would back off ~6 s over its 5 attempts
+        clock.sleep(1)
+        with pytest.raises(DeadlineExceeded):
+            rt.clients.ec2.describe_instances()
+    assert 1 <= fault.answered < 5
+
+
+@pytest.mark.parametrize("remaining", [12, 30])
+def test_the_scheduled_invocation_cannot_outlive_its_timeout_when_aws_keeps_failing(aws, inject, remaining):
+    world = build(3)
+    rt = runtime(world, window=55)
+    for operation in ("DescribeInstances", "DescribeRouteTables", "CreateTags"):
+        inject(rt.clients, Fault("ec2", operation, "RequestLimitExceeded"))
+    started = rt.clock()
+    result = handle(SCHEDULE, rt, remaining_seconds=remaining)
+    assert rt.clock() - started <= remaining and result["status"] == "checked"
+    assert {error["what"] for error in result["errors"]} >= {"describe NAT instances", "describe route tables"}
 
 
 @pytest.mark.parametrize("az_count", [2, 3])
