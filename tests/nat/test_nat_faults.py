@@ -528,3 +528,10 @@ def test_the_drill_task_rejects_bad_input_in_one_line(args, code, fragment):
     assert fragment in (result.stdout if code == 0 else result.stderr)
     if code:
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_short_invocation_still_saves_its_streaks_in_the_reserve(aws):
+    world = build(2)
+    a = world.instances["eu-west-1a"]
+    result = handle(SCHEDULE, runtime(world, window=55), remaining_seconds=12)
+    assert result["errors"] == [] and health_of(world, a).ok == result["rounds"] >= 5

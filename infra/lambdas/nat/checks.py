@@ -175,7 +175,8 @@ def _judge(runtime: Runtime, tally: Tally, instances: dict[str, NatInstance],
 
 
 def run_checks(runtime: Runtime, until: float, hard: float, tally: Tally) -> dict[str, Any]:
-    """Probe rounds starting until `until`, each finished by its own deadline and all by `hard`."""
+    """Probe rounds starting until `until`, each finished by its own deadline and all by `hard`; the closing
+    health tags are written within whatever deadline the caller set around this call."""
     settings = runtime.settings
     budget = max(settings.interval, settings.probe_timeout) + ROUND_SLACK_S
     runner = ProbeRunner(runtime)
@@ -203,8 +204,7 @@ def run_checks(runtime: Runtime, until: float, hard: float, tally: Tally) -> dic
             runtime.sleep(max(0.0, next_round - runtime.clock()))
     finally:
         runner.close()
-    with runtime.deadline(hard):
-        for instance_id, instance in memory.items():
-            if seen.get(instance_id) != instance.health.render():
-                save_health(runtime, tally, instance)  # streaks carry over to the next invocation
+    for instance_id, instance in memory.items():  # within the caller's deadline, after `hard` (its reserve)
+        if seen.get(instance_id) != instance.health.render():
+            save_health(runtime, tally, instance)  # streaks carry over to the next invocation
     return {"status": "checked", "rounds": rounds}

@@ -44,14 +44,13 @@ def handle(event: Any, runtime: Runtime, remaining_seconds: float | None = None)
     if signal.kind == "ignore":
         return {"status": "ignored", "instance": signal.instance, "why": signal.why}
     tally = Tally()
-    with runtime.deadline(hard):
-        with runtime.deadline(work_until):
-            if signal.kind == "state":
-                result = _on_signal(runtime, signal, tally, work_until)
-            elif signal.kind == "launch":
-                result = adopt(runtime, signal, tally, work_until)
-            else:
-                result = run_checks(runtime, min(started + runtime.settings.window, work_until), work_until, tally)
+    with runtime.deadline(hard):  # the last health tags and the metrics use the reserve after work_until
+        if signal.kind == "schedule":
+            result = run_checks(runtime, min(started + runtime.settings.window, work_until), work_until, tally)
+        else:
+            with runtime.deadline(work_until):
+                act = _on_signal if signal.kind == "state" else adopt
+                result = act(runtime, signal, tally, work_until)
         publish_metrics(runtime, tally)
     return {**result, "moves": tally.moves, "errors": tally.errors}
 
