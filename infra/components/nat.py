@@ -107,8 +107,12 @@ def failover_policy(route_table_arns: list[str], partition: str, region: str, ac
          "Action": ["ec2:ReplaceRoute", "ec2:CreateRoute"]},
         {"Sid": "HealthTag", "Effect": "Allow", "Action": "ec2:CreateTags", "Resource": instances,
          "Condition": {"StringEquals": this_stack, "ForAllValues:StringEquals": {"aws:TagKeys": [HEALTH_TAG]}}},
+        # AssociateAddress is authorized per resource (the address, the instance, its interface): the stack's own
+        # addresses by ARN, onto this stack's tagged instances (and their interfaces, which carry no tag).
+        {"Sid": "AdoptAddress", "Effect": "Allow", "Action": "ec2:AssociateAddress",
+         "Resource": [*sorted(address_arns), f"arn:{partition}:ec2:{region}:{account}:network-interface/*"]},
         {"Sid": "AdoptInstance", "Effect": "Allow", "Action": ["ec2:AssociateAddress", "ec2:ModifyInstanceAttribute"],
-         "Resource": [instances, *sorted(address_arns)], "Condition": {"StringEquals": this_stack}},
+         "Resource": instances, "Condition": {"StringEquals": this_stack}},
         {"Sid": "CompleteLaunch", "Effect": "Allow", "Action": "autoscaling:CompleteLifecycleAction",
          "Resource": f"arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:"
                      f"autoScalingGroupName/{stack}-nat-*"},

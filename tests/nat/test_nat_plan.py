@@ -121,8 +121,11 @@ def test_failover_iam_is_scoped(plans, env):
     adopt = by_sid["AdoptInstance"]
     assert adopt["Condition"] == {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": stack}}
     assert sorted(adopt["Action"]) == ["ec2:AssociateAddress", "ec2:ModifyInstanceAttribute"]
+    assert adopt["Resource"] == "arn:aws:ec2:eu-west-1:123456789012:instance/*"
     eips = sorted(mock_id(e) for e in plan.of_type("aws:ec2/eip:Eip"))
-    assert adopt["Resource"][1:] == [f"arn:aws:ec2:eu-west-1:123456789012:elastic-ip/{eip}" for eip in eips]
+    assert by_sid["AdoptAddress"]["Action"] == "ec2:AssociateAddress"
+    assert by_sid["AdoptAddress"]["Resource"][:-1] == [f"arn:aws:ec2:eu-west-1:123456789012:elastic-ip/{eip}"
+                                                       for eip in eips]
     assert by_sid["CompleteLaunch"]["Resource"].endswith(f"autoScalingGroupName/{stack}-nat-*")
     assert by_sid["Metrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}
     assert by_sid["Notify"]["Resource"] == plan.outputs["natTopicArn"]
