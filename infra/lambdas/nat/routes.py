@@ -103,10 +103,11 @@ def read_tables(ec2: Any, homes: dict[str, str], instances: dict[str, NatInstanc
 
 
 def home_instance(az: str, instances: dict[str, NatInstance]) -> NatInstance | None:
-    """The live instance serving `az`: running before not, undrained before draining, newest launch first."""
+    """The live instance serving `az`: running before not, holding the AZ's Elastic IP (adopted by the launch
+    hook) before not, undrained before draining, newest launch first."""
     candidates = [instance for instance in instances.values() if instance.az == az and instance.state != "terminated"]
-    candidates.sort(key=lambda instance: (instance.state == "running", not instance.draining, instance.launched),
-                    reverse=True)
+    candidates.sort(key=lambda instance: (instance.state == "running", instance.public_ip is not None,
+                                          not instance.draining, instance.launched), reverse=True)
     return candidates[0] if candidates else None
 
 
