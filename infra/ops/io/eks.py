@@ -2,23 +2,31 @@
 
 Reads only; changes go through Pulumi. boto3 takes its endpoint from the environment
 (AWS_ENDPOINT_URL), and every call retries throttling and 5xx with botocore's standard mode (infra.ops.io.aws).
-A read that fails is an EksError (exit 1) whose message says why in the words of infra.ops.errors.
+A read that fails is an EksError (exit 1) whose one-line message says why in the words of infra.ops.errors; an
+endpoint that answers like no AWS service does (an HTML 404 page, an empty body) is named with its status, never
+quoted, and is NotOffered when it lacks the call (moto has no DescribeAddonVersions or ListInsights).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from infra.ops.errors import Failed, reason
 from infra.ops.io import aws
 from infra.versions import KubeVersion
 
-_NOT_OFFERED = ("UnknownOperationException", "InvalidAction", "NotImplemented", "404")
+_NOT_OFFERED = ("UnknownOperationException", "InvalidAction", "NotImplemented")
+_NOT_AWS = "check that AWS_ENDPOINT_URL (or a proxy) points at AWS, or unset it"
 
 
 class EksError(RuntimeError, Failed):
     """An EKS/EC2 read failed; the message names the call and the AWS error (or the endpoint, or the credentials)."""
+
+
+class NotOffered(EksError):
+    """The endpoint does not implement the call: what AWS would answer is unknown, which is not a failed check."""
 
 
 @dataclass(frozen=True)
@@ -62,16 +70,35 @@ class SubnetFacts:
     free_ips: int
 
 
-def _failure(operation: str, error: ClientError | BotoCoreError) -> EksError:
-    """ClientError text names the AWS error code; the others (no credentials, no endpoint) get errors.reason."""
-    return EksError(f"{operation} failed: {error if isinstance(error, ClientError) else reason(error)}")
+def _failure(client, operation: str, error: Exception) -> EksError:
+    """One line: the AWS error code and message, or what a non-AWS answer was (status, kind of body) and from where,
+    or errors.reason for the rest (no credentials, no endpoint)."""
+    endpoint = client.meta.endpoint_url
+    if isinstance(error, ResponseParserError):
+        return EksError(f"{operation} failed: {endpoint} answered with a body that is not an AWS response; {_NOT_AWS}")
+    if not isinstance(error, ClientError):
+        return EksError(f"{operation} failed: {reason(error)}")
+    found = error.response.get("Error", {})
+    code, status = str(found.get("Code", "")), error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code in _NOT_OFFERED:
+        return NotOffered(f"{operation} failed: {endpoint} does not offer it ({code})")
+    if not code or code.isdigit() or code == "Unknown":  # botocore found no AWS error in the body
+        headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        kind = headers.get("content-type", "").partition(";")[0]
+        body = ("an empty body" if headers.get("content-length") == "0" or not (found.get("Message") or kind) else
+                "an HTML page" if "html" in kind else f"a {kind or 'non-AWS'} body")
+        failure = NotOffered if status == 404 else EksError
+        return failure(f"{operation} failed: {endpoint} answered HTTP {status} with {body}, not an AWS response; "
+                       f"{_NOT_AWS}")
+    message = " ".join(str(found.get("Message", "")).split())
+    return EksError(f"{operation} failed: {code}: {message}" if message else f"{operation} failed: {code}")
 
 
 def _call(client, operation: str, **kwargs):
     try:
         return getattr(client, operation)(**kwargs)
-    except (ClientError, BotoCoreError) as error:
-        raise _failure(operation, error) from None
+    except (ClientError, BotoCoreError, ResponseParserError) as error:
+        raise _failure(client, operation, error) from None
 
 
 class Eks:
@@ -105,16 +132,10 @@ class Eks:
         if not hasattr(self.eks, "list_insights"):
             return None
         try:
-            found = self.eks.list_insights(clusterName=cluster, filter={
+            found = _call(self.eks, "list_insights", clusterName=cluster, filter={
                 "categories": ["UPGRADE_READINESS"], "kubernetesVersions": [str(target)]})
-        except ClientError as error:
-            response = error.response
-            if (response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
-                    or response.get("Error", {}).get("Code") in _NOT_OFFERED):
-                return None
-            raise _failure("list_insights", error) from None
-        except BotoCoreError as error:
-            raise _failure("list_insights", error) from None
+        except NotOffered:
+            return None
         return [Insight(name=item.get("name", "?"), status=(item.get("insightStatus") or {}).get("status", "UNKNOWN"),
                         reason=(item.get("insightStatus") or {}).get("reason", ""),
                         recommendation=item.get("description", ""))
@@ -129,7 +150,7 @@ class Eks:
 
 
 def addon_versions(region: str, addon: str, kubernetes: KubeVersion, client=None) -> list[AddonBuild]:
-    """Builds of an add-on EKS offers for a Kubernetes version (the one call moto cannot serve)."""
+    """Builds of an add-on EKS offers for a Kubernetes version; NotOffered where the endpoint lacks the call (moto)."""
     client = client or aws.client("eks", region)
     found = _call(client, "describe_addon_versions", addonName=addon, kubernetesVersion=str(kubernetes))
     builds = []
