@@ -46,23 +46,28 @@ def read_state(raw: str | None, shape: type[Progress], where: str, repair: str,
     """`raw` (the store's JSON text; None: the object has none) as a state of `shape`, or CorruptState naming `where`,
     the problem and `repair` (how to fix or drop it). `context` reaches the shape's validators (e.g. the stack a
     state must belong to)."""
+    state, problem = _parsed(raw, shape, context)
+    if problem:
+        raise CorruptState(f"{where} does not hold a readable checkpoint: its state {problem}; nothing was changed "
+                           f"and it is kept as found. {repair}")
+    return state
+
+
+def _parsed(raw: str | None, shape: type[Progress], context: dict[str, Any] | None) -> tuple[State, str]:
+    """(the state, "") or ({}, what is wrong with it)."""
+    if raw is None:
+        return {}, "is missing"
     try:
-        state = json.loads(raw) if raw is not None else None
+        state = json.loads(raw)
     except json.JSONDecodeError as error:
-        problem = f"is not valid JSON ({error.msg} at character {error.pos})"
-    else:
-        if raw is None:
-            problem = "is missing"
-        elif not isinstance(state, dict):
-            problem = f"is a JSON {_json_kind(state)}, not an object"
-        else:
-            try:
-                shape.model_validate(state, context=context)
-                return state
-            except ValidationError as error:
-                problem = _problems(error)
-    raise CorruptState(f"{where} does not hold a readable checkpoint: its state {problem}; nothing was changed and "
-                       f"it is kept as found. {repair}")
+        return {}, f"is not valid JSON ({error.msg} at character {error.pos})"
+    if not isinstance(state, dict):
+        return {}, f"is a JSON {_json_kind(state)}, not an object"
+    try:
+        shape.model_validate(state, context=context)
+    except ValidationError as error:
+        return {}, _problems(error)
+    return state, ""
 
 
 def _json_kind(value: Any) -> str:
