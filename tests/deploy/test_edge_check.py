@@ -1,0 +1,102 @@
+"""The deploy's public check against a local HTTPS server with a self-signed CA made in the test, and its skip path."""
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from infra.ops.deploy.edge import FAILED, PASSED, SKIPPED, PublicCheck
+from tests.support.tls import self_signed
+
+HOST = "api.edge.test"
+
+
+class Edge:
+    """An HTTPS server standing in for the load balancer: answers /readyz with `statuses` in turn, then the last."""
+
+    def __init__(self, tmp: Path, names: list[str]):
+        cert, key = self_signed(names)
+        (tmp / "cert.pem").write_bytes(cert)
+        (tmp / "key.pem").write_bytes(key)
+        self.cafile = str(tmp / "cert.pem")
+        self.statuses = [200]
+        self.seen: list[tuple[str, str]] = []
+        edge = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                edge.seen.append((self.path, self.headers.get("Host", "")))
+                status = edge.statuses.pop(0) if len(edge.statuses) > 1 else edge.statuses[0]
+                self.send_response(status if self.path == "/readyz" else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tmp / "cert.pem", tmp / "key.pem")
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def check(self, host: str = HOST, budget_s: float = 30.0) -> PublicCheck:
+        return PublicCheck(host, "/readyz", port=self.port, budget_s=budget_s, cafile=self.cafile,
+                           resolver=lambda name, port: ["127.0.0.1"])
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def edge(tmp_path) -> Iterator[Edge]:
+    server = Edge(tmp_path, [HOST])
+    yield server
+    server.close()
+
+
+def test_a_served_host_passes_with_its_certificate_verified(edge):
+    verdict = edge.check().run()
+    assert (verdict.ok, verdict.reason) == (True, PASSED)
+    assert f"GET https://{HOST}:{edge.port}/readyz answered 200" == verdict.message
+    assert edge.seen == [("/readyz", HOST)]  # the Host header the ALB routes on
+
+
+def test_a_target_coming_into_service_is_waited_for_within_the_budget(edge):
+    edge.statuses = [503, 503, 200]
+    verdict = edge.check().run()
+    assert (verdict.ok, verdict.reason) == (True, PASSED)
+    assert len(edge.seen) == 3
+
+
+def test_an_edge_that_keeps_failing_is_a_failed_verdict_naming_the_check(edge):
+    edge.statuses = [503]
+    verdict = edge.check(budget_s=1.0).run()
+    assert (verdict.ok, verdict.reason) == (False, FAILED)
+    assert verdict.message.startswith(f"GET https://{HOST}:{edge.port}/readyz through the edge: answered 503")
+    assert str(verdict).startswith("EdgeCheckFailed: ")
+
+
+def test_a_certificate_for_another_name_fails_on_tls(tmp_path):
+    server = Edge(tmp_path, ["other.edge.test"])
+    try:
+        verdict = server.check(budget_s=1.0).run()
+    finally:
+        server.close()
+    assert (verdict.ok, verdict.reason) == (False, FAILED)
+    assert "TLS failed at 127.0.0.1" in verdict.message and "doesn't match 'other.edge.test'" in verdict.message
+    assert server.seen == []  # nothing is sent to an edge that cannot prove its name
+
+
+def test_a_name_that_does_not_resolve_from_here_is_skipped_with_a_clear_line():
+    verdict = PublicCheck("api.edge.invalid", "/readyz", budget_s=1.0).run()  # RFC 6761: never resolves
+    assert (verdict.ok, verdict.reason) == (True, SKIPPED)
+    assert verdict.message.startswith("public check skipped: api.edge.invalid does not resolve from here")
