@@ -81,7 +81,8 @@ class Edge(pulumi.ComponentResource):
     def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("eks-platform:edge:Edge", name, None, opts)
         cfg = args.config
-        assert cfg.edge is not None, "Edge needs eks-platform:edge"
+        if cfg.edge is None:
+            raise ValueError("the edge needs eks-platform:edge in the stack file; build it only when that is set")
         self.args, self.edge = args, cfg.edge
         self.certificate_arn = self._certificate(name)
         after = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=args.depends_on)
