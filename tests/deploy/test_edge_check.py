@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.ops.deploy.edge import FAILED, PASSED, SKIPPED, PublicCheck
+from infra.ops.deploy.edge import FAILED, PASSED, SKIPPED, PublicCheck, public_check, readiness_path
+from infra.ops.io import manifests
 from tests.support.tls import self_signed
 
 HOST = "api.edge.test"
@@ -100,3 +101,13 @@ def test_a_name_that_does_not_resolve_from_here_is_skipped_with_a_clear_line():
     verdict = PublicCheck("api.edge.invalid", "/readyz", budget_s=1.0).run()  # RFC 6761: never resolves
     assert (verdict.ok, verdict.reason) == (True, SKIPPED)
     assert verdict.message.startswith("public check skipped: api.edge.invalid does not resolve from here")
+
+
+def test_the_public_path_is_the_rendered_readiness_path_and_a_service_without_one_is_skipped():
+    objects = [m.obj for m in manifests.render(manifests.K8S_ROOT / "overlays" / "dev")]
+    assert readiness_path(objects, "api") == "/readyz"
+    tool = {"kind": "Deployment", "metadata": {"name": "tool"},
+            "spec": {"template": {"spec": {"containers": [{"name": "tool", "image": "tool:1"}]}}}}
+    verdict = public_check([tool], "tool", "tool.edge.invalid", budget_s=1.0)
+    assert (verdict.ok, verdict.reason, verdict.message) == (
+        True, SKIPPED, "public check skipped: tool has no HTTP readiness probe")

@@ -13,11 +13,13 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import urllib3
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from infra.ops.deploy.rollout import Verdict
+from infra.ops.deploy.target import pod_spec, workload
 
 PASSED, FAILED, SKIPPED = "EdgeCheckPassed", "EdgeCheckFailed", "EdgeCheckSkipped"
 Resolver = Callable[[str, int], list[str]]
@@ -100,3 +102,19 @@ def _tls_reason(error: BaseException) -> str:
         cause = cause.__cause__ or cause.__context__ or next(
             (arg for arg in getattr(cause, "args", ()) if isinstance(arg, BaseException)), None)
     return str(error)
+
+
+def readiness_path(objects: list[dict[str, Any]], service: str) -> str | None:
+    """The HTTP readiness path of the service's workload in the applied objects (what the ALB health-checks too)."""
+    found = workload(objects, service)
+    probe = next((c["readinessProbe"]["httpGet"] for c in pod_spec(found or {}).get("containers") or []
+                  if (c.get("readinessProbe") or {}).get("httpGet")), None)
+    return str(probe.get("path") or "/") if probe is not None else None
+
+
+def public_check(objects: list[dict[str, Any]], service: str, host: str, budget_s: float = 60.0) -> Verdict:
+    """The public check of a deployed service whose stack gives it `host` (eks-platform:edge.hostnames)."""
+    path = readiness_path(objects, service)
+    if path is None:
+        return Verdict(True, SKIPPED, message=f"public check skipped: {service} has no HTTP readiness probe")
+    return PublicCheck(host, path, budget_s=budget_s).run()
