@@ -66,3 +66,37 @@ def test_another_stacks_load_balancer_and_an_expiring_certificate_are_problems(a
 
 def test_a_stack_without_an_edge_has_no_rows(aws, cfg):
     assert public_hosts(cfg.model_copy(update={"edge": None}), NOW) == []
+
+
+def test_the_status_screen_lists_the_edge_and_its_problems_make_it_need_attention(kubesim, aws, cfg):
+    from rich.console import Console
+
+    from infra.ops.io.kube import from_kubeconfig
+    from infra.ops.platform.status import Scaling, collect
+    from infra.ops.platform.view import screen
+
+    kube = from_kubeconfig(kubesim.kubeconfig)
+    sizes = lambda names: {name: Scaling(desired=0, min=0, max=3) for name in names}  # noqa: E731
+    dns = _alb(cfg.region, cfg.cluster.name, f"{cfg.cluster.name}-public", targets=2)
+    _certificate(cfg.region, "api.dev.example.com", days=10)
+    status = collect(kube, cfg, sizes, now=NOW, retry_budget_s=1.0, edge=lambda: public_hosts(cfg, NOW))
+    assert [row.host for row in status.edge] == ["api.dev.example.com"]
+    assert not status.healthy  # the certificate's renewal is stuck
+    console = Console(record=True, width=220, color_system=None)
+    console.print(screen(status))
+    text = console.export_text()
+    assert "Public edge" in text and dns in text and "2 healthy" in text
+    assert "ISSUED" in text and "certificate expires in 10 days" in text
+    assert status.to_json()["edge"][0]["days_left"] == 10
+
+
+def test_an_unreadable_edge_is_a_problem_line(kubesim, cfg):
+    from infra.ops.io.kube import from_kubeconfig
+    from infra.ops.platform.status import collect
+
+    def no_aws():
+        raise RuntimeError("no AWS credentials found")
+
+    status = collect(from_kubeconfig(kubesim.kubeconfig), cfg, lambda names: {}, retry_budget_s=1.0, edge=no_aws)
+    assert status.edge is None
+    assert "public edge: no AWS credentials found" in status.problems
