@@ -26,6 +26,8 @@ from infra.ops.deploy import history
 from infra.ops.deploy import target as catalog
 from infra.ops.deploy.pipeline import Deploy
 from infra.ops.deploy.report import Reporter
+from infra.ops.deploy.requests import DeployRequest
+from infra.ops.deploy.rollout import Reason
 from infra.ops.deploy.target import BadInput
 from infra.ops.io.pulumi_cli import PulumiError
 from infra.ops.io.stack_file import StackFile
@@ -52,7 +54,7 @@ def _history_map(kube, data: dict[str, str]) -> dict:
 
 def _record(tag: str) -> history.DeployRecord:
     return history.DeployRecord(service="api", env="dev", action="deploy", tag=tag, image=f"api:{tag}", who="w",
-                                started="s", finished="f", verdict="Complete", ok=True)
+                                started="s", finished="f", verdict=Reason.Complete, ok=True)
 
 
 @pytest.mark.parametrize(("data", "problem"), [
@@ -212,9 +214,9 @@ def checkout(tmp_path):
 
 
 def _tag_deploy(env, repo, **options) -> Deploy:
-    return Deploy(env.kube, catalog.resolve("api", "dev", k8s_root=repo / "infra" / "k8s"), region=REGION, tag="v1",
-                  reporter=Reporter(mode="json", stream=io.StringIO()), who="tester", timeout_s=30,
-                  smoke_budget_s=3, **options)
+    request = DeployRequest(catalog.resolve("api", "dev", k8s_root=repo / "infra" / "k8s"), region=REGION, tag="v1",
+                            who="tester", timeout_s=30, smoke_budget_s=3, **options)
+    return Deploy(env.kube, request, reporter=Reporter(mode="json", stream=io.StringIO()))
 
 
 def test_tag_deploy_refuses_uncommitted_manifests_unless_allowed(deploy_env, checkout):
