@@ -1,6 +1,7 @@
 """The deploy's public check against a local HTTPS server with a self-signed CA made in the test, and its skip path."""
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 from collections.abc import Iterator
@@ -111,3 +112,29 @@ def test_the_public_path_is_the_rendered_readiness_path_and_a_service_without_on
     verdict = public_check([tool], "tool", "tool.edge.invalid", budget_s=1.0)
     assert (verdict.ok, verdict.reason, verdict.message) == (
         True, SKIPPED, "public check skipped: tool has no HTTP readiness probe")
+
+
+# -- through the deploy pipeline (kubesim + moto): the public check runs after the in-cluster smoke check -------
+from infra.ops.deploy import pipeline as deploy  # noqa: E402
+from tests.support import deploy_world as fx  # noqa: E402
+
+deploy_env, deployed_v1 = fx.deploy_env, fx.deployed_v1  # fixtures
+
+
+def test_a_deploy_the_edge_does_not_serve_fails_naming_the_edge_check_and_rolls_back(deployed_v1):
+    env = deployed_v1
+    with pytest.raises(deploy.DeployFailed, match=r"EdgeCheckFailed: GET https://localhost/readyz through the edge"):
+        env.engine("v2", public_host="localhost", public_budget_s=1).run()  # resolves; nothing listens on 443
+    assert env.running_images() == {env.image("v1")}
+    events = [json.loads(line) for line in env.output.splitlines()]
+    steps = [(e["event"], e.get("ok")) for e in events if e["event"] in ("smoke", "edge")]
+    assert steps[-2:] == [("smoke", True), ("edge", False)]  # the in-cluster check passed; the edge one failed
+
+
+def test_a_public_host_that_does_not_resolve_here_is_skipped_and_the_deploy_stands(deployed_v1):
+    env = deployed_v1
+    record = env.engine("v2", public_host="api.edge.invalid", public_budget_s=1).run()
+    assert record.ok and env.running_images() == {env.image("v2")}
+    [edge] = [json.loads(line) for line in env.output.splitlines() if '"event": "edge"' in line]
+    assert edge["ok"] is True
+    assert "EdgeCheckSkipped: public check skipped: api.edge.invalid does not resolve from here" in edge["message"]

@@ -18,10 +18,10 @@ from typing import Any
 import urllib3
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
-from infra.ops.deploy.rollout import Verdict
+from infra.ops.deploy.rollout import Reason, Verdict
 from infra.ops.deploy.target import pod_spec, workload
 
-PASSED, FAILED, SKIPPED = "EdgeCheckPassed", "EdgeCheckFailed", "EdgeCheckSkipped"
+PASSED, FAILED, SKIPPED = Reason.EdgeCheckPassed, Reason.EdgeCheckFailed, Reason.EdgeCheckSkipped
 Resolver = Callable[[str, int], list[str]]
 
 
