@@ -20,13 +20,14 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from infra.ops.deploy.rollout import Reason, Verdict
 from infra.ops.deploy.target import pod_spec, workload
+from infra.ops.errors import Failed
 
 PASSED, FAILED, SKIPPED = Reason.EdgeCheckPassed, Reason.EdgeCheckFailed, Reason.EdgeCheckSkipped
 Resolver = Callable[[str, int], list[str]]
 
 
-class NotServed(Exception):
-    """The edge answered, but not with 2xx (or not at all): worth another try within the budget."""
+class NotServed(Failed):
+    """The edge answered, but not with 2xx (or not at all): another try within the budget, then the verdict."""
 
 
 def resolve(host: str, port: int) -> list[str]:
