@@ -30,8 +30,7 @@ def test_deploy_from_source_builds_the_base_first_then_the_service_from_it(deplo
     deploy_env.ecr.create_repository(repositoryName=deploy.BASE_REPOSITORY)
     monkeypatch.setattr(deploy, "git_tag", lambda repo, allow_dirty=False: "0a1b2c3d")
     deploy_env.cluster.script_image(deploy_env.image("0a1b2c3d"), "Ready")
-    engine = deploy_env.engine("0a1b2c3d")
-    engine.tag = None  # build this commit: services/api
+    engine = deploy_env.engine(None)  # build this commit: services/api
     record = engine.run()
     assert record.ok and record.image == deploy_env.image("0a1b2c3d")
     login, base, api = [json.loads(line)["argv"] for line in fake_docker.read_text().splitlines()]
@@ -48,8 +47,7 @@ def test_base_already_in_ecr_is_not_rebuilt(deploy_env, fake_docker, monkeypatch
     deploy_env.ecr.create_repository(repositoryName=deploy.BASE_REPOSITORY)
     push(deploy_env.ecr, deploy.BASE_REPOSITORY, "4e5f6a7b")
     monkeypatch.setattr(deploy, "git_tag", lambda repo, allow_dirty=False: "4e5f6a7b")
-    engine = deploy_env.engine("4e5f6a7b", service="worker")
-    engine.tag = None
+    engine = deploy_env.engine(None, service="worker")
     engine.image()
     builds = [json.loads(line)["argv"] for line in fake_docker.read_text().splitlines()][1:]
     assert len(builds) == 1 and builds[0][-1] == str(REPO_ROOT / "services/worker")
