@@ -16,7 +16,7 @@ def test_lint_refuses_a_selection_that_runs_nothing(args):
 
 def test_lint_refuses_an_unknown_check_listing_the_valid_ones():
     line = one_line_error(invoke("lint", "--skip", "chekov", timeout=120), 2, "--skip: unknown check chekov")
-    assert "yamllint, render, schema, deprecations, rules, checkov, workflows" in line
+    assert "yamllint, render, schema, deprecations, rules, checkov, dockerfiles, workflows" in line
 
 
 @pytest.fixture
