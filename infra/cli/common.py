@@ -44,8 +44,8 @@ def task(*args, interrupted: str = "interrupted", **kwargs):
 
 
 # Options whose own check already says what an empty value means (--env names the stacks, --tag says to omit it to
-# build, --kind/--pool/--to list the choices): the generic refusal leaves them to it.
-CHECKS_ITS_OWN_EMPTY = frozenset({"env", "tag", "kind", "pool", "to"})
+# build, --kind/--pool/--to/--area list the choices): the generic refusal leaves them to it.
+CHECKS_ITS_OWN_EMPTY = frozenset({"env", "tag", "kind", "pool", "to", "area"})
 
 
 def _value_options(body, positional) -> tuple[str, ...]:

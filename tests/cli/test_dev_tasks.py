@@ -7,7 +7,7 @@ import pytest
 from tests.support.bad_input import copy_project
 from tests.support.cli import invoke, one_line_error
 
-AREAS = "cli, deploy, kubesim, lifecycle, lint, nat, platform, secrets, stack, support"
+AREAS = "cli, deploy, kubesim, lifecycle, lint, nat, platform, secrets, services, stack, support"
 
 
 @pytest.mark.parametrize("area", ["nope", "", "tests/cli", "CLI", "cli,deploy"])

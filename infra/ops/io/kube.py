@@ -33,7 +33,7 @@ def _one_retry_layer(configuration: client.Configuration) -> client.Configuratio
     return configuration
 
 
-class ExecPluginFailed(config.ConfigException):
+class ExecPluginFailed(config.ConfigException, errors.Failed):
     """The kubeconfig's exec credential plugin (e.g. `aws eks get-token`) could not give credentials."""
 
 
