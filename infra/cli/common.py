@@ -271,34 +271,3 @@ def printer():
 
     console = Console()
     return console, lambda event, message: console.print(f"[bold cyan]{event:>11}[/] {message}")
-
-def lifecycle_call(call, resume_hint: str = "", checkpoint=None):
-    """Node-lifecycle outcomes as exit codes: bad input 2, blocked/failed 1, interrupted 130. The resume hint is
-    given only when `checkpoint` holds progress (a run saved it, or one was found): else there is nothing to resume."""
-    from infra.config import ConfigError
-    from infra.ops.io.eks import EksError
-    from infra.ops.io.kube import KubeError
-    from infra.ops.io.pulumi_cli import PulumiError
-    from infra.ops.lifecycle import migrate as migration
-    from infra.ops.lifecycle import upgrade
-    from infra.ops.lifecycle.drain import DrainBlocked
-    from infra.ops.lifecycle.health import NotHealthy
-
-    def next_step() -> str:
-        if checkpoint is not None and checkpoint.exists and resume_hint:
-            return f"progress is checkpointed: fix the cause, then {resume_hint}"
-        return "nothing was checkpointed: fix the cause, then rerun"
-
-    try:
-        return call()
-    except (migration.MigrationRefused, upgrade.UpgradeRefused) as error:
-        raise fail(str(error)) from None
-    except ConfigError as error:
-        raise fail(error.render()) from None
-    except (migration.PreflightFailed, upgrade.PreflightFailed) as error:
-        raise fail(f"preflight failed, nothing changed: {error}", code=1) from None
-    except (DrainBlocked, NotHealthy, PulumiError, EksError, KubeError) as error:
-        raise fail(f"{error}; {next_step()}", code=1) from None
-    except KeyboardInterrupt:
-        raise Exit(f"interrupted; {next_step()}", code=130) from None
-

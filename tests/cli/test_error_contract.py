@@ -16,8 +16,6 @@ from infra.ops import errors
 from tests.support.cli import invoke, one_line_error
 
 CONTRACT = (errors.Refused, errors.Failed, errors.Interrupted)
-# Modules another change (the lifecycle/NAT refactor of issue 14) converts; remove this list when it has landed.
-PENDING_LIFECYCLE_NAT = ("infra.ops.lifecycle.", "infra.ops.nat.")
 
 
 def _engine_modules() -> list[str]:
@@ -44,7 +42,7 @@ def test_the_walk_sees_the_engines():
 
 def test_every_engine_error_is_refused_failed_or_interrupted():
     outside = [f"{cls.__module__}.{cls.__qualname__}{tuple(base.__name__ for base in cls.__mro__[1:-2])}"
-               for name in _engine_modules() if not name.startswith(PENDING_LIFECYCLE_NAT)
+               for name in _engine_modules()
                for cls in _exceptions_defined_in(name)
                if cls is not errors.PlatformError and not issubclass(cls, CONTRACT)]
     assert not outside, "derive these from infra.ops.errors.Refused, Failed or Interrupted:\n" + "\n".join(outside)

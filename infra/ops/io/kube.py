@@ -1,8 +1,8 @@
 """Kubernetes API client from a kubeconfig (file path, or the default ~/.kube/config / KUBECONFIG), or from EKS.
 
 One loader for every engine, so endpoints always come from the kubeconfig and never from code.
-`Kube` (used by deploy) adds bounded tenacity retries on 429/5xx/connection errors to every call, so a flaky
-API server slows a deploy down instead of failing it - and never hangs it. urllib3 itself does not retry:
+`Kube` (every engine's client) adds bounded tenacity retries on 429/5xx/connection errors to every call, so a
+flaky API server slows a deploy down instead of failing it - and never hangs it. urllib3 itself does not retry:
 one layer, one budget. `connect` (the CLI's way in) asks the server for /version first, so a wrong address,
 a dead VPN or refused credentials are one line within EKS_PLATFORM_CONNECT_BUDGET_S, before any engine
 starts. Objects are plain dicts (what kustomize renders), addressed by apiVersion/kind through `KINDS`.
@@ -28,7 +28,7 @@ from infra.ops.io.retry import is_transient as is_transient  # engines (deploy, 
 
 
 def _one_retry_layer(configuration: client.Configuration) -> client.Configuration:
-    """urllib3 must not retry on its own (3 by default): Kube.call / kube_retry hold the only, bounded, budget."""
+    """urllib3 must not retry on its own (3 by default): Kube.call holds the only, bounded, budget."""
     configuration.retries = 0
     return configuration
 
