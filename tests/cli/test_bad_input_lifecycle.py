@@ -3,11 +3,8 @@ nothing changed: no stack-file edit, no `pulumi up`, no write to the kubesim clu
 AZs, no checkpoint), no change to the EKS cluster and node groups moto holds (dev as Pulumi.dev.yaml declares it)."""
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
-import threading
 
 import pytest
 from kubernetes import client
@@ -15,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from infra.config import load_stack_config
 from tests.support import bad_input as bad
-from tests.support.bad_input import api_answers, no_aws_credentials, outputs, row, stack_edit
+from tests.support.bad_input import api_answers, aws_answers_not_aws, no_aws_credentials, outputs, row, stack_edit
 from tests.support.cli import invoke_into_reader
 from tests.support.fake_pulumi import seed_eks
 
@@ -36,35 +33,6 @@ def no_pulumi(world: bad.World) -> None:
     path = [part for part in os.environ["PATH"].split(os.pathsep) if part != str(world.pulumi.bin)]
     world.monkeypatch.setenv("PATH", os.pathsep.join(path))
 
-
-class _NotAws(http.server.BaseHTTPRequestHandler):
-    """What a wrong AWS_ENDPOINT_URL (a web server, a captive proxy) answers every AWS call with."""
-
-    def _page(self) -> None:
-        body = b"<!doctype html>\n<html><title>404 Not Found</title>\n<h1>Not Found</h1></html>\n"
-        self.send_response(404)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = _page
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@functools.cache
-def not_aws() -> str:
-    """A local web server that answers every request with an HTML 404 page; started once, on a daemon thread."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotAws)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}"
-
-
-def aws_answers_html_404(world: bad.World) -> None:
-    """The task's AWS endpoint answers every call with an HTML 404 page (moto and the test itself stay on moto)."""
-    world.env["AWS_ENDPOINT_URL"] = not_aws()
 
 REQUIRED = "--pool and --to are required"
 MIGRATE = "nodes.migrate --env dev --pool general"
@@ -202,8 +170,8 @@ CLUSTER_UPGRADE = [
     row("upgrade-without-pulumi", f"{UPGRADE} --to 1.32", 1, "`pulumi` CLI not found on PATH",
         "nothing was checkpointed", setup=no_pulumi),
     row("upgrade-aws-answers-html-404", f"{UPGRADE} --to 1.32 --dry-run", 1, "describe_cluster failed",
-        "answered HTTP 404 with an HTML page, not an AWS response", "http://127.0.0.1:", "AWS_ENDPOINT_URL",
-        absent=("<", "doctype"), setup=aws_answers_html_404),
+        "cannot reach AWS at http://127.0.0.1:", "answered HTTP 404 with an HTML page", "AWS_ENDPOINT_URL",
+        absent=("<", "nginx"), setup=aws_answers_not_aws("html")),
 ]
 
 ACCESS_MIGRATE = [

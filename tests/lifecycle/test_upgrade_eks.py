@@ -46,24 +46,22 @@ def test_addon_versions_call_is_isolated_and_not_offered_where_unsupported(aws):
     # endpoint lacks the call, in one line naming the endpoint and the status, never quoting the page.
     with pytest.raises(NotOffered) as lacking:
         addon_versions("eu-west-1", "vpc-cni", KubeVersion(1, 32))
-    assert str(lacking.value) == (f"describe_addon_versions failed: {aws} answered HTTP 404 with an HTML page, not an "
-                                  f"AWS response; check that AWS_ENDPOINT_URL (or a proxy) points at AWS, or unset it")
+    line = str(lacking.value)
+    assert line.startswith(f"describe_addon_versions failed: cannot reach AWS at {aws}: it answered HTTP 404 with an "
+                           f"HTML page")
+    assert "<" not in line and "\n" not in line
 
 
-@pytest.mark.parametrize(("code", "status", "message", "kind", "line"), [
-    ("UnknownOperationException", 400, "", NotOffered, "describe_addon_versions failed: {} does not offer it "
-                                                       "(UnknownOperationException)"),
-    ("404", 404, "<html><h1>Not Found</h1>\n</html>", NotOffered, "describe_addon_versions failed: {} answered "
-     "HTTP 404 with a non-AWS body, not an AWS response; check that AWS_ENDPOINT_URL (or a proxy) points at AWS, or "
-     "unset it"),
-    ("502", 502, "<html>Bad Gateway</html>", EksError, "describe_addon_versions failed: {} answered HTTP 502 with a "
-     "non-AWS body, not an AWS response; check that AWS_ENDPOINT_URL (or a proxy) points at AWS, or unset it"),
+@pytest.mark.parametrize(("code", "status", "message", "kind", "said"), [
+    ("UnknownOperationException", 400, "", NotOffered, "describe_addon_versions failed: UnknownOperationException"),
+    ("404", 404, "<html><h1>Not Found</h1>\n</html>", NotOffered, "it answered HTTP 404 with an HTML page"),
+    ("502", 502, "<html>Bad Gateway</html>", EksError, "it answered HTTP 502 with an HTML page"),
     ("AccessDeniedException", 403, "not authorized to\nperform eks:DescribeAddonVersions", EksError,
      "describe_addon_versions failed: AccessDeniedException: not authorized to perform eks:DescribeAddonVersions"),
 ])
-def test_addon_version_failures_are_one_line(code, status, message, kind, line):
-    """What a lookup failure reads as: the endpoint lacking the call (NotOffered), a non-AWS answer named by its
-    status, an AWS error by its code; never a page, never two lines."""
+def test_addon_version_failures_are_one_line(code, status, message, kind, said):
+    """What a lookup failure reads as: the endpoint lacking the call (NotOffered: an error code saying so, or a
+    non-AWS 404), another non-AWS answer named by its status, an AWS error by its code; never a page, one line."""
     import boto3
     from botocore.stub import Stubber
 
@@ -72,7 +70,8 @@ def test_addon_version_failures_are_one_line(code, status, message, kind, line):
         stub.add_client_error("describe_addon_versions", service_error_code=code, service_message=message,
                               http_status_code=status)
         addon_versions("eu-west-1", "vpc-cni", KubeVersion(1, 32), client=client)
-    assert type(failed.value) is kind and str(failed.value) == line.format(client.meta.endpoint_url)
+    line = str(failed.value)
+    assert type(failed.value) is kind and said in line and "<" not in line and "\n" not in line
 
 
 def test_addon_versions_parses_builds_compatible_with_the_version():

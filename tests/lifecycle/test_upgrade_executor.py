@@ -179,7 +179,7 @@ def test_task_plan_only_prints_the_playbook(cluster, capsys):
     # moto lacks describe_addon_versions: the add-on rows say the builds are unknown (and why) instead of guessing,
     # and the page moto answers with never reaches the Markdown
     assert "| add-on vpc-cni | UNKNOWN | cannot learn the builds EKS offers for 1.32 (describe_addon_versions " \
-           "failed: http://" in out
+           "failed: cannot reach AWS at http://" in out and "answered HTTP 404 with an HTML page" in out
     assert "<" not in out and "| FAIL |" not in out
     before = (ROOT / "Pulumi.dev.yaml").read_text()
     cluster_upgrade(Context(), env="dev", to="1.32", dry_run=True, kubeconfig=sim.kubeconfig)  # UNKNOWN/WARN: exit 0

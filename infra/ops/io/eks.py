@@ -3,8 +3,8 @@
 Reads only; changes go through Pulumi. boto3 takes its endpoint from the environment
 (AWS_ENDPOINT_URL), and every call retries throttling and 5xx with botocore's standard mode (infra.ops.io.aws).
 A read that fails is an EksError (exit 1) whose one-line message says why in the words of infra.ops.errors; an
-endpoint that answers like no AWS service does (an HTML 404 page, an empty body) is named with its status, never
-quoted, and is NotOffered when it lacks the call (moto has no DescribeAddonVersions or ListInsights).
+endpoint that lacks the call (moto has no DescribeAddonVersions or ListInsights: it answers an HTML 404 page) is
+NotOffered, an EksError its caller may treat as "unknown".
 """
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from infra.ops.errors import Failed, reason
+from infra.ops.errors import Failed, aws_unavailable, not_aws_answer, reason
 from infra.ops.io import aws
 from infra.versions import KubeVersion
 
 _NOT_OFFERED = ("UnknownOperationException", "InvalidAction", "NotImplemented")
-_NOT_AWS = "check that AWS_ENDPOINT_URL (or a proxy) points at AWS, or unset it"
 
 
 class EksError(RuntimeError, Failed):
@@ -70,35 +69,26 @@ class SubnetFacts:
     free_ips: int
 
 
-def _failure(client, operation: str, error: Exception) -> EksError:
-    """One line: the AWS error code and message, or what a non-AWS answer was (status, kind of body) and from where,
-    or errors.reason for the rest (no credentials, no endpoint)."""
-    endpoint = client.meta.endpoint_url
-    if isinstance(error, ResponseParserError):
-        return EksError(f"{operation} failed: {endpoint} answered with a body that is not an AWS response; {_NOT_AWS}")
-    if not isinstance(error, ClientError):
-        return EksError(f"{operation} failed: {reason(error)}")
-    found = error.response.get("Error", {})
-    code, status = str(found.get("Code", "")), error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    if code in _NOT_OFFERED:
-        return NotOffered(f"{operation} failed: {endpoint} does not offer it ({code})")
-    if not code or code.isdigit() or code == "Unknown":  # botocore found no AWS error in the body
-        headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        kind = headers.get("content-type", "").partition(";")[0]
-        body = ("an empty body" if headers.get("content-length") == "0" or not (found.get("Message") or kind) else
-                "an HTML page" if "html" in kind else f"a {kind or 'non-AWS'} body")
-        failure = NotOffered if status == 404 else EksError
-        return failure(f"{operation} failed: {endpoint} answered HTTP {status} with {body}, not an AWS response; "
-                       f"{_NOT_AWS}")
-    message = " ".join(str(found.get("Message", "")).split())
-    return EksError(f"{operation} failed: {code}: {message}" if message else f"{operation} failed: {code}")
+def _failure(operation: str, error: Exception) -> EksError:
+    """One line: the AWS error code and message; or, for AWS that could not be asked (no credentials, no endpoint, an
+    answer that is not AWS's: a 404 page, an empty body), the words of errors.reason, which name the endpoint and
+    the status and never quote the body. The call is NotOffered when the endpoint lacks it (a non-AWS 404, or an
+    error code that says so)."""
+    if isinstance(error, ClientError) and aws_unavailable(error) is None:
+        found = error.response.get("Error", {})
+        code, message = str(found.get("Code", "")), " ".join(str(found.get("Message", "")).split())
+        failure = NotOffered if code in _NOT_OFFERED else EksError
+        return failure(f"{operation} failed: {code}: {message}" if message else f"{operation} failed: {code}")
+    lacking = not_aws_answer(error) and getattr(error, "response", {}).get("ResponseMetadata", {}).get(
+        "HTTPStatusCode") == 404
+    return (NotOffered if lacking else EksError)(f"{operation} failed: {reason(error)}")
 
 
 def _call(client, operation: str, **kwargs):
     try:
         return getattr(client, operation)(**kwargs)
     except (ClientError, BotoCoreError, ResponseParserError) as error:
-        raise _failure(client, operation, error) from None
+        raise _failure(operation, error) from None
 
 
 class Eks:
