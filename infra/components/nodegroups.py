@@ -15,6 +15,7 @@ import pulumi_aws as aws
 from infra.autoscaling import discovery_tags
 from infra.config import Generation, NodePool, StackConfig
 
+AUTOSCALER_OWNED = ["scalingConfig.desiredSize"]
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly",
                  "AmazonSSMManagedInstanceCore")
 
@@ -60,7 +61,7 @@ class NodeGroups(pulumi.ComponentResource):
                         ami_type=gen.ami_type,
                         version=gen.version or args.config.cluster.version,
                         release_version=gen.release_version,
-                        instance_types=pool.instance_types,
+                        instance_types=pool.types_of(gen),
                         capacity_type=pool.capacity_type,
                         scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                             min_size=pool.min_size, desired_size=pool.desired_size, max_size=pool.max_size),
@@ -72,7 +73,9 @@ class NodeGroups(pulumi.ComponentResource):
                             id=template.id, version=template.latest_version.apply(str)),
                         tags={**args.tags, "pool": pool_name, "generation": gen_name, "availability-zone": az,
                               **discovery_tags(args.cluster_name, pool_name, gen_name, az, pool)},
-                        opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+                        # cluster-autoscaler owns the desired size once the group exists; `up` must not undo it.
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on,
+                                                    ignore_changes=AUTOSCALER_OWNED),
                     ))
         self.register_outputs({"names": self.names})
 

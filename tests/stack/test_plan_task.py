@@ -104,7 +104,7 @@ def test_bad_arguments_exit_2_with_one_line(args, text):
 
 def test_bad_config_exits_2_listing_every_problem(project_copy):
     stack = project_copy / "Pulumi.dev.yaml"
-    text = stack.read_text().replace("cidr: 10.10.0.0/16", "cidr: 10.10.0.0/33").replace('version: "1.31"',
+    text = stack.read_text().replace("cidr: 10.10.0.0/16", "cidr: 10.10.0.0/33").replace('version: "1.35"',
                                                                                         'version: "1.9"')
     stack.write_text(text)
     result = invoke("plan", "--env", "dev", cwd=project_copy)
@@ -146,10 +146,12 @@ def test_plan_against_a_revision_refuses_in_place_ami_change(project_copy):
     subprocess.run([*git, "commit", "-qm", "base"], cwd=project_copy, check=True)
     assert invoke("plan", "--env", "dev", "--against", "HEAD", cwd=project_copy).returncode == 0
     stack = project_copy / "Pulumi.dev.yaml"
-    stack.write_text(stack.read_text().replace("ami_type: AL2_x86_64", "ami_type: AL2023_x86_64_STANDARD"))
+    stack.write_text(stack.read_text().replace("ami_type: AL2023_x86_64_STANDARD\n        green",
+                                               "ami_type: BOTTLEROCKET_x86_64\n        green"))
     result = invoke("plan", "--env", "dev", "--against", "HEAD", cwd=project_copy)
     assert result.returncode == 2
-    assert "generations.blue.ami_type: changes AL2_x86_64 -> AL2023_x86_64_STANDARD in place" in result.stderr
+    assert ("generations.blue.ami_type: changes AL2023_x86_64_STANDARD -> BOTTLEROCKET_x86_64 in place"
+            in result.stderr)
 
 
 def test_plan_json_is_the_same_bytes_on_every_run():
