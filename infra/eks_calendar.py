@@ -155,7 +155,29 @@ class Calendar:
         return Calendar(tuple(sorted(ours.values(), key=lambda r: r.minor)))
 
 
-_CALENDAR_SOURCE = f"EKS release calendar ({DOCS}), checked {CHECKED}"
+def differences(ours: Calendar, fetched: Iterable[Release]) -> list[str]:
+    """Where EKS's answer differs from this table, one line per minor (what to update in the table)."""
+    lines = []
+    for row in sorted(fetched, key=lambda r: r.minor):
+        known = ours.get(row.minor)
+        if known is None:
+            lines.append(f"{row.version} is on EKS but not in the table (released {row.released})")
+            continue
+        changed = [f"{name} {getattr(known, name)} -> {getattr(row, name)}"
+                   for name in ("released", "end_of_standard", "end_of_extended")
+                   if getattr(known, name) != getattr(row, name)]
+        if changed:
+            lines.append(f"{row.version}: {', '.join(changed)}")
+    return lines
+
+
+def cost_line(today: date) -> str:
+    return (f"Judged on {today} (EKS_PLATFORM_TODAY to pick another day). A cluster costs "
+            f"${STANDARD_USD_PER_HOUR:.2f} per hour in standard support and ${EXTENDED_USD_PER_HOUR:.2f} in extended "
+            f"support: about ${extended_extra_usd_per_month():.0f} more per cluster and month. Sources: {DOCS}")
+
+
+_CALENDAR_SOURCE = f"EKS release calendar, checked {CHECKED}"
 CALENDAR = Calendar((
     Release(29, date(2024, 1, 23), date(2025, 3, 23), date(2026, 3, 23), al2=True, source=_CALENDAR_SOURCE),
     Release(30, date(2024, 5, 23), date(2025, 7, 23), date(2026, 7, 23), al2=True, source=_CALENDAR_SOURCE),
@@ -164,11 +186,9 @@ CALENDAR = Calendar((
     Release(33, date(2025, 5, 29), date(2026, 7, 29), date(2027, 7, 29), al2=False, source=_CALENDAR_SOURCE),
     Release(34, date(2025, 10, 2), date(2026, 12, 2), date(2027, 12, 2), al2=False, source=_CALENDAR_SOURCE),
     Release(35, date(2026, 1, 27), date(2027, 3, 27), date(2028, 3, 27), al2=False,
-            source=f"EKS release calendar end dates as copied 2026-04-24 (aws-samples eks-operation-review, "
-                   f"endoflife.date); release day derived, checked {CHECKED}"),
+            source=f"EKS calendar end dates (copies of 2026-04-24), release day derived, checked {CHECKED}"),
     Release.derived(36, date(2026, 6, 2), al2=False,
-                    source=f"EKS release day from devopsdreams (2026-08-16); end dates by EKS's 14+12 month rule, "
-                           f"checked {CHECKED}"),
+                    source=f"release day from a secondary source, ends by the 14+12 month rule, checked {CHECKED}"),
 ))
 
 

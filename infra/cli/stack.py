@@ -37,6 +37,8 @@ def plan(c, env, json_=False, diff=None, against=None):
         plans = [plan_stack(name) for name in [env, *([diff] if diff else [])]]
     except ConfigError as error:
         raise fail(error.render()) from None
+    for name in [env, *([diff] if diff else [])]:
+        _warn(stack_config(name))
     if json_:
         body = [p.to_json() for p in plans]
         print(json.dumps(body[0] if not diff else {"stacks": body, "diff": plan_view.diff(*plans)}, indent=2))
@@ -60,9 +62,18 @@ def _refuse_generation_changes(cfg, deployed) -> None:
         raise fail("\n".join(str(issue) for issue in issues))
 
 
-def _checked_cli(env: str):
+def _warn(cfg) -> None:
+    """What a valid config still tells its owner (extended-support cost, EKS auto-upgrades), on stderr."""
+    from infra.config import stack_warnings
+
+    for line in stack_warnings(cfg):
+        print(f"warning: {line}", file=sys.stderr)
+
+
+def _checked_cli(env: str, creating: bool = False):
     """Config valid, no generation changes AMI in place, the auth mode does not go back and the Kubernetes version
-    moves at most one minor forward, against what the stack last deployed."""
+    moves at most one minor forward, against what the stack last deployed. `creating` (up): a stack with no cluster
+    yet is created only by the principal its config names (infra.ops.creator)."""
     from infra.config import check_auth_mode_history, check_version_history
     from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
 
@@ -77,6 +88,11 @@ def _checked_cli(env: str):
               *check_version_history(cfg, outputs.get("clusterVersion"))]
     if issues:
         raise fail("\n".join(str(issue) for issue in issues))
+    _warn(cfg)
+    if creating and not outputs.get("clusterName"):
+        from infra.ops import creator
+
+        creator.check_first_up(cfg, creator.caller_arn(cfg.region))
     return cli
 
 
@@ -104,7 +120,7 @@ def up(c, env, yes=False):
         require_env(env)
         raise ConfirmationNeeded(env)
     try:
-        _checked_cli(env).up(yes=yes, confirm=lambda: confirm(f"Apply this preview to stack {env}?"))
+        _checked_cli(env, creating=True).up(yes=yes, confirm=lambda: confirm(f"Apply this preview to stack {env}?"))
     except PulumiError as error:
         raise fail(str(error), code=1) from None
 

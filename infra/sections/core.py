@@ -283,7 +283,8 @@ def version_issues(env: str, cluster: ClusterConfig, today: date) -> list[Config
         issues.append(ConfigIssue(key=f"{key}.version", problem=(
             f"Kubernetes {release.version} left EKS extended support on {release.end_of_extended}: EKS creates no "
             f"cluster of it and auto-upgrades running ones; set {newest_text} (the newest EKS creates on {today})"
-            + (f", or \"{upgraded[0].version}\" where EKS already upgraded a running cluster" if upgraded else ""))))
+            + (f", or \"{upgraded[0].version}\" where EKS already upgraded a running cluster"
+               if upgraded and upgraded[0] is not newest else ""))))
     elif support is Support.UNRELEASED:
         issues.append(ConfigIssue(key=f"{key}.version", problem=(
             f"Kubernetes {release.version} is not on EKS before {release.released} (calendar estimate); set "
@@ -333,7 +334,7 @@ def version_warnings(env: str, cluster: ClusterConfig, today: date) -> list[str]
     if release is None:
         return []
     support, extra = release.support(today), extended_extra_usd_per_month()
-    target = CALENDAR.standard_target(release.minor, today)
+    target = CALENDAR.standard_target(release.minor + 1, today)  # the nearest newer version in standard support
     upgrade = (f"`invoke cluster.upgrade --env {env} --to {target.version} --plan-only` shows the steps"
                if target else "")
     key = f"{PROJECT}:cluster"
@@ -351,7 +352,7 @@ def version_warnings(env: str, cluster: ClusterConfig, today: date) -> list[str]
     if days is not None and days <= 60:
         return [f"{key}.version {release.version} leaves standard support on {release.end_of_standard} ({days} "
                 f"days): EKS then upgrades the control plane by itself (upgrade_policy STANDARD); upgrade first"
-                + (f": {upgrade}" if target and target.minor != release.minor else "")]
+                + (f": {upgrade}" if upgrade else "")]
     return []
 
 
