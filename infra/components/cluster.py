@@ -96,6 +96,12 @@ class Cluster(pulumi.ComponentResource):
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group], protect=cfg.deletion_protection),
         )
+        if cfg.private_access_cidrs:  # in-VPC CI runners, VPNs: EKS' security groups admit only the nodes
+            aws.ec2.SecurityGroupRule(
+                f"{name}-private-api", type="ingress", protocol="tcp", from_port=443, to_port=443,
+                cidr_blocks=[str(cidr) for cidr in cfg.private_access_cidrs],
+                security_group_id=self.eks.cluster_security_group_id,
+                description="Kubernetes API from eks-platform:cluster.private_access_cidrs", opts=child)
         self.kubeconfig = self.eks.kubeconfig
         self.oidc_provider_arn = self.eks.oidc_provider_arn
         self.oidc_provider_url = self.eks.oidc_provider_url

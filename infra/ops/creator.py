@@ -28,9 +28,8 @@ class WrongCreator(ValueError, Refused):
 
 
 def caller_arn(region: str, client=None) -> str:
-    client = client or aws.client("sts", region)
     try:
-        return client.get_caller_identity()["Arn"]
+        return (client or aws.client("sts", region)).get_caller_identity()["Arn"]
     except (ClientError, BotoCoreError) as error:
         raise CreatorUnknown(f"sts get_caller_identity failed: {reason(error)}") from None
 

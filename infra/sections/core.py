@@ -103,6 +103,9 @@ class ClusterConfig(Section):
     # runs-on labels of a CI runner that reaches the API endpoint (e.g. a self-hosted runner in the VPC for a
     # private endpoint); `invoke ci.check` refuses a workflow job of this stack that runs elsewhere.
     ci_runner_labels: list[str] = Field(default_factory=list)
+    # Private networks whose hosts (an in-VPC CI runner, a VPN) reach the private endpoint: EKS' security groups
+    # admit only the cluster's own nodes, so anything else needs an ingress rule on 443.
+    private_access_cidrs: list[Cidr] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -324,6 +327,17 @@ def endpoint_issues(cluster: ClusterConfig) -> list[ConfigIssue]:
     if cluster.public_endpoint_open_to_internet and not cluster.open_to_internet:
         return [ConfigIssue(key=f"{key}.public_endpoint_open_to_internet", problem=(
             "is true but the public endpoint does not admit 0.0.0.0/0; remove it (the allow-list is what applies)"))]
+    public = [str(c) for c in cluster.private_access_cidrs if not c.is_private]
+    if public:
+        return [ConfigIssue(key=f"{key}.private_access_cidrs", problem=(
+            f"{', '.join(public)} not private (RFC 1918); the private endpoint is reached from inside the network"))]
+    if cluster.private_access_cidrs and not cluster.endpoint_private_access:
+        return [ConfigIssue(key=f"{key}.private_access_cidrs", problem=(
+            "is set but endpoint_private_access is false; enable it or remove private_access_cidrs"))]
+    if cluster.ci_runner_labels and not cluster.endpoint_public_access and not cluster.private_access_cidrs:
+        return [ConfigIssue(key=f"{key}.private_access_cidrs", problem=(
+            "ci_runner_labels names a runner for the private endpoint, but no private_access_cidrs admits it: the "
+            "cluster security group drops its traffic; list the CIDRs of the runner's subnets"))]
     return []
 
 

@@ -367,6 +367,21 @@ def test_a_private_endpoint_without_runner_labels_is_refused(tmp_path):
     assert {line.split()[0] for line in found} == {".github/workflows/infra.yml", ".github/workflows/cd.yml"}
 
 
+def test_the_in_vpc_runner_is_admitted_to_the_private_endpoint(plans):
+    """EKS' security groups admit only the cluster's nodes: a runner elsewhere in the VPC times out on 443."""
+    cfg = load_stack_config("prod")
+    (rule,) = plans["prod"].of_type("aws:ec2/securityGroupRule:SecurityGroupRule")
+    (cluster,) = plans["prod"].of_type("eks:index:Cluster")
+    assert (rule.inputs["type"], rule.inputs["fromPort"], rule.inputs["toPort"]) == ("ingress", 443, 443)
+    assert rule.inputs["cidrBlocks"] == [str(c) for c in cfg.cluster.private_access_cidrs]
+    assert rule.inputs["securityGroupId"].startswith("sg-") and cluster.urn in rule.dependencies
+    raw = _set(read_stack_file("prod"), "eks-platform:cluster", "private_access_cidrs", None)
+    with pytest.raises(ConfigError) as caught:
+        from_mapping("prod", raw, today=TODAY)
+    assert [i.key for i in caught.value.issues] == ["eks-platform:cluster.private_access_cidrs"]
+    assert not plans["dev"].of_type("aws:ec2/securityGroupRule:SecurityGroupRule")
+
+
 # --- the task and the plan as a user runs them --------------------------------------------------------------
 
 def _project(tmp_path: Path) -> Path:

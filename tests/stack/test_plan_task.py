@@ -114,13 +114,26 @@ def test_bad_config_exits_2_listing_every_problem(project_copy):
 
 
 def test_preview_and_up_go_through_the_pulumi_cli(tmp_path):
-    log = fake_pulumi(tmp_path, outputs={})
+    log = fake_pulumi(tmp_path, outputs={"clusterName": "eks"})  # a stack that exists: not its first up
     env = {"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     assert invoke("preview", "--env", "dev", env=env).returncode == 0
     assert invoke("up", "--env", "prod", "--yes", env=env).returncode == 0
     recorded = calls(log)
     assert ["preview", "--diff", "--stack", "dev", "--non-interactive"] in recorded
     assert ["up", "--yes", "--skip-preview", "--stack", "prod", "--non-interactive"] in recorded
+
+
+def test_first_up_needs_to_know_who_creates_the_cluster(tmp_path):
+    """No outputs yet: `up` asks STS who would create the cluster before the Pulumi CLI runs; no answer, no up."""
+    log = fake_pulumi(tmp_path, outputs={})
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update({"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200",
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                "AWS_EC2_METADATA_DISABLED": "true"})
+    result = subprocess.run([sys.executable, "-m", "invoke", "up", "--env", "prod", "--yes"], cwd=ROOT,
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1 and result.stderr.startswith("error: sts get_caller_identity failed: no AWS creden")
+    assert not [c for c in calls(log) if c[0] == "up"]
 
 
 def test_up_refuses_changing_the_ami_of_a_deployed_generation(tmp_path):
