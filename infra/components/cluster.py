@@ -110,9 +110,9 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-ebs-csi", assume_role_policy=irsa_trust_policy(self.oidc_provider_arn, self.oidc_provider_url,
                                                                     EBS_CSI_SERVICE_ACCOUNT),
             tags=args.tags, opts=child)
-        aws.iam.RolePolicyAttachment(f"{name}-ebs-csi", role=self.ebs_csi_role.name,
-                                     policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
-                                     opts=child)
+        self._ebs_csi_policy = aws.iam.RolePolicyAttachment(
+            f"{name}-ebs-csi", role=self.ebs_csi_role.name,
+            policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy", opts=child)
         self._name = name
         # The CNI's network policy agent enforces NetworkPolicy objects; without it EKS accepts them and ignores them.
         configurations = {"vpc-cni": {"enableNetworkPolicy": "true"}} if args.network_policies else {}
@@ -123,7 +123,9 @@ class Cluster(pulumi.ComponentResource):
     def add_node_addons(self, node_groups: list[pulumi.Resource]) -> list[aws.eks.Addon]:
         """coredns and aws-ebs-csi-driver, once the node groups that will run their pods exist."""
         roles = {"aws-ebs-csi-driver": self.ebs_csi_role.arn}
-        self.node_addons = [self._addon(addon, node_groups, role_arn=roles.get(addon)) for addon in AFTER_NODES]
+        policies = {"aws-ebs-csi-driver": [self._ebs_csi_policy]}  # the controller starts with its permissions
+        self.node_addons = [self._addon(addon, [*node_groups, *policies.get(addon, [])], role_arn=roles.get(addon))
+                            for addon in AFTER_NODES]
         return self.node_addons
 
     def _addon(self, addon: str, after: list[pulumi.Resource], configuration: dict | None = None,

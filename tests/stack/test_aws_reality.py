@@ -240,6 +240,30 @@ def test_up_leaves_desired_size_to_the_cluster_autoscaler(plans, env):
     assert groups and all(group.ignore_changes == ["scalingConfig.desiredSize"] for group in groups)
 
 
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_node_groups_wait_for_their_roles_policies(plans, env):
+    """Nodes launched before the node role has its policies cannot join (NodeCreationFailure after ~20 minutes)."""
+    plan = plans[env]
+    attachments = {a.inputs["role"]: [] for a in plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    for attachment in plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
+        attachments[attachment.inputs["role"]].append(attachment.urn)
+    for group in plan.of_type(NODE_GROUP):
+        role = group.inputs["nodeRoleArn"].rsplit("/", 1)[-1]
+        assert len(attachments[role]) == 4 and set(attachments[role]) <= set(group.dependencies), group.name
+    (ebs_policy,) = [a for a in plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                     if a.inputs["policyArn"].endswith("AmazonEBSCSIDriverPolicy")]
+    assert ebs_policy.urn in _addons(plan)["aws-ebs-csi-driver"].dependencies
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_launch_templates_tag_volumes_and_interfaces_too(plans, env):
+    templates = [t for t in plans[env].of_type("aws:ec2/launchTemplate:LaunchTemplate") if "NodeGroups" in t.parent]
+    assert templates
+    for template in templates:
+        kinds = {spec["resourceType"] for spec in template.inputs["tagSpecifications"]}
+        assert kinds == {"instance", "volume", "network-interface"}, template.name
+
+
 def test_a_pool_migrating_instance_family_keeps_types_per_generation(plans):
     types = {g.inputs["labels"]["generation"]: g.inputs["instanceTypes"] for g in plans["dev"].of_type(NODE_GROUP)}
     assert types == {"blue": ["t3.large"], "green": ["t3a.large"]}
