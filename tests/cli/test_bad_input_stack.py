@@ -17,7 +17,7 @@ GEN = "eks-platform:node_pools.general"
 DEV = load_stack_config("dev").version
 BLUE = "ami_type: AL2023_x86_64_STANDARD\n        green:"  # blue's AMI line (green's is followed by its types)
 GREEN = "ami_type: AL2023_x86_64_STANDARD\n          instance_types: [t3a.large]"
-DEPLOYED_AL2_GREEN = {"nodeGroupAmiTypes": {"general": {"blue": "AL2_x86_64", "green": "AL2_x86_64"}}}
+DEPLOYED_AL2_GREEN = {"nodeGroupAmiTypes": {"general": {"blue": "AL2023_x86_64_STANDARD", "green": "AL2_x86_64"}}}
 
 ARGUMENTS = [
     row("plan-env-missing", "plan", 2, "--env is required", "dev, prod"),
