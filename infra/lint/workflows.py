@@ -140,7 +140,10 @@ def actionlint(src: Sources) -> list[Finding]:
     if not src.workflows:
         return []
     shellcheck = _tool("shellcheck") or ""
-    out = _run("actionlint", ["-format", "{{json .}}", "-no-color", f"-shellcheck={shellcheck}", "-pyflakes=",
+    # The self-hosted runner labels; named explicitly, since actionlint looks for it only beside a .git directory.
+    config = src.root / ".github" / "actionlint.yaml"
+    given = ["-config-file", src.rel(config)] if config.is_file() else []
+    out = _run("actionlint", ["-format", "{{json .}}", "-no-color", f"-shellcheck={shellcheck}", "-pyflakes=", *given,
                               *map(src.rel, src.workflows)], src.root, ok=(0, 1))
     return [Finding(e["filepath"], f"line {e['line']}:{e['column']}", f"actionlint:{e['kind']}", e["message"],
                     f"see actionlint's docs/checks.md, '{e['kind']}'")
@@ -339,18 +342,23 @@ def _labels(runs_on: Any) -> tuple[str, ...] | None:
 def _job_stacks(job: Any) -> dict[str, tuple[str, ...] | None]:
     """stack -> the runner labels a job uses for it, for every stack the job's setup step names (literally or
     through `${{ matrix.stack }}`); labels None when runs-on is an expression the rule cannot resolve."""
-    matrix = ((job.get("strategy") or {}).get("matrix") or {}) if isinstance(job.get("strategy"), dict) else {}
-    includes = [row for row in matrix.get("include") or [] if isinstance(row, dict)]
+    strategy = job.get("strategy")
+    matrix = strategy.get("matrix") if isinstance(strategy, dict) else None
+    matrix = matrix if isinstance(matrix, dict) else {}
+    include = matrix.get("include")
+    includes = [row for row in include if isinstance(row, dict)] if isinstance(include, list) else []
     runs_on = job.get("runs-on")
     key = _MATRIX_VALUE.match(runs_on.strip()) if isinstance(runs_on, str) else None
     found: dict[str, tuple[str, ...] | None] = {}
-    for step in job.get("steps") or []:
+    steps = job.get("steps")
+    for step in steps if isinstance(steps, list) else []:
         given = step.get("with") if isinstance(step, dict) else None
         if not isinstance(given, dict) or not str(step.get("uses", "")).endswith(SETUP_ACTION) or not given.get("stack"):
             continue
         stack = str(given["stack"])
         by_matrix = _MATRIX_VALUE.match(stack.strip())
-        stacks = ([str(v) for v in matrix.get(by_matrix.group(1)) or []] + [
+        values = matrix.get(by_matrix.group(1)) if by_matrix else None
+        stacks = ([str(v) for v in (values if isinstance(values, list) else [])] + [
             str(row[by_matrix.group(1)]) for row in includes if by_matrix.group(1) in row]) if by_matrix else [stack]
         for name in dict.fromkeys(stacks):
             if key:

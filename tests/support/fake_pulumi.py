@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
         print("error: update failed (injected)", file=sys.stderr)
         return 255
     if command == "stack":  # the outputs of a stack that exists: its first `up` is behind it (infra.ops.creator)
-        print(json.dumps({"clusterName": document["config"]["eks-platform:cluster"]["name"]}))
+        print(json.dumps({"clusterName": (document["config"].get("eks-platform:cluster") or {}).get("name")}))
     return 0
 
 
