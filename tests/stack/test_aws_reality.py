@@ -209,6 +209,15 @@ def test_node_groups_wait_for_the_cni_and_kube_proxy(plans, env):
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
+def test_in_cluster_releases_wait_for_cluster_dns(plans, env):
+    """Helm releases wait (atomic) for pods that resolve names: CoreDNS must be ACTIVE before they start."""
+    plan = plans[env]
+    coredns = _addons(plan)["coredns"].urn
+    releases = plan.of_type("kubernetes:helm.sh/v3:Release")
+    assert releases and all(coredns in {r.urn for r in plan.waits_for(release)} for release in releases)
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
 def test_addons_adopt_self_managed_copies_and_outlive_their_resource(plans, env):
     for addon in plans[env].of_type(ADDON):
         assert addon.inputs["resolveConflictsOnCreate"] == "OVERWRITE", addon.name
