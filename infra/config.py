@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from infra import eks_calendar
+from infra.ops.errors import Refused
 from infra.sections.access import (
     ADMIN_GROUP,
     AUTH_MODES,
@@ -64,8 +65,8 @@ __all__ = ["ADDONS", "ADMIN_GROUP", "AUTH_MODES", "PROJECT", "ROOT", "AccessConf
            "stack_warnings", "subnet_plan", "without_path"]
 
 
-class ConfigError(Exception):
-    """All problems found in one stack config, reported together."""
+class ConfigError(Refused):
+    """All problems found in one stack config, reported together (exit 2: its text is the whole rendering)."""
 
     def __init__(self, source: str, issues: list[ConfigIssue]):
         self.source = source

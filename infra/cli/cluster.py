@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from infra.cli.common import KUBE_HELP, fail, kube_for, lifecycle_call, printer, stack_config, task
+from infra.cli.common import KUBE_HELP, fail, kube_for, printer, stack_config, task
 
 
 @task(name="upgrade", positional=[], help={
@@ -21,19 +21,18 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
     from infra.ops.io.pulumi_cli import PulumiCLI
     from infra.ops.io.stack_file import StackFile
     from infra.ops.lifecycle.preflight import table
-    from infra.ops.lifecycle.upgrade import Upgrade, upgrade_target
+    from infra.ops.lifecycle.upgrade import Upgrade, UpgradeRequest
 
     if not to:
         raise fail("--to is required, e.g. `invoke cluster.upgrade --env dev --to 1.32`")
     if resume and (dry_run or plan_only):
         raise fail("--resume carries out the rest of an upgrade; --dry-run and --plan-only only show it: drop one")
-    lifecycle_call(lambda: upgrade_target(to))
+    request = UpgradeRequest(env=env, to=to, resume=resume, plan_only=plan_only, dry_run=dry_run)  # checks --to
     kube, cfg = kube_for(env, kubeconfig)
     console, on_event = printer()
-    engine = Upgrade(cfg, StackFile(env), Eks(cfg.region), kube.api, PulumiCLI(stack=env), on_event=on_event)
-    resume_hint = f"`invoke cluster.upgrade --env {env} --to {to} --resume`"
-    plan = lifecycle_call(lambda: engine.plan(to), resume_hint, engine.checkpoint)
-    if plan_only:
+    engine = Upgrade(request, cfg, StackFile(env), Eks(cfg.region), kube, PulumiCLI(stack=env), on_event=on_event)
+    plan = engine.plan()
+    if request.plan_only:
         print(plan.playbook())
         return
     console.print(f"{plan.cluster}: {' -> '.join([str(plan.current), *(str(s.target) for s in plan.steps)])}")
@@ -42,14 +41,14 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
     if not plan.steps:
         console.print(f"{plan.cluster} already runs {plan.current}; nothing to do")
         return
-    if dry_run:
+    if request.dry_run:
         if plan.blocked:
             failing = ", ".join(f"{step.target}: {check.check}" for step, check in plan.blocked)
             raise fail(f"dry run, nothing changed: {len(plan.blocked)} preflight check(s) FAIL ({failing}); the "
                        f"upgrade would stop before any change", code=1)
         console.print("dry run: nothing changed")
         return
-    lifecycle_call(lambda: engine.execute(plan, resume=resume), resume_hint, engine.checkpoint)
+    engine.execute(plan)
 
 
 

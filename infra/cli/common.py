@@ -26,32 +26,48 @@ def _waits_shown():
     return shown_on(sys.stderr)
 
 
-def task(*args, **kwargs):
-    """invoke's @task around a body that keeps the exit-code contract (infra.ops.errors): an engine error or a
-    known outside failure (no credentials, unreachable API, 401, bad kubeconfig) becomes one line and its exit
-    code; a reader closing the pipe (`| head`) ends the task quietly; on a terminal, retry waits show."""
+def task(*args, interrupted: str = "interrupted", **kwargs):
+    """invoke's @task around a body that keeps the exit-code contract through `run`; `interrupted` is the line a
+    Ctrl-C that reaches it prints (an engine that cleans up on a signal raises its own Interrupted instead)."""
     def wrap(body):
         @functools.wraps(body)
         def guarded(*call_args, **call_kwargs):
-            from infra.ops.errors import explain
-
-            try:
-                with _waits_shown():
-                    return body(*call_args, **call_kwargs)
-            except Exit:
-                raise
-            except BrokenPipeError:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-                raise Exit(code=0) from None
-            except KeyboardInterrupt:
-                raise Exit("interrupted", code=130) from None
-            except Exception as error:
-                mapped = explain(error)
-                if mapped is None:
-                    raise
-                raise Exit(f"error: {mapped}", code=mapped.exit_code) from None
+            return run(lambda: body(*call_args, **call_kwargs), interrupted)
         return invoke_task(guarded, **kwargs)
     return wrap(args[0]) if args and callable(args[0]) else wrap
+
+
+def run(call, interrupted: str = "interrupted"):
+    """call() under the exit-code contract (infra.ops.errors), the one mapping from outcome to exit code and line:
+    an engine error (Refused 2, Failed 1, Interrupted 130) or a known outside failure (no credentials, unreachable
+    API, 401, bad kubeconfig) becomes one line and its exit code, so a new engine cannot forget the mapping; a reader
+    closing the pipe (`| head`) ends the task quietly; on a terminal, retry waits show."""
+    from infra.ops.errors import explain
+
+    try:
+        with _waits_shown():
+            return call()
+    except Exit:
+        raise
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        raise Exit(code=0) from None
+    except KeyboardInterrupt:
+        raise Exit(interrupted, code=130) from None
+    except Exception as error:
+        mapped = explain(error)
+        if mapped is None:
+            raise
+        raise Exit(line(mapped), code=mapped.exit_code) from None
+
+
+def line(error) -> str:
+    """What a task prints for a contract error: `interrupted: ...` for an Interrupted, `error: ...` otherwise."""
+    from infra.ops.errors import Interrupted
+
+    if isinstance(error, Interrupted):
+        return f"interrupted: {error}" if str(error) else "interrupted"
+    return f"error: {error}"
 
 
 def help_fills_positionals():
@@ -124,13 +140,9 @@ def require_env(env: str | None, flag: str = "--env") -> str:
 
 def stack_config(env: str | None):
     """Validated StackConfig for --env, or exit 2 listing every config problem."""
-    from infra.config import ConfigError, load_stack_config
+    from infra.config import load_stack_config
 
-    require_env(env)
-    try:
-        return load_stack_config(env)
-    except ConfigError as error:
-        raise fail(error.render()) from None
+    return load_stack_config(require_env(env))  # ConfigError is a Refused whose text lists every problem
 
 
 def confirm(question: str) -> bool:
@@ -153,13 +165,10 @@ def kube_for(env, kubeconfig):
     from rich.console import Console
 
     from infra.ops import identity
-    from infra.ops.io.kube import KubeError, connect
+    from infra.ops.io.kube import connect
 
     cfg = stack_config(env)
-    try:
-        kube = connect(kubeconfig, cfg.cluster.name, cfg.region)
-    except KubeError as error:
-        raise fail(str(error), code=1) from None
+    kube = connect(kubeconfig, cfg.cluster.name, cfg.region)
     with Console(stderr=True).status(f"checking that the cluster is {env}'s ({identity.OBJECT})"):
         identity.prove(kube, cfg, kubeconfig)
     return kube, cfg
@@ -173,34 +182,3 @@ def printer():
 
     console = Console()
     return console, lambda event, message: console.print(f"[bold cyan]{event:>11}[/] {message}")
-
-def lifecycle_call(call, resume_hint: str = "", checkpoint=None):
-    """Node-lifecycle outcomes as exit codes: bad input 2, blocked/failed 1, interrupted 130. The resume hint is
-    given only when `checkpoint` holds progress (a run saved it, or one was found): else there is nothing to resume."""
-    from infra.config import ConfigError
-    from infra.ops.io.eks import EksError
-    from infra.ops.io.kube import KubeError
-    from infra.ops.io.pulumi_cli import PulumiError
-    from infra.ops.lifecycle import migrate as migration
-    from infra.ops.lifecycle import upgrade
-    from infra.ops.lifecycle.drain import DrainBlocked
-    from infra.ops.lifecycle.health import NotHealthy
-
-    def next_step() -> str:
-        if checkpoint is not None and checkpoint.exists and resume_hint:
-            return f"progress is checkpointed: fix the cause, then {resume_hint}"
-        return "nothing was checkpointed: fix the cause, then rerun"
-
-    try:
-        return call()
-    except (migration.MigrationRefused, upgrade.UpgradeRefused) as error:
-        raise fail(str(error)) from None
-    except ConfigError as error:
-        raise fail(error.render()) from None
-    except (migration.PreflightFailed, upgrade.PreflightFailed) as error:
-        raise fail(f"preflight failed, nothing changed: {error}", code=1) from None
-    except (DrainBlocked, NotHealthy, PulumiError, EksError, KubeError) as error:
-        raise fail(f"{error}; {next_step()}", code=1) from None
-    except KeyboardInterrupt:
-        raise Exit(f"interrupted; {next_step()}", code=130) from None
-

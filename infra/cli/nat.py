@@ -8,23 +8,6 @@ from invoke import Collection
 from infra.cli.common import fail, stack_config, task, whole
 
 
-def _nat_engine(env: str, call, checkpoint=None):
-    """NAT engine outcomes as exit codes: refused/failed 1, bad input 2 (earlier); a failed `pulumi` points at the
-    resume only when `checkpoint` holds progress. AWS failures (no credentials, endpoint down) are the task
-    decorator's one line (infra.ops.errors)."""
-    from infra.ops.io.pulumi_cli import PulumiError
-    from infra.ops.nat.rotation import NatError
-
-    try:
-        return call()
-    except NatError as error:
-        raise fail(str(error), code=1) from None
-    except PulumiError as error:
-        resume = checkpoint is not None and checkpoint.exists
-        raise fail(f"{error}" + (f"; progress is kept, rerun `invoke nat.rotate --env {env}` to resume" if resume
-                                 else ""), code=1) from None
-
-
 @task(name="status", positional=[], help={"env": "environment: dev or prod", "json": "print JSON instead of tables"})
 def nat_status(c, env=None, json_=False):
     """Which NAT instance each private route table points at, and each instance's state and health."""
@@ -35,8 +18,7 @@ def nat_status(c, env=None, json_=False):
     from infra.ops.nat import rotation as nat
 
     cfg = stack_config(env)
-    status = _nat_engine(cfg.env, lambda: nat.read_status(nat.ec2_client(cfg.region), nat.topology_for(cfg.env),
-                                                          nat.policy_of(cfg)))
+    status = nat.read_status(nat.ec2_client(cfg.region), nat.topology_for(cfg.env), nat.policy_of(cfg))
     if json_:
         print(json.dumps(asdict(status), indent=2))
         return
@@ -61,25 +43,22 @@ def nat_rotate(c, env=None, dry_run=False, timeout=None, abort=False, take_over=
 
     cfg = stack_config(env)
     timeout = whole(timeout, "--timeout", default=900, minimum=1, what="whole seconds", example=900)
-
-    def engine() -> nat.Rotation:
-        cli = PulumiCLI(stack=cfg.env)
-        return nat.Rotation(nat.topology_for(cfg.env, cli), nat.ec2_client(cfg.region), cli,
-                            nat.RotationCheckpoint(nat.ssm_client(cfg.region), cfg.env), timeout=float(timeout),
-                            policy=nat.policy_of(cfg), take_over=take_over)
-
     if abort and dry_run:
         raise fail("--abort and --dry-run exclude each other; drop one")
-    rotation = _nat_engine(cfg.env, engine)
-    if abort:
-        _nat_engine(cfg.env, rotation.abort, rotation.checkpoint)
+    request = nat.RotationRequest(env=cfg.env, timeout=float(timeout), take_over=take_over, abort=abort,
+                                  dry_run=dry_run)
+    cli = PulumiCLI(stack=cfg.env)
+    rotation = nat.Rotation(request, nat.topology_for(cfg.env, cli), nat.ec2_client(cfg.region), cli,
+                            nat.RotationCheckpoint(nat.ssm_client(cfg.region), cfg.env), policy=nat.policy_of(cfg))
+    if request.abort:
+        rotation.abort()
         return
-    if dry_run:
-        for line in _nat_engine(cfg.env, rotation.plan):
+    if request.dry_run:
+        for line in rotation.plan():
             print(line)
         print("dry run: nothing changed")
         return
-    _nat_engine(cfg.env, rotation.run, rotation.checkpoint)
+    rotation.run()
 
 
 

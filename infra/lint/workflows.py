@@ -23,6 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from infra.lint.findings import Finding
+from infra.ops.errors import Failed
 from infra.ops.io import manifests
 
 NAME = "workflows"  # the name of this check inside `invoke lint --only/--skip`
@@ -40,7 +41,7 @@ ROLE_ENVIRONMENTS = {"AWS_DEPLOY_ROLE_ARN": "deploy_environment", "AWS_INFRA_ROL
 SERVICE_PATHS = ("infra/k8s/base/{svc}/**", "services/{svc}/**")
 
 
-class ToolFailure(Exception):
+class ToolFailure(Failed):
     """A checker could not run (missing, crashed, timed out): a finding, so nothing passes unchecked."""
 
 

@@ -1,9 +1,11 @@
 """The exit-code contract every task keeps: 2 bad input (nothing changed), 1 failed, 130 interrupted.
 
-Engines raise `Refused`, `Failed` or `Interrupted` (or a subclass); the CLI maps them, and the outside
-failures libraries raise (no credentials, an unreachable endpoint, a 401, a malformed kubeconfig), to
-one line and an exit code in one place, `explain`, so no input ever ends in a traceback. Each line
-names what could not be used (the address, the file, the credentials) and what to do about it.
+Engines raise `Refused`, `Failed` or `Interrupted` (or a subclass) and never map them themselves; `explain`
+turns them, and the outside failures libraries raise (no credentials, an unreachable endpoint, a 401, a
+malformed kubeconfig), into one of the three, and `infra.cli.common.run`, around every task body, prints
+it as one line (`error: ...`, or `interrupted: ...` for an Interrupted) and exits with its code, so no input
+ever ends in a traceback. Each line names what could not be used (the address, the file, the credentials)
+and what to do about it.
 """
 from __future__ import annotations
 

@@ -13,24 +13,24 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import SecretSpec, StackConfig, app_namespace, secret_name
-from infra.ops.errors import aws_unavailable
+from infra.ops.errors import Failed, Refused, aws_unavailable
 from infra.ops.io import aws
 
 log = logging.getLogger(__name__)
 
 
-class SecretInputError(ValueError):
+class SecretInputError(Refused):
     """Bad input (unknown service or key, empty value, echoing terminal): nothing was changed."""
 
 
-class SecretsError(RuntimeError):
+class SecretsError(Failed):
     """Secrets Manager refused or failed; the message names the secret and the AWS error, never the value."""
 
 
@@ -95,10 +95,21 @@ def _aws_error(action: str, name: str, error: Exception) -> SecretsError:
     return SecretsError(f"{action} {name} failed: {unavailable or type(error).__name__}")
 
 
-def set_value(cfg: StackConfig, service: str, key: str, value: str, sm: Any = None) -> str:
+@dataclass(frozen=True)
+class SetSecret:
+    """`secrets.set`: a new value for one service's secret in one stack. The value stays out of the repr."""
+
+    cfg: StackConfig
+    service: str
+    key: str
+    value: str = field(repr=False)
+
+
+def set_value(request: SetSecret, sm: Any = None) -> str:
     """Store a new current value; returns the version id. Database secrets take the password only."""
-    spec = lookup(cfg, service, key)
-    name = secret_name(cfg.env, service, key)
+    cfg, value = request.cfg, request.value
+    spec = lookup(cfg, request.service, request.key)
+    name = secret_name(cfg.env, request.service, request.key)
     if spec.kind == "generated":
         raise SecretInputError(f"{name} is generated in AWS and has no hand-set value; rotate it instead "
                                f"(`aws secretsmanager rotate-secret --secret-id {name}`)")

@@ -6,7 +6,7 @@ import boto3
 import pytest
 
 from tests.support import bad_input as bad
-from tests.support.bad_input import api_answers, file_edit, row
+from tests.support.bad_input import api_answers, file_edit, remove_file, row
 from tests.support.deploy_world import push
 
 project, cluster = bad.project, bad.cluster
@@ -49,7 +49,8 @@ DEPLOY = [
         "--readiness-grace", "'-1'", "e.g. --readiness-grace"),
     row("deploy-dirty-tree", "deploy api --env dev", 2, "uncommitted change", "--allow-dirty",
         setup=file_edit("README.md", "# eks-platform", "# eks-platform (edited)")),
-    row("deploy-no-dockerfile", "deploy api --env dev", 2, "no Dockerfile", "--tag"),
+    row("deploy-no-dockerfile", "deploy api --env dev --allow-dirty", 2, "no Dockerfile", "--tag",
+        setup=remove_file("services/api/Dockerfile")),
     row("deploy-kubeconfig-missing", "deploy api --env dev --tag v1 --kubeconfig {missing_file}", 1,
         "does-not-exist.yaml", KUBECONFIG_HINT),
     row("deploy-kubeconfig-garbage", "deploy api --env dev --tag v1 --kubeconfig {garbage_kubeconfig}", 1,

@@ -16,6 +16,8 @@ from infra.ops.deploy import notify, snapshot
 from infra.ops.deploy import pipeline as deploy
 from infra.ops.deploy import target as catalog
 from infra.ops.deploy.history import DeployRecord
+from infra.ops.deploy.requests import DeployRequest
+from infra.ops.deploy.rollout import Reason
 from infra.ops.io.docker_cli import Docker, DockerError
 from infra.ops.io.ecr import MissingImage, Registry
 from infra.ops.io.kube import EKS_TOKEN_TTL_S, eks_token, from_eks
@@ -114,7 +116,7 @@ def test_registry_repository_tags_and_login(ecr):
 
 
 def test_missing_tag_is_bad_input_before_touching_the_cluster(ecr):
-    engine = deploy.Deploy(kube=None, target=catalog.resolve("api", "dev"), region=REGION, tag="nope")
+    engine = deploy.Deploy(kube=None, request=DeployRequest(catalog.resolve("api", "dev"), region=REGION, tag="nope"))
     with pytest.raises(deploy.BadInput, match="--tag nope is not in ECR repository api"):
         engine.image()
 
@@ -124,7 +126,8 @@ def test_build_logs_in_with_password_on_stdin_and_pushes_the_sha(ecr, fake_docke
     context.mkdir()
     (context / "Dockerfile").write_text("FROM scratch\n")
     monkeypatch.setattr(deploy, "git_tag", lambda repo, allow_dirty=False: "0123456789ab")
-    engine = deploy.Deploy(kube=None, target=catalog.resolve("api", "dev"), region=REGION, context=context)
+    request = DeployRequest(catalog.resolve("api", "dev"), region=REGION, context=context)
+    engine = deploy.Deploy(kube=None, request=request)
     tag, image = engine.image()
     assert tag == "0123456789ab" and image.endswith("/api:0123456789ab")
     calls = [json.loads(line) for line in fake_docker.read_text().splitlines()]
@@ -184,7 +187,7 @@ def test_from_eks_refreshes_the_token_once_it_is_due(aws):
 
 # -- notifications ---------------------------------------------------------------------------------------
 RECORD = DeployRecord(service="api", env="dev", action="deploy", tag="abc", image="r/api:abc", who="ci", started="t0",
-                      finished="t1", verdict="ImagePullBackOff", ok=False, rolled_back=True,
+                      finished="t1", verdict=Reason.ImagePullBackOff, ok=False, rolled_back=True,
                       rollback_verdict="Complete", message="ImagePullBackOff (pod api-1): not found")
 
 

@@ -13,6 +13,8 @@ from infra.ops.deploy import history
 from infra.ops.deploy import pipeline as deploy
 from infra.ops.deploy import target as catalog
 from infra.ops.deploy.lock import DeployLock, LockHeld
+from infra.ops.deploy.requests import HistoryRequest, RollbackRequest
+from infra.ops.deploy.rollout import Reason
 from tests.support import deploy_world as fx
 from tests.support.deploy_world import NAMESPACE, REGION
 
@@ -96,7 +98,7 @@ def test_api_errors_and_dropped_watches_mid_rollout_keep_the_verdict(deployed_v1
     finally:
         stop.set()
         thread.join()
-    assert record.ok and record.verdict == "Complete"
+    assert record.ok and record.verdict == Reason.Complete
     assert env.running_images() == {env.image("v2")}
 
 
@@ -114,22 +116,22 @@ def test_rollback_by_hand_to_previous_and_to_revision(deployed_v1):
     env = deployed_v1
     env.engine("v2").run()
     env.engine("v3").run()
-    record = deploy.rollback(env.kube, catalog.resolve("api", "dev"), reporter=env.engine("v1").reporter,
-                             who="tester")
+    api = catalog.resolve("api", "dev")
+    record = deploy.rollback(env.kube, RollbackRequest(api, who="tester"), reporter=env.engine("v1").reporter)
     assert record.ok and record.action == "rollback" and record.revision == "2"
     env.cluster.wait_for(lambda: env.running_images() == {env.image("v2")}, timeout=30, message="v2 back")
-    record = deploy.rollback(env.kube, catalog.resolve("api", "dev"), to_revision=1, who="tester")
+    record = deploy.rollback(env.kube, RollbackRequest(api, to_revision=1, who="tester"))
     assert record.image == env.image("v1")
     env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=30, message="v1 back")
     with pytest.raises(deploy.BadInput, match="--to-revision 99 is not a revision"):
-        deploy.rollback(env.kube, catalog.resolve("api", "dev"), to_revision=99)
-    actions = [(r.action, r.tag) for r in history.read(env.kube, NAMESPACE, "api")]
+        deploy.rollback(env.kube, RollbackRequest(api, to_revision=99))
+    actions = [(r.action, r.tag) for r in history.recorded(env.kube, HistoryRequest(api))]  # `invoke history`'s
     assert actions == [("deploy", "v1"), ("deploy", "v2"), ("deploy", "v3"), ("rollback", "v2"), ("rollback", "v1")]
 
 
 def test_history_is_bounded(deploy_env):
     record = history.DeployRecord(service="api", env="dev", action="deploy", tag="t", image="i", who="w",
-                                  started="s", finished="f", verdict="Complete", ok=True)
+                                  started="s", finished="f", verdict=Reason.Complete, ok=True)
     for n in range(7):
         history.append(deploy_env.kube, NAMESPACE, record.__class__(**{**record.__dict__, "tag": f"t{n}"}), keep=5)
     assert [r.tag for r in history.read(deploy_env.kube, NAMESPACE, "api")] == ["t2", "t3", "t4", "t5", "t6"]
@@ -166,8 +168,7 @@ def test_no_secret_values_in_any_output(deploy_env, fake_docker, webhook, tmp_pa
               "stringData": {"password": "XXDBPASSWORDXX"}}
     deploy_env.kube.request("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets", body=secret)
     deploy_env.cluster.script_image(deploy_env.image("v3"), "Ready")
-    engine = deploy_env.engine("v3", context=context)
-    engine.tag = None
+    engine = deploy_env.engine(None, context=context)  # no --tag: build (git_tag says v3) and push
     record = engine.run()
     password = boto3.client("ecr", region_name=REGION).get_authorization_token()["authorizationData"][0]
     logged = [json.loads(line) for line in fake_docker.read_text().splitlines()]

@@ -5,13 +5,20 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from kubernetes import client
 
 from infra.config import ROOT
 from infra.ops.io.eks import AddonBuild, Eks
+from infra.ops.io.kube import from_kubeconfig
 from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
 from infra.ops.io.stack_file import StackFile
-from infra.ops.lifecycle.upgrade import PreflightFailed, Timeouts, Upgrade, UpgradeRefused, live_objects
+from infra.ops.lifecycle.upgrade import (
+    PreflightFailed,
+    Timeouts,
+    Upgrade,
+    UpgradeRefused,
+    UpgradeRequest,
+    live_objects,
+)
 from infra.versions import KubeVersion
 from tests.support import fake_pulumi
 from tests.support import node_world as world
@@ -40,16 +47,18 @@ def _stack(tmp_path, al2: bool) -> StackFile:
 def cluster(aws, kubesim_factory):
     sim = kubesim_factory(nodes=False)
     sim.add_nodes("general", "green", zones=AZS, per_zone=1)
-    api = sim.api_client()
-    world.namespace(api)
-    world.deployment(api, "api", 2, max_unavailable=1)
+    kube = from_kubeconfig(sim.kubeconfig)  # the engines' client, as the CLI builds it
+    world.namespace(kube.api)
+    world.deployment(kube.api, "api", 2, max_unavailable=1)
     world.wait_running(sim, 2)
-    return sim, api
+    return sim, kube
 
 
-def _upgrade(stack, api, objects=None) -> Upgrade:
+def _upgrade(stack, kube, to: str, objects=None, resume: bool = False) -> Upgrade:
+    """The engine as a test builds it: a request object, no invoke."""
     cfg = stack.config()
-    return Upgrade(cfg, stack, Eks(cfg.region), api, PulumiCLI(stack="dev", cwd=stack.root), addon_builds=builds,
+    return Upgrade(UpgradeRequest(env="dev", to=to, resume=resume), cfg, stack, Eks(cfg.region), kube,
+                   PulumiCLI(stack="dev", cwd=stack.root), addon_builds=builds,
                    objects=objects or (lambda: []), timeouts=Timeouts(healthy=30, converge=30, poll=0.05))
 
 
@@ -58,12 +67,12 @@ def _ups(log):
 
 
 def test_two_step_upgrade_runs_control_plane_nodes_addons_in_order(cluster, tmp_path, monkeypatch):
-    sim, api = cluster
+    sim, kube = cluster
     stack = _stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
     log = fake_pulumi.install(tmp_path, monkeypatch)
-    engine = _upgrade(stack, api)
-    plan = engine.plan("1.34")
+    engine = _upgrade(stack, kube, "1.34")
+    plan = engine.plan()
     assert [str(s.target) for s in plan.steps] == ["1.33", "1.34"] and not plan.blocked
     assert plan.steps[0].addons["kube-proxy"] == "v1.33.0-eksbuild.1"
     events: list[tuple[str, str]] = []
@@ -88,27 +97,28 @@ def test_two_step_upgrade_runs_control_plane_nodes_addons_in_order(cluster, tmp_
     assert facts.version == KubeVersion(1, 34) and {g.version for g in facts.node_groups} == {KubeVersion(1, 34)}
     text = stack.path.read_text()
     assert text.startswith("# dev:") and 'version: "1.34"' in text
-    assert not [cm for cm in client.CoreV1Api(api).list_namespaced_config_map("kube-system").items
+    assert not [cm for cm in kube.core.list_namespaced_config_map("kube-system").items
                 if cm.metadata.name.startswith("eks-platform-upgrade")]
 
 
 def test_failed_up_is_resumed_from_the_checkpoint(cluster, tmp_path, monkeypatch):
-    sim, api = cluster
+    sim, kube = cluster
     stack = _stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
     log = fake_pulumi.install(tmp_path, monkeypatch, fail_on_up=2)
     with fake_pulumi.EksFollower(log):  # stopped even if the test fails: it must not play into the next test
-        engine = _upgrade(stack, api)
-        with pytest.raises(PulumiError, match="pulumi up"):
-            engine.execute(engine.plan("1.33"))
+        engine = _upgrade(stack, kube, "1.33")
+        with pytest.raises(PulumiError, match="pulumi up.*; progress is checkpointed: fix the cause, then `invoke "
+                                              "cluster.upgrade --env dev --to 1.33 --resume`"):
+            engine.execute(engine.plan())
         with pytest.raises(UpgradeRefused, match="in progress.*rerun with --resume"):
-            again = _upgrade(stack, api)
-            again.execute(again.plan("1.33"))
+            again = _upgrade(stack, kube, "1.33")
+            again.execute(again.plan())
         monkeypatch.delenv("FAKE_PULUMI_FAIL_ON_UP")
-        resumed = _upgrade(stack, api)
-        plan = resumed.plan("1.33")
+        resumed = _upgrade(stack, kube, "1.33", resume=True)
+        plan = resumed.plan()
         assert str(plan.current) == "1.32"  # the checkpoint remembers where the upgrade started
-        resumed.execute(plan, resume=True)
+        resumed.execute(plan)
     ups = _ups(log)
     assert [(u["cluster"], u["generations"]["general/green"]["version"]) for u in ups] == [
         ("1.33", "1.32"), ("1.33", None), ("1.33", None), ("1.33", None)]  # failed nodes up retried, not the CP
@@ -116,14 +126,14 @@ def test_failed_up_is_resumed_from_the_checkpoint(cluster, tmp_path, monkeypatch
 
 
 def test_al2_and_removed_apis_block_before_any_change(cluster, tmp_path, monkeypatch):
-    sim, api = cluster
+    sim, kube = cluster
     stack = _stack(tmp_path, al2=True)
     fake_pulumi.seed_eks(stack.config())
     log = fake_pulumi.install(tmp_path, monkeypatch)
     removed = [{"apiVersion": "flowcontrol.apiserver.k8s.io/v1beta3", "kind": "FlowSchema",
                 "metadata": {"name": "legacy"}}]
-    engine = _upgrade(stack, api, objects=lambda: removed)
-    plan = engine.plan("1.34")
+    engine = _upgrade(stack, kube, "1.34", objects=lambda: removed)
+    plan = engine.plan()
     blocked = {(str(step.target), check.check) for step, check in plan.blocked}
     assert blocked == {("1.33", "removed APIs"), ("1.34", "removed APIs"), ("1.33", "AL2 node groups"),
                        ("1.34", "AL2 node groups")}
@@ -134,21 +144,21 @@ def test_al2_and_removed_apis_block_before_any_change(cluster, tmp_path, monkeyp
 
 
 def test_refusals_need_no_change(cluster, tmp_path, monkeypatch):
-    sim, api = cluster
+    sim, kube = cluster
     stack = _stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
     with pytest.raises(UpgradeRefused, match="older than the control plane"):
-        _upgrade(stack, api).plan("1.31")
+        _upgrade(stack, kube, "1.31").plan()
     stack.update_cluster(version="1.33", addons={"kube-proxy": "v1.33.0-eksbuild.1"})
     with pytest.raises(UpgradeRefused, match="has cluster.version 1.33 but EKS runs 1.32"):
-        _upgrade(stack, api).plan("1.34")
+        _upgrade(stack, kube, "1.34").plan()
 
 
 def test_playbook_is_markdown_with_preflight_and_actions(cluster, tmp_path):
-    sim, api = cluster
+    sim, kube = cluster
     stack = _stack(tmp_path, al2=True)
     fake_pulumi.seed_eks(stack.config())
-    playbook = _upgrade(stack, api).plan("1.34").playbook()
+    playbook = _upgrade(stack, kube, "1.34").plan().playbook()
     assert playbook.startswith("# Upgrade eks-dev (dev) from 1.32 to 1.34")
     assert "Steps: 1.32 -> 1.33 -> 1.34" in playbook and "## Step 2: 1.33 -> 1.34" in playbook
     assert "| AL2 node groups | FAIL |" in playbook and "| kubelet skew | pass |" in playbook
@@ -162,7 +172,7 @@ def test_task_plan_only_prints_the_playbook(cluster, capsys):
     from infra.cli.cluster import cluster_upgrade
     from infra.config import load_stack_config
 
-    sim, api = cluster
+    sim, kube = cluster
     fake_pulumi.seed_eks(load_stack_config("dev"))
     declare_identity(sim, "dev")
     cluster_upgrade(Context(), env="dev", to="1.36", plan_only=True, kubeconfig=sim.kubeconfig)
@@ -181,7 +191,7 @@ def test_task_plan_only_prints_the_playbook(cluster, capsys):
 
 
 def test_live_objects_report_the_api_version_writers_used(cluster):
-    sim, api = cluster
-    found = live_objects(api)
+    sim, kube = cluster
+    found = live_objects(kube)
     assert {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "api", "namespace": "apps-dev"}} in found

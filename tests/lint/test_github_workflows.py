@@ -99,8 +99,10 @@ def test_cd_has_a_path_filter_for_exactly_each_service_in_the_catalog():
     filters = _filters()
     assert sorted(filters) == SERVICES
     for svc, paths in filters.items():
-        assert paths == [f"infra/k8s/base/{svc}/**", f"services/{svc}/**"]
+        assert paths == [f"infra/k8s/base/{svc}/**", f"services/{svc}/**", "services/base/**"]
         assert any((REPO / "infra/k8s/base" / svc).rglob("*.yaml")), f"{svc}'s filter matches its manifests"
+        assert (REPO / "services" / svc / "Dockerfile").is_file(), f"{svc}'s filter matches its source"
+        assert (REPO / "services/base/Dockerfile").is_file(), "the shared base image every service builds on"
 
 
 def test_cd_matrix_is_the_changed_services_and_dispatch_offers_exactly_the_services():
@@ -177,7 +179,7 @@ def test_every_invoke_command_in_the_workflows_is_a_real_task():
     from tasks import ns
 
     used = {m for script in scripts().values() for m in re.findall(r"\binvoke ([\w.-]+)", script)}
-    assert used == {"lint", "plan", "preview", "up", "deploy"}
+    assert used == {"lint", "plan", "preview", "up", "deploy", "service.check"}
     assert used <= set(ns.task_names)
 
 

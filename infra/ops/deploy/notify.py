@@ -14,13 +14,14 @@ from urllib.parse import urlsplit
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from infra.ops.deploy.history import DeployRecord
+from infra.ops.errors import Failed
 
 WEBHOOK_ENV = "DEPLOY_WEBHOOK_URL"
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 
-class _Retryable(Exception):
-    pass
+class _Retryable(Failed):
+    """A webhook answer worth another try (429, 5xx, no connection); never leaves post_webhook."""
 
 
 def headline(record: DeployRecord) -> str:

@@ -126,7 +126,7 @@ def rendered_image_name(target: Target) -> str:
     """The image name kustomize renders for the service before our override: the overlay's `images:` entry for
     it (newName), else the base's bare `image: <service>`."""
     entries = (yaml.safe_load((target.overlay / "kustomization.yaml").read_text()) or {}).get("images") or []
-    entry = next((e for e in entries if e.get("name") == target.service), {})
+    entry: dict[str, Any] = next((e for e in entries if e.get("name") == target.service), {})
     return entry.get("newName") or target.service
 
 

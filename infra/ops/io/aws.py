@@ -16,6 +16,7 @@ import boto3
 from botocore import exceptions as boto
 from botocore.config import Config
 
+from infra.ops.errors import Failed
 from infra.ops.io.retry import connect_budget_s, notice, waiting
 
 MAX_ATTEMPTS = 6
@@ -24,6 +25,12 @@ RETRIES = Config(retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS}, con
                  read_timeout=READ_TIMEOUT_S)
 _UNREACHABLE = (boto.ConnectionError, boto.HTTPClientError)  # refused, timed out, closed, TLS: nothing answered
 _STARTED = "eks-platform-first-attempt"
+
+
+def session(region: str | None) -> Any:
+    """A boto3 Session for `region`, credentials and endpoint from the environment: for callers that need several
+    clients on one set of credentials (an EKS token signed by the identity that described the cluster)."""
+    return boto3.session.Session(region_name=region)
 
 
 def client(service: str, region: str | None, session: Any = None) -> Any:
@@ -66,7 +73,7 @@ class RetryWatch:
         notice(None)
 
 
-class _ResponseError(Exception):
+class _ResponseError(Failed):
     """An AWS error response, as the reason in a wait notice."""
 
     def __init__(self, response: Any):

@@ -11,14 +11,15 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from infra.ops.errors import Failed, Refused
 from infra.ops.io import aws
 
 
-class EcrError(RuntimeError):
+class EcrError(Failed):
     """An ECR call failed; the message names the repository and what to do."""
 
 
-class MissingImage(EcrError):
+class MissingImage(Refused):
     """The repository or tag does not exist: bad input, not an outage."""
 
 

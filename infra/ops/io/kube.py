@@ -1,8 +1,8 @@
 """Kubernetes API client from a kubeconfig (file path, or the default ~/.kube/config / KUBECONFIG), or from EKS.
 
 One loader for every engine, so endpoints always come from the kubeconfig and never from code.
-`Kube` (used by deploy) adds bounded tenacity retries on 429/5xx/connection errors to every call, so a flaky
-API server slows a deploy down instead of failing it - and never hangs it. urllib3 itself does not retry:
+`Kube` (every engine's client) adds bounded tenacity retries on 429/5xx/connection errors to every call, so a
+flaky API server slows a deploy down instead of failing it - and never hangs it. urllib3 itself does not retry:
 one layer, one budget. `connect` (the CLI's way in) asks the server for /version first, so a wrong address,
 a dead VPN or refused credentials are one line within EKS_PLATFORM_CONNECT_BUDGET_S, before any engine
 starts. Objects are plain dicts (what kustomize renders), addressed by apiVersion/kind through `KINDS`.
@@ -27,7 +27,7 @@ from infra.ops.io.retry import is_transient as is_transient  # engines (deploy, 
 
 
 def _one_retry_layer(configuration: client.Configuration) -> client.Configuration:
-    """urllib3 must not retry on its own (3 by default): Kube.call / kube_retry hold the only, bounded, budget."""
+    """urllib3 must not retry on its own (3 by default): Kube.call holds the only, bounded, budget."""
     configuration.retries = 0
     return configuration
 
@@ -93,7 +93,7 @@ class Kube:
     api: client.ApiClient
     retry_budget_s: float = 30.0
     request_timeout_s: float = 15.0
-    _typed: dict[type, Any] = field(default_factory=dict, repr=False)
+    _typed: dict[Callable[..., Any], Any] = field(default_factory=dict, repr=False)
 
     @property
     def server(self) -> str:
@@ -141,7 +141,7 @@ class Kube:
             raise KubeError(str(errors.kube_failure(error, server=self.server, cluster=cluster, tried=tried))) from None
         return str((found or {}).get("gitVersion", "?"))
 
-    def typed(self, cls: type[T]) -> T:
+    def typed(self, cls: Callable[[client.ApiClient], T]) -> T:
         """A typed API group (client.CoreV1Api, client.AppsV1Api...) sharing this client."""
         if cls not in self._typed:
             self._typed[cls] = cls(self.api)
@@ -224,7 +224,9 @@ def from_kubeconfig(path: str | None = None, context: str | None = None) -> Kube
 def eks_token(cluster_name: str, session: Any) -> str:
     """A bearer token for an EKS cluster, as `aws eks get-token` makes it: a presigned STS GetCallerIdentity URL
     carrying the cluster name in a signed x-k8s-aws-id header."""
-    sts = session.client("sts")
+    from infra.ops.io import aws
+
+    sts = aws.client("sts", session.region_name, session=session)
 
     def _move_id_to_context(params: dict, context: dict, **_: Any) -> None:
         if K8S_AWS_ID in params:
@@ -247,11 +249,9 @@ def from_eks(cluster_name: str, region: str, session: Any = None,
 
     The first token is issued at once, whatever `clock` reads (time.monotonic starts near 0 on a fresh boot).
     """
-    import boto3
-
     from infra.ops.io import aws
 
-    session = session or boto3.session.Session(region_name=region)
+    session = session or aws.session(region)
     eks = aws.client("eks", region, session=session)
     try:
         cluster = eks.describe_cluster(name=cluster_name)["cluster"]

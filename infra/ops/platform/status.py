@@ -247,7 +247,7 @@ def pending_pods(kube: Kube, now: datetime) -> list[PendingPod]:
     pods = []
     for pod in found.get("items") or []:
         conditions = (pod.get("status") or {}).get("conditions") or []
-        scheduled = next((c for c in conditions if c.get("type") == "PodScheduled"), {})
+        scheduled: dict[str, Any] = next((c for c in conditions if c.get("type") == "PodScheduled"), {})
         if scheduled.get("status") == "False":
             reason = f"{scheduled.get('reason', 'Unschedulable')}: {scheduled.get('message', '')}".strip(": ")
         else:
@@ -264,7 +264,7 @@ def firing_alerts(kube: Kube) -> list[FiringAlert]:
     """Active (not silenced or inhibited) alerts, through the API server's service proxy to Alertmanager."""
     path = (f"/api/v1/namespaces/{MONITORING_NAMESPACE}/services/{ALERTMANAGER_SERVICE}:{ALERTMANAGER_PORT}"
             f"/proxy/api/v2/alerts")
-    found = kube.request("GET", path, query=[("active", "true"), ("silenced", "false"), ("inhibited", "false")])
+    found: Any = kube.request("GET", path, query=[("active", "true"), ("silenced", "false"), ("inhibited", "false")])
     if isinstance(found, (str, bytes)):
         found = json.loads(found)
     alerts = []
