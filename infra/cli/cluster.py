@@ -7,7 +7,9 @@ from infra.cli.common import KUBE_HELP, fail, kube_for, printer, stack_config, t
 
 
 @task(name="upgrade", positional=[], help={
-    "env": "stack: dev or prod", "to": "target Kubernetes version, e.g. 1.32 (one-minor steps are planned)",
+    "env": "stack: dev or prod",
+    "to": "target Kubernetes version, e.g. 1.36 (one-minor steps are planned); without it --plan-only and --dry-run "
+          "propose the nearest version in EKS standard support",
     "plan-only": "print the playbook as Markdown (steps, preflight, actions) and stop",
     "dry-run": "print the steps and the preflight table, change nothing",
     "resume": "continue an interrupted upgrade from its checkpoint", "kubeconfig": KUBE_HELP})
@@ -23,11 +25,13 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
     from infra.ops.lifecycle.preflight import table
     from infra.ops.lifecycle.upgrade import Upgrade, UpgradeRequest
 
-    if not to:
-        raise fail("--to is required, e.g. `invoke cluster.upgrade --env dev --to 1.32`")
+    if not to and not (plan_only or dry_run):
+        raise fail("--to is required, e.g. `invoke cluster.upgrade --env dev --to 1.36` (--plan-only without --to "
+                   "proposes the version that reaches EKS standard support)")
     if resume and (dry_run or plan_only):
         raise fail("--resume carries out the rest of an upgrade; --dry-run and --plan-only only show it: drop one")
-    request = UpgradeRequest(env=env, to=to, resume=resume, plan_only=plan_only, dry_run=dry_run)  # checks --to
+    request = UpgradeRequest(env=env, to=to or None, resume=resume, plan_only=plan_only,  # checks --to
+                             dry_run=dry_run)
     kube, cfg = kube_for(env, kubeconfig)
     console, on_event = printer()
     engine = Upgrade(request, cfg, StackFile(env), Eks(cfg.region), kube, PulumiCLI(stack=env), on_event=on_event)

@@ -83,7 +83,7 @@ NODES_MIGRATE = [
 ]
 
 CLUSTER_UPGRADE = [
-    row("upgrade-nothing-given", "cluster.upgrade", 2, "--to is required", "--to 1.32"),
+    row("upgrade-nothing-given", "cluster.upgrade", 2, "--to is required", "--to 1.36"),
     row("upgrade-env-only", UPGRADE, 2, "--to is required"),
     row("upgrade-to-empty", f"{UPGRADE} --to ''", 2, "--to is required"),
     row("upgrade-env-missing", "cluster.upgrade --to 1.32 --dry-run", 2, "--env is required"),
