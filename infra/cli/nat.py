@@ -61,5 +61,55 @@ def nat_rotate(c, env=None, dry_run=False, timeout=None, abort=False, take_over=
     rotation.run()
 
 
+# -- nat.drill (infra/ops/nat/drill.py) ------------------------------------------------------------------
 
-ns = Collection("nat", nat_status, nat_rotate)
+@task(name="drill", positional=[], help={
+    "env": "environment: dev or prod", "fault": "how the instance fails: stop (default) or blackhole (security-group swap)",
+    "az": "NAT AZ of the instance to break (default: the first)", "yes": "do not ask for confirmation",
+    "dry_run": "print the steps and change nothing",
+    "timeout": "whole seconds to wait for the failover before giving up and restoring (default 300)"})
+def nat_drill(c, env=None, fault="stop", az=None, yes=False, dry_run=False, timeout=None):
+    """Game day: break one NAT instance for real, time the failover, restore everything, print the timeline.
+
+    Measures fault -> every route table moved off it -> first working egress proven by the other instance's
+    probe. The instance is restored whatever happens (timeout, Ctrl-C); its routes come back after the
+    failback hysteresis, as in a real recovery.
+    """
+    from infra.cli.common import confirm
+    from infra.lambdas.nat.checks import LambdaProbe
+    from infra.ops.io import aws
+    from infra.ops.io.pulumi_cli import PulumiCLI
+    from infra.ops.nat import drill as nat_drill_engine
+    from infra.ops.nat import rotation as nat
+
+    cfg = stack_config(env)
+    timeout = whole(timeout, "--timeout", default=300, minimum=10, what="whole seconds", example=300)
+    if fault not in nat_drill_engine.FAULTS:
+        raise fail(f"--fault {fault!r} is not a drill; use one of: {', '.join(nat_drill_engine.FAULTS)}")
+
+    def engine() -> nat_drill_engine.Drill:
+        target = nat_drill_engine.DrillTarget.from_outputs(cfg.env, PulumiCLI(stack=cfg.env).outputs())
+        return nat_drill_engine.Drill(
+            target, nat.ec2_client(cfg.region), aws.client("autoscaling", cfg.region),
+            LambdaProbe(aws.client("lambda", cfg.region), target.probes), fault=fault, az=az,
+            policy=nat.policy_of(cfg), timeout=float(timeout), prove_path=cfg.nat.probe_mode == "echo")
+
+    drill = _nat_engine(cfg.env, engine)
+    steps = _nat_engine(cfg.env, drill.plan)
+    if dry_run:
+        for line in steps:
+            print(line)
+        print("dry run: nothing changed")
+        return
+    if not yes:
+        for line in steps:
+            print(line)
+        if not confirm(f"Break the {drill.az} NAT instance of {cfg.env} now?"):
+            raise fail("not confirmed: nothing changed (pass --yes to skip the question)", code=1)
+    timeline = _nat_engine(cfg.env, drill.run)
+    print(f"NAT drill of {cfg.env} ({fault} {drill.az}):")
+    for line in timeline.lines():
+        print(line)
+
+
+ns = Collection("nat", nat_status, nat_rotate, nat_drill)

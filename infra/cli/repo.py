@@ -7,7 +7,7 @@ from invoke.exceptions import Exit
 from infra.cli.common import csv_list, help_if_asked, task
 
 
-@task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,workflows",
+@task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,dockerfiles,workflows",
             "skip": "comma-separated checks to leave out, e.g. --skip checkov for a quick pass"})
 def lint(c, only="", skip=""):
     """Lint the kustomize tree (infra/k8s): yamllint, render every overlay, schema-validate against each stack's

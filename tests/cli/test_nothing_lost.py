@@ -362,11 +362,11 @@ def test_a_lock_left_by_a_killed_rotation_is_taken_over_only_when_asked(nat_worl
         gone.run()
     gone.checkpoint.acquire()  # alice reran, and that process was killed: its lock stays behind
     drained = nat_world.instances["eu-west-1a"]
-    assert instance_tags(nat_world, drained)[DRAIN_TAG] == "rotate"
+    assert instance_tags(nat_world, drained)[DRAIN_TAG].startswith("rotate;until=")
     other, lines = rotation(nat_world, tmp_path, holder="bob@laptop-b pid 22")
     with pytest.raises(RotationLocked, match="by alice@laptop-a pid 11 since"):
         other.abort()
-    assert instance_tags(nat_world, drained)[DRAIN_TAG] == "rotate" and other.checkpoint.load() is not None
+    assert instance_tags(nat_world, drained)[DRAIN_TAG].startswith("rotate;until=") and other.checkpoint.load() is not None
     assert any("locked by alice@laptop-a pid 11" in line for line in other.plan())
     other.request = dataclasses.replace(other.request, take_over=True)
     other.abort()

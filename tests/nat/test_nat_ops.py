@@ -26,8 +26,8 @@ from infra.ops.nat.rotation import (
 )
 from tests.support.nat_world import REGION, STACK, build
 
-# A `pulumi` that serves stack outputs from a JSON file and, on `up --replace <urn>`, does what Pulumi would:
-# launch the replacement instance (same subnet and tags) and terminate the old one, in moto over HTTP.
+# A `pulumi` that serves stack outputs from a JSON file and, on `up --replace <urn>`, does what Pulumi (and the
+# group's launch hook) would: launch the replacement instance (same subnet, tags, the AZ's EIP) and terminate the old one.
 FAKE = r'''
 import json, os, sys
 import boto3
@@ -54,6 +54,10 @@ if argv[:1] == ["up"]:
         new = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t4g.nano",
                                 SubnetId=old["SubnetId"], TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
         state["outputs"]["natInstanceIds"][az] = new["Instances"][0]["InstanceId"]
+        # what the group's launch hook does (infra/lambdas/nat/launch.py): the AZ's EIP moves to the new instance
+        for address in ec2.describe_addresses(Filters=[{"Name": "instance-id", "Values": [old["InstanceId"]]}])["Addresses"]:
+            ec2.associate_address(AllocationId=address["AllocationId"], InstanceId=new["Instances"][0]["InstanceId"],
+                                  AllowReassociation=True)
     ec2.terminate_instances(InstanceIds=[old["InstanceId"]])
     json.dump(state, open(state_path, "w"))
 sys.exit(0)
@@ -155,7 +159,7 @@ def test_interrupted_rotation_resumes_from_its_checkpoint(aws, tmp_path, monkeyp
     saved = engine.checkpoint.load()
     assert (saved["phases"], saved["old"]) == (["eu-west-1a/drain"], a)  # A's replacement is the next step
     assert set(world.targets().values()) == {b}  # routes parked on the survivor while A is replaced
-    assert instance_tags(world, a)[DRAIN_TAG] == "rotate"
+    assert instance_tags(world, a)[DRAIN_TAG].startswith("rotate;until=")
     resumed, lines = rotation(world, tmp_path)
     resumed.run()
     assert lines[0].startswith("resuming rotation of dev at eu-west-1a: replace")

@@ -26,12 +26,17 @@ from typing import Any
 
 from infra.config import StackConfig
 from infra.lambdas.nat import routes as nat_routes
-from infra.lambdas.nat.health import DRAIN_TAG, NatInstance, Policy
+from infra.lambdas.nat.contract import DRAIN_TAG, drain_mark
+from infra.lambdas.nat.health import NatInstance, Policy
 from infra.ops.deploy.lock import identity
 from infra.ops.errors import Failed
 from infra.ops.io import aws
 from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
 from infra.ops.lifecycle.phases import FINISHED, PhaseRunner, ResumeHint, State, Step
+
+# The drain mark expires on its own (`rotate;until=<epoch>`): an abandoned rotation cannot pin routes forever.
+# It lasts the replacement wait plus an hour for `pulumi up`.
+DRAIN_MARGIN_S = 3600.0
 
 
 class NatError(Failed):
@@ -350,7 +355,8 @@ class Rotation:
             current = self._current(instances, az)
             other = next(a for a in self.order if a != az)
             moving = sorted(t.id for t in tables.values() if current and t.target == current.id)
-            lines += [f"{az}: tag {current.id if current else '?'} {DRAIN_TAG}=rotate; move {', '.join(moving) or 'no tables'}"
+            lines += [f"{az}: tag {current.id if current else '?'} {DRAIN_TAG}=rotate;until=<now + "
+                      f"{self.timeout + DRAIN_MARGIN_S:.0f}s>; move {', '.join(moving) or 'no tables'}"
                       f" to the {other} instance",
                       f"{az}: pulumi up --target {self.topology.urns[az]} --replace {self.topology.urns[az]} "
                       f"--target-dependents",
@@ -398,7 +404,8 @@ class Rotation:
         current, survivor = self._current(instances, az), self._current(instances, other)
         survivor = self._require_healthy(survivor, other)
         if current:
-            self.ec2.create_tags(Resources=[current.id], Tags=[{"Key": DRAIN_TAG, "Value": "rotate"}])
+            until = time.time() + self.timeout + DRAIN_MARGIN_S
+            self.ec2.create_tags(Resources=[current.id], Tags=[{"Key": DRAIN_TAG, "Value": drain_mark(until)}])
             instances = self._instances()
             self._move_all(instances, lambda table: table.target == current.id, survivor, "rotate")
         state["old"] = current.id if current else None
@@ -456,8 +463,9 @@ class Rotation:
         deadline = self.clock() + self.timeout
         while True:
             instances = self._instances()
+            # adopted by the group's launch hook (its EIP), running, not draining
             fresh = [i for i in instances.values() if i.az == az and i.id != old and i.state == "running"
-                     and not i.draining]
+                     and not i.draining and i.public_ip]
             checks = status_checks(self.ec2, [i.id for i in fresh])
             ready = [i for i in fresh if checks.get(i.id) == "ok" and not i.health.is_down(self.policy)]
             if ready:
