@@ -268,7 +268,8 @@ class NodePool(Section):
 
 def is_graviton(instance_types: list[str]) -> bool:
     """Graviton families carry a 'g' right after the generation digit (m7g, c6gn, t4g)."""
-    return all(_INSTANCE.match(item).group(3).startswith("g") for item in instance_types)
+    return all((match := _INSTANCE.match(item)) is not None and match.group(3).startswith("g")
+               for item in instance_types)
 
 
 def version_issues(env: str, cluster: ClusterConfig, today: date) -> list[ConfigIssue]:
