@@ -24,6 +24,12 @@ CHARTS: dict[str, Chart] = {chart.name: chart for chart in (
     Chart("prometheus-cloudwatch-exporter", "https://prometheus-community.github.io/helm-charts", "0.27.0",
           "monitoring"),
     Chart("aws-for-fluent-bit", "https://aws.github.io/eks-charts", "0.1.34", "logging"),
+    # Traffic edge (docs/traffic-edge.md). aws-load-balancer-controller 3.7.0 = controller v3.7.0 (chart and app
+    # versions are equal since 3.0.0): eks-charts release v0.0.253, 2026-11-24, the newest on 2026-12-05
+    # (github.com/aws/eks-charts/releases). external-dns 1.21.1: the newest chart listed on Artifact Hub
+    # (artifacthub.io/packages/helm/external-dns/external-dns, published 2026-04-30), checked 2026-12-05.
+    Chart("aws-load-balancer-controller", "https://aws.github.io/eks-charts", "3.7.0", "kube-system"),
+    Chart("external-dns", "https://kubernetes-sigs.github.io/external-dns/", "1.21.1", "kube-system"),
 )}
 
 # The autoscaler must match the control plane's minor version; its image tag follows the cluster, not the chart.
@@ -46,3 +52,7 @@ ALERTMANAGER_PORT = 9093
 AUTOSCALER_NAME = "cluster-autoscaler"  # cluster-autoscaler fullnameOverride, service account and status ConfigMap prefix
 AUTOSCALER_NAMESPACE = CHARTS[AUTOSCALER_NAME].namespace
 AUTOSCALER_STATUS_CONFIGMAP = "cluster-autoscaler-status"  # the autoscaler's --status-config-map-name default
+EDGE_CONTROLLER = "aws-load-balancer-controller"  # fullnameOverride and service account of the controller
+EDGE_DNS = "external-dns"                          # fullnameOverride and service account of ExternalDNS
+INGRESS_CLASS = "alb"                              # the one IngressClass the platform installs (Pulumi declares it)
+INGRESS_CONTROLLER = "ingress.k8s.aws/alb"         # the controller name that class names

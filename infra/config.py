@@ -46,6 +46,7 @@ from infra.sections.core import (
     version_issues,
     version_warnings,
 )
+from infra.sections.edge import EdgeConfig, edge_issues
 from infra.sections.messages import issues_of
 from infra.sections.nat import NatConfig, _nat_issues, nat_azs, nat_probe_subnets
 from infra.sections.platform import AppNamespaceConfig, PlatformConfig, quantity
@@ -57,7 +58,7 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 
 # Re-exported: callers import every config name from here, wherever its section lives.
 __all__ = ["ADDONS", "ADMIN_GROUP", "AUTH_MODES", "PROJECT", "ROOT", "AccessConfig", "AmiType", "AppNamespaceConfig",
-           "ClusterConfig", "ConfigError", "ConfigIssue", "Generation", "GitHubConfig", "NatConfig", "NetworkConfig",
+           "ClusterConfig", "ConfigError", "ConfigIssue", "EdgeConfig", "Generation", "GitHubConfig", "NatConfig", "NetworkConfig",
            "NodePool", "PlatformConfig", "RoleMapping", "SecretSpec", "SecretsConfig", "Section", "StackConfig",
            "Taint", "Version", "app_namespace", "check_auth_mode_history", "check_generation_history",
            "check_version_history", "committed_ami_types", "deployed_ami_types", "from_mapping", "known_envs", "load_stack_config",
@@ -93,6 +94,7 @@ class StackConfig(Section):
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     platform: PlatformConfig = Field(default_factory=PlatformConfig)
     nat: NatConfig = Field(default_factory=NatConfig)
+    edge: EdgeConfig | None = None
 
     @field_validator("region")
     @classmethod
@@ -111,7 +113,8 @@ class StackConfig(Section):
 
 # Top-level keys in the project namespace and the StackConfig field each one fills.
 SECTIONS: dict[str, str] = {"network": "network", "cluster": "cluster", "node_pools": "node_pools",
-                            "access": "access", "secrets": "secrets", "platform": "platform", "nat": "nat"}
+                            "access": "access", "secrets": "secrets", "platform": "platform", "nat": "nat",
+                            "edge": "edge"}
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class Validated:
     secrets: SecretsConfig | None = None
     platform: PlatformConfig | None = None
     nat: NatConfig | None = None
+    edge: EdgeConfig | None = None
 
     @classmethod
     def of(cls, cfg: StackConfig) -> Validated:
@@ -154,7 +158,7 @@ class Validated:
                    cluster=alone(ClusterConfig, data["cluster"]) if "cluster" in data else None,
                    node_pools={str(name): pool for name, value in (pools.items() if isinstance(pools, dict) else ())
                                if (pool := alone(NodePool, value)) is not None},
-                   **sections)
+                   edge=alone(EdgeConfig, data["edge"]) if "edge" in data else None, **sections)
 
 
 # Sections that have a default when the key is absent.
@@ -186,6 +190,8 @@ def _cross_issues(cfg: Validated, today: date) -> list[ConfigIssue]:
         issues += _secret_service_issues(cfg.secrets)
     if cfg.nat and network:
         issues += _nat_issues(cfg)
+    if cfg.edge:
+        issues += edge_issues(cfg.edge, cfg.region)
     control_plane = KubeVersion.parse(cluster.version) if cluster else None
     for pool_name, pool in cfg.node_pools.items():
         base = f"{PROJECT}:node_pools.{pool_name}"

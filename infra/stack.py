@@ -10,10 +10,11 @@ import pulumi
 
 from infra.components.access import Access, AccessArgs
 from infra.components.cluster import Cluster, ClusterArgs
+from infra.components.edge import Edge, EdgeArgs
 from infra.components.nat import Nat, NatArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodeGroups, NodeGroupsArgs
-from infra.components.platform import Platform, PlatformArgs
+from infra.components.platform import PLATFORM_PRIORITY, Platform, PlatformArgs
 from infra.components.secrets import Secrets, SecretsArgs
 from infra.config import StackConfig, from_mapping
 from infra.config import app_namespace as app_namespace_of
@@ -56,6 +57,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         tags=tags,
         node_groups=node_groups.groups))
     app_namespace = platform.app_namespaces[app_namespace_of(cfg.env)]
+    edge = Edge("edge", EdgeArgs(
+        config=cfg, k8s_provider=access.provider, oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_provider_url=cluster.oidc_provider_url, vpc_id=network.vpc.id, app_namespaces=list(platform.app_namespaces),
+        priority_class=PLATFORM_PRIORITY, tags=tags,
+        depends_on=[cluster.eks, *node_groups.groups, platform.observability.stack])) if cfg.edge else None
     access.grant_ci(app_namespace)
     secrets = Secrets("secrets", SecretsArgs(
         config=cfg, k8s_provider=access.provider, oidc_provider_arn=cluster.oidc_provider_arn,
@@ -87,6 +93,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         "appNamespaces": list(platform.app_namespaces),
         "clusterAutoscalerRoleArn": platform.autoscaler_role.arn,
     }
+    if edge is not None:
+        outputs.update({"edgeCertificateArn": edge.certificate_arn, "edgeHostnames": dict(cfg.edge.hostnames),
+                        "loadBalancerControllerRoleArn": edge.controller_role.arn})
     for key, value in outputs.items():
         pulumi.export(key, value)
     return outputs

@@ -49,7 +49,8 @@ def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_
     kube, cfg = kube_for(env, kubeconfig)
     request = DeployRequest(target, region=cfg.region, tag=tag, allow_dirty=allow_dirty, dry_run=dry_run,
                             rollback=not no_rollback, force_conflicts=force_conflicts, timeout_s=timeout,
-                            readiness_grace_s=grace)
+                            readiness_grace_s=grace,
+                            public_host=cfg.edge.hostnames.get(service) if cfg.edge else None)
     reporter = Reporter.for_terminal(json_logs)
     result = Deploy(kube, request, reporter=reporter).run()
     if dry_run:

@@ -94,8 +94,8 @@ def nat_drill(c, env=None, fault="stop", az=None, yes=False, dry_run=False, time
             LambdaProbe(aws.client("lambda", cfg.region), target.probes), fault=fault, az=az,
             policy=nat.policy_of(cfg), timeout=float(timeout), prove_path=cfg.nat.probe_mode == "echo")
 
-    drill = _nat_engine(cfg.env, engine)
-    steps = _nat_engine(cfg.env, drill.plan)
+    drill = engine()  # engine errors are Refused/Failed: the task wrapper maps them
+    steps = drill.plan()
     if dry_run:
         for line in steps:
             print(line)
@@ -106,7 +106,7 @@ def nat_drill(c, env=None, fault="stop", az=None, yes=False, dry_run=False, time
             print(line)
         if not confirm(f"Break the {drill.az} NAT instance of {cfg.env} now?"):
             raise fail("not confirmed: nothing changed (pass --yes to skip the question)", code=1)
-    timeline = _nat_engine(cfg.env, drill.run)
+    timeline = drill.run()
     print(f"NAT drill of {cfg.env} ({fault} {drill.az}):")
     for line in timeline.lines():
         print(line)

@@ -70,6 +70,9 @@ PULUMI_DEPLOYER_ACTIONS = {
                "DisableRule", "TagResource", "UntagResource"],
     "autoscaling": ["Describe*", "CreateOrUpdateTags", "DeleteTags"],
     "ssm": ["GetParameter", "GetParameters"],
+    "acm": ["Describe*", "List*", "Get*", "RequestCertificate", "DeleteCertificate", "AddTagsToCertificate",
+            "RemoveTagsFromCertificate", "UpdateCertificateOptions"],
+    "route53": ["Get*", "List*", "ChangeResourceRecordSets"],
 }
 PULUMI_DEPLOYER_IAM = ["Get*", "List*", "CreateRole", "DeleteRole", "UpdateRole", "UpdateAssumeRolePolicy",
                        "TagRole", "UntagRole", "PutRolePolicy", "DeleteRolePolicy", "AttachRolePolicy",

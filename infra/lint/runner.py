@@ -18,7 +18,8 @@ from yamllint.config import YamlLintConfig
 
 from infra import deprecations
 from infra.lint import checkov as checkov_scan
-from infra.lint import workload_rules
+from infra.lint import edge_rules, workload_rules
+from infra.lint.edge_rules import EdgeFacts
 from infra.lint.findings import ERROR, WARNING, Finding
 from infra.ops.errors import Refused
 from infra.ops.io import manifests
@@ -89,10 +90,24 @@ def stack_versions(overlays: Sequence[str]) -> dict[str, KubeVersion | str]:
     return versions
 
 
+def stack_edges(overlays: Sequence[str]) -> dict[str, EdgeFacts]:
+    """Overlay -> what the stack of the same name serves publicly; an unreadable stack is left unknown."""
+    from infra.config import ConfigError, load_stack_config
+
+    edges = {}
+    for overlay in overlays:
+        try:
+            edges[overlay] = EdgeFacts.of(load_stack_config(overlay).edge, f"Pulumi.{overlay}.yaml")
+        except (ConfigError, FileNotFoundError, ValueError):
+            edges[overlay] = edge_rules.UNKNOWN  # stack-config reports it where versions are read
+    return edges
+
+
 def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
         versions: Mapping[str, KubeVersion | str] | None = None,
-        say: Callable[[str], None] = lambda _: None) -> Report:
-    """Run the checks over every overlay under k8s_root; `versions` maps overlay -> stack Kubernetes version."""
+        say: Callable[[str], None] = lambda _: None, edges: Mapping[str, EdgeFacts] | None = None) -> Report:
+    """Run the checks over every overlay under k8s_root; `versions` maps overlay -> stack Kubernetes version,
+    `edges` overlay -> the stack's public edge (both read from Pulumi.<overlay>.yaml when not given)."""
     overlays = tuple(manifests.overlays(k8s_root))
     report = Report(checks=tuple(checks), overlays=overlays)
     if not overlays:
@@ -102,6 +117,7 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
     if versions is None:  # reading the stack files is needed only by the version-aware checks
         versions = stack_versions(overlays) if {"schema", "deprecations"} & set(checks) else {}
     versions = dict(versions)
+    edges = dict(edges) if edges is not None else stack_edges(overlays) if "rules" in checks else {}
     rendered: dict[str, list[Manifest]] = {}
     if {"render", "schema", "deprecations", "rules", "checkov"} & set(checks):
         say(f"rendering {', '.join(overlays)}")
@@ -135,7 +151,7 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
         if "deprecations" in checks and version:
             report.findings += deprecated_apis(objects, version)
         if "rules" in checks:
-            report.findings += workload_rules.check(objects)
+            report.findings += workload_rules.check(objects, edges.get(overlay, edge_rules.UNKNOWN))
     if "dockerfiles" in checks:
         say("hadolint")
         report.findings += dockerfiles(k8s_root.parent.parent / "services")

@@ -98,8 +98,7 @@ def plan(name: str, kind: str, k8s_root: Path = K8S_ROOT) -> list[FileChange]:
     for kustomization in sorted((k8s_root / "overlays").glob("*/kustomization.yaml")):
         env = kustomization.parent.name
         host = f"{name}.{env}.example.com"
-        issuer = "letsencrypt-prod" if env == "prod" else "letsencrypt-staging"
-        patch = _fill(f"overlay/{kind}.yaml", {**values, "env": env, "host": host, "issuer": issuer})
+        patch = _fill(f"overlay/{kind}.yaml", {**values, "env": env, "host": host})
         changes.append(FileChange(kustomization.parent / "patches" / f"{name}.yaml", patch, True))
         changes.append(FileChange(kustomization, _add_to_overlay(kustomization, name, kind), False))
     clobbered = [shown_path(c.path) for c in changes if c.created and c.path.exists()]

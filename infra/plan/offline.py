@@ -100,6 +100,13 @@ class PlanMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:eks/nodeGroup:NodeGroup":  # EKS names a managed group's ASG eks-<group>-<uuid>
             outputs["resources"] = [{"autoscalingGroups": [
                 {"name": f"eks-{args.inputs.get('nodeGroupName', args.name)}-{digest}"}]}]
+        elif args.typ == "aws:acm/certificate:Certificate":  # one CNAME per name, as ACM's DNS validation asks
+            names = [args.inputs["domainName"], *(args.inputs.get("subjectAlternativeNames") or [])]
+            outputs["domainValidationOptions"] = [{
+                "domainName": host, "resourceRecordName": f"_{digest}.{host}.", "resourceRecordType": "CNAME",
+                "resourceRecordValue": f"_{digest}.acm-validations.aws."} for host in names]
+        elif args.typ == "aws:route53/record:Record":
+            outputs["fqdn"] = str(args.inputs.get("name", "")).rstrip(".")
         elif args.typ == "eks:index:Cluster":
             outputs.update(self._cluster_outputs(args.inputs.get("name") or args.name, digest))
         return resource_id, outputs

@@ -40,10 +40,11 @@ def nat_deployed(world: bad.World) -> None:
     """Dev's dual-instance NAT in moto (two instances, a private route table per AZ) and the outputs naming it."""
     nat = build(2, stack="eks-dev")
     homes = {az: nat.tables[table] for az, table in nat.by_az.items()}
-    urn = "urn:pulumi:dev::eks-platform::eks-platform:nat:Nat$aws:ec2/instance:Instance::nat-{}"
+    urn = "urn:pulumi:dev::eks-platform::eks-platform:nat:Nat$aws:autoscaling/group:Group::nat-{}"
     world.pulumi.reset({"clusterName": "eks-dev", "natMode": "dual-instance", "natRouteTableIds": dict(nat.by_az),
-                        "natRouteHomes": homes, "natInstanceIds": dict(nat.instances),
-                        "natInstanceUrns": {az: urn.format(az[-1]) for az in nat.instances}})
+                        "natRouteHomes": homes, "natGroupNames": dict(nat.groups),
+                        "natProbeFunctions": {az: f"eks-dev-nat-probe-{az[-1]}" for az in nat.groups},
+                        "natInstanceUrns": {az: urn.format(az[-1]) for az in nat.groups}})
 
 
 SECRETS_SET = [
@@ -134,7 +135,17 @@ NAT_ROTATE = [
         setup=(nat_deployed, parameter(LOCK, json.dumps({"holder": "ops@laptop", "since": "2026-12-01 08:00:00 UTC"})))),
 ]
 
-TABLE = SECRETS_SET + SECRETS_LIST + PLATFORM_STATUS + NAT_STATUS + NAT_ROTATE
+NAT_DRILL = [
+    row("drill-env-missing", "nat.drill --dry-run", 2, "--env is required", "dev, prod"),
+    row("drill-not-deployed", "nat.drill --env dev --dry-run", 1, "stack dev has no outputs"),
+    row("drill-fault-unknown", "nat.drill --env dev --fault melt --dry-run", 2, "--fault 'melt' is not a drill",
+        setup=nat_deployed),
+    row("drill-az-without-nat", "nat.drill --env dev --az eu-west-1c --dry-run", 2,
+        "--az 'eu-west-1c' has no NAT instance", setup=nat_deployed),
+    row("drill-not-confirmed", "nat.drill --env dev", 1, "not confirmed: nothing changed", setup=nat_deployed),
+]
+
+TABLE = SECRETS_SET + SECRETS_LIST + PLATFORM_STATUS + NAT_STATUS + NAT_ROTATE + NAT_DRILL
 
 
 def _declare_secrets() -> None:
@@ -194,3 +205,13 @@ def test_the_world_sees_each_kind_of_change(world):
     assert after["pulumi writes"] == [["up", "--yes", "--stack", "dev"]]
     assert [(method, status) for method, _, status in after["cluster writes"]] == [("POST", 201)]
     assert after["aws"]["secrets"] != before["aws"]["secrets"]
+
+
+def test_nat_drill_dry_run_prints_its_steps_and_changes_nothing(world):
+    """The drill's whole CLI path up to the fault, against dev's NAT in moto: the steps, exit 0, nothing changed."""
+    nat_deployed(world)
+    before = world.state()
+    result = world.run(row("drill-dry-run", "nat.drill --env dev --dry-run", 0).values[0])
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout.splitlines()[0].startswith("fault: suspend HealthCheck") and "dry run: nothing changed" in result.stdout
+    assert world.state() == before

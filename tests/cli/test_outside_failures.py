@@ -160,7 +160,9 @@ def test_platform_status_keeps_an_aws_failure_as_a_problem_while_the_cluster_ans
     problems = json.loads(result.stdout)["problems"]
     assert problems == [f"EKS node group sizes: cannot reach AWS at {endpoint}: connection refused; check that "
                         f"something serves AWS_ENDPOINT_URL={endpoint}, or unset it",
-                        'Alertmanager: services "kps-alertmanager" not found']  # a source, not the server
+                        'Alertmanager: services "kps-alertmanager" not found',  # a source, not the server
+                        f"public edge: cannot reach AWS at {endpoint}: connection refused; check that something "
+                        f"serves AWS_ENDPOINT_URL={endpoint}, or unset it"]
 
 
 # -- AWS cannot be used -------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ One pass, in order: resolve the service -> refuse an unreadable deploy history (
 -> image tag (git SHA of a clean tree; with --tag, infra/k8s must be clean) -> build/push or verify the tag in ECR
 -> render the env overlay with that image -> validate -> take the service's Lease -> capture what runs now
 -> server-side apply (or a server-side dry-run and a diff) -> track the rollout -> smoke check through
-the API server's service proxy -> on any failure put back exactly the captured objects and track that
+the API server's service proxy (and, for a service with a public hostname, through the edge: edge.py)
+-> on any failure put back exactly the captured objects and track that
 too -> record history and notify -> release the Lease. Interrupts (SIGINT/SIGTERM) take the same
 failure path and end with exit code 130. Nothing here imports pulumi.
 """
@@ -26,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from infra.ops.deploy import history, notify
+from infra.ops.deploy.edge import public_check
 from infra.ops.deploy.history import CHANGE_CAUSE, DeployRecord
 from infra.ops.deploy.lock import DeployLock
 from infra.ops.deploy.report import Reporter
@@ -251,6 +253,11 @@ class Deploy:
                 smoke = smoke_check(self.kube, applied, self.target, self.request.smoke_budget_s)
                 self.reporter.event("smoke", str(smoke), ok=smoke.ok)
                 verdict = verdict if smoke.ok else smoke
+            if verdict.ok and self.request.public_host and not self.stop.is_set():
+                public = public_check(applied, self.target.service, self.request.public_host,
+                                      self.request.public_budget_s)
+                self.reporter.event("edge", str(public), ok=public.ok)
+                verdict = verdict if public.ok else public
         except KubeError as exc:
             return Verdict(False, Reason.TrackingFailed, message=str(exc))
         if self.stop.is_set() and verdict.ok:

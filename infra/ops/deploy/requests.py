@@ -27,6 +27,8 @@ class DeployRequest:
     timeout_s: float = 600.0
     readiness_grace_s: float | None = None  # None: from the pod template's probes
     smoke_budget_s: float = 30.0
+    public_host: str | None = None      # the service's eks-platform:edge hostname: also check through the edge
+    public_budget_s: float = 60.0
     context: Path | None = None         # docker build context (default services/<service>, as cd.yml filters)
     who: str = field(default_factory=identity)
 

@@ -32,6 +32,8 @@ class Reason(StrEnum):
     Complete = "Complete"                    # every replica of the new ReplicaSet updated, ready and available
     Applied = "Applied"                      # the workload has nothing to roll out (a CronJob, or no workload)
     SmokeCheckPassed = "SmokeCheckPassed"
+    EdgeCheckPassed = "EdgeCheckPassed"      # GET https://<public host><readiness path> through DNS, ALB and TLS
+    EdgeCheckSkipped = "EdgeCheckSkipped"    # the public host does not resolve from where the deploy runs
     Skipped = "Skipped"                      # no Service with an HTTP readiness probe to smoke check
     Restored = "Restored"                    # rollback: objects put back, the workload itself was not changed
     Removed = "Removed"                      # rollback of a first deploy: the created objects deleted
@@ -54,6 +56,7 @@ class Reason(StrEnum):
     ApplyFailed = "ApplyFailed"
     TrackingFailed = "TrackingFailed"
     SmokeCheckFailed = "SmokeCheckFailed"
+    EdgeCheckFailed = "EdgeCheckFailed"
     RollbackFailed = "RollbackFailed"
 
 
