@@ -9,12 +9,9 @@ import sys
 
 from invoke import Collection
 
-if {"-l", "--list", "-h", "--help"} & set(sys.argv):  # listing and help do no I/O but print: `| head` ends quietly
-    import signal
+from infra.cli import access, ci, cluster, deploy, dev, nat, nodes, parsing, platform, repo, secrets, service, stack
 
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-
-from infra.cli import access, ci, cluster, deploy, dev, nat, nodes, platform, repo, secrets, service, stack  # noqa: E402
+parsing.install()  # invoke's own parse errors (unknown flag, extra argument) keep the contract: one line, exit 2
 
 ns = Collection()
 for top_level in (stack.ns, repo.ns, deploy.ns, dev.ns):

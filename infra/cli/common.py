@@ -2,8 +2,10 @@
 the cluster a task may act on, and help strings."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import re
 import sys
 
 from invoke import task as invoke_task
@@ -18,8 +20,6 @@ def fail(message: str, code: int = 2) -> Exit:
 def _waits_shown():
     """Retry waits (an unreachable API server, AWS throttling) as a spinner on stderr, only when it is a terminal."""
     if not sys.stderr.isatty():
-        import contextlib
-
         return contextlib.nullcontext()
     from infra.ops.io.retry import shown_on
 
@@ -28,13 +28,44 @@ def _waits_shown():
 
 def task(*args, interrupted: str = "interrupted", **kwargs):
     """invoke's @task around a body that keeps the exit-code contract through `run`; `interrupted` is the line a
-    Ctrl-C that reaches it prints (an engine that cleans up on a signal raises its own Interrupted instead)."""
+    Ctrl-C that reaches it prints (an engine that cleans up on a signal raises its own Interrupted instead). An
+    option given an empty value is refused before the body runs (see `refuse_empty`)."""
     def wrap(body):
+        options = _value_options(body, kwargs.get("positional"))
+
         @functools.wraps(body)
         def guarded(*call_args, **call_kwargs):
-            return run(lambda: body(*call_args, **call_kwargs), interrupted)
+            def checked():
+                refuse_empty(call_kwargs, options)
+                return body(*call_args, **call_kwargs)
+            return run(checked, interrupted)
         return invoke_task(guarded, **kwargs)
     return wrap(args[0]) if args and callable(args[0]) else wrap
+
+
+# Options whose own check already says what an empty value means (--env names the stacks, --tag says to omit it to
+# build, --kind/--pool/--to/--area list the choices): the generic refusal leaves them to it.
+CHECKS_ITS_OWN_EMPTY = frozenset({"env", "tag", "kind", "pool", "to", "area"})
+
+
+def _value_options(body, positional) -> tuple[str, ...]:
+    """The body's options that take a value: keyword parameters that are not positional and not on/off flags."""
+    import inspect
+
+    parameters = list(inspect.signature(body).parameters.values())[1:]  # after the invoke Context
+    if positional is None:  # invoke's default: parameters without a default are positional
+        positional = [p.name for p in parameters if p.default is inspect.Parameter.empty]
+    return tuple(p.name for p in parameters if p.name not in positional and not isinstance(p.default, bool))
+
+
+def refuse_empty(given: dict, options: tuple[str, ...]) -> None:
+    """`--diff ''` is not "no --diff": an option given an empty value is exit 2 naming it, so a shell variable
+    that expanded to nothing never silently changes what a task does."""
+    for name in options:
+        if given.get(name) == "" and name not in CHECKS_ITS_OWN_EMPTY:
+            bare = name.rstrip("_").replace("_", "-")
+            flag = f"-{bare}" if len(bare) == 1 else f"--{bare}"  # invoke makes a one-letter name a short flag
+            raise fail(f"{flag} is empty; give it a value or leave {flag} out")
 
 
 def run(call, interrupted: str = "interrupted"):
@@ -45,12 +76,12 @@ def run(call, interrupted: str = "interrupted"):
     from infra.ops.errors import explain
 
     try:
-        with _waits_shown():
+        with _waits_shown(), _guarded_output():
             return call()
     except Exit:
         raise
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        _stdout_to_devnull()
         raise Exit(code=0) from None
     except KeyboardInterrupt:
         raise Exit(interrupted, code=130) from None
@@ -59,6 +90,60 @@ def run(call, interrupted: str = "interrupted"):
         if mapped is None:
             raise
         raise Exit(line(mapped), code=mapped.exit_code) from None
+
+
+class _Output:
+    """sys.stdout while a task body runs: a write the disk or device refuses (`> /dev/full`) is one line, exit 1."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guard(self, write, *args):
+        from infra.ops.errors import Failed
+
+        try:
+            return write(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            _stdout_to_devnull()
+            raise Failed(f"cannot write the output (stdout): {error.strerror or error}; free space or send it "
+                         f"elsewhere") from None
+
+    def write(self, text):
+        return self._guard(self._stream.write, text)
+
+    def flush(self):
+        return self._guard(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _guarded_output():
+    """stdout through _Output, flushed before the task ends: a failing write shows inside the contract, not as
+    "Exception ignored" when the interpreter flushes at exit."""
+    original = sys.stdout
+    if original is None:
+        yield
+        return
+    sys.stdout = _Output(original)
+    try:
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        finally:
+            sys.stdout = original
+
+
+def _stdout_to_devnull() -> None:
+    """Whatever is still buffered for stdout goes nowhere: no second error when the interpreter flushes at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file descriptor (captured, closed)
+        pass
 
 
 def line(error) -> str:
@@ -104,17 +189,21 @@ def help_fills_positionals():
     return HelpFirstTask
 
 
-def whole(value: object, flag: str, *, default: int | None, minimum: int, what: str, example: int) -> int | None:
+DAY_S = 86_400  # the bound of every timeout: a rollout or rotation still waiting after a day is not waiting for time
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def whole(value: object, flag: str, *, default: int | None, minimum: int, what: str, example: int,
+          maximum: int = DAY_S) -> int | None:
     """A whole-number option, taken as text: with an int default invoke would parse it before the task runs and end
-    `--timeout abc` in a traceback. None (not given) is `default`; anything else below `minimum` is exit 2."""
+    `--timeout abc` in a traceback. None (not given) is `default`; anything but ASCII digits (int() would take
+    '1_000', '+5' and Arabic-Indic '١') or a number outside minimum..maximum is exit 2 naming the range."""
     if value is None:
         return default
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        number = None
-    if number is None or number < minimum:
-        raise fail(f"{flag} takes {what} >= {minimum}, got {str(value)!r}; e.g. {flag} {example}")
+    text = str(value).strip()
+    number = int(text) if _DIGITS.fullmatch(text) else None
+    if number is None or not minimum <= number <= maximum:
+        raise fail(f"{flag} takes {what} from {minimum} to {maximum}, got {str(value)!r}; e.g. {flag} {example}")
     return number
 
 

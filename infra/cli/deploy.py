@@ -19,6 +19,8 @@ def _deploy_target(service, env, task_name):
     return resolve(service, env)
 
 
+REVISION_MAX = 2**31 - 1  # Kubernetes keeps deployment.kubernetes.io/revision as an int64; no real one comes near
+
 # A Ctrl-C these tasks do not turn into the engine's own Interrupted lands before the deploy took its lock.
 BEFORE_APPLY = "interrupted before anything was applied"
 
@@ -73,7 +75,7 @@ def rollback(c, service, env=None, to_revision=None, timeout=None, json_logs=Fal
 
     target = _deploy_target(service, env, "rollback")
     revision = whole(to_revision, "--to-revision", default=None, minimum=1,
-                     what="a revision number (see `invoke history`)", example=3)
+                     what="a revision number (see `invoke history`)", example=3, maximum=REVISION_MAX)
     timeout = whole(timeout, "--timeout", default=600, minimum=1, what="whole seconds", example=300)
     kube, _ = kube_for(env, kubeconfig)
     reporter = Reporter.for_terminal(json_logs)

@@ -4,12 +4,12 @@ from __future__ import annotations
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from infra.cli.common import csv_list, help_if_asked, task
+from infra.cli.common import csv_list, fail, help_if_asked, task
 
 
 @task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,dockerfiles,workflows",
             "skip": "comma-separated checks to leave out, e.g. --skip checkov for a quick pass"})
-def lint(c, only="", skip=""):
+def lint(c, only=None, skip=None):
     """Lint the kustomize tree (infra/k8s): yamllint, render every overlay, schema-validate against each stack's
     Kubernetes version, scan for removed/deprecated APIs, checkov (own venv, created on first run) and the
     workload rules; and the .github/ workflows (`invoke ci.check`). One table of findings; exit 1 on any error."""
@@ -19,6 +19,9 @@ def lint(c, only="", skip=""):
     from infra.lint import workflows as ci_check
     from infra.lint.findings import table
 
+    for flag, given in (("--only", only), ("--skip", skip)):
+        if given is not None and not csv_list(given):  # `--only ,`: a list that names nothing is not "all"
+            raise fail(f"{flag} {given!r} names no check; list checks separated by commas, e.g. {flag} rules,schema")
     selected = engine.select(csv_list(only), csv_list(skip), known=(*engine.CHECKS, ci_check.NAME))  # exit 2 when bad
     checks = tuple(name for name in selected if name != ci_check.NAME)
     workflows = ci_check.start() if ci_check.NAME in selected else None

@@ -21,7 +21,6 @@ def plan(c, env, json_=False, diff=None, against=None):
     """
     from rich.console import Console
 
-    from infra.config import committed_ami_types
     from infra.plan import view as plan_view
     from infra.plan.offline import plan_stack
 
@@ -31,8 +30,8 @@ def plan(c, env, json_=False, diff=None, against=None):
         if diff == env:
             raise fail(f"--diff {diff} compares {env} with itself; name the other stack, e.g. --diff "
                        f"{'prod' if env != 'prod' else 'dev'}")
-    if against:
-        _refuse_generation_changes(stack_config(env), committed_ami_types(env, against))
+    if against is not None:
+        _refuse_generation_changes(stack_config(env), _deployed_ami_types(env, against))
     plans = [plan_stack(name) for name in [env, *([diff] if diff else [])]]
     for name in [env, *([diff] if diff else [])]:
         _warn(stack_config(name))
@@ -48,6 +47,34 @@ def plan(c, env, json_=False, diff=None, against=None):
         return
     console.print(plan_view.tree(plans[0]))
     print(plan_view.summary(plans[0]))
+
+
+def _deployed_ami_types(env: str, rev: str):
+    """AMI types of Pulumi.<env>.yaml at git revision `rev`, resolved to a commit first, so a revision that looks
+    like an option (`--against=--output=x`) never reaches git as one; a stack file there that is not YAML, or not
+    a stack file's shape, is a ConfigError naming the revision and the file (exit 2)."""
+    import subprocess
+
+    from ruamel.yaml import YAMLError
+
+    from infra.config import ROOT, ConfigError, ConfigIssue, committed_ami_types, stack_file
+
+    try:
+        done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+                              cwd=ROOT, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise fail("git not found on PATH; install git or leave --against out") from None
+    if done.returncode != 0:
+        raise fail(f"--against {rev!r} is not a commit in this repository; name a commit or branch, e.g. "
+                   f"--against origin/main")
+    source = f"{stack_file(env).name} at {rev}"
+    try:
+        return committed_ami_types(env, done.stdout.strip())
+    except YAMLError as error:
+        problem = f"not valid YAML: {error}".replace("\n", " ")
+    except (AttributeError, TypeError):  # valid YAML, but `config:`, node_pools or generations is not a map
+        problem = "not a stack file's shape: config, its node_pools and each pool's generations must be maps"
+    raise ConfigError(source, [ConfigIssue(key="(file)", problem=problem)])
 
 
 def _refuse_generation_changes(cfg, deployed) -> None:

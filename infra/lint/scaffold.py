@@ -42,6 +42,10 @@ REFERENCE = {"http": "api", "worker": "worker", "cron": "scheduler"}
 SHARED_BASE_PATH = "services/base/**"
 
 
+# Namespace names Kubernetes keeps for itself; with anything starting "kube-" they are not service names.
+RESERVED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+
+
 class ScaffoldError(Refused):
     """Bad input for new-service: the message names the argument and the fix."""
 
@@ -66,6 +70,9 @@ def check_request(name: str, kind: str, k8s_root: Path = K8S_ROOT) -> None:
                             f"(DNS-1123), starting with a letter and not ending with '-'")
     if name == SHARED:
         raise ScaffoldError(f"NAME {name!r} is reserved for the shared base; pick another name")
+    if name in RESERVED_NAMESPACES or name.startswith("kube-"):
+        raise ScaffoldError(f"NAME {name!r} is reserved: Kubernetes uses default and kube-* for its own namespaces "
+                            f"and objects, and a service named so reads as one; pick another name")
     if (k8s_root / "base" / name).exists():
         raise ScaffoldError(f"NAME {name!r}: service exists already (infra/k8s/base/{name}); pick another name")
     if (k8s_root.parent.parent / "services" / name).exists():
@@ -187,7 +194,7 @@ def _yaml() -> YAML:
 def _add_to_overlay(kustomization: Path, name: str, kind: str) -> str:
     """The overlay kustomization with the service's base, image, replicas (workers) and patch added."""
     yaml = _yaml()
-    doc = yaml.load(kustomization.read_text())
+    doc = _kustomization(yaml, kustomization)
     doc.setdefault("resources", []).append(f"../../base/{name}")
     images = doc.setdefault("images", [])
     registry, tag = _registry_and_tag(images, kustomization.parent.name)
@@ -198,6 +205,31 @@ def _add_to_overlay(kustomization: Path, name: str, kind: str) -> str:
     out = io.StringIO()
     yaml.dump(doc, out)
     return out.getvalue()
+
+
+def _kustomization(yaml: YAML, path: Path):
+    """The overlay's kustomization.yaml as a map whose lists the scaffold appends to; ScaffoldError naming the file
+    (and the line) when it is not YAML or not that shape, before anything is written."""
+    from ruamel.yaml import YAMLError
+
+    shown = shown_path(path)
+    try:
+        doc = yaml.load(path.read_text())
+    except YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}: {getattr(error, 'problem', None) or 'invalid'})" if mark else ""
+        raise ScaffoldError(f"{shown} is not valid YAML{where}; fix it (`kubectl kustomize {shown_path(path.parent)}` "
+                            f"shows the error) before adding a service") from None
+    if not isinstance(doc, dict):
+        raise ScaffoldError(f"{shown} is not a kustomization (a map of resources, images, patches); fix it before "
+                            f"adding a service")
+    for key in ("resources", "images", "replicas", "patches"):
+        if key in doc and not isinstance(doc[key], list):
+            raise ScaffoldError(f"{shown}: {key} is not a list; fix it before adding a service")
+    if not all(isinstance(image, dict) for image in doc.get("images") or []):
+        raise ScaffoldError(f"{shown}: an entry of images is not a map (name, newName, newTag); fix it before adding "
+                            f"a service")
+    return doc
 
 
 def _add_to_cd(workflow: Path, name: str) -> str:

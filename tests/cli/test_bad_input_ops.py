@@ -13,7 +13,7 @@ from kubernetes import client
 from infra.components.secrets import secret_tags
 from infra.config import load_stack_config, secret_name
 from tests.support import bad_input as bad
-from tests.support.bad_input import api_answers, no_aws_credentials, outputs, row
+from tests.support.bad_input import CLOSED, api_answers, aws_answers_not_aws, no_aws_credentials, outputs, row
 from tests.support.cli import invoke
 from tests.support.identity import declare_secrets_key
 from tests.support.nat_world import build
@@ -22,6 +22,7 @@ project, cluster = bad.project, bad.cluster
 
 SET = "secrets.set --env dev"
 NO_VALUE = "no value on stdin"
+TYPED_VALUE = "s3cr3t-typed-as-an-argument"  # must never be echoed: not in stderr, not in stdout
 CHECKPOINT, LOCK = "/eks-platform/dev/nat-rotation/checkpoint", "/eks-platform/dev/nat-rotation/lock"
 
 
@@ -74,6 +75,24 @@ SECRETS_SET = [
         "refusing to touch prod's secrets", stdin="tok\n"),
     row("set-no-aws-credentials", f"{SET} worker queue-token", 1, "AWS credentials", stdin="tok\n",
         setup=no_aws_credentials),
+    # a value typed as an argument: refused without ever being shown (invoke said "No idea what '<value>' is!")
+    row("set-value-as-argument", f"{SET} worker queue-token {TYPED_VALUE}", 2, "values are read from stdin only",
+        absent=(TYPED_VALUE,)),
+    row("set-value-as-option", f"{SET} worker queue-token --value={TYPED_VALUE}", 2,
+        "values are read from stdin only", absent=(TYPED_VALUE,)),
+    row("set-value-as-short-option", f"{SET} worker queue-token -{TYPED_VALUE}", 2,
+        "values are read from stdin only", absent=(TYPED_VALUE,)),
+    row("set-service-and-key-missing", SET, 2, "secrets.set needs SERVICE and KEY", stdin="tok\n"),
+    row("set-stdin-closed", f"{SET} worker queue-token", 2, NO_VALUE, "stdin is closed", stdin=CLOSED),
+    row("set-stdin-whitespace-only", f"{SET} worker queue-token", 2, "only whitespace", stdin=" \t  \n"),
+    row("set-stdin-nul-byte", f"{SET} worker queue-token", 2, "NUL byte", stdin="to\0ken\n"),
+    row("set-stdin-over-64-kib", f"{SET} worker queue-token", 2, "over 65536 bytes", stdin="x" * 70_000),
+    row("set-stdin-multiline", f"{SET} worker queue-token", 2, "has 2 lines", "--multiline",
+        stdin="line one\nline two\n", absent=("line one",)),
+    row("set-database-password-multiline", f"{SET} api database", 2, "has 3 lines", "--multiline",
+        stdin="a\r\nb\rc"),
+    row("set-aws-answers-html-404", f"{SET} worker queue-token", 1, "cannot reach AWS at http://127.0.0.1:",
+        "HTTP 404 with an HTML page", "AWS_ENDPOINT_URL=", stdin="tok\n", setup=aws_answers_not_aws("html")),
 ]
 
 SECRETS_LIST = [
@@ -84,6 +103,11 @@ SECRETS_LIST = [
         setup=bad.stack_edit("recovery_window_days: 7", "recovery_window_days: 3")),
     row("list-prod-secrets-with-dev-credentials", "secrets.list --env prod", 2, "refusing to touch prod's secrets"),
     row("list-no-aws-credentials", "secrets.list --env dev", 1, "AWS credentials", setup=no_aws_credentials),
+    row("list-aws-answers-html-404", "secrets.list --env dev", 1, "cannot reach AWS at http://127.0.0.1:",
+        "HTTP 404 with an HTML page", "AWS_ENDPOINT_URL=", setup=aws_answers_not_aws("html")),
+    row("list-aws-answers-empty-404", "secrets.list --env dev", 1, "cannot reach AWS at http://127.0.0.1:",
+        "HTTP 404 with an empty body", setup=aws_answers_not_aws("empty")),
+    row("list-extra-argument", "secrets.list --env dev worker", 2, "secrets.list takes no further argument 'worker'"),
 ]
 
 PLATFORM_STATUS = [
@@ -101,6 +125,7 @@ PLATFORM_STATUS = [
     row("status-api-401", "platform.status --env dev", 1, "401", setup=api_answers(401)),
     row("status-prod-on-dev-cluster", "platform.status --env prod", 2, "refusing to act on prod",
         "is stack dev's cluster eks-dev"),
+    row("status-kubeconfig-empty-value", "platform.status --env dev --kubeconfig ''", 2, "--kubeconfig is empty"),
 ]
 
 NAT_STATUS = [
@@ -111,6 +136,9 @@ NAT_STATUS = [
         setup=outputs({"clusterName": "eks-dev", "natMode": "gateway"})),
     row("nat-status-no-aws-credentials", "nat.status --env dev", 1, "credentials",
         setup=(nat_deployed, no_aws_credentials)),
+    # EC2 speaks XML: an empty 404 is a botocore ResponseParserError, which no engine catches
+    row("nat-status-aws-answers-empty-404", "nat.status --env dev", 1, "cannot reach AWS at http://127.0.0.1:",
+        "not an AWS response", setup=(nat_deployed, aws_answers_not_aws("empty"))),
 ]
 
 NAT_ROTATE = [

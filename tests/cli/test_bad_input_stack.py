@@ -9,7 +9,7 @@ import pytest
 
 from infra.config import load_stack_config
 from tests.support import bad_input as bad
-from tests.support.bad_input import outputs, row, stack_edit
+from tests.support.bad_input import committed_on_branch, outputs, row, stack_edit
 
 project = bad.project
 
@@ -57,6 +57,24 @@ ARGUMENTS = [
         setup=stack_edit("cidr: 10.10.0.0/16", "cidr: 10.10.0.1/16")),
     row("preview-bad-config", "preview --env prod", 2, "eks-platform:node_pools.", "min_size <= desired_size",
         setup=stack_edit("min_size: 1", "min_size: 9", env="prod")),
+    # an empty value is refused, not taken for "not given"
+    row("plan-diff-empty", "plan --env dev --diff ''", 2, "--diff is empty", "leave --diff out"),
+    row("plan-against-empty", "plan --env dev --against ''", 2, "--against is empty"),
+    # a revision is resolved to a commit before git sees it: one that looks like an option is no option to git
+    row("plan-against-is-a-git-option", "plan --env dev --against=--output=pwned.txt", 2,
+        "--against '--output=pwned.txt' is not a commit", "name a commit or branch"),
+    row("plan-against-stack-file-not-yaml", "plan --env dev --against broken-yaml", 2,
+        "Pulumi.dev.yaml at broken-yaml", "not valid YAML",
+        setup=committed_on_branch("broken-yaml", "Pulumi.dev.yaml", "config:\n  eks-platform:node_pools: [general\n")),
+    row("plan-against-node-pools-a-list", "plan --env dev --against pools-as-list", 2,
+        "Pulumi.dev.yaml at pools-as-list", "not a stack file's shape",
+        setup=committed_on_branch("pools-as-list", "Pulumi.dev.yaml", "config:\n  eks-platform:node_pools: [general]\n")),
+    row("plan-against-stack-file-a-list", "plan --env dev --against file-a-list", 2, "Pulumi.dev.yaml at file-a-list",
+        "not a stack file's shape", setup=committed_on_branch("file-a-list", "Pulumi.dev.yaml", "- config\n")),
+    row("plan-extra-argument", "plan --env dev prod", 2, "plan takes no further argument 'prod'"),
+    row("preview-flag-of-up", "preview --env dev --yes", 2, "preview has no option --yes"),
+    row("task-unknown", "plna --env dev", 2, "no task named 'plna'", "did you mean plan"),
+    row("task-unknown-option-before-task", "--no-such-core-flag plan --env dev", 2, "--no-such-core-flag"),
 ]
 
 # Config rows: (id, snippet of Pulumi.dev.yaml, its replacement, fragments); each runs `invoke plan --env dev`.
@@ -210,7 +228,20 @@ def test_bad_input(world, case):
 
 
 def test_the_table_is_whole():
-    assert bad.ids_are_unique(TABLE) and len(TABLE) >= 85
+    assert bad.ids_are_unique(TABLE) and len(TABLE) >= 95
+
+
+def test_plan_into_a_full_disk_is_one_line(world):
+    """`invoke plan --env dev > /dev/full`: the write fails (ENOSPC); one line, exit 1, nothing changed."""
+    before = bad.file_hashes(world.root)
+    with open("/dev/full", "w") as full:
+        task = subprocess.run([sys.executable, "-m", "invoke", "plan", "--env", "dev"], cwd=world.root, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=bad.CASE_TIMEOUT_S)
+    lines = task.stderr.strip().splitlines()
+    assert task.returncode == 1 and "Traceback" not in task.stderr, task.stderr
+    assert lines == ["error: cannot write the output (stdout): No space left on device; free space or send it "
+                     "elsewhere"], task.stderr
+    assert bad.changed_files(before, bad.file_hashes(world.root)) == []
 
 
 def test_plan_json_into_a_closed_pipe_ends_quietly(world):

@@ -182,6 +182,25 @@ def test_aws_endpoint_down_is_one_line_naming_it(task, machine, monkeypatch):
                    f"AWS_ENDPOINT_URL={endpoint}")
 
 
+@pytest.mark.parametrize("body", ["html", "empty"])
+@pytest.mark.parametrize("task", AWS_TASKS)
+def test_an_endpoint_that_is_not_aws_is_one_line_naming_it(task, body, machine, monkeypatch):
+    """A proxy's or a wrong endpoint's 404 (an HTML page; an empty body, which EC2 and STS cannot even parse):
+    the standard line naming the endpoint and the fix, for every task that asks AWS."""
+    from tests.support.not_aws import NotAws
+
+    server = NotAws(404, body)
+    try:
+        for name, value in {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "testing",
+                            "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+            monkeypatch.setenv(name, value)
+        line = one_line_error(invoke(*AWS_TASKS[task]), 1, f"cannot reach AWS at {server.url}: ",
+                              f"AWS_ENDPOINT_URL={server.url}")
+    finally:
+        server.stop()
+    assert "HTTP 404" in line or "not an AWS response" in line
+
+
 # -- progress while waiting, only on a terminal ---------------------------------------------------------------
 
 def _stderr_on_a_terminal(*args: str) -> tuple[int, str]:

@@ -66,6 +66,15 @@ def test_git_tag_is_short_sha_and_refuses_dirty_tree(tmp_path):
     assert catalog.git_tag(tmp_path, allow_dirty=True) == sha
 
 
+def test_without_git_on_path_both_paths_say_so(tmp_path, monkeypatch):
+    """The build path needs git for the tag, the --tag path to prove infra/k8s is committed: each says what to do."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # a folder with no git in it
+    with pytest.raises(deploy.BadInput, match=r"^git not found on PATH; install git or deploy an image with --tag$"):
+        catalog.git_tag(ROOT)
+    with pytest.raises(deploy.BadInput, match=r"^git not found on PATH; install git or pass --allow-dirty"):
+        deploy.require_committed(catalog.resolve("api", "dev"))
+
+
 def test_render_sets_the_image_and_only_the_services_objects():
     target = catalog.resolve("api", "dev")
     objects = catalog.render(target, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api:abc123")
@@ -205,9 +214,18 @@ def test_webhook_failure_is_a_warning_without_the_url_secret():
     assert warning and "127.0.0.1" in warning and "SECRET" not in warning
 
 
+@pytest.mark.parametrize("where", ["a directory", "/dev/full", "a missing folder"])
+def test_a_step_summary_that_cannot_be_written_is_a_warning(tmp_path, where):
+    """GITHUB_STEP_SUMMARY is best effort like the webhook: a path that cannot take the summary is a warning line."""
+    path = {"a directory": str(tmp_path), "/dev/full": "/dev/full", "a missing folder": str(tmp_path / "no" / "x.md")}
+    warning = notify.write_step_summary([RECORD], path[where])
+    assert warning and warning.startswith("warning: step summary not written to GITHUB_STEP_SUMMARY=")
+    assert "deploy result stands" in warning
+
+
 def test_step_summary_markdown(tmp_path):
     path = tmp_path / "summary.md"
-    notify.write_step_summary([RECORD], str(path))
+    assert notify.write_step_summary([RECORD], str(path)) is None
     text = path.read_text()
     assert text.startswith("### :x: deploy api:abc to dev failed: ImagePullBackOff; rolled back (Complete)")
     assert "| image | r/api:abc |" in text and "| rollback verdict | Complete |" in text

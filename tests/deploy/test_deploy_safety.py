@@ -154,6 +154,16 @@ def test_webhook_and_step_summary_after_a_failed_deploy(deployed_v1, webhook, tm
     assert "XXSECRETXX" not in env.output + text + json.dumps(body)
 
 
+def test_a_step_summary_that_cannot_be_written_leaves_the_deploy_as_it_ended(deploy_env, tmp_path, monkeypatch):
+    """GITHUB_STEP_SUMMARY at a directory: the deploy still succeeds, and says the summary was not written."""
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path))
+    record = deploy_env.engine("v1").run()
+    assert record.ok and deploy_env.running_images() == {deploy_env.image("v1")}
+    warnings = [json.loads(line) for line in deploy_env.output.splitlines() if '"warning"' in line]
+    assert [w["message"] for w in warnings if "step summary" in w["message"]] == [
+        f"warning: step summary not written to GITHUB_STEP_SUMMARY={tmp_path} (Is a directory); deploy result stands"]
+
+
 def test_no_secret_values_in_any_output(deploy_env, fake_docker, webhook, tmp_path, monkeypatch):
     """Build path: the ECR password goes to docker's stdin only; the webhook token and EKS-style bearer never print."""
     url, received = webhook

@@ -55,10 +55,34 @@ class Tty(io.StringIO):
 
 def test_piped_value_keeps_everything_but_one_trailing_newline():
     assert read_value(io.StringIO("s3cr3t value\n")) == "s3cr3t value"
-    assert read_value(io.StringIO("line1\nline2\r\n")) == "line1\nline2"
+    assert read_value(io.StringIO("line1\nline2\r\n"), multiline=True) == "line1\nline2"
     assert read_value(io.StringIO("  spaced  ")) == "  spaced  "
     with pytest.raises(SecretInputError, match="no value on stdin"):
         read_value(io.StringIO("\n"))
+
+
+@pytest.mark.parametrize("piped, words", [
+    (" \t \n", "only whitespace"),
+    ("to\0ken", "NUL byte"),
+    ("x" * (ops.MAX_VALUE_BYTES + 1), f"over {ops.MAX_VALUE_BYTES} bytes"),
+    ("é" * (ops.MAX_VALUE_BYTES // 2 + 1), f"over {ops.MAX_VALUE_BYTES} bytes"),  # the limit is bytes, not characters
+    ("line1\nline2\n", "has 2 lines; pass --multiline"),
+    ("token\n\n", "has 2 lines; pass --multiline"),
+])
+def test_a_value_secrets_manager_or_its_readers_would_mangle_is_refused_without_showing_it(piped, words):
+    with pytest.raises(SecretInputError, match=words) as refused:
+        read_value(io.StringIO(piped))
+    assert not piped.strip() or piped.strip()[:20] not in str(refused.value)
+
+
+def test_the_longest_value_secrets_manager_stores_is_taken():
+    assert len(read_value(io.StringIO("x" * ops.MAX_VALUE_BYTES + "\n"))) == ops.MAX_VALUE_BYTES
+
+
+def test_stdin_closed_is_no_value(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", None)
+    with pytest.raises(SecretInputError, match="no value on stdin: stdin is closed"):
+        read_value()
 
 
 def test_terminal_input_goes_through_getpass_and_an_echoing_terminal_is_refused():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -34,7 +33,17 @@ from infra.ops.deploy.report import Reporter
 from infra.ops.deploy.requests import DeployRequest, RollbackRequest
 from infra.ops.deploy.rollout import REVISION, Progress, Reason, Rollout, Verdict
 from infra.ops.deploy.snapshot import Snapshot, apply_all, diff, restorable, restore
-from infra.ops.deploy.target import REPO, BadInput, Target, git_tag, pod_spec, render, with_change_cause, workload
+from infra.ops.deploy.target import (
+    REPO,
+    BadInput,
+    Target,
+    git_tag,
+    pod_spec,
+    render,
+    run_git,
+    with_change_cause,
+    workload,
+)
 from infra.ops.errors import Failed, Interrupted  # Interrupted: stopped by SIGINT/SIGTERM after cleaning up
 from infra.ops.io.docker_cli import Docker
 from infra.ops.io.ecr import Registry
@@ -107,8 +116,7 @@ def require_committed(target: Target) -> None:
     """BadInput when the kustomize tree a --tag deploy renders has uncommitted changes: what is applied would not
     be what the repository says (the build path refuses a dirty tree for the same reason)."""
     root = target.overlay.parent.parent  # infra/k8s: base, components and every overlay
-    done = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=root, capture_output=True, text=True,
-                          check=False)
+    done = run_git(["status", "--porcelain", "--", "."], root, "pass --allow-dirty to deploy the tree as it is")
     if done.returncode != 0:
         raise BadInput(f"{root} is not in a git checkout ({done.stderr.strip() or 'git failed'}), so what would be "
                        f"applied is not a commit; pass --allow-dirty to deploy it as it is")
@@ -306,10 +314,9 @@ class Deploy:
             history.append(self.kube, self.target.namespace, record)
         except (KubeError, history.HistoryUnreadable) as exc:
             self.reporter.event("warning", f"deploy history not written: {exc}")
-        warning = notify.post_webhook(record)
-        if warning:
-            self.reporter.event("warning", warning)
-        notify.write_step_summary([record])
+        for warning in (notify.post_webhook(record), notify.write_step_summary([record])):
+            if warning:
+                self.reporter.event("warning", warning)
 
 
 def _finish(record: DeployRecord, verdict: Verdict, back: Verdict | None = None) -> DeployRecord:

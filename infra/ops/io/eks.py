@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.eks_calendar import Release
-from infra.ops.errors import Failed, reason
+from infra.ops.errors import Failed, aws_unavailable, reason
 from infra.ops.io import aws
 from infra.versions import KubeVersion
 
@@ -65,8 +65,10 @@ class SubnetFacts:
 
 
 def _failure(operation: str, error: ClientError | BotoCoreError) -> EksError:
-    """ClientError text names the AWS error code; the others (no credentials, no endpoint) get errors.reason."""
-    return EksError(f"{operation} failed: {error if isinstance(error, ClientError) else reason(error)}")
+    """ClientError text names the AWS error code; AWS that could not be asked (no credentials, no endpoint, an
+    answer that is not AWS's) and the others get the words of errors.reason."""
+    own = isinstance(error, ClientError) and aws_unavailable(error) is None
+    return EksError(f"{operation} failed: {error if own else reason(error)}")
 
 
 def _call(client, operation: str, **kwargs):

@@ -10,6 +10,7 @@ starts. Objects are plain dicts (what kustomize renders), addressed by apiVersio
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import tempfile
 import time
@@ -32,11 +33,47 @@ def _one_retry_layer(configuration: client.Configuration) -> client.Configuratio
     return configuration
 
 
+class ExecPluginFailed(config.ConfigException, errors.Failed):
+    """The kubeconfig's exec credential plugin (e.g. `aws eks get-token`) could not give credentials."""
+
+
+class _PluginFailures(logging.Handler):
+    """The kubernetes client reports a failing exec credential plugin with `logging.error` on the root logger (a
+    stray "ERROR:root:..." line) and goes on without credentials; while a kubeconfig loads, those reports are
+    collected here instead (root then has a handler, so logging prints nothing of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "root":
+            self.messages.append(record.getMessage())
+
+
 def load_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
-    """An ApiClient for the kubeconfig's (or given) context; retries are the callers' (one budget)."""
+    """An ApiClient for the kubeconfig's (or given) context; retries are the callers' (one budget).
+    ExecPluginFailed, naming the plugin command, when its exec credential plugin cannot run."""
     configuration = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+    failures, root = _PluginFailures(), logging.getLogger()
+    root.addHandler(failures)
+    try:
+        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+    finally:
+        root.removeHandler(failures)
+    if failures.messages:
+        raise ExecPluginFailed(_plugin_failure(failures.messages[0]))
     return client.ApiClient(_one_retry_layer(configuration))
+
+
+def _plugin_failure(message: str) -> str:
+    """The client's words for a plugin that failed, as one line naming the command when the OS named it."""
+    import re
+
+    missing = re.search(r"\[Errno \d+\] ([^:]+): '(.+?)'", message)
+    if missing:
+        return f"its exec credential plugin {missing[2]!r} cannot run ({missing[1].lower()})"
+    return f"its exec credential plugin failed ({(message.strip().splitlines() or ['no output'])[0]})"
 
 
 T = TypeVar("T")
@@ -215,6 +252,9 @@ def from_kubeconfig(path: str | None = None, context: str | None = None) -> Kube
         raise KubeError(f"kubeconfig {where} is not valid YAML ({exc.problem}{line}); {fix}") from None
     except yaml.YAMLError as exc:
         raise KubeError(f"kubeconfig {where} is not valid YAML ({type(exc).__name__}); {fix}") from None
+    except ExecPluginFailed as exc:
+        raise KubeError(f"kubeconfig {where}: {exc}; install it (for `aws eks get-token`: the AWS CLI) or fix the "
+                        f"user's exec.command, or pass another --kubeconfig") from None
     except (config.ConfigException, OSError) as exc:
         raise KubeError(f"cannot load kubeconfig {where}: {errors.first_line(exc)}; {fix}") from None
     except (TypeError, ValueError, AttributeError, KeyError) as exc:  # valid YAML, not a kubeconfig's shape
