@@ -33,8 +33,11 @@ CHARTS: dict[str, Chart] = {chart.name: chart for chart in (
 )}
 
 # The autoscaler must match the control plane's minor version; its image tag follows the cluster, not the chart.
-AUTOSCALER_IMAGES: dict[int, str] = {29: "v1.29.5", 30: "v1.30.4", 31: "v1.31.2", 32: "v1.32.1", 33: "v1.33.0",
-                                     34: "v1.34.0", 35: "v1.35.0"}
+# One tag per minor of the EKS calendar (infra/eks_calendar.py; config refuses a version without one): the latest
+# registry.k8s.io/autoscaling/cluster-autoscaler patch per minor as promoted in kubernetes/k8s.io #8815 (1.32.5) and
+# #9676 (1.33.5, 1.34.4, 1.35.1, 1.36.0; 2026-07-02), checked 2026-12-05.
+AUTOSCALER_IMAGES: dict[int, str] = {29: "v1.29.5", 30: "v1.30.4", 31: "v1.31.2", 32: "v1.32.5", 33: "v1.33.5",
+                                     34: "v1.34.4", 35: "v1.35.1", 36: "v1.36.0"}
 
 
 def chart_version(name: str, overrides: dict[str, str]) -> str:

@@ -45,14 +45,16 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         authentication_mode=cfg.access.authentication_mode,
         tags=tags))
     node_groups = NodeGroups("nodes", NodeGroupsArgs(
-        config=cfg, cluster_name=cfg.cluster.name, depends_on=[cluster.eks, *nat.routes],
+        config=cfg, cluster_name=cfg.cluster.name, depends_on=[cluster.eks, *cluster.network_addons, *nat.routes],
         private_subnet_ids={az: subnet.id for az, subnet in network.private_subnets.items()}, tags=tags))
+    node_addons = cluster.add_node_addons(node_groups.groups)
     access = Access("access", AccessArgs(
         config=cfg, kubeconfig=cluster.kubeconfig, depends_on=[cluster.eks],
         node_role_arns=[group.node_role_arn for group in node_groups.groups], tags=tags))
     platform = Platform("platform", PlatformArgs(
         config=cfg, k8s_provider=access.provider, oidc_provider_arn=cluster.oidc_provider_arn,
-        oidc_provider_url=cluster.oidc_provider_url, depends_on=[cluster.eks, *node_groups.groups], tags=tags,
+        oidc_provider_url=cluster.oidc_provider_url, depends_on=[cluster.eks, *node_groups.groups, *node_addons],
+        tags=tags,
         node_groups=node_groups.groups))
     app_namespace = platform.app_namespaces[app_namespace_of(cfg.env)]
     edge = Edge("edge", EdgeArgs(

@@ -33,6 +33,8 @@ def plan(c, env, json_=False, diff=None, against=None):
     if against is not None:
         _refuse_generation_changes(stack_config(env), _deployed_ami_types(env, against))
     plans = [plan_stack(name) for name in [env, *([diff] if diff else [])]]
+    for name in [env, *([diff] if diff else [])]:
+        _warn(stack_config(name))
     if json_:
         body = [p.to_json() for p in plans]
         print(json.dumps(body[0] if not diff else {"stacks": body, "diff": plan_view.diff(*plans)}, indent=2))
@@ -84,9 +86,18 @@ def _refuse_generation_changes(cfg, deployed) -> None:
         raise fail("\n".join(str(issue) for issue in issues))
 
 
-def _checked_cli(env: str):
+def _warn(cfg) -> None:
+    """What a valid config still tells its owner (extended-support cost, EKS auto-upgrades), on stderr."""
+    from infra.config import stack_warnings
+
+    for line in stack_warnings(cfg):
+        print(f"warning: {line}", file=sys.stderr)
+
+
+def _checked_cli(env: str, creating: bool = False):
     """Config valid, no generation changes AMI in place, the auth mode does not go back and the Kubernetes version
-    moves at most one minor forward, against what the stack last deployed."""
+    moves at most one minor forward, against what the stack last deployed. `creating` (up): a stack with no cluster
+    yet is created only by the principal its config names (infra.ops.creator)."""
     from infra.config import check_auth_mode_history, check_version_history
     from infra.ops.errors import Refused
     from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
@@ -102,6 +113,11 @@ def _checked_cli(env: str):
               *check_version_history(cfg, outputs.get("clusterVersion"))]
     if issues:
         raise fail("\n".join(str(issue) for issue in issues))
+    _warn(cfg)
+    if creating and not outputs.get("clusterName"):
+        from infra.ops import creator
+
+        creator.check_first_up(cfg, creator.caller_arn(cfg.region))
     return cli
 
 
@@ -123,7 +139,7 @@ def up(c, env, yes=False):
     if not yes and not sys.stdin.isatty():
         require_env(env)
         raise ConfirmationNeeded(env)
-    _checked_cli(env).up(yes=yes, confirm=lambda: confirm(f"Apply this preview to stack {env}?"))
+    _checked_cli(env, creating=True).up(yes=yes, confirm=lambda: confirm(f"Apply this preview to stack {env}?"))
 
 
 

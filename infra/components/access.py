@@ -163,6 +163,11 @@ def principal_key(kind: str, arn: str) -> str:
     return f"{kind}-{role_name(arn)}-{hashlib.sha1(arn.encode()).hexdigest()[:6]}"
 
 
+def creator_key(creator_arn: str, env: str) -> str | None:
+    """The principal key of a program-made role when it is the cluster's creator (its ARN is computed at up)."""
+    return "pulumi-deployer" if role_name(creator_arn) == f"eks-platform-{env}-pulumi-deployer" else None
+
+
 def render_aws_auth(entries: list[dict[str, Any]]) -> str:
     """mapRoles as the YAML list the aws-iam-authenticator reads (JSON is YAML, and diffs stay exact)."""
     return "\n".join(f"- {json.dumps(entry, sort_keys=True)}" for entry in entries) + "\n"
@@ -224,6 +229,7 @@ class Access(pulumi.ComponentResource):
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=pulumi.Output.from_input(args.kubeconfig).apply(
             lambda value: value if isinstance(value, str) else json.dumps(value, sort_keys=True)), opts=self._child)
         self._name, self._depends_on = name, list(args.depends_on)
+        self._creator, self._env = access.cluster_creator_arn, cfg.env
         if access.uses_config_map:
             self._aws_auth(name, args.node_role_arns, pulumi.ResourceOptions(
                 parent=self, provider=self.provider, depends_on=self._depends_on))
@@ -272,7 +278,10 @@ class Access(pulumi.ComponentResource):
     def _access_entries(self, name: str, cluster_name: str, tags: dict[str, str],
                         depends_on: list[pulumi.Resource]) -> None:
         opts = pulumi.ResourceOptions(parent=self, depends_on=depends_on)
+        creator = self._creator
         for principal in self.principals:
+            if creator and (principal.role_arn == creator or principal.key == creator_key(creator, self._env)):
+                continue  # EKS made the creator's cluster-admin entry at CreateCluster; a second one is a 409
             entry = aws.eks.AccessEntry(
                 f"{name}-{principal.key}", cluster_name=cluster_name, principal_arn=principal.role_arn,
                 type="STANDARD", user_name=principal.username,

@@ -41,6 +41,7 @@ from tests.support import fake_pulumi
 from tests.support.cli import invoke, one_line_error
 from tests.support.deploy_world import NAMESPACE, REGION
 from tests.support.identity import declare_identity
+from tests.support.legacy import LEGACY_DEV
 from tests.support.nat_world import build
 
 # --- deploy history ------------------------------------------------------------------------------------------
@@ -141,13 +142,21 @@ def stacks(tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def legacy_stacks(tmp_path):
+    """dev as an older cluster has it (1.32, blue AL2 beside green AL2023): generations without own keys."""
+    shutil.copy(LEGACY_DEV, tmp_path / "Pulumi.dev.yaml")
+    return tmp_path
+
+
 @pytest.mark.parametrize(("generation", "block"), [
     ("blue", ["        blue:", "          ami_type: AL2_x86_64  # on blue's line",
               "          # inside blue, after its last key"]),
     ("green", ["        green:", "          # inside green, first line", "          ami_type: AL2023_x86_64_STANDARD"]),
     ("red", ["        red: {ami_type: AL2023_x86_64_STANDARD}  # on red's line"]),
 ], ids=["first", "middle", "last"])
-def test_removing_a_generation_keeps_the_comments_of_everything_else(stacks, generation, block):
+def test_removing_a_generation_keeps_the_comments_of_everything_else(legacy_stacks, generation, block):
+    stacks = legacy_stacks
     path = stacks / "Pulumi.dev.yaml"
     assert GENERATIONS in path.read_text()
     path.write_text(path.read_text().replace(GENERATIONS, COMMENTED))
@@ -159,8 +168,9 @@ def test_removing_a_generation_keeps_the_comments_of_everything_else(stacks, gen
         generation}
 
 
-def test_removing_the_last_generation_keeps_the_comment_of_the_next_section(stacks):
+def test_removing_the_last_generation_keeps_the_comment_of_the_next_section(legacy_stacks):
     """The bug as it was: nodes.migrate retiring `green` of dev took the `# Cluster access` comment with it."""
+    stacks = legacy_stacks
     path = stacks / "Pulumi.dev.yaml"
     before = path.read_text().splitlines()
     StackFile("dev", stacks).remove_generation("general", "green")
@@ -176,25 +186,26 @@ def test_upgrade_pins_and_unpins_around_the_comments(stacks):
     path = stacks / "Pulumi.dev.yaml"
     before = path.read_text()
     stack = StackFile("dev", stacks)
-    stack.update_cluster(version="1.32", addons={"kube-proxy": "v1.32.0-eksbuild.1"}, pin_generations="1.31")
+    stack.update_cluster(version="1.36", addons={"kube-proxy": "v1.36.0-eksbuild.1"}, pin_generations="1.35")
     pinned = path.read_text()
-    assert ('          ami_type: AL2023_x86_64_STANDARD\n          version: "1.31"\n  # Cluster access: dev stays'
+    assert ('          instance_types: [t3a.large]\n          version: "1.35"\n  # Cluster access: dev stays'
             in pinned)
     stack.follow_cluster_version()
-    assert path.read_text() == before.replace('version: "1.31"', 'version: "1.32"').replace(
-        "kube-proxy: v1.31.3-eksbuild.2", "kube-proxy: v1.32.0-eksbuild.1")
+    assert path.read_text() == before.replace('version: "1.35"', 'version: "1.36"').replace(
+        "kube-proxy: v1.35.3-eksbuild.13", "kube-proxy: v1.36.0-eksbuild.1")
 
 
-def test_unpinning_keeps_the_comments_after_the_pin(stacks):
+def test_unpinning_keeps_the_comments_after_the_pin(legacy_stacks):
+    stacks = legacy_stacks
     path = stacks / "Pulumi.dev.yaml"
     path.write_text(path.read_text().replace(
         "          ami_type: AL2023_x86_64_STANDARD\n",
-        '          ami_type: AL2023_x86_64_STANDARD\n          version: "1.31"  # pinned for the upgrade\n'
+        '          ami_type: AL2023_x86_64_STANDARD\n          version: "1.32"  # pinned for the upgrade\n'
         "            # more about the pin\n          # about green, after the pin\n"))
     before = path.read_text().splitlines()
     StackFile("dev", stacks).follow_cluster_version()
     assert path.read_text().splitlines() == [line for line in before if line not in (
-        '          version: "1.31"  # pinned for the upgrade', "            # more about the pin")]
+        '          version: "1.32"  # pinned for the upgrade', "            # more about the pin")]
 
 
 # --- deploy --tag and uncommitted manifests ---------------------------------------------------------------------
@@ -425,7 +436,7 @@ def test_resume_hint_only_with_a_checkpoint(kubesim):
 
 def test_an_upgrade_failing_in_its_first_up_can_be_resumed(aws, kubesim_factory, tmp_path, monkeypatch):
     """The stack file is edited before the first `pulumi up`: a failure there must leave a checkpoint (the rerun
-    would otherwise be refused, the file saying 1.32 while EKS runs 1.31)."""
+    would otherwise be refused, the file saying 1.33 while EKS runs 1.32)."""
     from tests.lifecycle.test_upgrade_executor import AZS, _stack, _upgrade
     from tests.support import node_world as world
 
@@ -436,12 +447,12 @@ def test_an_upgrade_failing_in_its_first_up_can_be_resumed(aws, kubesim_factory,
     stack = _stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
     log = fake_pulumi.install(tmp_path, monkeypatch, fail_on_up=1)
-    engine = _upgrade(stack, kube, "1.32")
+    engine = _upgrade(stack, kube, "1.33")
     with pytest.raises(PulumiError):
         engine.execute(engine.plan())
-    assert engine.checkpoint.exists and 'version: "1.32"' in stack.path.read_text()
+    assert engine.checkpoint.exists and 'version: "1.33"' in stack.path.read_text()
     monkeypatch.delenv("FAKE_PULUMI_FAIL_ON_UP")
-    resumed = _upgrade(stack, kube, "1.32", resume=True)
+    resumed = _upgrade(stack, kube, "1.33", resume=True)
     with fake_pulumi.EksFollower(log):
         resumed.execute(resumed.plan())
-    assert resumed.checkpoint.load() is None and load_stack_config("dev", tmp_path).cluster.version == "1.32"
+    assert resumed.checkpoint.load() is None and load_stack_config("dev", tmp_path).cluster.version == "1.33"

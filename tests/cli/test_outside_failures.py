@@ -45,7 +45,7 @@ CLUSTER_TASKS = {
     "deploy": ("deploy", "api", "--env", "dev", "--tag", "abc1234"),
     "rollback": ("rollback", "api", "--env", "dev"),
     "nodes.migrate": ("nodes.migrate", "--env", "dev", "--pool", "general", "--to", "green", "--dry-run"),
-    "cluster.upgrade": ("cluster.upgrade", "--env", "dev", "--to", "1.32", "--dry-run"),
+    "cluster.upgrade": ("cluster.upgrade", "--env", "dev", "--to", "1.36", "--dry-run"),
     "platform.status": ("platform.status", "--env", "dev"),
     "access.migrate": ("access.migrate", "--env", "dev"),
 }

@@ -31,6 +31,7 @@ from infra.ops.lifecycle.preflight import FAIL
 from tests.support import fake_pulumi
 from tests.support import node_world as world
 from tests.support.identity import declare_identity
+from tests.support.legacy import LEGACY_DEV
 
 AZS = ("eu-west-1a", "eu-west-1b")
 PER_ZONE = 2
@@ -63,7 +64,7 @@ class Provisioner(threading.Thread):
 @pytest.fixture
 def world_dev(kubesim_factory, tmp_path, monkeypatch):
     """dev stack copy with pool general = blue (AL2) only, 2 nodes per AZ, running api, db (volumes), logs."""
-    shutil.copy(ROOT / "Pulumi.dev.yaml", tmp_path / "Pulumi.dev.yaml")
+    shutil.copy(LEGACY_DEV, tmp_path / "Pulumi.dev.yaml")  # 1.32, blue AL2 (the real dev has no AL2 left)
     stack = StackFile("dev", tmp_path)
     with stack.edit() as config:
         pool = config["eks-platform:node_pools"]["general"]
@@ -218,7 +219,7 @@ def test_task_dry_run_prints_plan_and_changes_nothing(world_dev):
     # The real dev file starts 1 node per AZ, the world runs 2: a FAIL, so exit 1 with the plan still printed.
     assert result.returncode == 1, result.stderr
     out = result.stdout
-    assert "blue (AL2_x86_64) -> green (AL2023_x86_64_STANDARD)" in out and "preflight" in out
+    assert "blue (AL2023_x86_64_STANDARD) -> green (AL2023_x86_64_STANDARD)" in out and "preflight" in out
     assert "drain eu-west-1a" in out and "capacity per AZ" in out and "FAIL" in out  # the table is printed
     assert result.stderr.strip().splitlines() == [
         "error: dry run, nothing changed: 1 preflight check(s) FAIL (capacity per AZ); the migration would stop "

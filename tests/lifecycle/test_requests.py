@@ -13,7 +13,7 @@ from infra.ops.lifecycle.upgrade import UpgradeRequest
 
 
 @pytest.mark.parametrize(("to", "line"), [
-    ("1.3", "--to 1.3 is outside the supported range 1.29..1.35; pick a version in that range"),
+    ("1.3", "--to 1.3 is outside the supported range 1.29..1.36; pick a version in that range"),
     ("latest", "--to: 'latest' is not a Kubernetes minor version"),
     ("1.32.1", "--to: '1.32.1' is not a Kubernetes minor version"),
 ])

@@ -17,6 +17,7 @@ AWS_AUTH = "kubernetes:core/v1:ConfigMapPatch"
 ENTRY = "aws:eks/accessEntry:AccessEntry"
 ASSOCIATION = "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"
 ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+DEPLOYER = "arn:aws:iam::123456789012:role/access-pulumi-deployer"  # the mocks' ARN of the pulumi-deployer role
 
 # Written out here, independently of infra/components/access.py: the CI group's whole Kubernetes power.
 READ = {"get", "list", "watch"}
@@ -118,7 +119,7 @@ def test_config_map_modes_manage_aws_auth_with_node_roles_ci_group_and_admin(pla
     assert all(e["username"] == "system:node:{{EC2PrivateDNSName}}" for e in nodes)
     by_arn = {e["rolearn"]: e for e in entries}
     masters = {arn for arn, e in by_arn.items() if "system:masters" in e["groups"]}
-    assert masters == set(cfg.access.admin_role_arns)
+    assert masters == {*cfg.access.admin_role_arns, DEPLOYER}  # pulumi_deployer_cluster_admin: true
     ci = [e for e in entries if e["username"] == "ci-deployer"]
     assert ci and ci[0]["groups"] == ["eks-platform:ci-deployers"]
     assert by_arn["arn:aws:iam::111111111111:role/developers"]["groups"] == ["developers"]
@@ -136,7 +137,10 @@ def test_api_mode_declares_access_entries_and_no_aws_auth(plans):
     for entry in entries.values():
         assert not any(g.startswith("system:") for g in entry.inputs.get("kubernetesGroups") or [])
     admins = {a.inputs["principalArn"] for a in plan.of_type(ASSOCIATION)}
-    assert admins == set(cfg.access.admin_role_arns)
+    # The creator (platform-admin) got its cluster-admin entry from EKS at CreateCluster: none declared for it.
+    assert cfg.access.cluster_creator_arn in cfg.access.admin_role_arns
+    assert admins == {*cfg.access.admin_role_arns, DEPLOYER} - {cfg.access.cluster_creator_arn}
+    assert cfg.access.cluster_creator_arn not in entries
     for association in plan.of_type(ASSOCIATION):
         assert association.inputs["policyArn"] == ADMIN_POLICY
         assert association.inputs["accessScope"] == {"type": "cluster"}
@@ -146,8 +150,9 @@ def test_both_mode_declares_aws_auth_and_access_entries_for_the_same_principals(
     plan = plans["dev"]
     mapped = {e["rolearn"] for e in _map_roles(plan) if e["groups"] != ["system:bootstrappers", "system:nodes"]}
     entries = {entry.inputs["principalArn"] for entry in plan.of_type(ENTRY)}
-    assert mapped == entries
-    assert set(plan.outputs["accessPrincipals"]) == entries
+    creator = load_stack_config("dev").access.cluster_creator_arn
+    assert mapped == entries | {creator}  # EKS made the creator's entry; aws-auth still maps it
+    assert set(plan.outputs["accessPrincipals"]) == entries | {creator}
 
 
 def test_config_map_only_mode_has_no_access_entries():
@@ -159,14 +164,18 @@ def test_config_map_only_mode_has_no_access_entries():
     assert cluster.inputs["authenticationMode"] == "CONFIG_MAP"
 
 
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_ci_up_as_the_pulumi_deployer_is_cluster_admin_in_both_stacks(plans, env):
+    """CI's `invoke up` applies Kubernetes resources (charts, RBAC, namespaces): without admin every one is a 403."""
+    assert load_stack_config(env).access.pulumi_deployer_cluster_admin
+    assert DEPLOYER in {a.inputs["principalArn"] for a in plans[env].of_type(ASSOCIATION)}
+
+
 def test_pulumi_deployer_is_cluster_admin_only_when_configured():
     access = read_stack_file("prod")["eks-platform:access"]
-    plain = plan_stack("prod")
-    assert "arn:aws:iam::123456789012:role/access-pulumi-deployer" not in {
-        a.inputs["principalArn"] for a in plain.of_type(ASSOCIATION)}
-    admin = _variant("prod", {**access, "pulumi_deployer_cluster_admin": True})
-    assert "arn:aws:iam::123456789012:role/access-pulumi-deployer" in {
-        a.inputs["principalArn"] for a in admin.of_type(ASSOCIATION)}
+    plain = _variant("prod", {**access, "pulumi_deployer_cluster_admin": False})
+    assert DEPLOYER not in {a.inputs["principalArn"] for a in plain.of_type(ASSOCIATION)}
+    assert DEPLOYER in {a.inputs["principalArn"] for a in plan_stack("prod").of_type(ASSOCIATION)}
 
 
 def _statements(plan: Plan):

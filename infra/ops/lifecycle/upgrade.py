@@ -11,13 +11,14 @@ import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import Field, field_validator
 
-from infra import deprecations
+from infra import deprecations, eks_calendar
 from infra.config import StackConfig
 from infra.ops.io.eks import AddonBuild, ClusterFacts, Eks, EksError, NotOffered, addon_versions
 from infra.ops.io.kube import Kube
@@ -77,16 +78,22 @@ class UpgradeState(Progress):
 @dataclass(frozen=True)
 class UpgradeRequest:
     """One `cluster.upgrade` as data: what the CLI parsed (or a test wrote). `to` is checked when the request is
-    made, before any AWS or cluster call."""
+    made, before any AWS or cluster call; None (only to plan or dry-run) asks the planner to propose the target
+    that reaches EKS standard support."""
 
     env: str
-    to: str
+    to: str | None
     resume: bool = False
     plan_only: bool = False
     dry_run: bool = False
 
     def __post_init__(self) -> None:
-        upgrade_target(self.to)
+        if self.to is not None:
+            upgrade_target(self.to)
+        elif not (self.plan_only or self.dry_run):
+            raise UpgradeRefused(f"--to is required to upgrade, e.g. `invoke cluster.upgrade --env {self.env} --to "
+                                 f"1.36`; with --plan-only or --dry-run and no --to the target reaching standard "
+                                 f"support is proposed")
 
     @property
     def resume_command(self) -> str:
@@ -113,6 +120,8 @@ class UpgradePlan:
     target: KubeVersion
     node_groups: dict[str, KubeVersion]
     steps: tuple[UpgradeStep, ...]
+    support: tuple[str, ...] = ()  # the EKS calendar's word on the current version and the target, with days left
+    proposed: bool = False  # no --to: the target is the nearest version in standard support
 
     @property
     def blocked(self) -> list[tuple[UpgradeStep, Check]]:
@@ -124,6 +133,10 @@ class UpgradePlan:
                  f"Control plane: {self.current}. Node groups: "
                  + (", ".join(f"{name} {version}" for name, version in sorted(self.node_groups.items())) or "none"),
                  "", f"Steps: {' -> '.join([str(self.current), *(str(s.target) for s in self.steps)])}", ""]
+        if self.proposed:
+            lines += [f"Target {self.target}: the nearest version in EKS standard support (pass --to for another).",
+                      ""]
+        lines += [f"- {line}" for line in self.support] + ([""] if self.support else [])
         if not self.steps:
             lines.append("Nothing to do: the cluster already runs the target version.")
         for number, step in enumerate(self.steps, 1):
@@ -214,8 +227,9 @@ class Upgrade:
     def __init__(self, request: UpgradeRequest, cfg: StackConfig, stack: StackFile, eks: Eks, kube: Kube,
                  cli: PulumiCLI, addon_builds: AddonBuilds | None = None,
                  objects: Callable[[], list[dict]] | None = None, on_event: Events = quiet,
-                 timeouts: Timeouts | None = None):
+                 timeouts: Timeouts | None = None, today: date | None = None):
         self.request, self.cfg, self.stack, self.eks, self.kube, self.cli = request, cfg, stack, eks, kube, cli
+        self.today = today or eks_calendar.today()  # the day versions are judged on (the EKS calendar)
         self.addon_builds = addon_builds or (lambda region, addon, version: addon_versions(region, addon, version))
         self.objects = objects or (lambda: rendered_objects(cfg.env) + live_objects(kube))
         self.on_event = on_event
@@ -232,13 +246,20 @@ class Upgrade:
         with self._stops():
             return self._plan(self.request.to)
 
-    def _plan(self, to: str) -> UpgradePlan:
+    def _plan(self, to: str | None) -> UpgradePlan:
         facts = self.eks.cluster(self.cfg.cluster.name)
         state = self.checkpoint.load()
         current = KubeVersion.parse(state["from"]) if state else facts.version
         if not state and self.cfg.version != facts.version:
             raise UpgradeRefused(f"Pulumi.{self.cfg.env}.yaml has cluster.version {self.cfg.version} but EKS runs "
                                  f"{facts.version}; run `invoke up --env {self.cfg.env}` or fix the file first")
+        proposed = to is None
+        if to is None:
+            reaching = eks_calendar.CALENDAR.standard_target(current.minor, self.today)
+            if reaching is None:
+                raise UpgradeRefused(f"no Kubernetes version from {current} on is in EKS standard support on "
+                                     f"{self.today}; pass --to (see `invoke cluster.versions`)")
+            to = reaching.version
         path = upgrade_path(current, to)
         nodes = self.kube.call(self.kube.core.list_node).items
         objects = self.objects() if path else []
@@ -246,11 +267,16 @@ class Upgrade:
         addons = dict(self.cfg.cluster.addons)
         for source, target in path:
             checks, chosen = self._preflight(facts, nodes, objects, addons, source, target, first=not steps)
+            checks.append(preflight.support_window(target, self.today, final=target == path[-1][1]))
             addons.update(chosen)
             steps.append(UpgradeStep(source, target, chosen, tuple(checks)))
-        return UpgradePlan(env=self.cfg.env, cluster=facts.name, current=current,
-                           target=path[-1][1] if path else current,
-                           node_groups={group.name: group.version for group in facts.node_groups}, steps=tuple(steps))
+        final = path[-1][1] if path else current
+        support = [preflight.support_window(version, self.today, final=True).detail
+                   for version in dict.fromkeys([current, final])]
+        return UpgradePlan(env=self.cfg.env, cluster=facts.name, current=current, target=final,
+                           node_groups={group.name: group.version for group in facts.node_groups}, steps=tuple(steps),
+                           support=tuple(f"{line} (EKS calendar, {self.today})" for line in support),
+                           proposed=proposed)
 
     def _preflight(self, facts: ClusterFacts, nodes: list[client.V1Node], objects: list[dict],
                    addons: dict[str, str], source: KubeVersion, target: KubeVersion,
