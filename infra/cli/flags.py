@@ -2,7 +2,8 @@
 
 invoke gives every option the first free letter of its name: in `nat.rotate`, whose `-t` is `--timeout` and
 `-a` `--abort`, `--take-over` would get `-k`, the letter every cluster task uses for `--kubeconfig`; in
-`nodes.migrate` `--ami-type` would get `-m`, `secrets.set --multiline`'s. A task whose option would take a letter
+`nodes.migrate` `--ami-type` would get `-m`, `secrets.set --multiline`'s; in `cluster.versions` `--refresh` would
+get `-r`, `cluster.upgrade --resume`'s. A task whose option would take a letter
 that means something else elsewhere names it here (`klass=long_only(...)`); tests/cli/test_short_flags.py keeps
 the rule.
 """
