@@ -30,3 +30,11 @@ def secrets_key_alias(env: str) -> str:
 def secrets_key_tags(env: str) -> dict[str, str]:
     """Tags the stack puts on that key (among others): which project and stack it belongs to."""
     return {"project": PROJECT, "environment": env}
+
+
+def repository_name(env: str, service: str) -> str:
+    """The ECR repository of one service in one stack: the stack declares it, deploys push to and read from it.
+
+    Prefixed by the stack so dev and prod can share an account without pushing into each other's repositories.
+    """
+    return f"{PROJECT}/{env}/{service}"

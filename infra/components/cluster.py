@@ -12,6 +12,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 
+from infra.components.iam import scoped_role_args
 from infra.config import ClusterConfig
 
 EBS_CSI_SERVICE_ACCOUNT = "system:serviceaccount:kube-system:ebs-csi-controller-sa"
@@ -25,6 +26,8 @@ class ClusterArgs:
     public_subnet_ids: list[pulumi.Input[str]]
     tags: dict[str, str]
     authentication_mode: str = "API_AND_CONFIG_MAP"
+    # aws-auth entries: pulumi-eks owns that ConfigMap in CONFIG_MAP modes (see components/access.py).
+    role_mappings: list[eks.RoleMappingArgs] | None = None
 
 
 def irsa_trust_policy(oidc_provider_arn: pulumi.Input[str], oidc_provider_url: pulumi.Input[str],
@@ -75,6 +78,7 @@ class Cluster(pulumi.ComponentResource):
             encryption_config_key_arn=self.secrets_key.arn,
             enabled_cluster_log_types=list(cfg.log_types),
             authentication_mode=args.authentication_mode,
+            role_mappings=args.role_mappings,
             deletion_protection=cfg.deletion_protection,
             vpc_cni_options=eks.VpcCniOptionsArgs(addon_version=addons.get("vpc-cni")),
             coredns_addon_options=eks.CoreDnsAddonOptionsArgs(version=addons.get("coredns")),
@@ -87,7 +91,7 @@ class Cluster(pulumi.ComponentResource):
         self.oidc_provider_url = self.eks.oidc_provider_url
         self.endpoint = self.eks.kubeconfig.apply(_endpoint_of)
         self.ebs_csi_role = aws.iam.Role(
-            f"{name}-ebs-csi", assume_role_policy=irsa_trust_policy(self.oidc_provider_arn, self.oidc_provider_url,
+            f"{name}-ebs-csi", **scoped_role_args(), assume_role_policy=irsa_trust_policy(self.oidc_provider_arn, self.oidc_provider_url,
                                                                     EBS_CSI_SERVICE_ACCOUNT),
             tags=args.tags, opts=child)
         aws.iam.RolePolicyAttachment(f"{name}-ebs-csi", role=self.ebs_csi_role.name,

@@ -19,6 +19,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.iam import scoped_profile_args, scoped_role_args
 from infra.config import StackConfig, nat_azs, nat_probe_subnets
 from infra.lambdas.nat.health import AZ_TAG, DRAIN_TAG, HEALTH_TAG, STACK_TAG
 
@@ -140,7 +141,8 @@ class Nat(pulumi.ComponentResource):
 
     def _role(self, suffix: str, assume: str, **managed: str) -> aws.iam.Role:
         """A role for one of this component's principals, with AWS-managed policies attached by short name."""
-        role = aws.iam.Role(f"{self.name}-{suffix}", assume_role_policy=assume, tags=self.args.tags, opts=self._child)
+        role = aws.iam.Role(f"{self.name}-{suffix}", assume_role_policy=assume, tags=self.args.tags, opts=self._child,
+                            **scoped_role_args())
         for short, arn in managed.items():
             aws.iam.RolePolicyAttachment(f"{self.name}-{suffix}-{short}", role=role.name, policy_arn=arn,
                                          opts=self._child)
@@ -170,7 +172,7 @@ class Nat(pulumi.ComponentResource):
             tags=self._tags("nat"), opts=self._child)
         role = self._role("instance", ASSUME_EC2, ssm="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
         profile = aws.iam.InstanceProfile(f"{self.name}-instance", role=role.name, tags=self.args.tags,
-                                          opts=self._child)
+                                          opts=self._child, **scoped_profile_args())
         # The AMI resolves at launch: a new AL2023 release never replaces a running NAT, `nat.rotate` picks it up.
         template = aws.ec2.LaunchTemplate(
             f"{self.name}-instance", image_id=f"resolve:ssm:{nat.ami_parameter}", instance_type=nat.instance_type,

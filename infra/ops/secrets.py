@@ -104,7 +104,7 @@ def set_value(cfg: StackConfig, service: str, key: str, value: str, sm: Any = No
                                f"(`aws secretsmanager rotate-secret --secret-id {name}`)")
     payload = value
     if spec.database:
-        payload = json.dumps({**spec.database.model_dump(), "password": value})
+        payload = json.dumps({**spec.database.login(), "password": value})
     sm = sm or client(cfg.region)
     log.info("putting a new value for %s", name)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
+from infra.identity import repository_name
 from tests.support import bad_input as bad
 from tests.support.bad_input import api_answers, file_edit, row
 from tests.support.deploy_world import push
@@ -112,10 +113,11 @@ TABLE = DEPLOY + ROLLBACK + HISTORY
 def _registry() -> None:
     """ECR as the platform stack leaves it: one repository per service, v1 pushed to each, api-only to api."""
     ecr = boto3.client("ecr", region_name="eu-west-1")
-    for repository in ("api", "worker", "scheduler"):
-        ecr.create_repository(repositoryName=repository)
-        push(ecr, repository, "v1")
-    push(ecr, "api", "api-only")
+    for env in ("dev", "prod"):
+        for service in ("api", "worker", "scheduler"):
+            ecr.create_repository(repositoryName=repository_name(env, service))
+            push(ecr, repository_name(env, service), "v1")
+        push(ecr, repository_name(env, "api"), "api-only")
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
+from infra.identity import repository_name
 from infra.ops.deploy import history, notify
 from infra.ops.deploy.history import CHANGE_CAUSE, DeployRecord
 from infra.ops.deploy.lock import DeployLock, identity
@@ -148,10 +149,11 @@ class Deploy:
         if self.tag and not (self.allow_dirty or self.dry_run):
             require_committed(self.target)
         registry = Registry(self.region)
-        uri = registry.repository_uri(self.target.service)
+        repository = repository_name(self.target.env, self.target.service)  # what the stack exports and declares
+        uri = registry.repository_uri(repository)
         if self.tag:
-            if not registry.has_tag(self.target.service, self.tag):
-                raise BadInput(f"--tag {self.tag} is not in ECR repository {self.target.service}; push it first or "
+            if not registry.has_tag(repository, self.tag):
+                raise BadInput(f"--tag {self.tag} is not in ECR repository {repository}; push it first or "
                                f"omit --tag to build the current commit")
             return self.tag, f"{uri}:{self.tag}"
         tag = git_tag(REPO, self.allow_dirty or self.dry_run)
@@ -161,7 +163,7 @@ class Deploy:
         if not (context / "Dockerfile").is_file():
             raise BadInput(f"no Dockerfile in {context} to build {self.target.service}; add one, or deploy an "
                            f"image already in ECR with --tag")
-        if registry.has_tag(self.target.service, tag):
+        if registry.has_tag(repository, tag):
             self.reporter.event("build", f"{uri}:{tag} already in ECR, not rebuilding", image=f"{uri}:{tag}")
             return tag, f"{uri}:{tag}"
         login = registry.login()

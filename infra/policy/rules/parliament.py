@@ -1,0 +1,96 @@
+"""Every IAM document in the stack, linted with parliament (duo-labs): malformed ARNs, actions that match no
+resource, conditions an action ignores, unknown actions. Those pass `pulumi up` and then deny or allow the
+wrong thing at run time, which no mock can see.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator, Mapping
+from functools import cache
+from typing import Any
+
+from pulumi_policy import ResourceValidationArgs
+
+from infra.policy.support import DOCUMENTS, MANDATORY, documents, resource_rule
+
+# parliament's severities, most severe first; findings at or above THRESHOLD are violations.
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFO")
+THRESHOLD = "MEDIUM"
+# Below the threshold, yet a sure failure: an unknown action or service prefix grants nothing (a typo).
+ALWAYS = frozenset({"UNKNOWN_ACTION", "UNKNOWN_PREFIX"})
+# Findings accepted on purpose, each with the reason. Keep this list short and every entry explained.
+ALLOWED: dict[str, str] = {}
+# (issue, action) pairs accepted on purpose: parliament matches each statement alone, but these actions authorize
+# against two resources at once, and each statement names one of them (so a tag condition can apply to the key).
+ALLOWED_ACTIONS: dict[tuple[str, str], str] = {
+    ("RESOURCE_MISMATCH", "kms:createalias"): "authorizes on the alias and on the key: one statement each",
+    ("RESOURCE_MISMATCH", "kms:deletealias"): "authorizes on the alias and on the key: one statement each",
+    ("RESOURCE_MISMATCH", "kms:updatealias"): "authorizes on the alias and on the key: one statement each",
+}
+# Actions newer than parliament 1.6.4's bundled service table (checked 2026-12-05 against the AWS service
+# authorization reference): real actions, reported as unknown.
+KNOWN_NEWER_ACTIONS = frozenset({
+    "eks:describeclusterversions",  # EKS DescribeClusterVersions, 2024-11
+})
+
+
+@cache
+def _parliament() -> Any:
+    with warnings.catch_warnings():  # it imports pkg_resources, deprecated in setuptools
+        warnings.simplefilter("ignore")
+        import parliament
+    return parliament
+
+
+def findings(doc: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(issue, severity, detail) of each parliament finding on one document that counts as a violation."""
+    lib = _parliament()
+    policy = lib.analyze_policy_string(json.dumps(doc, default=_plain))
+    found = []
+    for finding in policy.findings:
+        lib.enhance_finding(finding)
+        severity = str(finding.severity or "LOW").upper()
+        if finding.issue in ALLOWED or not (finding.issue in ALWAYS or _at_least(severity, THRESHOLD)):
+            continue
+        detail = finding.detail
+        if isinstance(detail, list):  # per-action details: drop the accepted ones
+            detail = [item for item in detail if not (isinstance(item, dict) and (
+                finding.issue, str(item.get("action", "")).lower()) in ALLOWED_ACTIONS)]
+            if not detail:
+                continue
+        text = detail if isinstance(detail, str) else json.dumps(detail, default=str)
+        if finding.issue == "UNKNOWN_ACTION" and text.lower().strip('"') in KNOWN_NEWER_ACTIONS:
+            continue
+        found.append((finding.issue, severity, text))
+    return found
+
+
+def _plain(value: Any) -> Any:
+    """Engine proxies (Mapping/Sequence) back into JSON-able values."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    return list(value)
+
+
+def _at_least(severity: str, threshold: str) -> bool:
+    rank = {name: index for index, name in enumerate(SEVERITIES)}
+    return rank.get(severity, len(SEVERITIES)) <= rank[threshold]
+
+
+def _lint(props: Mapping[str, Any], args: ResourceValidationArgs) -> Iterator[str]:
+    for prop, doc in documents(args.resource_type, props):
+        if prop == "assumeRolePolicy":
+            continue  # parliament does not model trust policies (statement.py); iam-federated-trust-pinned does
+        for issue, severity, detail in findings(doc):
+            yield f"{prop}: parliament {issue} ({severity}): {detail[:300]}"
+
+
+parliament_lint = resource_rule(
+    "iam-parliament",
+    f"IAM documents are linted with parliament; findings of severity {THRESHOLD} or higher, and unknown actions, "
+    f"are violations unless listed with a reason in infra/policy/rules/parliament.py. Source: "
+    f"https://github.com/duo-labs/parliament (1.6.4).",
+    DOCUMENTS, _lint, MANDATORY, "fix the document (see parliament's finding); allow-list only with a written reason")
+
+POLICIES = [parliament_lint]
