@@ -148,7 +148,8 @@ def test_event_rules_trigger_the_failover_function(plans):
     assert rules["nat-schedule"].inputs["scheduleExpression"] == "rate(1 minute)"
     targets = [t for t in plan.of_type("aws:cloudwatch/eventTarget:EventTarget") if t.name.startswith("nat-")]
     assert sorted(t.name for t in targets) == ["nat-alarm", "nat-schedule", "nat-state"]
-    assert {t.inputs["arn"] for t in targets} == {"arn:aws:lambda:eu-west-1:123456789012:nat-failover"}
+    failover = plan.outputs["natFailoverFunction"]
+    assert {t.inputs["arn"] for t in targets} == {f"arn:aws:lambda:eu-west-1:123456789012:function:{failover}"}
     permissions = [p for p in plan.of_type("aws:lambda/permission:Permission") if p.name.startswith("nat-")]
     assert {p.inputs["principal"] for p in permissions} == {"events.amazonaws.com"} and len(permissions) == 3
 
