@@ -25,7 +25,7 @@ from infra.ops.io import manifests
 from infra.ops.io.manifests import Manifest
 from infra.versions import KubeVersion
 
-CHECKS = ("yamllint", "render", "schema", "deprecations", "rules", "checkov")
+CHECKS = ("yamllint", "render", "schema", "deprecations", "rules", "checkov", "policy")
 YAMLLINT_CONFIG = manifests.REPO / ".yamllint.yml"
 # kubernetes-validate re-reads and re-parses its multi-megabyte definitions file for every object; the files
 # never change while we run, so parse each once (half of lint's schema time).
@@ -95,6 +95,8 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
     """Run the checks over every overlay under k8s_root; `versions` maps overlay -> stack Kubernetes version."""
     overlays = tuple(manifests.overlays(k8s_root))
     report = Report(checks=tuple(checks), overlays=overlays)
+    if "policy" in checks:  # over the stacks' plans, not the kustomize tree
+        report.findings += policy(say)
     if not overlays:
         report.findings.append(Finding(str(k8s_root), "", "render", "no overlays/<env>/kustomization.yaml found",
                                        "add an overlay per environment"))
@@ -140,6 +142,25 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
         say("waiting for checkov")
         report.findings += scan.findings()
     return report
+
+
+def policy(say: Callable[[str], None] = lambda _: None, envs: Sequence[str] | None = None) -> list[Finding]:
+    """The policy pack (infra/policy) over each stack's offline plan: mandatory violations are errors."""
+    from infra.config import ConfigError, known_envs
+    from infra.plan.offline import plan_stack
+    from infra.plan.verdict import judge
+
+    findings = []
+    for env in envs if envs is not None else known_envs():
+        say(f"policy pack over the {env} plan")
+        try:
+            plan = plan_stack(env)
+        except ConfigError as error:
+            findings.append(Finding(f"Pulumi.{env}.yaml", "", "stack-config", error.render().splitlines()[-1].strip(),
+                                    f"fix the stack file (`invoke plan --env {env}` lists every problem)"))
+            continue
+        findings += [violation.finding(env) for violation in judge(plan)]
+    return findings
 
 
 def _render_finding(k8s_root: Path, overlay: str, error: str,

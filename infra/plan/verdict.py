@@ -110,3 +110,11 @@ def judge(plan: Plan) -> list[Violation]:
 
 def findings(plan: Plan, violations: Iterable[Violation]) -> list[Finding]:
     return [violation.finding(plan.env) for violation in violations]
+
+
+def verdict_line(violations: Sequence[Violation]) -> str:
+    from infra.policy import POLICIES
+
+    mandatory = sum(v.mandatory for v in violations)
+    return (f"policy: {mandatory} mandatory, {len(violations) - mandatory} advisory violation(s) of "
+            f"{len(POLICIES)} rules")

@@ -10,7 +10,7 @@ from tests.support.bad_input import file_edit, remove_file, row, write_file
 
 project = bad.project
 
-CHECKS = "choose from yamllint, render, schema, deprecations, rules, checkov, workflows"
+CHECKS = "choose from yamllint, render, schema, deprecations, rules, checkov, policy, workflows"
 NAME_RULE = "use 1-40 lowercase letters, digits and '-' (DNS-1123)"
 KINDS = "use one of http, worker, cron"
 API = "infra/k8s/base/api/deployment.yaml"
