@@ -119,8 +119,9 @@ def test_preview_and_up_go_through_the_pulumi_cli(tmp_path):
     assert invoke("preview", "--env", "dev", env=env).returncode == 0
     assert invoke("up", "--env", "prod", "--yes", env=env).returncode == 0
     recorded = calls(log)
-    assert ["preview", "--diff", "--stack", "dev", "--non-interactive"] in recorded
-    assert ["up", "--yes", "--skip-preview", "--stack", "prod", "--non-interactive"] in recorded
+    pack = ["--policy-pack", "infra/policy"]  # the project's CrossGuard pack judges every preview and update
+    assert ["preview", "--diff", *pack, "--stack", "dev", "--non-interactive"] in recorded
+    assert ["up", "--yes", "--skip-preview", *pack, "--stack", "prod", "--non-interactive"] in recorded
 
 
 def test_up_refuses_changing_the_ami_of_a_deployed_generation(tmp_path):
