@@ -20,6 +20,7 @@ from infra.policy.support import (
     of_type,
     resource_rule,
     stack_rule,
+    tags_of,
 )
 from infra.versions import KubeVersion, supported_range
 
@@ -29,6 +30,8 @@ CLUSTERS = (COMPONENT, CLUSTER)
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 ADDON = "aws:eks/addon:Addon"
 ACCESS_ENTRY = "aws:eks/accessEntry:AccessEntry"
+# Tag on the cluster naming the principal that runs its first `up` (eks-platform:access.cluster_creator_arn).
+CREATOR_TAG = "eks-platform:cluster-creator"
 # Add-ons whose pods need a node: EKS reports them DEGRADED (and pulumi waits 20 min) until one exists.
 NODE_BOUND_ADDONS = ("coredns", "aws-ebs-csi-driver")
 CORE_LOG_TYPES = ("api", "audit", "authenticator")
@@ -215,5 +218,24 @@ access_entry_unique = stack_rule(
     _unique_entries, MANDATORY, "merge the entries (one principal, its groups and policies together)")
 
 
+def _creator_entry(resources: Sequence[PolicyResource]) -> Iterator[tuple[str | None, str]]:
+    creators = {str(tags.get(CREATOR_TAG)) for cluster in of_type(resources, *CLUSTERS)
+                for tags in (tags_of(cluster.props), get(cluster.props, "clusterTags") or {}) if tags.get(CREATOR_TAG)}
+    for entry in of_type(resources, ACCESS_ENTRY):
+        if str(entry.props.get("principalArn")) in creators:
+            yield entry.urn, (f"{label(entry)} declares an access entry for the cluster's creator "
+                              f"{entry.props.get('principalArn')}: EKS made one at CreateCluster "
+                              f"(bootstrapClusterCreatorAdminPermissions), so this CreateAccessEntry answers 409")
+
+
+creator_entry = stack_rule(
+    "eks-no-entry-for-cluster-creator",
+    f"pulumi-eks creates every cluster with bootstrapClusterCreatorAdminPermissions, so EKS gives the creating "
+    f"principal (the cluster's `{CREATOR_TAG}` tag) a cluster-admin access entry itself; the program must not "
+    f"declare another. Source: pulumi-eks cluster.ts accessConfig; EKS CreateAccessEntry (409 ResourceInUse), "
+    f"checked 2026-12-05.",
+    _creator_entry, MANDATORY, "leave the creator (eks-platform:access.cluster_creator_arn) out of the access entries")
+
 POLICIES = [version_creatable, coredns_deadlock, addons_after_nodes, endpoint_not_world, upgrade_policy_standard,
-            secrets_encrypted, control_plane_logs, desired_size_ignored, al2_ami_exists, access_entry_unique]
+            secrets_encrypted, control_plane_logs, desired_size_ignored, al2_ami_exists, access_entry_unique,
+            creator_entry]
