@@ -14,10 +14,10 @@ if {"-l", "--list", "-h", "--help"} & set(sys.argv):  # listing and help do no I
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
-from infra.cli import access, ci, cluster, deploy, nat, nodes, platform, repo, secrets, stack  # noqa: E402
+from infra.cli import access, ci, cluster, deploy, dev, nat, nodes, platform, repo, secrets, stack  # noqa: E402
 
 ns = Collection()
-for top_level in (stack.ns, repo.ns, deploy.ns):
+for top_level in (stack.ns, repo.ns, deploy.ns, dev.ns):
     for name, body in top_level.tasks.items():
         ns.add_task(body, name=name)
 for namespace in (nodes.ns, cluster.ns, ci.ns, secrets.ns, access.ns, platform.ns, nat.ns):
