@@ -120,3 +120,9 @@ def test_lint_only_policy_reports_in_the_findings_table(project_on_config_map):
     assert result.returncode == 1
     assert "lint findings" in result.stdout and "policy/eks-access-entries-enabled" in result.stdout
     assert "Pulumi.dev.yaml" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_docs_list_every_rule_with_its_level():
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip()
+            for line in (REPO_ROOT / "docs" / "policy.md").read_text().splitlines() if line.startswith("| `")}
+    assert rows == {p.name: p.enforcement_level.value for p in POLICIES}
