@@ -175,17 +175,23 @@ class Secrets(pulumi.ComponentResource):
             vpc_config=aws.lambda_.FunctionVpcConfigArgs(subnet_ids=args.private_subnet_ids,
                                                          security_group_ids=[group.id]),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, policy]))
+        # Only this account's Secrets Manager may invoke it (confused deputy: any account's could, otherwise).
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
         permission = aws.lambda_.Permission(f"{name}-rotation", action="lambda:InvokeFunction",
                                             function=function.name, principal="secretsmanager.amazonaws.com",
-                                            opts=self._child)
+                                            source_account=account, opts=self._child)
+        # The function runs in the private subnets and calls Secrets Manager through the NAT: anything that runs
+        # it during `up` (the first-value invocation, the test Secrets Manager runs when a schedule is set) waits
+        # for what args.depends_on brings (node groups, which wait for the NAT routes).
+        reachable = [*args.depends_on, function, policy]
         for service, key, spec in made:
             secret = self.secrets[service][key]
-            after: list[pulumi.Resource] = [permission]
+            after: list[pulumi.Resource] = [permission, *reachable]
             if spec.kind == "generated":  # a database login's first value is the real one, set by a person
                 after.append(aws.lambda_.Invocation(
                     f"{name}-{service}-{key}-initialize", function_name=function.name,
                     input=secret.arn.apply(lambda arn: json.dumps({"Step": "initialize", "SecretId": arn})),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[function, policy])))
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=reachable)))
             if rotates(spec, cfg):
                 aws.secretsmanager.SecretRotation(
                     f"{name}-{service}-{key}", secret_id=secret.id, rotation_lambda_arn=function.arn,

@@ -176,7 +176,9 @@ TABLE = [
     Case("eks-network-policy-enforced", [cluster(), network_policy()],
          [cluster(vpcCniOptions={"enableNetworkPolicy": True}), network_policy()]),
     Case("eks-aws-auth-single-owner", [cluster(authenticationMode="API_AND_CONFIG_MAP"), aws_auth()],
-         [cluster(authenticationMode="API_AND_CONFIG_MAP")]),
+         [cluster(authenticationMode="API_AND_CONFIG_MAP"),  # and, in a real preview, pulumi-eks' own ConfigMap:
+          R("kubernetes:core/v1:ConfigMap", {"metadata": {"name": "aws-auth", "namespace": "kube-system"}},
+            "cluster-nodeAccess", inside=CLUSTER)]),
     Case("eks-access-entries-enabled", [cluster(authenticationMode="CONFIG_MAP")],
          [cluster(authenticationMode="API_AND_CONFIG_MAP")]),
     Case("iam-no-admin-wildcards", [role_policy(doc(allow("iam:*")))], [role_policy(doc(allow("iam:GetRole")))]),

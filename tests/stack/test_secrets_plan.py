@@ -187,3 +187,9 @@ def test_database_egress_follows_the_configured_port(plans):
     assert policy.inputs["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 6432}]
     (group,) = [g for g in plan.of_type("aws:ec2/securityGroup:SecurityGroup") if g.name == "secrets-rotation"]
     assert sorted(rule["fromPort"] for rule in group.inputs["egress"]) == [443, 6432]
+
+
+def test_only_this_account_s_secrets_manager_may_invoke_the_rotation_function(plans):
+    (permission,) = [p for p in plans["prod"].of_type("aws:lambda/permission:Permission") if p.name == "secrets-rotation"]
+    assert permission.inputs["principal"] == "secretsmanager.amazonaws.com"
+    assert permission.inputs["sourceAccount"] == "123456789012", "no confused deputy from another account"

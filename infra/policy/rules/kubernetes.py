@@ -9,7 +9,7 @@ from typing import Any
 
 from pulumi_policy import PolicyResource, ResourceValidationArgs
 
-from infra.policy.support import MANDATORY, get, is_map, label, of_type, resource_rule, stack_rule
+from infra.policy.support import MANDATORY, get, inside, is_map, label, of_type, resource_rule, stack_rule
 
 COMPONENT = "eks:index:Cluster"
 ADDON = "aws:eks/addon:Addon"
@@ -60,7 +60,8 @@ network_policy_enforced = stack_rule(
 
 def _aws_auth_writers(resources: Sequence[PolicyResource]) -> Iterator[tuple[str | None, str]]:
     writers = [r for r in of_type(resources, *AWS_AUTH_TYPES) if get(r.props, "metadata.name") == "aws-auth"
-               and get(r.props, "metadata.namespace", "kube-system") == "kube-system"]
+               and get(r.props, "metadata.namespace", "kube-system") == "kube-system"
+               and not inside(r.urn, COMPONENT)]  # pulumi-eks' own ConfigMap (a real preview shows it) is the component
     managed_by_eks = [c for c in of_type(resources, COMPONENT) if c.props.get("authenticationMode") in CONFIG_MAP_MODES]
     owners = [label(r) for r in writers] + [f"{label(c)} (pulumi-eks writes aws-auth itself)" for c in managed_by_eks]
     if len(owners) > 1:
