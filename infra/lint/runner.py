@@ -95,11 +95,10 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
     """Run the checks over every overlay under k8s_root; `versions` maps overlay -> stack Kubernetes version."""
     overlays = tuple(manifests.overlays(k8s_root))
     report = Report(checks=tuple(checks), overlays=overlays)
-    if "policy" in checks:  # over the stacks' plans, not the kustomize tree
-        report.findings += policy(say)
     if not overlays:
         report.findings.append(Finding(str(k8s_root), "", "render", "no overlays/<env>/kustomization.yaml found",
                                        "add an overlay per environment"))
+        report.findings += policy(say) if "policy" in checks else []
         return report
     if versions is None:  # reading the stack files is needed only by the version-aware checks
         versions = stack_versions(overlays) if {"schema", "deprecations"} & set(checks) else {}
@@ -120,6 +119,8 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
                                                        "anything to look at", "list the services under resources: "
                                                        "(../../base/shared and ../../base/<service>)"))
     scan = _start_checkov(rendered, report, say) if "checkov" in checks and rendered else None
+    if "policy" in checks:  # over the stacks' plans, while checkov works in the background
+        report.findings += policy(say)
     if "yamllint" in checks:
         say("yamllint")
         report.findings += yamllint(k8s_root)
