@@ -9,18 +9,15 @@ import sys
 
 from invoke import Collection
 
-if {"-l", "--list", "-h", "--help"} & set(sys.argv):  # listing and help do no I/O but print: `| head` ends quietly
-    import signal
+from infra.cli import access, ci, cluster, deploy, dev, nat, nodes, parsing, platform, repo, secrets, service, stack
 
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-
-from infra.cli import access, ci, cluster, deploy, dev, nat, nodes, platform, repo, secrets, stack  # noqa: E402
+parsing.install()  # invoke's own parse errors (unknown flag, extra argument) keep the contract: one line, exit 2
 
 ns = Collection()
 for top_level in (stack.ns, repo.ns, deploy.ns, dev.ns):
     for name, body in top_level.tasks.items():
         ns.add_task(body, name=name)
-for namespace in (nodes.ns, cluster.ns, ci.ns, secrets.ns, access.ns, platform.ns, nat.ns):
+for namespace in (nodes.ns, cluster.ns, ci.ns, secrets.ns, access.ns, platform.ns, nat.ns, service.ns):
     ns.add_collection(namespace)
 
 if __name__ == "__main__":  # pragma: no cover - `python tasks.py` is not how tasks run

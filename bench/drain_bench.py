@@ -40,13 +40,14 @@ def build(time_factor: float):
 
 
 def run(mode: str, time_factor: float) -> dict:
+    from infra.ops.io.kube import Kube
     from infra.ops.lifecycle.drain import ZONE, Drain, DrainPolicy
     from tests.support import node_world as world
 
     cluster, api, guarantees = build(time_factor)
     try:
         parallel = mode == "parallel"
-        drain = Drain(api, DrainPolicy(parallelism=8 if parallel else 1, backoff=0.05, backoff_max=0.5))
+        drain = Drain(Kube(api), DrainPolicy(parallelism=8 if parallel else 1, backoff=0.05, backoff_max=0.5))
         old = drain.nodes("generation=blue")
         drain.cordon(node.metadata.name for node in old)
         batches = ([[n.metadata.name for n in old if n.metadata.labels[ZONE] == az] for az in AZS] if parallel

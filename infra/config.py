@@ -13,11 +13,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from infra import eks_calendar
+from infra.ops.errors import Refused
 from infra.sections.access import (
     ADMIN_GROUP,
     AUTH_MODES,
@@ -28,7 +31,22 @@ from infra.sections.access import (
     without_path,
 )
 from infra.sections.base import PROJECT, ConfigIssue, Name, Section, Version, app_namespace
-from infra.sections.core import ADDONS, AmiType, ClusterConfig, Generation, NetworkConfig, NodePool, Taint, subnet_plan
+from infra.sections.core import (
+    ADDONS,
+    AmiType,
+    ClusterConfig,
+    Generation,
+    NetworkConfig,
+    NodePool,
+    Taint,
+    addon_host_issues,
+    endpoint_issues,
+    is_graviton,
+    subnet_plan,
+    version_issues,
+    version_warnings,
+)
+from infra.sections.edge import EdgeConfig, edge_issues
 from infra.sections.messages import issues_of
 from infra.sections.nat import NatConfig, _nat_issues, nat_azs, nat_probe_subnets
 from infra.sections.platform import AppNamespaceConfig, PlatformConfig, quantity
@@ -40,16 +58,16 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 
 # Re-exported: callers import every config name from here, wherever its section lives.
 __all__ = ["ADDONS", "ADMIN_GROUP", "AUTH_MODES", "PROJECT", "ROOT", "AccessConfig", "AmiType", "AppNamespaceConfig",
-           "ClusterConfig", "ConfigError", "ConfigIssue", "Generation", "GitHubConfig", "NatConfig", "NetworkConfig",
+           "ClusterConfig", "ConfigError", "ConfigIssue", "EdgeConfig", "Generation", "GitHubConfig", "NatConfig", "NetworkConfig",
            "NodePool", "PlatformConfig", "RoleMapping", "SecretSpec", "SecretsConfig", "Section", "StackConfig",
            "Taint", "Version", "app_namespace", "check_auth_mode_history", "check_generation_history",
            "check_version_history", "committed_ami_types", "deployed_ami_types", "from_mapping", "known_envs", "load_stack_config",
            "nat_azs", "nat_probe_subnets", "quantity", "read_stack_file", "secret_name", "stack_file",
-           "subnet_plan", "without_path"]
+           "stack_warnings", "subnet_plan", "without_path"]
 
 
-class ConfigError(Exception):
-    """All problems found in one stack config, reported together."""
+class ConfigError(Refused):
+    """All problems found in one stack config, reported together (exit 2: its text is the whole rendering)."""
 
     def __init__(self, source: str, issues: list[ConfigIssue]):
         self.source = source
@@ -76,6 +94,7 @@ class StackConfig(Section):
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     platform: PlatformConfig = Field(default_factory=PlatformConfig)
     nat: NatConfig = Field(default_factory=NatConfig)
+    edge: EdgeConfig | None = None
 
     @field_validator("region")
     @classmethod
@@ -94,7 +113,8 @@ class StackConfig(Section):
 
 # Top-level keys in the project namespace and the StackConfig field each one fills.
 SECTIONS: dict[str, str] = {"network": "network", "cluster": "cluster", "node_pools": "node_pools",
-                            "access": "access", "secrets": "secrets", "platform": "platform", "nat": "nat"}
+                            "access": "access", "secrets": "secrets", "platform": "platform", "nat": "nat",
+                            "edge": "edge"}
 
 
 @dataclass(frozen=True)
@@ -114,6 +134,7 @@ class Validated:
     secrets: SecretsConfig | None = None
     platform: PlatformConfig | None = None
     nat: NatConfig | None = None
+    edge: EdgeConfig | None = None
 
     @classmethod
     def of(cls, cfg: StackConfig) -> Validated:
@@ -137,7 +158,7 @@ class Validated:
                    cluster=alone(ClusterConfig, data["cluster"]) if "cluster" in data else None,
                    node_pools={str(name): pool for name, value in (pools.items() if isinstance(pools, dict) else ())
                                if (pool := alone(NodePool, value)) is not None},
-                   **sections)
+                   edge=alone(EdgeConfig, data["edge"]) if "edge" in data else None, **sections)
 
 
 # Sections that have a default when the key is absent.
@@ -145,11 +166,16 @@ _DEFAULTED: dict[str, type[Section]] = {"access": AccessConfig, "secrets": Secre
                                         "nat": NatConfig}
 
 
-def _cross_issues(cfg: Validated) -> list[ConfigIssue]:
-    """Checks that need more than one section: AZs vs region, version skew, AMI vs instance arch. Each runs when the
-    sections it reads validated."""
+def _cross_issues(cfg: Validated, today: date) -> list[ConfigIssue]:
+    """Checks that need more than one section (AZs vs region, version skew, AMI vs instance arch) or a date (the
+    version against the EKS calendar on `today`). Each runs when the sections it reads validated."""
     issues: list[ConfigIssue] = []
     network, cluster = cfg.network, cfg.cluster
+    if cluster:
+        issues += version_issues(cfg.env, cluster, today) + endpoint_issues(cluster)
+    issues += addon_host_issues(cfg.node_pools)
+    if cfg.access:
+        issues += _principal_issues(cfg.env, cfg.access)
     if network and cfg.region:
         for index, az in enumerate(network.azs):
             if not re.fullmatch(re.escape(cfg.region) + r"[a-z]", az):
@@ -164,6 +190,8 @@ def _cross_issues(cfg: Validated) -> list[ConfigIssue]:
         issues += _secret_service_issues(cfg.secrets)
     if cfg.nat and network:
         issues += _nat_issues(cfg)
+    if cfg.edge:
+        issues += edge_issues(cfg.edge, cfg.region)
     control_plane = KubeVersion.parse(cluster.version) if cluster else None
     for pool_name, pool in cfg.node_pools.items():
         base = f"{PROJECT}:node_pools.{pool_name}"
@@ -175,12 +203,44 @@ def _cross_issues(cfg: Validated) -> list[ConfigIssue]:
             key = f"{base}.generations.{gen_name}"
             if control_plane:
                 issues += _generation_version_issues(cfg.env, pool_name, key, gen, control_plane)
-            if gen.is_arm != pool.is_graviton:
+            types = pool.types_of(gen)
+            if gen.is_arm != is_graviton(types):
                 arch = "arm64 (Graviton, e.g. m7g.large)" if gen.is_arm else "x86_64 (e.g. m6i.large)"
+                whose = "the generation has" if gen.instance_types else "the pool has"
                 issues.append(ConfigIssue(key=f"{key}.ami_type", problem=(
-                    f"{gen.ami_type} needs {arch} instance types but the pool has "
-                    f"{', '.join(pool.instance_types)}; match ami_type and instance_types")))
+                    f"{gen.ami_type} needs {arch} instance types but {whose} {', '.join(types)}; match ami_type "
+                    f"and instance_types (a generation may set its own instance_types)")))
     return issues
+
+
+# Roles the program itself creates and maps (infra/components/access.py names them eks-platform-<env>-<what>).
+_PROGRAM_ROLES = ("ci-deployer", "pulumi-deployer", "pulumi-previewer")
+
+
+def _principal_issues(env: str, access: AccessConfig) -> list[ConfigIssue]:
+    """Every IAM principal gets at most one access entry: EKS refuses a second (409 ResourceInUseException), and
+    it already made one for the cluster's creator (pulumi-eks sets bootstrapClusterCreatorAdminPermissions)."""
+    issues, key = [], f"{PROJECT}:access"
+    for index, arn in enumerate(access.admin_role_arns):
+        if arn in access.admin_role_arns[:index]:
+            issues.append(ConfigIssue(key=f"{key}.admin_role_arns[{index}]", problem=(
+                f"lists {arn} twice; EKS refuses a second access entry for one principal (409): keep one")))
+    own = {f"eks-platform-{env}-{what}": what for what in _PROGRAM_ROLES}
+    listed = [(f"{key}.admin_role_arns[{i}]", arn) for i, arn in enumerate(access.admin_role_arns)]
+    listed += [(f"{key}.role_mappings[{i}].role_arn", m.role_arn) for i, m in enumerate(access.role_mappings)]
+    for where, arn in listed:
+        what = own.get(arn.rsplit("/", 1)[-1])
+        if what:
+            fix = ("set access.pulumi_deployer_cluster_admin: true instead" if what == "pulumi-deployer"
+                   else "the program maps it already; remove it here")
+            issues.append(ConfigIssue(key=where, problem=(
+                f"{arn} is the {what} role this stack creates and maps itself; a second entry fails with 409: {fix}")))
+    return issues
+
+
+def stack_warnings(cfg: StackConfig, today: date | None = None) -> list[str]:
+    """What a valid config should still tell its owner before a plan, preview or up (cost, auto-upgrades)."""
+    return version_warnings(cfg.env, cfg.cluster, today or eks_calendar.today())
 
 
 def _generation_version_issues(env: str, pool_name: str, key: str, gen: Generation,
@@ -256,11 +316,17 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def from_mapping(env: str, raw: Mapping[str, Any], source: str | None = None) -> StackConfig:
+def from_mapping(env: str, raw: Mapping[str, Any], source: str | None = None, today: date | None = None) -> StackConfig:
     """Validate a flat Pulumi config map (`ns:key` -> value) into a StackConfig, or raise ConfigError with every
-    problem: unknown keys, each section's own errors, and the cross-section checks on the sections that validated."""
+    problem: unknown keys, each section's own errors, and the cross-section checks on the sections that validated.
+    Versions are judged against the EKS calendar on `today` (default: eks_calendar.today())."""
     source = source or f"Pulumi.{env}.yaml"
     issues: list[ConfigIssue] = []
+    if today is None:
+        try:
+            today = eks_calendar.today()
+        except eks_calendar.BadToday as error:
+            raise ConfigError(source, [ConfigIssue(key=eks_calendar.TODAY_VARIABLE, problem=str(error))]) from None
     data: dict[str, Any] = {"env": env, "region": raw.get("aws:region")}
     if data["region"] is None:
         issues.append(ConfigIssue(key="aws:region", problem="required but missing; add aws:region: <region>"))
@@ -282,9 +348,9 @@ def from_mapping(env: str, raw: Mapping[str, Any], source: str | None = None) ->
     except ValidationError as exc:
         errors = [e for e in exc.errors() if not (tuple(e["loc"]) == ("region",) and data["region"] is None)]
         issues += issues_of(errors, StackConfig)
-        issues += _cross_issues(Validated.parts_of(data))
+        issues += _cross_issues(Validated.parts_of(data), today)
         raise ConfigError(source, issues) from None
-    issues += _cross_issues(Validated.of(cfg))
+    issues += _cross_issues(Validated.of(cfg), today)
     if issues:
         raise ConfigError(source, issues)
     return cfg
@@ -358,6 +424,6 @@ def committed_ami_types(env: str, rev: str, root: Path = ROOT) -> dict[str, dict
             for pool, p in pools.items() if isinstance(p, dict)}
 
 
-def load_stack_config(env: str, root: Path = ROOT) -> StackConfig:
+def load_stack_config(env: str, root: Path = ROOT, today: date | None = None) -> StackConfig:
     """Read and validate Pulumi.<env>.yaml (no Pulumi CLI needed)."""
-    return from_mapping(env, read_stack_file(env, root), source=stack_file(env, root).name)
+    return from_mapping(env, read_stack_file(env, root), source=stack_file(env, root).name, today=today)

@@ -32,6 +32,11 @@ def secrets_key_tags(env: str) -> dict[str, str]:
     return {"project": PROJECT, "environment": env}
 
 
+# The shared base image every service builds FROM (services/base): deploy builds and pushes it first, into the
+# stack's repository of this name, which the registry component declares beside the services' own.
+BASE_REPOSITORY = "service-base"
+
+
 def repository_name(env: str, service: str) -> str:
     """The ECR repository of one service in one stack: the stack declares it, deploys push to and read from it.
 

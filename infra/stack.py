@@ -10,14 +10,16 @@ import pulumi
 
 from infra.components.access import Access, AccessArgs
 from infra.components.cluster import Cluster, ClusterArgs
+from infra.components.edge import Edge, EdgeArgs
 from infra.components.nat import Nat, NatArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodeGroups, NodeGroupsArgs
-from infra.components.platform import Platform, PlatformArgs
+from infra.components.platform import PLATFORM_PRIORITY, Platform, PlatformArgs
 from infra.components.registry import Registry, RegistryArgs
 from infra.components.secrets import Secrets, SecretsArgs
 from infra.config import StackConfig, from_mapping
 from infra.config import app_namespace as app_namespace_of
+from infra.identity import BASE_REPOSITORY
 from infra.ops.io.manifests import K8S_ROOT, services
 
 
@@ -48,21 +50,30 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         authentication_mode=cfg.access.authentication_mode, role_mappings=access.role_mappings(),
         tags=tags))
     node_groups = NodeGroups("nodes", NodeGroupsArgs(
-        config=cfg, cluster_name=cfg.cluster.name, depends_on=[cluster.eks, *nat.routes],
+        config=cfg, cluster_name=cfg.cluster.name, depends_on=[cluster.eks, *cluster.network_addons, *nat.routes],
         private_subnet_ids={az: subnet.id for az, subnet in network.private_subnets.items()}, tags=tags))
+    node_addons = cluster.add_node_addons(node_groups.groups)
     k8s_provider = access.bind(cluster.kubeconfig, depends_on=[cluster.eks])
     platform = Platform("platform", PlatformArgs(
         config=cfg, k8s_provider=k8s_provider, oidc_provider_arn=cluster.oidc_provider_arn,
-        oidc_provider_url=cluster.oidc_provider_url, depends_on=[cluster.eks, *node_groups.groups], tags=tags,
+        oidc_provider_url=cluster.oidc_provider_url, depends_on=[cluster.eks, *node_groups.groups, *node_addons],
+        tags=tags,
         node_groups=node_groups.groups))
     app_namespace = platform.app_namespaces[app_namespace_of(cfg.env)]
+    edge = Edge("edge", EdgeArgs(
+        config=cfg, k8s_provider=k8s_provider, oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_provider_url=cluster.oidc_provider_url, vpc_id=network.vpc.id, app_namespaces=list(platform.app_namespaces),
+        priority_class=PLATFORM_PRIORITY, tags=tags,
+        depends_on=[cluster.eks, *node_groups.groups, platform.observability.stack])) if cfg.edge else None
     access.grant_ci(app_namespace)
     secrets = Secrets("secrets", SecretsArgs(
         config=cfg, k8s_provider=k8s_provider, oidc_provider_arn=cluster.oidc_provider_arn,
         oidc_provider_url=cluster.oidc_provider_url, vpc_id=network.vpc.id,
         private_subnet_ids=[subnet.id for subnet in network.private_subnets.values()],
         depends_on=[cluster.eks, *node_groups.groups, app_namespace], tags=tags))
-    registry = Registry("registry", RegistryArgs(env=cfg.env, services=services(K8S_ROOT), tags=tags))
+    # The services' repositories and the shared base's, which deploy builds and pushes first.
+    registry = Registry("registry", RegistryArgs(env=cfg.env, services=[*services(K8S_ROOT), BASE_REPOSITORY],
+                                                 tags=tags))
     outputs: dict[str, Any] = {
         "clusterName": cfg.cluster.name,
         "clusterVersion": cfg.cluster.version,
@@ -90,6 +101,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         # service -> ECR repository URL; `invoke deploy` derives the same name (infra.identity.repository_name).
         "ecrRepositories": registry.urls,
     }
+    if edge is not None:
+        outputs.update({"edgeCertificateArn": edge.certificate_arn, "edgeHostnames": dict(cfg.edge.hostnames),
+                        "loadBalancerControllerRoleArn": edge.controller_role.arn})
     for key, value in outputs.items():
         pulumi.export(key, value)
     return outputs

@@ -1,18 +1,20 @@
 """Kubernetes minor versions as EKS supports them, and the skew rules between them.
 
-One table shared by config validation and the upgrade planner, so both refuse the same things.
+Which minors exist and whether AL2 AMIs do come from the EKS version calendar (infra/eks_calendar.py), shared by
+config validation and the upgrade planner, so both refuse the same things; whether a minor is still creatable
+is a question of the day, asked of the calendar with a date.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from infra.eks_calendar import CALENDAR
+
 _VERSION = re.compile(r"^1\.(\d{1,2})$")
 
-# EKS versions this toolkit can create or upgrade to (standard + extended support).
-SUPPORTED_MINORS = range(29, 36)  # 1.29 .. 1.35
-# AL2 AMIs are not published for these versions and later.
-AL2_LAST_MINOR = 32
+# The minors the calendar has a row for: the only ones this toolkit can judge, create or upgrade to.
+SUPPORTED_MINORS = CALENDAR.minors
 
 
 @dataclass(frozen=True, order=True)
@@ -41,7 +43,9 @@ class KubeVersion:
 
     @property
     def allows_al2(self) -> bool:
-        return self.minor <= AL2_LAST_MINOR
+        """EKS publishes AL2 AMIs for this version (the calendar's AL2 column; unknown minors: no)."""
+        release = CALENDAR.get(self.minor)
+        return bool(release and release.al2)
 
     @property
     def max_kubelet_lag(self) -> int:

@@ -7,6 +7,16 @@ import pytest
 
 pytest_plugins = ["tests.kubesim.fixtures"]  # the `kubesim` / `kubesim_factory` fixtures (Kubernetes API emulator)
 
+# The day tests judge Kubernetes versions against (the EKS calendar was checked then): the same verdicts on any
+# day the suite runs, subprocesses included. A test about the real date unsets it.
+CALENDAR_DAY = "2026-12-05"
+
+
+@pytest.fixture(autouse=True)
+def calendar_day(monkeypatch):
+    monkeypatch.setenv("EKS_PLATFORM_TODAY", CALENDAR_DAY)
+    return CALENDAR_DAY
+
 
 @pytest.fixture(scope="session")
 def moto_server():

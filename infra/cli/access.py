@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from infra.cli.common import KUBE_HELP, fail, kube_for, stack_config, task
+from infra.cli.common import KUBE_HELP, kube_for, stack_config, task
 
 
 @task(name="migrate", positional=[], help={
@@ -15,25 +15,17 @@ def access_migrate(c, env=None, to="API", dry_run=False, kubeconfig=None):
     Each step edits Pulumi.<env>.yaml and runs `pulumi up`; going backwards is refused (EKS cannot).
     Re-running after a failure continues where it stopped.
     """
-    from infra.config import ConfigError
-    from infra.ops.io.kube import KubeError
     from infra.ops.io.pulumi_cli import PulumiCLI
     from infra.ops.io.stack_file import StackFile
-    from infra.ops.lifecycle.access import AWS_AUTH, AccessMigration, MigrationFailed, MigrationRefused, eks_client
+    from infra.ops.lifecycle.access import AWS_AUTH, AccessMigration, AccessRequest, eks_client
 
     cfg = stack_config(env)
-    migration = AccessMigration(env=env, cli=PulumiCLI(stack=env), stack=StackFile(env), eks=eks_client(cfg.region))
-    try:
-        migration.steps(to)  # a move refused anyway is refused before the cluster is asked
-        kube, _ = kube_for(env, kubeconfig)  # proven the stack's before any stack-file edit or pulumi up
-        migration.read_aws_auth = lambda: kube.get(AWS_AUTH)
-        migration.run(target=to, dry_run=dry_run)
-    except MigrationRefused as error:
-        raise fail(str(error)) from None
-    except ConfigError as error:
-        raise fail(error.render()) from None
-    except (MigrationFailed, KubeError) as error:
-        raise fail(str(error), code=1) from None
+    migration = AccessMigration(AccessRequest(env=env, to=to, dry_run=dry_run), cli=PulumiCLI(stack=env),
+                                stack=StackFile(env), eks=eks_client(cfg.region))
+    migration.steps()  # a move refused anyway is refused before the cluster is asked
+    kube, _ = kube_for(env, kubeconfig)  # proven the stack's before any stack-file edit or pulumi up
+    migration.read_aws_auth = lambda: kube.get(AWS_AUTH)
+    migration.run()
 
 
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from infra.cli.common import KUBE_HELP, fail, kube_for, lifecycle_call, printer, task
+from infra.cli.common import KUBE_HELP, fail, kube_for, printer, stack_config, task
 
 
 @task(name="upgrade", positional=[], help={
-    "env": "stack: dev or prod", "to": "target Kubernetes version, e.g. 1.32 (one-minor steps are planned)",
+    "env": "stack: dev or prod",
+    "to": "target Kubernetes version, e.g. 1.36 (one-minor steps are planned); without it --plan-only and --dry-run "
+          "propose the nearest version in EKS standard support",
     "plan-only": "print the playbook as Markdown (steps, preflight, actions) and stop",
     "dry-run": "print the steps and the preflight table, change nothing",
     "resume": "continue an interrupted upgrade from its checkpoint", "kubeconfig": KUBE_HELP})
@@ -21,19 +23,20 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
     from infra.ops.io.pulumi_cli import PulumiCLI
     from infra.ops.io.stack_file import StackFile
     from infra.ops.lifecycle.preflight import table
-    from infra.ops.lifecycle.upgrade import Upgrade, upgrade_target
+    from infra.ops.lifecycle.upgrade import Upgrade, UpgradeRequest
 
-    if not to:
-        raise fail("--to is required, e.g. `invoke cluster.upgrade --env dev --to 1.32`")
+    if not to and not (plan_only or dry_run):
+        raise fail("--to is required, e.g. `invoke cluster.upgrade --env dev --to 1.36` (--plan-only without --to "
+                   "proposes the version that reaches EKS standard support)")
     if resume and (dry_run or plan_only):
         raise fail("--resume carries out the rest of an upgrade; --dry-run and --plan-only only show it: drop one")
-    lifecycle_call(lambda: upgrade_target(to))
+    request = UpgradeRequest(env=env, to=to or None, resume=resume, plan_only=plan_only,  # checks --to
+                             dry_run=dry_run)
     kube, cfg = kube_for(env, kubeconfig)
     console, on_event = printer()
-    engine = Upgrade(cfg, StackFile(env), Eks(cfg.region), kube.api, PulumiCLI(stack=env), on_event=on_event)
-    resume_hint = f"`invoke cluster.upgrade --env {env} --to {to} --resume`"
-    plan = lifecycle_call(lambda: engine.plan(to), resume_hint, engine.checkpoint)
-    if plan_only:
+    engine = Upgrade(request, cfg, StackFile(env), Eks(cfg.region), kube, PulumiCLI(stack=env), on_event=on_event)
+    plan = engine.plan()
+    if request.plan_only:
         print(plan.playbook())
         return
     console.print(f"{plan.cluster}: {' -> '.join([str(plan.current), *(str(s.target) for s in plan.steps)])}")
@@ -42,15 +45,80 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
     if not plan.steps:
         console.print(f"{plan.cluster} already runs {plan.current}; nothing to do")
         return
-    if dry_run:
+    if request.dry_run:
         if plan.blocked:
             failing = ", ".join(f"{step.target}: {check.check}" for step, check in plan.blocked)
             raise fail(f"dry run, nothing changed: {len(plan.blocked)} preflight check(s) FAIL ({failing}); the "
                        f"upgrade would stop before any change", code=1)
         console.print("dry run: nothing changed")
         return
-    lifecycle_call(lambda: engine.execute(plan, resume=resume), resume_hint, engine.checkpoint)
+    engine.execute(plan)
 
 
 
-ns = Collection("cluster", cluster_upgrade)
+# --- cluster.versions: the EKS version calendar -----------------------------------------------------------------
+
+@task(name="versions", positional=[], help={
+    "refresh": "read EKS's own calendar (DescribeClusterVersions; needs AWS credentials) and show where it differs",
+    "env": "stack whose region --refresh asks (default: the AWS region of the environment)"})
+def cluster_versions(c, refresh=False, env=None):
+    """The EKS version calendar: release, end of standard and extended support, AL2 AMIs, support on today's date.
+
+    Every version judgement (config validation, plan/preview/up warnings, upgrade targets) reads this table;
+    EKS_PLATFORM_TODAY=YYYY-MM-DD judges it as of another day.
+    """
+    from rich.console import Console
+
+    from infra import eks_calendar
+
+    try:
+        today = eks_calendar.today()
+    except eks_calendar.BadToday as error:
+        raise fail(str(error)) from None
+    calendar, differences = eks_calendar.CALENDAR, []
+    if refresh:
+        from infra.ops.io.eks import cluster_versions as eks_versions
+
+        region = _region(env)
+        fetched = eks_versions(region, fetched=today)
+        differences = eks_calendar.differences(calendar, fetched)
+        calendar = calendar.merged(fetched)
+    console = Console()
+    console.print(_calendar_table(calendar, today))
+    for line in differences:
+        print(f"differs from infra/eks_calendar.py: {line}")
+    print(eks_calendar.cost_line(today))
+
+
+def _calendar_table(calendar, today):
+    from rich.table import Table
+
+    from infra.eks_calendar import Support
+
+    table = Table(title=f"EKS Kubernetes versions on {today}")
+    for column in ("version", "EKS release", "end of standard", "end of extended", "AL2 AMIs", "today", "source"):
+        table.add_column(column)
+    styles = {Support.STANDARD: "green", Support.EXTENDED: "yellow", Support.ENDED: "red", Support.UNRELEASED: "dim"}
+    for release in sorted(calendar.releases, key=lambda r: r.minor, reverse=True):
+        support = release.support(today)
+        days = release.days_left(today)
+        state = support.value + (f" ({days} days left)" if days is not None else "")
+        table.add_row(release.version, str(release.released), str(release.end_of_standard),
+                      str(release.end_of_extended), "yes" if release.al2 else "no",
+                      f"[{styles[support]}]{state}[/]", ("estimated: " if release.estimated else "") + release.source)
+    return table
+
+
+def _region(env):
+    """--env's region, else the AWS region of the environment; exit 2 when neither names one."""
+    if env:
+        return stack_config(env).region
+    import boto3
+
+    region = boto3.session.Session().region_name
+    if not region:
+        raise fail("--refresh needs a region: pass --env dev (its aws:region) or set AWS_REGION")
+    return region
+
+
+ns = Collection("cluster", cluster_upgrade, cluster_versions)

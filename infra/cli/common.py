@@ -2,8 +2,10 @@
 the cluster a task may act on, and help strings."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import re
 import sys
 
 from invoke import task as invoke_task
@@ -18,40 +20,139 @@ def fail(message: str, code: int = 2) -> Exit:
 def _waits_shown():
     """Retry waits (an unreachable API server, AWS throttling) as a spinner on stderr, only when it is a terminal."""
     if not sys.stderr.isatty():
-        import contextlib
-
         return contextlib.nullcontext()
     from infra.ops.io.retry import shown_on
 
     return shown_on(sys.stderr)
 
 
-def task(*args, **kwargs):
-    """invoke's @task around a body that keeps the exit-code contract (infra.ops.errors): an engine error or a
-    known outside failure (no credentials, unreachable API, 401, bad kubeconfig) becomes one line and its exit
-    code; a reader closing the pipe (`| head`) ends the task quietly; on a terminal, retry waits show."""
+def task(*args, interrupted: str = "interrupted", **kwargs):
+    """invoke's @task around a body that keeps the exit-code contract through `run`; `interrupted` is the line a
+    Ctrl-C that reaches it prints (an engine that cleans up on a signal raises its own Interrupted instead). An
+    option given an empty value is refused before the body runs (see `refuse_empty`)."""
     def wrap(body):
+        options = _value_options(body, kwargs.get("positional"))
+
         @functools.wraps(body)
         def guarded(*call_args, **call_kwargs):
-            from infra.ops.errors import explain
-
-            try:
-                with _waits_shown():
-                    return body(*call_args, **call_kwargs)
-            except Exit:
-                raise
-            except BrokenPipeError:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-                raise Exit(code=0) from None
-            except KeyboardInterrupt:
-                raise Exit("interrupted", code=130) from None
-            except Exception as error:
-                mapped = explain(error)
-                if mapped is None:
-                    raise
-                raise Exit(f"error: {mapped}", code=mapped.exit_code) from None
+            def checked():
+                refuse_empty(call_kwargs, options)
+                return body(*call_args, **call_kwargs)
+            return run(checked, interrupted)
         return invoke_task(guarded, **kwargs)
     return wrap(args[0]) if args and callable(args[0]) else wrap
+
+
+# Options whose own check already says what an empty value means (--env names the stacks, --tag says to omit it to
+# build, --kind/--pool/--to/--area list the choices): the generic refusal leaves them to it.
+CHECKS_ITS_OWN_EMPTY = frozenset({"env", "tag", "kind", "pool", "to", "area"})
+
+
+def _value_options(body, positional) -> tuple[str, ...]:
+    """The body's options that take a value: keyword parameters that are not positional and not on/off flags."""
+    import inspect
+
+    parameters = list(inspect.signature(body).parameters.values())[1:]  # after the invoke Context
+    if positional is None:  # invoke's default: parameters without a default are positional
+        positional = [p.name for p in parameters if p.default is inspect.Parameter.empty]
+    return tuple(p.name for p in parameters if p.name not in positional and not isinstance(p.default, bool))
+
+
+def refuse_empty(given: dict, options: tuple[str, ...]) -> None:
+    """`--diff ''` is not "no --diff": an option given an empty value is exit 2 naming it, so a shell variable
+    that expanded to nothing never silently changes what a task does."""
+    for name in options:
+        if given.get(name) == "" and name not in CHECKS_ITS_OWN_EMPTY:
+            bare = name.rstrip("_").replace("_", "-")
+            flag = f"-{bare}" if len(bare) == 1 else f"--{bare}"  # invoke makes a one-letter name a short flag
+            raise fail(f"{flag} is empty; give it a value or leave {flag} out")
+
+
+def run(call, interrupted: str = "interrupted"):
+    """call() under the exit-code contract (infra.ops.errors), the one mapping from outcome to exit code and line:
+    an engine error (Refused 2, Failed 1, Interrupted 130) or a known outside failure (no credentials, unreachable
+    API, 401, bad kubeconfig) becomes one line and its exit code, so a new engine cannot forget the mapping; a reader
+    closing the pipe (`| head`) ends the task quietly; on a terminal, retry waits show."""
+    from infra.ops.errors import explain
+
+    try:
+        with _waits_shown(), _guarded_output():
+            return call()
+    except Exit:
+        raise
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        raise Exit(code=0) from None
+    except KeyboardInterrupt:
+        raise Exit(interrupted, code=130) from None
+    except Exception as error:
+        mapped = explain(error)
+        if mapped is None:
+            raise
+        raise Exit(line(mapped), code=mapped.exit_code) from None
+
+
+class _Output:
+    """sys.stdout while a task body runs: a write the disk or device refuses (`> /dev/full`) is one line, exit 1."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guard(self, write, *args):
+        from infra.ops.errors import Failed
+
+        try:
+            return write(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            _stdout_to_devnull()
+            raise Failed(f"cannot write the output (stdout): {error.strerror or error}; free space or send it "
+                         f"elsewhere") from None
+
+    def write(self, text):
+        return self._guard(self._stream.write, text)
+
+    def flush(self):
+        return self._guard(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _guarded_output():
+    """stdout through _Output, flushed before the task ends: a failing write shows inside the contract, not as
+    "Exception ignored" when the interpreter flushes at exit."""
+    original = sys.stdout
+    if original is None:
+        yield
+        return
+    sys.stdout = _Output(original)
+    try:
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        finally:
+            sys.stdout = original
+
+
+def _stdout_to_devnull() -> None:
+    """Whatever is still buffered for stdout goes nowhere: no second error when the interpreter flushes at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file descriptor (captured, closed)
+        pass
+
+
+def line(error) -> str:
+    """What a task prints for a contract error: `interrupted: ...` for an Interrupted, `error: ...` otherwise."""
+    from infra.ops.errors import Interrupted
+
+    if isinstance(error, Interrupted):
+        return f"interrupted: {error}" if str(error) else "interrupted"
+    return f"error: {error}"
 
 
 def help_fills_positionals():
@@ -88,17 +189,21 @@ def help_fills_positionals():
     return HelpFirstTask
 
 
-def whole(value: object, flag: str, *, default: int | None, minimum: int, what: str, example: int) -> int | None:
+DAY_S = 86_400  # the bound of every timeout: a rollout or rotation still waiting after a day is not waiting for time
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def whole(value: object, flag: str, *, default: int | None, minimum: int, what: str, example: int,
+          maximum: int = DAY_S) -> int | None:
     """A whole-number option, taken as text: with an int default invoke would parse it before the task runs and end
-    `--timeout abc` in a traceback. None (not given) is `default`; anything else below `minimum` is exit 2."""
+    `--timeout abc` in a traceback. None (not given) is `default`; anything but ASCII digits (int() would take
+    '1_000', '+5' and Arabic-Indic '١') or a number outside minimum..maximum is exit 2 naming the range."""
     if value is None:
         return default
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        number = None
-    if number is None or number < minimum:
-        raise fail(f"{flag} takes {what} >= {minimum}, got {str(value)!r}; e.g. {flag} {example}")
+    text = str(value).strip()
+    number = int(text) if _DIGITS.fullmatch(text) else None
+    if number is None or not minimum <= number <= maximum:
+        raise fail(f"{flag} takes {what} from {minimum} to {maximum}, got {str(value)!r}; e.g. {flag} {example}")
     return number
 
 
@@ -124,13 +229,9 @@ def require_env(env: str | None, flag: str = "--env") -> str:
 
 def stack_config(env: str | None):
     """Validated StackConfig for --env, or exit 2 listing every config problem."""
-    from infra.config import ConfigError, load_stack_config
+    from infra.config import load_stack_config
 
-    require_env(env)
-    try:
-        return load_stack_config(env)
-    except ConfigError as error:
-        raise fail(error.render()) from None
+    return load_stack_config(require_env(env))  # ConfigError is a Refused whose text lists every problem
 
 
 def confirm(question: str) -> bool:
@@ -153,13 +254,10 @@ def kube_for(env, kubeconfig):
     from rich.console import Console
 
     from infra.ops import identity
-    from infra.ops.io.kube import KubeError, connect
+    from infra.ops.io.kube import connect
 
     cfg = stack_config(env)
-    try:
-        kube = connect(kubeconfig, cfg.cluster.name, cfg.region)
-    except KubeError as error:
-        raise fail(str(error), code=1) from None
+    kube = connect(kubeconfig, cfg.cluster.name, cfg.region)
     with Console(stderr=True).status(f"checking that the cluster is {env}'s ({identity.OBJECT})"):
         identity.prove(kube, cfg, kubeconfig)
     return kube, cfg
@@ -173,34 +271,3 @@ def printer():
 
     console = Console()
     return console, lambda event, message: console.print(f"[bold cyan]{event:>11}[/] {message}")
-
-def lifecycle_call(call, resume_hint: str = "", checkpoint=None):
-    """Node-lifecycle outcomes as exit codes: bad input 2, blocked/failed 1, interrupted 130. The resume hint is
-    given only when `checkpoint` holds progress (a run saved it, or one was found): else there is nothing to resume."""
-    from infra.config import ConfigError
-    from infra.ops.io.eks import EksError
-    from infra.ops.io.kube import KubeError
-    from infra.ops.io.pulumi_cli import PulumiError
-    from infra.ops.lifecycle import migrate as migration
-    from infra.ops.lifecycle import upgrade
-    from infra.ops.lifecycle.drain import DrainBlocked
-    from infra.ops.lifecycle.health import NotHealthy
-
-    def next_step() -> str:
-        if checkpoint is not None and checkpoint.exists and resume_hint:
-            return f"progress is checkpointed: fix the cause, then {resume_hint}"
-        return "nothing was checkpointed: fix the cause, then rerun"
-
-    try:
-        return call()
-    except (migration.MigrationRefused, upgrade.UpgradeRefused) as error:
-        raise fail(str(error)) from None
-    except ConfigError as error:
-        raise fail(error.render()) from None
-    except (migration.PreflightFailed, upgrade.PreflightFailed) as error:
-        raise fail(f"preflight failed, nothing changed: {error}", code=1) from None
-    except (DrainBlocked, NotHealthy, PulumiError, EksError, KubeError) as error:
-        raise fail(f"{error}; {next_step()}", code=1) from None
-    except KeyboardInterrupt:
-        raise Exit(f"interrupted; {next_step()}", code=130) from None
-

@@ -4,46 +4,28 @@ from __future__ import annotations
 import json
 
 from invoke import Collection
-from invoke.exceptions import Exit
 
 from infra.cli.common import KUBE_HELP, fail, help_if_asked, kube_for, require_env, task, whole
 
 
 def _deploy_target(service, env, task_name):
     """The service + env as deploy knows them, or exit 2 listing the valid ones."""
-    from infra.ops.deploy.target import BadInput, resolve
+    from infra.ops.deploy.target import resolve
 
     help_if_asked(service, task_name)
     if service.startswith("-"):  # invoke hands `deploy --help` to the positional; point at the real help
         raise fail("SERVICE comes first, e.g. `invoke deploy api --env dev`; options: `invoke --help deploy`")
     require_env(env)
-    try:
-        return resolve(service, env)
-    except BadInput as error:
-        raise fail(str(error)) from None
+    return resolve(service, env)
 
 
-def _run_deploy_engine(call):
-    """Map engine outcomes to exit codes: bad input 2, failed 1, interrupted 130."""
-    from infra.ops.deploy.lock import LockHeld
-    from infra.ops.deploy.pipeline import BadInput, DeployFailed, Interrupted
-    from infra.ops.io.docker_cli import DockerError
-    from infra.ops.io.ecr import EcrError, MissingImage
-    from infra.ops.io.kube import KubeError
+REVISION_MAX = 2**31 - 1  # Kubernetes keeps deployment.kubernetes.io/revision as an int64; no real one comes near
 
-    try:
-        return call()
-    except (BadInput, MissingImage) as error:
-        raise fail(str(error)) from None
-    except Interrupted as error:
-        raise Exit(f"interrupted: {error}", code=130) from None
-    except KeyboardInterrupt:  # before the deploy took its lock: nothing was applied
-        raise Exit("interrupted before anything was applied", code=130) from None
-    except (DeployFailed, LockHeld, KubeError, EcrError, DockerError) as error:
-        raise fail(str(error), code=1) from None
+# A Ctrl-C these tasks do not turn into the engine's own Interrupted lands before the deploy took its lock.
+BEFORE_APPLY = "interrupted before anything was applied"
 
 
-@task(positional=["service"], help={
+@task(positional=["service"], interrupted=BEFORE_APPLY, help={
     "service": "service to deploy (a directory of infra/k8s/base), e.g. api",
     "env": "environment: dev or prod", "tag": "deploy this image tag, already in ECR (skips the build)",
     "allow_dirty": "build from a working tree with uncommitted changes",
@@ -59,6 +41,7 @@ def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_
     roll back automatically on any failure. Exit 0 deployed, 1 failed (rolled back), 2 bad input, 130 interrupted."""
     from infra.ops.deploy.pipeline import Deploy
     from infra.ops.deploy.report import Reporter
+    from infra.ops.deploy.requests import DeployRequest
     from infra.ops.deploy.target import check_tag
 
     target = _deploy_target(service, env, "deploy")
@@ -66,11 +49,12 @@ def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_
     timeout = whole(timeout, "--timeout", default=600, minimum=1, what="whole seconds", example=300)
     grace = whole(readiness_grace, "--readiness-grace", default=None, minimum=0, what="whole seconds", example=120)
     kube, cfg = kube_for(env, kubeconfig)
+    request = DeployRequest(target, region=cfg.region, tag=tag, allow_dirty=allow_dirty, dry_run=dry_run,
+                            rollback=not no_rollback, force_conflicts=force_conflicts, timeout_s=timeout,
+                            readiness_grace_s=grace,
+                            public_host=cfg.edge.hostnames.get(service) if cfg.edge else None)
     reporter = Reporter.for_terminal(json_logs)
-    engine = Deploy(kube, target, region=cfg.region, tag=tag, allow_dirty=allow_dirty, dry_run=dry_run,
-                    rollback=not no_rollback, force_conflicts=force_conflicts, timeout_s=timeout,
-                    readiness_grace_s=grace, reporter=reporter)
-    result = _run_deploy_engine(engine.run)
+    result = Deploy(kube, request, reporter=reporter).run()
     if dry_run:
         print("\n".join(result) if result else f"no changes: {service} in {env} is already what the overlay renders")
         print("dry run: nothing applied")
@@ -78,7 +62,7 @@ def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_
     reporter.event("done", f"{service} {result.tag} is live in {env}", ok=True, tag=result.tag)
 
 
-@task(positional=["service"], help={
+@task(positional=["service"], interrupted=BEFORE_APPLY, help={
     "service": "service to roll back, e.g. api", "env": "environment: dev or prod",
     "to_revision": "Deployment revision to go back to (default: the one before the current; see `invoke history`)",
     "timeout": "whole seconds the rollback rollout may take (default 600)",
@@ -87,19 +71,21 @@ def rollback(c, service, env=None, to_revision=None, timeout=None, json_logs=Fal
     """Roll a service back by hand to an earlier Deployment revision and track that rollout like a deploy."""
     from infra.ops.deploy.pipeline import rollback as engine
     from infra.ops.deploy.report import Reporter
+    from infra.ops.deploy.requests import RollbackRequest
 
     target = _deploy_target(service, env, "rollback")
     revision = whole(to_revision, "--to-revision", default=None, minimum=1,
-                     what="a revision number (see `invoke history`)", example=3)
+                     what="a revision number (see `invoke history`)", example=3, maximum=REVISION_MAX)
     timeout = whole(timeout, "--timeout", default=600, minimum=1, what="whole seconds", example=300)
     kube, _ = kube_for(env, kubeconfig)
     reporter = Reporter.for_terminal(json_logs)
-    record = _run_deploy_engine(lambda: engine(kube, target, revision, float(timeout), reporter))
+    record = engine(kube, RollbackRequest(target, to_revision=revision, timeout_s=float(timeout)), reporter)
     reporter.event("done", f"{service} rolled back to revision {record.revision} ({record.image}) in {env}", ok=True)
 
 
-@task(positional=["service"], help={"service": "service, e.g. api", "env": "environment: dev or prod",
-                                    "json": "print the records as JSON", "kubeconfig": KUBE_HELP})
+@task(positional=["service"], interrupted=BEFORE_APPLY, help={
+    "service": "service, e.g. api", "env": "environment: dev or prod", "json": "print the records as JSON",
+    "kubeconfig": KUBE_HELP})
 def history(c, service, env=None, json_=False, kubeconfig=None):
     """Recent deploys and rollbacks of a service (who, tag, when, verdict), newest last."""
     from dataclasses import asdict
@@ -108,10 +94,11 @@ def history(c, service, env=None, json_=False, kubeconfig=None):
     from rich.table import Table
 
     from infra.ops.deploy import history as records
+    from infra.ops.deploy.requests import HistoryRequest
 
     target = _deploy_target(service, env, "history")
     kube, _ = kube_for(env, kubeconfig)
-    found = _run_deploy_engine(lambda: records.read(kube, target.namespace, service))
+    found = records.recorded(kube, HistoryRequest(target))
     if json_:
         print(json.dumps([asdict(r) for r in found], indent=2))
         return

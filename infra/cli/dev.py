@@ -39,9 +39,23 @@ def test(c, area=None, k=None):
         if area not in valid:
             raise fail(f"--area {area!r} is not a folder of tests/; use one of: {', '.join(valid)}")
         command.append(f"tests/{area}")
-    if k:
-        command += ["-k", k]
+    if k is not None:
+        command += ["-k", _keyword_expression(k)]
     _run(command)
+
+
+def _keyword_expression(k: str) -> str:
+    """-k as pytest will read it, checked first with pytest's own parser: a bad expression is one line now, not an
+    INTERNALERROR after the whole suite was collected. (`_pytest.mark.expression` is what `pytest -k` compiles
+    with; tests/cli/test_dev_tasks.py pins it.)"""
+    from _pytest.mark.expression import Expression
+
+    try:
+        Expression.compile(k)
+    except SyntaxError as error:
+        raise fail(f"-k {k!r} is not a pytest -k expression ({error.msg} at column {error.offset}); e.g. "
+                   f"-k 'rollback and not prod'") from None
+    return k
 
 
 @task(help={"check": "change nothing: list what ruff finds and exit 1 if anything (what CI runs)"})

@@ -8,23 +8,6 @@ from invoke import Collection
 from infra.cli.common import fail, stack_config, task, whole
 
 
-def _nat_engine(env: str, call, checkpoint=None):
-    """NAT engine outcomes as exit codes: refused/failed 1, bad input 2 (earlier); a failed `pulumi` points at the
-    resume only when `checkpoint` holds progress. AWS failures (no credentials, endpoint down) are the task
-    decorator's one line (infra.ops.errors)."""
-    from infra.ops.io.pulumi_cli import PulumiError
-    from infra.ops.nat.rotation import NatError
-
-    try:
-        return call()
-    except NatError as error:
-        raise fail(str(error), code=1) from None
-    except PulumiError as error:
-        resume = checkpoint is not None and checkpoint.exists
-        raise fail(f"{error}" + (f"; progress is kept, rerun `invoke nat.rotate --env {env}` to resume" if resume
-                                 else ""), code=1) from None
-
-
 @task(name="status", positional=[], help={"env": "environment: dev or prod", "json": "print JSON instead of tables"})
 def nat_status(c, env=None, json_=False):
     """Which NAT instance each private route table points at, and each instance's state and health."""
@@ -35,8 +18,7 @@ def nat_status(c, env=None, json_=False):
     from infra.ops.nat import rotation as nat
 
     cfg = stack_config(env)
-    status = _nat_engine(cfg.env, lambda: nat.read_status(nat.ec2_client(cfg.region), nat.topology_for(cfg.env),
-                                                          nat.policy_of(cfg)))
+    status = nat.read_status(nat.ec2_client(cfg.region), nat.topology_for(cfg.env), nat.policy_of(cfg))
     if json_:
         print(json.dumps(asdict(status), indent=2))
         return
@@ -61,26 +43,73 @@ def nat_rotate(c, env=None, dry_run=False, timeout=None, abort=False, take_over=
 
     cfg = stack_config(env)
     timeout = whole(timeout, "--timeout", default=900, minimum=1, what="whole seconds", example=900)
-
-    def engine() -> nat.Rotation:
-        cli = PulumiCLI(stack=cfg.env)
-        return nat.Rotation(nat.topology_for(cfg.env, cli), nat.ec2_client(cfg.region), cli,
-                            nat.RotationCheckpoint(nat.ssm_client(cfg.region), cfg.env), timeout=float(timeout),
-                            policy=nat.policy_of(cfg), take_over=take_over)
-
     if abort and dry_run:
         raise fail("--abort and --dry-run exclude each other; drop one")
-    rotation = _nat_engine(cfg.env, engine)
-    if abort:
-        _nat_engine(cfg.env, rotation.abort, rotation.checkpoint)
+    request = nat.RotationRequest(env=cfg.env, timeout=float(timeout), take_over=take_over, abort=abort,
+                                  dry_run=dry_run)
+    cli = PulumiCLI(stack=cfg.env)
+    rotation = nat.Rotation(request, nat.topology_for(cfg.env, cli), nat.ec2_client(cfg.region), cli,
+                            nat.RotationCheckpoint(nat.ssm_client(cfg.region), cfg.env), policy=nat.policy_of(cfg))
+    if request.abort:
+        rotation.abort()
         return
-    if dry_run:
-        for line in _nat_engine(cfg.env, rotation.plan):
+    if request.dry_run:
+        for line in rotation.plan():
             print(line)
         print("dry run: nothing changed")
         return
-    _nat_engine(cfg.env, rotation.run, rotation.checkpoint)
+    rotation.run()
 
 
+# -- nat.drill (infra/ops/nat/drill.py) ------------------------------------------------------------------
 
-ns = Collection("nat", nat_status, nat_rotate)
+@task(name="drill", positional=[], help={
+    "env": "environment: dev or prod", "fault": "how the instance fails: stop (default) or blackhole (security-group swap)",
+    "az": "NAT AZ of the instance to break (default: the first)", "yes": "do not ask for confirmation",
+    "dry_run": "print the steps and change nothing",
+    "timeout": "whole seconds to wait for the failover before giving up and restoring (default 300)"})
+def nat_drill(c, env=None, fault="stop", az=None, yes=False, dry_run=False, timeout=None):
+    """Game day: break one NAT instance for real, time the failover, restore everything, print the timeline.
+
+    Measures fault -> every route table moved off it -> first working egress proven by the other instance's
+    probe. The instance is restored whatever happens (timeout, Ctrl-C); its routes come back after the
+    failback hysteresis, as in a real recovery.
+    """
+    from infra.cli.common import confirm
+    from infra.lambdas.nat.checks import LambdaProbe
+    from infra.ops.io import aws
+    from infra.ops.io.pulumi_cli import PulumiCLI
+    from infra.ops.nat import drill as nat_drill_engine
+    from infra.ops.nat import rotation as nat
+
+    cfg = stack_config(env)
+    timeout = whole(timeout, "--timeout", default=300, minimum=10, what="whole seconds", example=300)
+    if fault not in nat_drill_engine.FAULTS:
+        raise fail(f"--fault {fault!r} is not a drill; use one of: {', '.join(nat_drill_engine.FAULTS)}")
+
+    def engine() -> nat_drill_engine.Drill:
+        target = nat_drill_engine.DrillTarget.from_outputs(cfg.env, PulumiCLI(stack=cfg.env).outputs())
+        return nat_drill_engine.Drill(
+            target, nat.ec2_client(cfg.region), aws.client("autoscaling", cfg.region),
+            LambdaProbe(aws.client("lambda", cfg.region), target.probes), fault=fault, az=az,
+            policy=nat.policy_of(cfg), timeout=float(timeout), prove_path=cfg.nat.probe_mode == "echo")
+
+    drill = engine()  # engine errors are Refused/Failed: the task wrapper maps them
+    steps = drill.plan()
+    if dry_run:
+        for line in steps:
+            print(line)
+        print("dry run: nothing changed")
+        return
+    if not yes:
+        for line in steps:
+            print(line)
+        if not confirm(f"Break the {drill.az} NAT instance of {cfg.env} now?"):
+            raise fail("not confirmed: nothing changed (pass --yes to skip the question)", code=1)
+    timeline = drill.run()
+    print(f"NAT drill of {cfg.env} ({fault} {drill.az}):")
+    for line in timeline.lines():
+        print(line)
+
+
+ns = Collection("nat", nat_status, nat_rotate, nat_drill)

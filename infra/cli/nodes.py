@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from infra.cli.common import KUBE_HELP, fail, kube_for, lifecycle_call, printer, stack_config, task, whole
+from infra.cli.common import KUBE_HELP, fail, kube_for, printer, stack_config, task, whole
 
 
 @task(name="migrate", positional=[], help={
@@ -24,8 +24,7 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
     """
     from infra.ops.io.pulumi_cli import PulumiCLI
     from infra.ops.io.stack_file import StackFile
-    from infra.ops.lifecycle.drain import DrainPolicy
-    from infra.ops.lifecycle.migrate import Migration
+    from infra.ops.lifecycle.migrate import Migration, MigrationRequest
 
     if not pool or not (to or rollback):
         raise fail("--pool and --to are required, e.g. `invoke nodes.migrate --env dev --pool general --to green`")
@@ -40,20 +39,20 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
     pools = stack_config(env).node_pools
     if pool not in pools:
         raise fail(f"--pool {pool!r} is not a node pool of {env}; use one of: {', '.join(pools)}")
+    request = MigrationRequest(env=env, pool=pool, to=to, source=from_, add=add, ami_type=ami_type,
+                               parallelism=parallelism, resume=resume, rollback=rollback, dry_run=dry_run)
     kube, cfg = kube_for(env, kubeconfig)
     console, on_event = printer()
-    engine = Migration(StackFile(env), kube.api, PulumiCLI(stack=env), pool=pool, target=to or "", source=from_, add=add,
-                       ami_type=ami_type, policy=DrainPolicy(parallelism=parallelism), on_event=on_event)
-    resume_hint = f"`invoke nodes.migrate --env {env} --pool {pool} --to {to} --resume` (or --rollback)"
-    if rollback:
-        console.print(lifecycle_call(engine.rollback, resume_hint, engine.checkpoint))
+    engine = Migration(request, StackFile(env), kube, PulumiCLI(stack=env), on_event=on_event)
+    if request.rollback:
+        console.print(engine.rollback())
         return
-    plan = lifecycle_call(engine.plan, resume_hint, engine.checkpoint)
+    plan = engine.plan()
     console.print(plan.zone_table())
     from infra.ops.lifecycle.preflight import table
 
     console.print(table(plan.checks, "preflight"))
-    if dry_run:
+    if request.dry_run:
         console.print("\n".join(f"{n}. {step}" for n, step in enumerate(plan.steps(), 1)))
         if plan.blocked:
             raise fail(f"dry run, nothing changed: {len(plan.blocked)} preflight check(s) FAIL "
@@ -61,7 +60,7 @@ def nodes_migrate(c, env=None, pool=None, to=None, from_=None, add=False, ami_ty
                        f"step 1", code=1)
         console.print("dry run: nothing changed")
         return
-    lifecycle_call(lambda: engine.run(plan, resume=resume), resume_hint, engine.checkpoint)
+    engine.run(plan)
 
 
 

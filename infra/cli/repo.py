@@ -7,12 +7,14 @@ from invoke.exceptions import Exit
 from infra.cli.common import csv_list, fail, help_if_asked, task
 
 
-@task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,policy,workflows",
+@task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,dockerfiles,"
+                    "policy,workflows",
             "skip": "comma-separated checks to leave out, e.g. --skip checkov for a quick pass"})
-def lint(c, only="", skip=""):
+def lint(c, only=None, skip=None):
     """Lint the kustomize tree (infra/k8s): yamllint, render every overlay, schema-validate against each stack's
     Kubernetes version, scan for removed/deprecated APIs, checkov (own venv, created on first run) and the
-    workload rules; the policy pack over each stack's offline plan (mandatory violations are errors); and the
+    workload rules; hadolint on the services' Dockerfiles; the policy pack over each stack's offline plan
+    (mandatory violations are errors); and the
     .github/ workflows (`invoke ci.check`). One table of findings; exit 1 on any error."""
     from rich.console import Console
 
@@ -20,6 +22,9 @@ def lint(c, only="", skip=""):
     from infra.lint import workflows as ci_check
     from infra.lint.findings import table
 
+    for flag, given in (("--only", only), ("--skip", skip)):
+        if given is not None and not csv_list(given):  # `--only ,`: a list that names nothing is not "all"
+            raise fail(f"{flag} {given!r} names no check; list checks separated by commas, e.g. {flag} rules,schema")
     selected = engine.select(csv_list(only), csv_list(skip), known=(*engine.CHECKS, ci_check.NAME))  # exit 2 when bad
     checks = tuple(name for name in selected if name != ci_check.NAME)
     workflows = ci_check.start() if ci_check.NAME in selected else None
@@ -41,20 +46,19 @@ def lint(c, only="", skip=""):
                                  "kind": "http (Deployment+Service+Ingress+HPA), worker (queue consumer) or cron "
                                          "(CronJob)", "dry_run": "show what would be written, change nothing"})
 def new_service(c, name, kind=None, dry_run=False):
-    """Scaffold infra/k8s/base/NAME and its overlay entries with every workload default; passes `invoke lint`."""
+    """Scaffold services/NAME (code and Dockerfile, from the reference service of its kind), infra/k8s/base/NAME and
+    its overlay and CD entries; passes `invoke lint` and `invoke service.check NAME` as generated."""
     from infra.lint import scaffold
 
     help_if_asked(name, "new-service")
-    try:
-        changes = scaffold.plan(name, kind or "")
-    except scaffold.ScaffoldError as error:
-        raise fail(str(error)) from None
+    changes = scaffold.plan(name, kind or "")
     print("\n".join(scaffold.describe(changes)))
     if dry_run:
         print("dry run: nothing written")
         return
     scaffold.apply(changes)
-    print(f"service {name} ({kind}) scaffolded; next: `invoke lint`, then build the image with /healthz and /readyz")
+    print(f"service {name} ({kind}) scaffolded from services/{scaffold.REFERENCE[kind]}; next: `invoke lint` and "
+          f"`invoke service.check {name}`, then replace the example work in services/{name}")
 
 
 

@@ -8,22 +8,11 @@ from invoke import Collection
 from infra.cli.common import fail, help_fills_positionals, help_if_asked, stack_config, task
 
 
-def _secrets_call(call):
-    """Secrets outcomes as exit codes: bad input 2 (nothing changed), AWS failure 1."""
-    from infra.ops.secrets import SecretInputError, SecretsError
-
-    try:
-        return call()
-    except SecretInputError as error:
-        raise fail(str(error)) from None
-    except SecretsError as error:
-        raise fail(str(error), code=1) from None
-
-
 @task(name="set", klass=help_fills_positionals(), positional=["service", "key"], help={
     "env": "stack: dev or prod", "service": "service owning the secret, e.g. worker",
-    "key": "secret key under the service, e.g. queue-token"})
-def secrets_set(c, service, key=None, env=None):
+    "key": "secret key under the service, e.g. queue-token",
+    "multiline": "store a value that spans lines as is (a PEM key); without it such a value is refused"})
+def secrets_set(c, service, key=None, env=None, multiline=False):
     """Set one secret's value, read from stdin (piped, or typed without echo); never from arguments.
 
     Example: pass show broker/token | invoke secrets.set --env prod worker queue-token
@@ -36,8 +25,10 @@ def secrets_set(c, service, key=None, env=None):
         raise fail("usage: invoke secrets.set --env ENV SERVICE KEY (value on stdin); options: "
                    "`invoke --help secrets.set`")
     cfg = stack_config(env)
+    secrets.lookup(cfg, service, key)  # a wrong name and a bad value are refused before AWS is asked anything
+    value = secrets.read_value(multiline=multiline)
     identity.prove_secrets(cfg)
-    version = _secrets_call(lambda: secrets.set_value(cfg, service, key, _secrets_call(secrets.read_value)))
+    version = secrets.set_value(secrets.SetSecret(cfg, service, key, value))
     print(f"set {service}/{key} in {env} (version {version}); pods get it at the next ExternalSecret refresh "
           f"({cfg.secrets.refresh_interval})")
 
@@ -49,7 +40,7 @@ def secrets_list(c, env=None, json_=False):
 
     cfg = stack_config(env)
     identity.prove_secrets(cfg)
-    rows = _secrets_call(lambda: secrets.list_rows(cfg))
+    rows = secrets.list_rows(cfg)
     if json_:
         print(json.dumps([{**row.__dict__, "last_rotated": str(row.last_rotated or ""),
                            "last_changed": str(row.last_changed or "")} for row in rows], indent=2))

@@ -106,6 +106,11 @@ def principal_key(kind: str, arn: str) -> str:
     return f"{kind}-{role_name(arn)}-{hashlib.sha1(arn.encode()).hexdigest()[:6]}"
 
 
+def creator_key(creator_arn: str, env: str) -> str | None:
+    """The principal key of a program-made role when it is the cluster's creator (its ARN is computed at up)."""
+    return "pulumi-deployer" if role_name(creator_arn) == f"eks-platform-{env}-pulumi-deployer" else None
+
+
 @dataclass(frozen=True)
 class AccessArgs:
     config: StackConfig
@@ -216,7 +221,11 @@ class Access(pulumi.ComponentResource):
     def _access_entries(self, name: str, cluster_name: str, tags: dict[str, str],
                         depends_on: list[pulumi.Resource]) -> None:
         opts = pulumi.ResourceOptions(parent=self, depends_on=depends_on)
+        creator = self.config.access.cluster_creator_arn
         for principal in self.principals:
+            if creator and (principal.role_arn == creator or
+                            principal.key == creator_key(creator, self.config.env)):
+                continue  # EKS made the creator's cluster-admin entry at CreateCluster; a second one is a 409
             entry = aws.eks.AccessEntry(
                 f"{name}-{principal.key}", cluster_name=cluster_name, principal_arn=principal.role_arn,
                 type="STANDARD", user_name=principal.username,

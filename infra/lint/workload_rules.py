@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from infra.lint import edge_rules
+from infra.lint.edge_rules import EdgeFacts
 from infra.lint.findings import Finding
 from infra.ops.io.manifests import NAME_LABEL, Manifest
 
@@ -63,8 +65,9 @@ def rule(name: str) -> Callable[[Rule], Rule]:
     return register
 
 
-def check(manifests: Sequence[Manifest]) -> list[Finding]:
-    """Run every rule over every workload in one rendered overlay, then the namespace-wide default deny."""
+def check(manifests: Sequence[Manifest], edge: EdgeFacts = edge_rules.UNKNOWN) -> list[Finding]:
+    """Run every rule over every workload in one rendered overlay, then the namespace-wide default deny and the
+    edge rules (`edge`: what the overlay's stack serves publicly)."""
     findings = []
     for manifest in manifests:
         if manifest.kind not in WORKLOAD_KINDS:
@@ -79,7 +82,7 @@ def check(manifests: Sequence[Manifest]) -> list[Finding]:
                                              "names the field)")]
             findings += [Finding(manifest.source, manifest.resource, f"rules/{rule_id}", problem, fix)
                          for rule_id, problem, fix in found]
-    return findings + _default_deny(manifests)
+    return findings + _default_deny(manifests) + edge_rules.check(manifests, edge)
 
 
 def _selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:

@@ -1,9 +1,11 @@
 """The exit-code contract every task keeps: 2 bad input (nothing changed), 1 failed, 130 interrupted.
 
-Engines raise `Refused`, `Failed` or `Interrupted` (or a subclass); the CLI maps them, and the outside
-failures libraries raise (no credentials, an unreachable endpoint, a 401, a malformed kubeconfig), to
-one line and an exit code in one place, `explain`, so no input ever ends in a traceback. Each line
-names what could not be used (the address, the file, the credentials) and what to do about it.
+Engines raise `Refused`, `Failed` or `Interrupted` (or a subclass) and never map them themselves; `explain`
+turns them, and the outside failures libraries raise (no credentials, an unreachable endpoint, a 401, a
+malformed kubeconfig), into one of the three, and `infra.cli.common.run`, around every task body, prints
+it as one line (`error: ...`, or `interrupted: ...` for an Interrupted) and exits with its code, so no input
+ever ends in a traceback. Each line names what could not be used (the address, the file, the credentials)
+and what to do about it.
 """
 from __future__ import annotations
 
@@ -152,7 +154,48 @@ def aws_unavailable(error: BaseException) -> Failed | None:
         kwargs = getattr(error, "kwargs", {})
         url = str(kwargs.get("endpoint_url") or kwargs.get("proxy_url") or "its endpoint")
         return Failed(f"cannot reach AWS at {_url_origin(url)}: {_aws_cause(error)}; {_aws_fix()}")
+    answer = not_aws_answer(error)
+    if answer:
+        return Failed(f"cannot reach AWS at {_url_origin(aws_endpoint(error))}: {answer}; {_aws_fix()}")
     return None
+
+
+ENDPOINT_KEY = "EksPlatformEndpoint"  # infra.ops.io.aws records the client's endpoint under it on a failed call
+
+
+def aws_endpoint(error: BaseException) -> str:
+    """The endpoint a failed AWS call went to: as infra.ops.io.aws recorded it (an attribute of the exception, or
+    a key of the error response botocore builds a ClientError from), else the environment's override."""
+    response = getattr(error, "response", None)
+    recorded = getattr(error, ENDPOINT_KEY, None) or (
+        response.get("ResponseMetadata", {}).get(ENDPOINT_KEY) if isinstance(response, dict) else None)
+    return recorded or os.environ.get("AWS_ENDPOINT_URL") or "its endpoint (no AWS_ENDPOINT_URL set)"
+
+
+def not_aws_answer(error: BaseException) -> str | None:
+    """What answered instead of AWS, when something did: a proxy's or a wrong endpoint's 404 page, an empty body or
+    anything botocore cannot parse carries no AWS error code (botocore then uses the HTTP status, or "Unknown")."""
+    from botocore import exceptions as boto
+    from botocore.parsers import ResponseParserError
+
+    if isinstance(error, ResponseParserError):
+        return "its answer is not an AWS response (botocore cannot parse it)"
+    if not isinstance(error, boto.ClientError):
+        return None
+    code = str(error.response.get("Error", {}).get("Code") or "")
+    if code and not code.isdigit() and code != "Unknown":
+        return None
+    metadata = error.response.get("ResponseMetadata", {})
+    headers = {name.lower(): str(value) for name, value in (metadata.get("HTTPHeaders") or {}).items()}
+    status = metadata.get("HTTPStatusCode") or (int(code) if code.isdigit() else 0)
+    body = str(error.response.get("Error", {}).get("Message") or "").strip().lower()
+    if headers.get("content-length") == "0":
+        what = "an empty body"
+    elif "html" in headers.get("content-type", "") or body.startswith(("<!doctype", "<html")):
+        what = "an HTML page"
+    else:
+        what = "a body"
+    return f"it answered HTTP {status or '?'} with {what} and no AWS error code, so it is not an AWS API"
 
 
 def _aws_cause(error: BaseException) -> str:

@@ -9,28 +9,29 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import SecretSpec, StackConfig, app_namespace, secret_name
-from infra.ops.errors import aws_unavailable
+from infra.ops.errors import Failed, Refused, aws_unavailable
 from infra.ops.io import aws
 
 log = logging.getLogger(__name__)
 
 
-class SecretInputError(ValueError):
+class SecretInputError(Refused):
     """Bad input (unknown service or key, empty value, echoing terminal): nothing was changed."""
 
 
-class SecretsError(RuntimeError):
+class SecretsError(Failed):
     """Secrets Manager refused or failed; the message names the secret and the AWS error, never the value."""
 
 
@@ -39,9 +40,20 @@ def client(region: str):
     return aws.client("secretsmanager", region)
 
 
-def read_value(stream: TextIO | None = None, prompt: Callable[[str], str] = getpass.getpass) -> str:
-    """The secret value from stdin: piped as is (one trailing newline dropped), or typed without echo."""
-    stream = stream or sys.stdin
+# What Secrets Manager stores at most in SecretString (botocore's model of PutSecretValue: SecretStringType max 65536;
+# https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_PutSecretValue.html, checked 2026-12-05).
+MAX_VALUE_BYTES = 65_536
+PIPE_IT_IN = "pipe it in (e.g. `pass show x | invoke secrets.set ...`)"
+
+
+def read_value(stream: TextIO | None = None, prompt: Callable[[str], str] = getpass.getpass,
+               multiline: bool = False) -> str:
+    """The secret value from stdin: piped as is (one trailing newline dropped), or typed without echo. Refused
+    (never shown) when there is none, it is only whitespace, holds a NUL, spans lines without `multiline`, or is
+    longer than Secrets Manager stores."""
+    stream = stream if stream is not None else sys.stdin
+    if stream is None:  # started with stdin closed (`<&-`)
+        raise SecretInputError(f"no value on stdin: stdin is closed; {PIPE_IT_IN}")
     if stream.isatty():
         with warnings.catch_warnings():
             warnings.simplefilter("error", getpass.GetPassWarning)
@@ -51,12 +63,33 @@ def read_value(stream: TextIO | None = None, prompt: Callable[[str], str] = getp
                 raise SecretInputError("this terminal cannot hide typed input; pipe the value in instead, e.g. "
                                        "`pass show x | invoke secrets.set ...`") from None
     else:
-        value = stream.read()
+        try:
+            value = stream.read(MAX_VALUE_BYTES + 3)  # enough to tell "too long" without reading all of a huge pipe
+        except UnicodeDecodeError:
+            raise SecretInputError("the value on stdin is not UTF-8 text; Secrets Manager stores text "
+                                   "(base64-encode binary data first)") from None
         value = value[:-2] if value.endswith("\r\n") else value[:-1] if value.endswith("\n") else value
-    if not value:
-        raise SecretInputError("no value on stdin; pipe it in (e.g. `pass show x | invoke secrets.set ...`) "
-                               "or type it at the prompt")
+    check_value(value, multiline)
     return value
+
+
+def check_value(value: str, multiline: bool = False) -> None:
+    """SecretInputError naming what is wrong with `value`, never showing it."""
+    if not value:
+        raise SecretInputError(f"no value on stdin; {PIPE_IT_IN} or type it at the prompt")
+    if not value.strip():
+        raise SecretInputError("the value on stdin is only whitespace; pipe the real value in")
+    if "\0" in value:
+        raise SecretInputError("the value on stdin holds a NUL byte, which no consumer of the secret reads back "
+                               "intact; base64-encode binary data first")
+    size = len(value.encode())
+    if size > MAX_VALUE_BYTES:
+        raise SecretInputError(f"the value on stdin is over {MAX_VALUE_BYTES} bytes, the most Secrets Manager "
+                               f"stores; store a reference (e.g. an S3 object) instead")
+    lines = len(re.split(r"\r\n|\r|\n", value))
+    if lines > 1 and not multiline:
+        raise SecretInputError(f"the value on stdin has {lines} lines; pass --multiline to store it as is (a PEM "
+                               f"key, a config file), or pipe in one line")
 
 
 def lookup(cfg: StackConfig, service: str, key: str) -> SecretSpec:
@@ -84,27 +117,43 @@ def quiet_botocore() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _aws_error(action: str, name: str, error: Exception) -> SecretsError:
+def _aws_error(action: str, name: str, error: Exception) -> SecretsError | Failed:
+    unavailable = aws_unavailable(error)  # credentials or endpoint: never request data, which may hold the value
+    if unavailable is not None:
+        return unavailable
     if isinstance(error, ClientError):
         code = error.response["Error"]["Code"]
         if code == "ResourceNotFoundException":
             return SecretsError(f"{name} does not exist in AWS; declare it in eks-platform:secrets and run "
                                 f"`invoke up` first")
         return SecretsError(f"{action} {name} failed: {code}")
-    unavailable = aws_unavailable(error)  # credentials or endpoint: never request data, which may hold the value
-    return SecretsError(f"{action} {name} failed: {unavailable or type(error).__name__}")
+    return SecretsError(f"{action} {name} failed: {type(error).__name__}")
 
 
-def set_value(cfg: StackConfig, service: str, key: str, value: str, sm: Any = None) -> str:
+@dataclass(frozen=True)
+class SetSecret:
+    """`secrets.set`: a new value for one service's secret in one stack. The value stays out of the repr."""
+
+    cfg: StackConfig
+    service: str
+    key: str
+    value: str = field(repr=False)
+
+
+def set_value(request: SetSecret, sm: Any = None) -> str:
     """Store a new current value; returns the version id. Database secrets take the password only."""
-    spec = lookup(cfg, service, key)
-    name = secret_name(cfg.env, service, key)
+    cfg, value = request.cfg, request.value
+    spec = lookup(cfg, request.service, request.key)
+    name = secret_name(cfg.env, request.service, request.key)
     if spec.kind == "generated":
         raise SecretInputError(f"{name} is generated in AWS and has no hand-set value; rotate it instead "
                                f"(`aws secretsmanager rotate-secret --secret-id {name}`)")
     payload = value
     if spec.database:
         payload = json.dumps({**spec.database.login(), "password": value})
+        if len(payload.encode()) > MAX_VALUE_BYTES:
+            raise SecretInputError(f"the password with {name}'s login is over {MAX_VALUE_BYTES} bytes, the most "
+                                   f"Secrets Manager stores; use a shorter password")
     sm = sm or client(cfg.region)
     log.info("putting a new value for %s", name)
     try:

@@ -43,6 +43,9 @@ class PlannedResource:
     custom: bool
     protect: bool
     inputs: dict[str, Any]
+    # Resource options the mocks accept silently but a real `up` acts on; policies and tests read them here.
+    dependencies: list[str] = field(default_factory=list)  # URNs this resource waits for (depends_on + inputs)
+    ignore_changes: list[str] = field(default_factory=list)
 
     @property
     def is_component(self) -> bool:
@@ -64,6 +67,19 @@ class Plan:
 
     def of_type(self, type_: str) -> list[PlannedResource]:
         return [resource for resource in self.resources if resource.type == type_]
+
+    def waits_for(self, resource: PlannedResource) -> list[PlannedResource]:
+        """Every resource `resource` waits for, directly or through others (depends_on and input dependencies)."""
+        by_urn = {r.urn: r for r in self.resources}
+        seen: dict[str, PlannedResource] = {}
+        todo = list(resource.dependencies)
+        while todo:
+            urn = todo.pop()
+            if urn in seen or urn not in by_urn:
+                continue
+            seen[urn] = by_urn[urn]
+            todo += by_urn[urn].dependencies
+        return list(seen.values())
 
     def to_json(self) -> dict[str, Any]:
         return {"env": self.env, "resources": [asdict(resource) for resource in self.resources],
@@ -101,6 +117,13 @@ class PlanMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:eks/nodeGroup:NodeGroup":  # EKS names a managed group's ASG eks-<group>-<uuid>
             outputs["resources"] = [{"autoscalingGroups": [
                 {"name": f"eks-{args.inputs.get('nodeGroupName', args.name)}-{digest}"}]}]
+        elif args.typ == "aws:acm/certificate:Certificate":  # one CNAME per name, as ACM's DNS validation asks
+            names = [args.inputs["domainName"], *(args.inputs.get("subjectAlternativeNames") or [])]
+            outputs["domainValidationOptions"] = [{
+                "domainName": host, "resourceRecordName": f"_{digest}.{host}.", "resourceRecordType": "CNAME",
+                "resourceRecordValue": f"_{digest}.acm-validations.aws."} for host in names]
+        elif args.typ == "aws:route53/record:Record":
+            outputs["fqdn"] = str(args.inputs.get("name", "")).rstrip(".")
         elif args.typ == "eks:index:Cluster":
             outputs.update(self._cluster_outputs(args.inputs.get("name") or args.name, digest))
         return resource_id, outputs
@@ -155,7 +178,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             inputs = _redact(rpc.deserialize_properties(request.object))
             self.plan.resources.append(PlannedResource(
                 urn=response.urn, type=request.type, name=request.name, parent=request.parent,
-                custom=bool(request.custom), protect=bool(request.protect), inputs=inputs))
+                custom=bool(request.custom), protect=bool(request.protect), inputs=inputs,
+                dependencies=sorted(set(request.dependencies)), ignore_changes=sorted(request.ignoreChanges)))
         return response
 
 

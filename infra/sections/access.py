@@ -126,6 +126,10 @@ class AccessConfig(Section):
     admin_role_arns: list[RoleArn] = Field(default_factory=list)
     pulumi_deployer_cluster_admin: Switch = False
     role_mappings: list[RoleMapping] = Field(default_factory=list)
+    # The IAM role that runs the stack's first `pulumi up`. EKS gives the creator a cluster-admin access entry on
+    # its own (pulumi-eks always sets bootstrapClusterCreatorAdminPermissions), so the program declares none for it:
+    # a second entry for one principal fails with 409. `invoke up` refuses a first up run by another principal.
+    cluster_creator_arn: RoleArn | None = None
 
     @model_validator(mode="after")
     def _mappings(self) -> AccessConfig:

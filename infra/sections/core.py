@@ -3,16 +3,24 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import date
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from infra.sections.base import Cidr, Count, Name, Section, Switch, Version
+from infra.charts import AUTOSCALER_IMAGES
+from infra.eks_calendar import CALENDAR, Support, extended_extra_usd_per_month
+from infra.sections.base import PROJECT, Cidr, ConfigIssue, Count, Name, Section, Switch, Version
 
 AmiType = Literal["AL2_x86_64", "AL2_ARM_64", "AL2023_x86_64_STANDARD", "AL2023_ARM_64_STANDARD",
                   "BOTTLEROCKET_x86_64", "BOTTLEROCKET_ARM_64"]
 LogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
+UpgradePolicy = Literal["STANDARD", "EXTENDED"]
 ADDONS = ("vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver")
+# Taints the EKS coredns and aws-ebs-csi-driver add-ons tolerate by default (their configuration schemas'
+# `tolerations` defaults): a node group tainted with anything else cannot run them.
+ADDON_TOLERATED_TAINTS = ("CriticalAddonsOnly",)
+_RUNNER_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 _CLUSTER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
 _INSTANCE = re.compile(r"^([a-z]+)(\d+)([a-z-]*)\.(nano|micro|small|medium|large|\d*xlarge|metal(-\d+xl)?)$")
@@ -87,6 +95,17 @@ class ClusterConfig(Section):
     log_retention_days: Count = 90
     deletion_protection: Switch = False
     addons: dict[str, str] = Field(default_factory=dict)
+    # What EKS does when the version leaves standard support: STANDARD upgrades it, EXTENDED keeps it at $0.60
+    # instead of $0.10 per cluster-hour (EKS's own default is EXTENDED).
+    upgrade_policy: UpgradePolicy = "STANDARD"
+    # 0.0.0.0/0 in public_access_cidrs only with this set: an API endpoint open to the internet is a decision.
+    public_endpoint_open_to_internet: Switch = False
+    # runs-on labels of a CI runner that reaches the API endpoint (e.g. a self-hosted runner in the VPC for a
+    # private endpoint); `invoke ci.check` refuses a workflow job of this stack that runs elsewhere.
+    ci_runner_labels: list[str] = Field(default_factory=list)
+    # Private networks whose hosts (an in-VPC CI runner, a VPN) reach the private endpoint: EKS' security groups
+    # admit only the cluster's own nodes, so anything else needs an ingress rule on 443.
+    private_access_cidrs: list[Cidr] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -115,6 +134,24 @@ class ClusterConfig(Section):
                                  f"write it like v1.19.2-eksbuild.1")
         return value
 
+    @field_validator("ci_runner_labels")
+    @classmethod
+    def _runner_labels(cls, value: list[str]) -> list[str]:
+        bad = [label for label in value if not _RUNNER_LABEL.match(str(label))]
+        if bad:
+            raise ValueError(f"not GitHub runner labels: {', '.join(map(str, bad))}; write them like "
+                             f"[self-hosted, eks-prod]")
+        return value
+
+    @property
+    def open_to_internet(self) -> bool:
+        return self.endpoint_public_access and any(cidr.prefixlen == 0 for cidr in self.public_access_cidrs)
+
+    @property
+    def reachable_from_anywhere(self) -> bool:
+        """Any CI runner (GitHub-hosted included) reaches the API: the public endpoint admits every address."""
+        return self.open_to_internet
+
     @model_validator(mode="after")
     def _endpoint(self) -> ClusterConfig:
         if not (self.endpoint_public_access or self.endpoint_private_access):
@@ -125,12 +162,8 @@ class ClusterConfig(Section):
                              "remove public_access_cidrs or enable public access")
         if self.endpoint_public_access and not self.public_access_cidrs:
             raise ValueError("endpoint_public_access is true with no public_access_cidrs, which EKS reads as "
-                             "0.0.0.0/0; list the CIDRs that may reach the endpoint (write [0.0.0.0/0] to open it "
-                             "to everyone on purpose)")
-        kube_proxy = self.addons.get("kube-proxy")
-        if kube_proxy and not kube_proxy.startswith(f"v{self.version}."):
-            raise ValueError(f"add-on kube-proxy {kube_proxy} does not match cluster version {self.version}; "
-                             f"use a v{self.version}.x-eksbuild.N build")
+                             "0.0.0.0/0; list the CIDRs that may reach the endpoint (to open it to everyone on "
+                             "purpose write [0.0.0.0/0] and public_endpoint_open_to_internet: true)")
         return self
 
 
@@ -158,11 +191,21 @@ class Taint(Section):
 
 
 class Generation(Section):
-    """One side of a blue/green pair: an AMI family and the kubelet version it runs."""
+    """One side of a blue/green pair: an AMI family, the kubelet version it runs and, when the migration changes
+    them (an instance family or x86 -> Graviton), its own instance types."""
 
     ami_type: AmiType
     version: Version | None = None
     release_version: str | None = None
+    instance_types: list[str] | None = Field(None, min_length=1)
+
+    @field_validator("instance_types")
+    @classmethod
+    def _instance_types(cls, value: list[str] | None) -> list[str] | None:
+        bad = [item for item in value or [] if not _INSTANCE.match(item)]
+        if bad:
+            raise ValueError(f"not EC2 instance types: {', '.join(bad)}; write them like m6i.large or t4g.medium")
+        return value
 
     @property
     def is_al2(self) -> bool:
@@ -218,7 +261,132 @@ class NodePool(Section):
             raise ValueError(f"max_unavailable {self.max_unavailable} exceeds max_size {self.max_size}; lower it")
         return self
 
-    @property
-    def is_graviton(self) -> bool:
-        """Graviton families carry a 'g' right after the generation digit (m7g, c6gn, t4g)."""
-        return all(_INSTANCE.match(item).group(3).startswith("g") for item in self.instance_types)
+    def types_of(self, generation: Generation) -> list[str]:
+        """The instance types a generation's node groups launch: its own, else the pool's."""
+        return list(generation.instance_types or self.instance_types)
+
+
+def is_graviton(instance_types: list[str]) -> bool:
+    """Graviton families carry a 'g' right after the generation digit (m7g, c6gn, t4g)."""
+    return all((match := _INSTANCE.match(item)) is not None and match.group(3).startswith("g")
+               for item in instance_types)
+
+
+def version_issues(env: str, cluster: ClusterConfig, today: date) -> list[ConfigIssue]:
+    """The control-plane version judged against the EKS calendar on `today`: creatable, and consistent with the
+    upgrade policy; plus a cluster-autoscaler image pinned for it (no KeyError at `pulumi up`)."""
+    key = f"{PROJECT}:cluster"
+    minor = int(cluster.version.split(".")[1])
+    release = CALENDAR.release(minor)  # the Version field only admits minors the calendar has
+    newest = CALENDAR.newest_creatable(today)
+    newest_text = f"\"{newest.version}\"" if newest else "a version in the calendar"
+    support = release.support(today)
+    issues = []
+    if support is Support.ENDED:
+        upgraded = CALENDAR.creatable(today)
+        issues.append(ConfigIssue(key=f"{key}.version", problem=(
+            f"Kubernetes {release.version} left EKS extended support on {release.end_of_extended}: EKS creates no "
+            f"cluster of it and auto-upgrades running ones; set {newest_text} (the newest EKS creates on {today})"
+            + (f", or \"{upgraded[0].version}\" where EKS already upgraded a running cluster"
+               if upgraded and upgraded[0] is not newest else ""))))
+    elif support is Support.UNRELEASED:
+        issues.append(ConfigIssue(key=f"{key}.version", problem=(
+            f"Kubernetes {release.version} is not on EKS before {release.released} (calendar estimate); set "
+            f"{newest_text}, the newest EKS creates on {today}")))
+    elif support is Support.EXTENDED and cluster.upgrade_policy == "STANDARD":
+        target = CALENDAR.standard_target(minor, today)
+        issues.append(ConfigIssue(key=f"{key}.upgrade_policy", problem=(
+            f"STANDARD cannot hold Kubernetes {release.version}, which left standard support on "
+            f"{release.end_of_standard} (EKS upgrades STANDARD clusters then and refuses STANDARD on a version in "
+            f"extended support); set cluster.version to \"{target.version if target else newest_text}\" "
+            f"(`invoke cluster.upgrade --env {env}` for a running cluster) or upgrade_policy: EXTENDED "
+            f"(+${extended_extra_usd_per_month():.0f}/month)")))
+    if minor not in AUTOSCALER_IMAGES:
+        issues.append(ConfigIssue(key=f"{key}.version", problem=(
+            f"infra/charts.py AUTOSCALER_IMAGES pins no cluster-autoscaler image for {release.version} (the "
+            f"autoscaler must match the control plane's minor); add the "
+            f"registry.k8s.io/autoscaling/cluster-autoscaler:v{release.version}.N tag")))
+    kube_proxy = cluster.addons.get("kube-proxy")
+    if kube_proxy and release.creatable(today) and not kube_proxy.startswith(f"v{release.version}."):
+        # Only for a creatable version: when the version itself must change, so does this build.
+        built_for = re.match(r"^v1\.(\d+)\.", kube_proxy)
+        known = f" (1.{built_for.group(1)} is not in the EKS calendar)" if built_for and CALENDAR.get(
+            int(built_for.group(1))) is None else ""
+        issues.append(ConfigIssue(key=f"{key}.addons.kube-proxy", problem=(
+            f"{kube_proxy} does not match cluster version {release.version}{known}; use a "
+            f"v{release.version}.x-eksbuild.N build (kube-proxy must match the control plane)")))
+    return issues
+
+
+def endpoint_issues(cluster: ClusterConfig) -> list[ConfigIssue]:
+    """A public endpoint open to every address is a decision the file states, not a default it slips into."""
+    key = f"{PROJECT}:cluster"
+    if cluster.open_to_internet and not cluster.public_endpoint_open_to_internet:
+        return [ConfigIssue(key=f"{key}.public_access_cidrs", problem=(
+            "0.0.0.0/0 opens the API endpoint to the whole internet; list the CIDRs that may reach it, or say so "
+            "on purpose with public_endpoint_open_to_internet: true"))]
+    if cluster.public_endpoint_open_to_internet and not cluster.open_to_internet:
+        return [ConfigIssue(key=f"{key}.public_endpoint_open_to_internet", problem=(
+            "is true but the public endpoint does not admit 0.0.0.0/0; remove it (the allow-list is what applies)"))]
+    public = [str(c) for c in cluster.private_access_cidrs if not c.is_private]
+    if public:
+        return [ConfigIssue(key=f"{key}.private_access_cidrs", problem=(
+            f"{', '.join(public)} not private (RFC 1918); the private endpoint is reached from inside the network"))]
+    if cluster.private_access_cidrs and not cluster.endpoint_private_access:
+        return [ConfigIssue(key=f"{key}.private_access_cidrs", problem=(
+            "is set but endpoint_private_access is false; enable it or remove private_access_cidrs"))]
+    if cluster.ci_runner_labels and not cluster.endpoint_public_access and not cluster.private_access_cidrs:
+        return [ConfigIssue(key=f"{key}.private_access_cidrs", problem=(
+            "ci_runner_labels names a runner for the private endpoint, but no private_access_cidrs admits it: the "
+            "cluster security group drops its traffic; list the CIDRs of the runner's subnets"))]
+    return []
+
+
+def version_warnings(env: str, cluster: ClusterConfig, today: date) -> list[str]:
+    """What `plan`, `preview` and `up` say about the version's support on `today`: extra cost and the day EKS
+    upgrades the control plane by itself. Nothing when the version is in standard support for a while."""
+    release = CALENDAR.get(int(cluster.version.split(".")[1]))
+    if release is None:
+        return []
+    support, extra = release.support(today), extended_extra_usd_per_month()
+    target = CALENDAR.standard_target(release.minor + 1, today)  # the nearest newer version in standard support
+    upgrade = (f"`invoke cluster.upgrade --env {env} --to {target.version} --plan-only` shows the steps"
+               if target else "")
+    key = f"{PROJECT}:cluster"
+    if support is Support.EXTENDED:
+        return [f"{key}.version {release.version} is in EKS extended support since {release.end_of_standard}: about "
+                f"${extra:.0f}/month more per cluster ($0.60 instead of $0.10 per cluster-hour); EKS auto-upgrades "
+                f"the control plane after {release.end_of_extended} ({release.days_left(today)} days); {upgrade}"]
+    if support is not Support.STANDARD:
+        return []
+    days = release.days_left(today)
+    if cluster.upgrade_policy == "EXTENDED":
+        return [f"{key}.upgrade_policy EXTENDED: when {release.version} leaves standard support on "
+                f"{release.end_of_standard} ({days} days) the cluster stays on it at about ${extra:.0f}/month more "
+                f"instead of being upgraded; STANDARD is the default"]
+    if days is not None and days <= 60:
+        return [f"{key}.version {release.version} leaves standard support on {release.end_of_standard} ({days} "
+                f"days): EKS then upgrades the control plane by itself (upgrade_policy STANDARD); upgrade first"
+                + (f": {upgrade}" if upgrade else "")]
+    return []
+
+
+def addon_hosts(pools: dict[str, NodePool]) -> list[str]:
+    """Pools whose nodes can run the CoreDNS and EBS CSI controller pods: at least one node and no taint the
+    add-ons do not tolerate."""
+    def tolerated(taint: Taint) -> bool:
+        return taint.effect == "PREFER_NO_SCHEDULE" or taint.key in ADDON_TOLERATED_TAINTS
+
+    return [name for name, pool in pools.items()
+            if pool.desired_size > 0 and all(tolerated(taint) for taint in pool.taints)]
+
+
+def addon_host_issues(pools: dict[str, NodePool]) -> list[ConfigIssue]:
+    """The CoreDNS deadlock in config form: the coredns add-on waits for Ready pods, so with no node that can run
+    them `pulumi up` sits for 20 minutes and fails with the add-on DEGRADED."""
+    if not pools or addon_hosts(pools):
+        return []
+    return [ConfigIssue(key=f"{PROJECT}:node_pools", problem=(
+        "no pool can run CoreDNS and the EBS CSI controller (each has desired_size 0 or a taint other than "
+        f"{', '.join(ADDON_TOLERATED_TAINTS)}), so the coredns add-on never becomes ACTIVE and `pulumi up` fails "
+        "after 20 minutes; give one pool desired_size >= 1 and no other NO_SCHEDULE/NO_EXECUTE taint"))]

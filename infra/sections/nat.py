@@ -14,14 +14,17 @@ if TYPE_CHECKING:
     from infra.config import StackConfig, Validated
 
 NatMode = Literal["dual-instance", "gateway", "none"]
+ProbeMode = Literal["echo", "tcp"]
 AL2023_ARM64_AMI = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
 
 
 class NatConfig(Section):
     """Private-subnet egress: two NAT instances with failover Lambdas, NAT Gateways, or none.
 
-    Probe and hysteresis knobs are the failover time budget (README `## NAT`): detection is about
-    probe_interval_seconds * failure_threshold + probe_timeout_seconds.
+    Probe and hysteresis knobs are the failover time budget (docs/nat.md): detection is about
+    probe_interval_seconds * failure_threshold + probe_timeout_seconds. probe_mode echo passes a probe only
+    when probe_echo_url (a service answering with the caller's IPv4 address) saw the instance's own Elastic
+    IP; tcp is reachability of probe_targets only, for accounts that may not call such a service.
     """
 
     mode: NatMode = "dual-instance"
@@ -31,6 +34,9 @@ class NatConfig(Section):
     probe_targets: list[str] = Field(default_factory=lambda: ["https://checkip.amazonaws.com/",
                                                               "tcp://1.1.1.1:443", "tcp://8.8.8.8:443"],
                                      min_length=1, max_length=5)
+    probe_mode: ProbeMode = "echo"
+    probe_echo_url: str = "https://checkip.amazonaws.com/"
+    probe_unknown_limit: Count = Field(10, ge=1, le=600)
     probe_interval_seconds: Number = Field(1.0, ge=0.5, le=30)
     probe_timeout_seconds: Number = Field(1.0, ge=0.2, le=10)
     failure_threshold: Count = Field(2, ge=1, le=10)
@@ -38,6 +44,8 @@ class NatConfig(Section):
     failback_min_seconds: Count = Field(120, ge=0, le=3600)
     probe_window_seconds: Count = Field(55, ge=10, le=55)
     probe_subnet_prefix: Count = Field(28, ge=24, le=28)
+    # CPU comes with memory (1,769 MB = one vCPU): more shortens a cold start on the event path, at a price.
+    failover_memory_mb: Count = Field(128, ge=128, le=3008)
     alarm_emails: list[str] = Field(default_factory=list)
 
     @field_validator("instance_type")
@@ -53,6 +61,13 @@ class NatConfig(Section):
         for target in value:
             if not re.fullmatch(r"(https?://[A-Za-z0-9.-]+(:\d{1,5})?(/\S*)?|tcp://[A-Za-z0-9.-]+:\d{1,5})", target):
                 raise ValueError(f"probe target {target!r} is neither http(s)://host[/path] nor tcp://host:port")
+        return value
+
+    @field_validator("probe_echo_url")
+    @classmethod
+    def _echo_url(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/\S*)?", value):
+            raise ValueError(f"probe_echo_url {value!r} is not an http(s)://host[/path] URL")
         return value
 
     @field_validator("alarm_emails")
@@ -73,6 +88,9 @@ class NatConfig(Section):
         if self.probe_timeout_seconds > self.probe_interval_seconds:
             raise ValueError("probe_timeout_seconds exceeds probe_interval_seconds; probes would overlap; "
                              "lower the timeout or raise the interval")
+        if self.probe_mode == "echo" and not self.probe_echo_url:
+            raise ValueError("probe_mode echo needs probe_echo_url (a URL answering with the caller's address); "
+                             "set one, or probe_mode: tcp")
         if self.azs is not None and (len(self.azs) != 2 or self.azs[0] == self.azs[1]):
             raise ValueError("azs must name exactly two different AZs (one per NAT instance)")
         return self

@@ -7,7 +7,16 @@ import pytest
 
 from infra.identity import repository_name
 from tests.support import bad_input as bad
-from tests.support.bad_input import api_answers, file_edit, row
+from tests.support.bad_input import (
+    MISSING_PLUGIN,
+    api_answers,
+    aws_answers_not_aws,
+    aws_unreachable,
+    file_edit,
+    path_without,
+    remove_file,
+    row,
+)
 from tests.support.deploy_world import push
 
 project, cluster = bad.project, bad.cluster
@@ -50,7 +59,8 @@ DEPLOY = [
         "--readiness-grace", "'-1'", "e.g. --readiness-grace"),
     row("deploy-dirty-tree", "deploy api --env dev", 2, "uncommitted change", "--allow-dirty",
         setup=file_edit("README.md", "# eks-platform", "# eks-platform (edited)")),
-    row("deploy-no-dockerfile", "deploy api --env dev", 2, "no Dockerfile", "--tag"),
+    row("deploy-no-dockerfile", "deploy api --env dev --allow-dirty", 2, "no Dockerfile", "--tag",
+        setup=remove_file("services/api/Dockerfile")),
     row("deploy-kubeconfig-missing", "deploy api --env dev --tag v1 --kubeconfig {missing_file}", 1,
         "does-not-exist.yaml", KUBECONFIG_HINT),
     row("deploy-kubeconfig-garbage", "deploy api --env dev --tag v1 --kubeconfig {garbage_kubeconfig}", 1,
@@ -58,6 +68,32 @@ DEPLOY = [
     row("deploy-api-401", "deploy api --env dev --tag v1", 1, "401", setup=api_answers(401)),
     row("deploy-prod-on-dev-cluster", "deploy api --env prod --tag v1", 2, "refusing to act on prod", ON_DEV_CLUSTER,
         "eks-prod"),
+    # invoke's own parse errors: exit 2 and one line of ours, not invoke's "No idea what ... is!" and exit 1
+    row("deploy-service-given-twice", "deploy api --service worker --env dev --tag v1", 2,
+        "deploy takes no further argument 'worker'", "usage: invoke deploy SERVICE"),
+    row("deploy-flag-misspelt", "deploy api --env dev --tag v1 --tiemout 30", 2, "deploy has no option --tiemout",
+        "did you mean --timeout"),
+    row("deploy-flag-without-value", "deploy api --tag v1 --env", 2, "--env needs a value", "invoke deploy --help"),
+    row("deploy-service-missing", "deploy --env dev --tag v1", 2, "deploy needs SERVICE"),
+    # whole numbers are ASCII digits in a range: int() would take '١', '1_000' and '+5'
+    row("deploy-timeout-arabic-indic-digits", "deploy api --env dev --tag v1 --timeout ٣٠", 2, "--timeout", "'٣٠'",
+        "from 1 to 86400"),
+    row("deploy-timeout-over-a-day", "deploy api --env dev --tag v1 --timeout 86401", 2, "--timeout", "from 1 to 86400"),
+    row("deploy-timeout-10e23", f"deploy api --env dev --tag v1 --timeout {10**23}", 2, "--timeout", "86400"),
+    row("deploy-readiness-grace-over-a-day", "deploy api --env dev --tag v1 --readiness-grace 100000", 2,
+        "--readiness-grace", "from 0 to 86400"),
+    row("deploy-kubeconfig-empty-value", "deploy api --env dev --tag v1 --kubeconfig ''", 2,
+        "--kubeconfig is empty", "leave --kubeconfig out"),
+    row("deploy-kubeconfig-exec-plugin-missing", "deploy api --env dev --tag v1 --kubeconfig {exec_kubeconfig}", 1,
+        f"exec credential plugin '{MISSING_PLUGIN}' cannot run", "no such file or directory", absent=("ERROR:root",)),
+    row("deploy-no-git-on-path", "deploy api --env dev", 2, "git not found on PATH; install git or deploy an image "
+        "with --tag", setup=path_without("git")),
+    row("deploy-ecr-unreachable", "deploy api --env dev --tag v1", 1, "cannot reach AWS at http://127.0.0.1:",
+        "connection refused", "AWS_ENDPOINT_URL=", setup=aws_unreachable),
+    row("deploy-ecr-answers-html-404", "deploy api --env dev --tag v1", 1, "cannot reach AWS at http://127.0.0.1:",
+        "HTTP 404 with an HTML page", "AWS_ENDPOINT_URL=", setup=aws_answers_not_aws("html")),
+    row("deploy-ecr-answers-empty-404", "deploy api --env dev --tag v1", 1, "cannot reach AWS at http://127.0.0.1:",
+        "HTTP 404 with an empty body", setup=aws_answers_not_aws("empty")),
 ]
 
 ROLLBACK = [
@@ -87,6 +123,14 @@ ROLLBACK = [
     row("rollback-kubeconfig-garbage", "rollback api --env dev --kubeconfig {garbage_kubeconfig}", 1, "kubeconfig",
         KUBECONFIG_HINT),
     row("rollback-api-401", "rollback api --env dev --to-revision 1", 1, "401", setup=api_answers(401)),
+    row("rollback-flag-of-deploy", "rollback api --env dev --dry-run", 2, "rollback has no option --dry-run",
+        "invoke rollback --help"),
+    row("rollback-revision-arabic-indic-digit", "rollback api --env dev --to-revision ١", 2, "--to-revision", "'١'",
+        "invoke history"),
+    row("rollback-revision-10e23", f"rollback api --env dev --to-revision {10**23}", 2, "--to-revision",
+        "from 1 to 2147483647"),
+    row("rollback-timeout-underscore", "rollback api --env dev --timeout 1_000", 2, "--timeout", "'1_000'"),
+    row("rollback-timeout-plus-sign", "rollback api --env dev --timeout +5", 2, "--timeout", "'+5'"),
 ]
 
 HISTORY = [
@@ -105,6 +149,8 @@ HISTORY = [
         "cannot reach the Kubernetes API", "127.0.0.1:9", KUBECONFIG_HINT),
     row("history-api-401", "history api --env dev", 1, "401", setup=api_answers(401)),
     row("history-prod-on-dev-cluster", "history api --env prod", 2, "refusing to act on prod", ON_DEV_CLUSTER),
+    row("history-extra-argument", "history api worker --env dev", 2, "history takes no further argument 'worker'"),
+    row("history-kubeconfig-empty-value", "history api --env dev --kubeconfig ''", 2, "--kubeconfig is empty"),
 ]
 
 TABLE = DEPLOY + ROLLBACK + HISTORY

@@ -15,7 +15,7 @@ project, cluster = bad.project, bad.cluster
 REQUIRED = "--pool and --to are required"
 MIGRATE = "nodes.migrate --env dev --pool general"
 UPGRADE = "cluster.upgrade --env dev"
-RANGE = "outside the supported range 1.29..1.35"
+RANGE = "outside the supported range 1.29..1.36"
 NOT_A_MINOR = "is not a Kubernetes minor version"
 ON_DEV_CLUSTER = "is stack dev's cluster eks-dev"  # the kubeconfig reaches dev's cluster (its identity ConfigMap)
 
@@ -64,9 +64,9 @@ NODES_MIGRATE = [
         "drop --resume"),
     row("migrate-ami-type-without-add", f"{MIGRATE} --to green --ami-type AL2023_ARM_64_STANDARD --dry-run", 2,
         "--ami-type AL2023_ARM_64_STANDARD only applies with --add"),
-    row("upgrade-resume-with-dry-run", f"{UPGRADE} --to 1.32 --resume --dry-run", 2, "--resume",
+    row("upgrade-resume-with-dry-run", f"{UPGRADE} --to 1.36 --resume --dry-run", 2, "--resume",
         "drop one"),
-    row("upgrade-resume-with-plan-only", f"{UPGRADE} --to 1.32 --resume --plan-only", 2, "--plan-only"),
+    row("upgrade-resume-with-plan-only", f"{UPGRADE} --to 1.36 --resume --plan-only", 2, "--plan-only"),
     row("migrate-rollback-without-checkpoint", f"{MIGRATE} --rollback", 2,
         "no migration of pool general in progress to roll back"),
     row("migrate-bad-stack-config", f"{MIGRATE} --to green --dry-run", 2, "eks-platform:node_pools.general",
@@ -83,7 +83,7 @@ NODES_MIGRATE = [
 ]
 
 CLUSTER_UPGRADE = [
-    row("upgrade-nothing-given", "cluster.upgrade", 2, "--to is required", "--to 1.32"),
+    row("upgrade-nothing-given", "cluster.upgrade", 2, "--to is required", "--to 1.36"),
     row("upgrade-env-only", UPGRADE, 2, "--to is required"),
     row("upgrade-to-empty", f"{UPGRADE} --to ''", 2, "--to is required"),
     row("upgrade-env-missing", "cluster.upgrade --to 1.32 --dry-run", 2, "--env is required"),
@@ -96,21 +96,21 @@ CLUSTER_UPGRADE = [
     row("upgrade-to-patch-version", f"{UPGRADE} --to 1.32.1", 2, "--to", "'1.32.1'", NOT_A_MINOR),
     row("upgrade-to-v-prefix", f"{UPGRADE} --to v1.32", 2, "--to", "'v1.32'", NOT_A_MINOR),
     row("upgrade-to-major-only", f"{UPGRADE} --to 1", 2, "--to", NOT_A_MINOR),
-    row("upgrade-downgrade", f"{UPGRADE} --to 1.30 --dry-run", 2, "--to 1.30 is older than the control plane (1.31)",
+    row("upgrade-downgrade", f"{UPGRADE} --to 1.34 --dry-run", 2, "--to 1.34 is older than the control plane (1.35)",
         "cannot downgrade"),
-    row("upgrade-stack-file-skipped-ahead", f"{UPGRADE} --to 1.33 --dry-run", 2,
-        "Pulumi.dev.yaml has cluster.version 1.32 but EKS runs 1.31", "invoke up --env dev",
-        setup=(stack_edit('version: "1.31"', 'version: "1.32"'),
-               stack_edit("kube-proxy: v1.31.3-eksbuild.2", "kube-proxy: v1.32.0-eksbuild.2"))),
-    row("upgrade-resume-without-checkpoint", f"{UPGRADE} --to 1.32 --resume", 2, "to resume",
+    row("upgrade-stack-file-skipped-ahead", f"{UPGRADE} --to 1.36 --dry-run", 2,
+        "Pulumi.dev.yaml has cluster.version 1.36 but EKS runs 1.35", "invoke up --env dev",
+        setup=(stack_edit('version: "1.35"', 'version: "1.36"'),
+               stack_edit("kube-proxy: v1.35.3-eksbuild.13", "kube-proxy: v1.36.0-eksbuild.14"))),
+    row("upgrade-resume-without-checkpoint", f"{UPGRADE} --to 1.36 --resume", 2, "to resume",
         "run without --resume"),
-    row("upgrade-bad-stack-config", f"{UPGRADE} --to 1.32 --dry-run", 2, "eks-platform:cluster.version",
-        setup=stack_edit('version: "1.31"', 'version: "1.31.2"')),
-    row("upgrade-kubeconfig-garbage", f"{UPGRADE} --to 1.32 --dry-run --kubeconfig {{garbage_kubeconfig}}", 1,
+    row("upgrade-bad-stack-config", f"{UPGRADE} --to 1.36 --dry-run", 2, "eks-platform:cluster.version",
+        setup=stack_edit('version: "1.35"', 'version: "1.35.2"')),
+    row("upgrade-kubeconfig-garbage", f"{UPGRADE} --to 1.36 --dry-run --kubeconfig {{garbage_kubeconfig}}", 1,
         "kubeconfig", "--kubeconfig"),
-    row("upgrade-prod-on-dev-cluster", "cluster.upgrade --env prod --to 1.32 --dry-run", 2,
+    row("upgrade-prod-on-dev-cluster", "cluster.upgrade --env prod --to 1.36 --dry-run", 2,
         "refusing to act on prod", ON_DEV_CLUSTER),
-    row("upgrade-no-aws-credentials", f"{UPGRADE} --to 1.32 --dry-run", 1, "no AWS credentials",
+    row("upgrade-no-aws-credentials", f"{UPGRADE} --to 1.36 --dry-run", 1, "no AWS credentials",
         setup=no_aws_credentials),
 ]
 

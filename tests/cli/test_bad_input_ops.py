@@ -13,7 +13,7 @@ from kubernetes import client
 from infra.components.secrets import secret_tags
 from infra.config import load_stack_config, secret_name
 from tests.support import bad_input as bad
-from tests.support.bad_input import api_answers, no_aws_credentials, outputs, row
+from tests.support.bad_input import CLOSED, api_answers, aws_answers_not_aws, no_aws_credentials, outputs, row
 from tests.support.cli import invoke
 from tests.support.identity import declare_secrets_key
 from tests.support.nat_world import build
@@ -22,6 +22,7 @@ project, cluster = bad.project, bad.cluster
 
 SET = "secrets.set --env dev"
 NO_VALUE = "no value on stdin"
+TYPED_VALUE = "s3cr3t-typed-as-an-argument"  # must never be echoed: not in stderr, not in stdout
 CHECKPOINT, LOCK = "/eks-platform/dev/nat-rotation/checkpoint", "/eks-platform/dev/nat-rotation/lock"
 
 
@@ -40,10 +41,11 @@ def nat_deployed(world: bad.World) -> None:
     """Dev's dual-instance NAT in moto (two instances, a private route table per AZ) and the outputs naming it."""
     nat = build(2, stack="eks-dev")
     homes = {az: nat.tables[table] for az, table in nat.by_az.items()}
-    urn = "urn:pulumi:dev::eks-platform::eks-platform:nat:Nat$aws:ec2/instance:Instance::nat-{}"
+    urn = "urn:pulumi:dev::eks-platform::eks-platform:nat:Nat$aws:autoscaling/group:Group::nat-{}"
     world.pulumi.reset({"clusterName": "eks-dev", "natMode": "dual-instance", "natRouteTableIds": dict(nat.by_az),
-                        "natRouteHomes": homes, "natInstanceIds": dict(nat.instances),
-                        "natInstanceUrns": {az: urn.format(az[-1]) for az in nat.instances}})
+                        "natRouteHomes": homes, "natGroupNames": dict(nat.groups),
+                        "natProbeFunctions": {az: f"eks-dev-nat-probe-{az[-1]}" for az in nat.groups},
+                        "natInstanceUrns": {az: urn.format(az[-1]) for az in nat.groups}})
 
 
 SECRETS_SET = [
@@ -73,6 +75,24 @@ SECRETS_SET = [
         "refusing to touch prod's secrets", stdin="tok\n"),
     row("set-no-aws-credentials", f"{SET} worker queue-token", 1, "AWS credentials", stdin="tok\n",
         setup=no_aws_credentials),
+    # a value typed as an argument: refused without ever being shown (invoke said "No idea what '<value>' is!")
+    row("set-value-as-argument", f"{SET} worker queue-token {TYPED_VALUE}", 2, "values are read from stdin only",
+        absent=(TYPED_VALUE,)),
+    row("set-value-as-option", f"{SET} worker queue-token --value={TYPED_VALUE}", 2,
+        "values are read from stdin only", absent=(TYPED_VALUE,)),
+    row("set-value-as-short-option", f"{SET} worker queue-token -{TYPED_VALUE}", 2,
+        "values are read from stdin only", absent=(TYPED_VALUE,)),
+    row("set-service-and-key-missing", SET, 2, "secrets.set needs SERVICE and KEY", stdin="tok\n"),
+    row("set-stdin-closed", f"{SET} worker queue-token", 2, NO_VALUE, "stdin is closed", stdin=CLOSED),
+    row("set-stdin-whitespace-only", f"{SET} worker queue-token", 2, "only whitespace", stdin=" \t  \n"),
+    row("set-stdin-nul-byte", f"{SET} worker queue-token", 2, "NUL byte", stdin="to\0ken\n"),
+    row("set-stdin-over-64-kib", f"{SET} worker queue-token", 2, "over 65536 bytes", stdin="x" * 70_000),
+    row("set-stdin-multiline", f"{SET} worker queue-token", 2, "has 2 lines", "--multiline",
+        stdin="line one\nline two\n", absent=("line one",)),
+    row("set-database-password-multiline", f"{SET} api database", 2, "has 3 lines", "--multiline",
+        stdin="a\r\nb\rc"),
+    row("set-aws-answers-html-404", f"{SET} worker queue-token", 1, "cannot reach AWS at http://127.0.0.1:",
+        "HTTP 404 with an HTML page", "AWS_ENDPOINT_URL=", stdin="tok\n", setup=aws_answers_not_aws("html")),
 ]
 
 SECRETS_LIST = [
@@ -83,6 +103,11 @@ SECRETS_LIST = [
         setup=bad.stack_edit("recovery_window_days: 7", "recovery_window_days: 3")),
     row("list-prod-secrets-with-dev-credentials", "secrets.list --env prod", 2, "refusing to touch prod's secrets"),
     row("list-no-aws-credentials", "secrets.list --env dev", 1, "AWS credentials", setup=no_aws_credentials),
+    row("list-aws-answers-html-404", "secrets.list --env dev", 1, "cannot reach AWS at http://127.0.0.1:",
+        "HTTP 404 with an HTML page", "AWS_ENDPOINT_URL=", setup=aws_answers_not_aws("html")),
+    row("list-aws-answers-empty-404", "secrets.list --env dev", 1, "cannot reach AWS at http://127.0.0.1:",
+        "HTTP 404 with an empty body", setup=aws_answers_not_aws("empty")),
+    row("list-extra-argument", "secrets.list --env dev worker", 2, "secrets.list takes no further argument 'worker'"),
 ]
 
 PLATFORM_STATUS = [
@@ -100,6 +125,7 @@ PLATFORM_STATUS = [
     row("status-api-401", "platform.status --env dev", 1, "401", setup=api_answers(401)),
     row("status-prod-on-dev-cluster", "platform.status --env prod", 2, "refusing to act on prod",
         "is stack dev's cluster eks-dev"),
+    row("status-kubeconfig-empty-value", "platform.status --env dev --kubeconfig ''", 2, "--kubeconfig is empty"),
 ]
 
 NAT_STATUS = [
@@ -110,6 +136,9 @@ NAT_STATUS = [
         setup=outputs({"clusterName": "eks-dev", "natMode": "gateway"})),
     row("nat-status-no-aws-credentials", "nat.status --env dev", 1, "credentials",
         setup=(nat_deployed, no_aws_credentials)),
+    # EC2 speaks XML: an empty 404 is a botocore ResponseParserError, which no engine catches
+    row("nat-status-aws-answers-empty-404", "nat.status --env dev", 1, "cannot reach AWS at http://127.0.0.1:",
+        "not an AWS response", setup=(nat_deployed, aws_answers_not_aws("empty"))),
 ]
 
 NAT_ROTATE = [
@@ -134,7 +163,17 @@ NAT_ROTATE = [
         setup=(nat_deployed, parameter(LOCK, json.dumps({"holder": "ops@laptop", "since": "2026-12-01 08:00:00 UTC"})))),
 ]
 
-TABLE = SECRETS_SET + SECRETS_LIST + PLATFORM_STATUS + NAT_STATUS + NAT_ROTATE
+NAT_DRILL = [
+    row("drill-env-missing", "nat.drill --dry-run", 2, "--env is required", "dev, prod"),
+    row("drill-not-deployed", "nat.drill --env dev --dry-run", 1, "stack dev has no outputs"),
+    row("drill-fault-unknown", "nat.drill --env dev --fault melt --dry-run", 2, "--fault 'melt' is not a drill",
+        setup=nat_deployed),
+    row("drill-az-without-nat", "nat.drill --env dev --az eu-west-1c --dry-run", 2,
+        "--az 'eu-west-1c' has no NAT instance", setup=nat_deployed),
+    row("drill-not-confirmed", "nat.drill --env dev", 1, "not confirmed: nothing changed", setup=nat_deployed),
+]
+
+TABLE = SECRETS_SET + SECRETS_LIST + PLATFORM_STATUS + NAT_STATUS + NAT_ROTATE + NAT_DRILL
 
 
 def _declare_secrets() -> None:
@@ -194,3 +233,13 @@ def test_the_world_sees_each_kind_of_change(world):
     assert after["pulumi writes"] == [["up", "--yes", "--stack", "dev"]]
     assert [(method, status) for method, _, status in after["cluster writes"]] == [("POST", 201)]
     assert after["aws"]["secrets"] != before["aws"]["secrets"]
+
+
+def test_nat_drill_dry_run_prints_its_steps_and_changes_nothing(world):
+    """The drill's whole CLI path up to the fault, against dev's NAT in moto: the steps, exit 0, nothing changed."""
+    nat_deployed(world)
+    before = world.state()
+    result = world.run(row("drill-dry-run", "nat.drill --env dev --dry-run", 0).values[0])
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout.splitlines()[0].startswith("fault: suspend HealthCheck") and "dry run: nothing changed" in result.stdout
+    assert world.state() == before

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from infra.lint import runner, workflows
 from tests.support import bad_input as bad
 from tests.support.bad_input import file_edit, remove_file, row, write_file
 
 project = bad.project
 
-CHECKS = "choose from yamllint, render, schema, deprecations, rules, checkov, policy, workflows"
+CHECKS = "choose from " + ", ".join((*runner.CHECKS, workflows.NAME))
 NAME_RULE = "use 1-40 lowercase letters, digits and '-' (DNS-1123)"
 KINDS = "use one of http, worker, cron"
 API = "infra/k8s/base/api/deployment.yaml"
@@ -40,6 +41,10 @@ LINT_SELECTION = [
     row("lint-only-one-good-one-bad", "lint --only rules,rulez", 2, "unknown check rulez", CHECKS),
     row("lint-only-and-skip-same-check", "lint --only checkov --skip checkov", 2, "--only", "--skip"),
     row("lint-only-and-skip-leave-nothing", "lint --only render,rules --skip render,rules", 2, "--only", "--skip"),
+    row("lint-only-empty", "lint --only ''", 2, "--only is empty"),
+    row("lint-only-only-commas", "lint --only ,", 2, "--only ',' names no check", "--only rules,schema"),
+    row("lint-skip-only-space-and-comma", "lint --skip ' , '", 2, "--skip ' , ' names no check"),
+    row("lint-unknown-flag", "lint --fix", 2, "lint has no option --fix", "invoke lint --help"),
 ]
 
 # The repository as input: a manifest that breaks the workload convention is a finding (exit 1) naming the rule.
@@ -104,6 +109,21 @@ NEW_SERVICE = [
     row("new-service-leftover-patch", "new-service billing --kind worker", 2, "patches/billing.yaml exists already",
         "remove the leftover", setup=write_file("infra/k8s/overlays/prod/patches/billing.yaml", "# left over\n")),
     row("new-service-bad-name-dry-run", "new-service Billing --kind http --dry-run", 2, "NAME 'Billing'", NAME_RULE),
+    row("new-service-name-kube-system", "new-service kube-system --kind http", 2, "NAME 'kube-system' is reserved",
+        "pick another name"),
+    row("new-service-name-default", "new-service default --kind worker", 2, "NAME 'default' is reserved"),
+    row("new-service-name-kube-public", "new-service kube-public --kind cron --dry-run", 2, "is reserved"),
+    row("new-service-name-kube-node-lease", "new-service kube-node-lease --kind http", 2, "is reserved"),
+    row("new-service-name-kube-prefix", "new-service kube-billing --kind http", 2, "NAME 'kube-billing' is reserved"),
+    row("new-service-name-given-twice", "new-service billing --name other --kind http", 2,
+        "new-service takes no further argument 'other'"),
+    row("new-service-name-missing", "new-service --kind http", 2, "new-service needs NAME"),
+    row("new-service-overlay-not-yaml", "new-service billing --kind http", 2, f"{DEV_OVERLAY} is not valid YAML",
+        "line ", setup=file_edit(DEV_OVERLAY, "resources:\n", "resources: [\n")),
+    row("new-service-overlay-not-a-map", "new-service billing --kind worker", 2, f"{DEV_OVERLAY} is not a kustomization",
+        setup=write_file(DEV_OVERLAY, "- ../../base/api\n")),
+    row("new-service-overlay-resources-not-a-list", "new-service billing --kind cron", 2,
+        f"{DEV_OVERLAY}: resources is not a list", setup=file_edit(DEV_OVERLAY, "resources:\n", "resources: x\nold:\n")),
 ]
 
 # ci.check takes no arguments: its input is .github/. Each broken workflow is a finding naming the project rule.

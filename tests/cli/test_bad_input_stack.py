@@ -9,13 +9,15 @@ import pytest
 
 from infra.config import load_stack_config
 from tests.support import bad_input as bad
-from tests.support.bad_input import outputs, row, stack_edit
+from tests.support.bad_input import committed_on_branch, outputs, row, stack_edit
 
 project = bad.project
 
 GEN = "eks-platform:node_pools.general"
 DEV = load_stack_config("dev").version
-DEPLOYED_AL2_GREEN = {"nodeGroupAmiTypes": {"general": {"blue": "AL2_x86_64", "green": "AL2_x86_64"}}}
+BLUE = "ami_type: AL2023_x86_64_STANDARD\n        green:"  # blue's AMI line (green's is followed by its types)
+GREEN = "ami_type: AL2023_x86_64_STANDARD\n          instance_types: [t3a.large]"
+DEPLOYED_AL2_GREEN = {"nodeGroupAmiTypes": {"general": {"blue": "AL2023_x86_64_STANDARD", "green": "AL2_x86_64"}}}
 
 ARGUMENTS = [
     row("plan-env-missing", "plan", 2, "--env is required", "dev, prod"),
@@ -30,7 +32,7 @@ ARGUMENTS = [
         "name a commit or branch"),
     row("plan-against-ami-changed-in-place", "plan --env dev --against HEAD", 2,
         f"{GEN}.generations.blue.ami_type", "nodes.migrate",
-        setup=stack_edit("ami_type: AL2_x86_64", "ami_type: AL2023_x86_64_STANDARD")),
+        setup=stack_edit(BLUE, BLUE.replace("AL2023_x86_64_STANDARD", "BOTTLEROCKET_x86_64"))),
     row("preview-env-missing", "preview", 2, "--env is required", "dev, prod"),
     row("preview-env-unknown", "preview --env staging", 2, "--env 'staging' is not a stack"),
     row("preview-env-empty", "preview --env ''", 2, "--env is required"),
@@ -55,6 +57,24 @@ ARGUMENTS = [
         setup=stack_edit("cidr: 10.10.0.0/16", "cidr: 10.10.0.1/16")),
     row("preview-bad-config", "preview --env prod", 2, "eks-platform:node_pools.", "min_size <= desired_size",
         setup=stack_edit("min_size: 1", "min_size: 9", env="prod")),
+    # an empty value is refused, not taken for "not given"
+    row("plan-diff-empty", "plan --env dev --diff ''", 2, "--diff is empty", "leave --diff out"),
+    row("plan-against-empty", "plan --env dev --against ''", 2, "--against is empty"),
+    # a revision is resolved to a commit before git sees it: one that looks like an option is no option to git
+    row("plan-against-is-a-git-option", "plan --env dev --against=--output=pwned.txt", 2,
+        "--against '--output=pwned.txt' is not a commit", "name a commit or branch"),
+    row("plan-against-stack-file-not-yaml", "plan --env dev --against broken-yaml", 2,
+        "Pulumi.dev.yaml at broken-yaml", "not valid YAML",
+        setup=committed_on_branch("broken-yaml", "Pulumi.dev.yaml", "config:\n  eks-platform:node_pools: [general\n")),
+    row("plan-against-node-pools-a-list", "plan --env dev --against pools-as-list", 2,
+        "Pulumi.dev.yaml at pools-as-list", "not a stack file's shape",
+        setup=committed_on_branch("pools-as-list", "Pulumi.dev.yaml", "config:\n  eks-platform:node_pools: [general]\n")),
+    row("plan-against-stack-file-a-list", "plan --env dev --against file-a-list", 2, "Pulumi.dev.yaml at file-a-list",
+        "not a stack file's shape", setup=committed_on_branch("file-a-list", "Pulumi.dev.yaml", "- config\n")),
+    row("plan-extra-argument", "plan --env dev prod", 2, "plan takes no further argument 'prod'"),
+    row("preview-flag-of-up", "preview --env dev --yes", 2, "preview has no option --yes"),
+    row("task-unknown", "plna --env dev", 2, "no task named 'plna'", "did you mean plan"),
+    row("task-unknown-option-before-task", "--no-such-core-flag plan --env dev", 2, "--no-such-core-flag"),
 ]
 
 # Config rows: (id, snippet of Pulumi.dev.yaml, its replacement, fragments); each runs `invoke plan --env dev`.
@@ -70,21 +90,21 @@ CONFIGS = [
     ("cidr-garbage", "cidr: 10.10.0.0/16", "cidr: ten-ten", ("eks-platform:network.cidr", "write it like")),
     ("cidr-too-small-for-subnets", "private_subnet_prefix: 19", "private_subnet_prefix: 16",
      ("eks-platform:network", "too small")),
-    ("service-cidr-overlaps-vpc", 'version: "1.31"', 'version: "1.31"\n    service_cidr: 10.10.0.0/16',
+    ("service-cidr-overlaps-vpc", 'version: "1.35"', 'version: "1.35"\n    service_cidr: 10.10.0.0/16',
      ("eks-platform:cluster.service_cidr", "overlaps the VPC")),
     ("public-access-cidr-bad", "public_access_cidrs: [0.0.0.0/0]", "public_access_cidrs: [0.0.0.0/33]",
      ("eks-platform:cluster.public_access_cidrs[0]",)),
-    ("version-unquoted-1.30", 'version: "1.31"', "version: 1.30",
+    ("version-unquoted-1.30", 'version: "1.35"', "version: 1.30",
      ("eks-platform:cluster.version", "1.30", "quote")),
-    ("version-unquoted-1.31", 'version: "1.31"', "version: 1.31", ("eks-platform:cluster.version", "quote")),
-    ("version-patch-level", 'version: "1.31"', 'version: "1.31.2"',
+    ("version-unquoted-1.35", 'version: "1.35"', "version: 1.35", ("eks-platform:cluster.version", "quote")),
+    ("version-patch-level", 'version: "1.35"', 'version: "1.35.2"',
      ("eks-platform:cluster.version", "not a Kubernetes minor version")),
-    ("version-too-old", 'version: "1.31"', 'version: "1.24"', ("eks-platform:cluster.version", "supported range")),
-    ("version-2.0", 'version: "1.31"', 'version: "2.0"', ("eks-platform:cluster.version",)),
-    ("version-latest", 'version: "1.31"', "version: latest", ("eks-platform:cluster.version", '"1.31"')),
-    ("kube-proxy-mismatch", "kube-proxy: v1.31.3-eksbuild.2", "kube-proxy: v1.30.6-eksbuild.3",
-     ("eks-platform:cluster", "does not match cluster version 1.31")),
-    ("addon-version-format", "coredns: v1.11.4-eksbuild.2", "coredns: 1.11", ("eks-platform:cluster.addons",)),
+    ("version-too-old", 'version: "1.35"', 'version: "1.24"', ("eks-platform:cluster.version", "supported range")),
+    ("version-2.0", 'version: "1.35"', 'version: "2.0"', ("eks-platform:cluster.version",)),
+    ("version-latest", 'version: "1.35"', "version: latest", ("eks-platform:cluster.version", '"1.31"')),
+    ("kube-proxy-mismatch", "kube-proxy: v1.35.3-eksbuild.13", "kube-proxy: v1.30.6-eksbuild.3",
+     ("eks-platform:cluster", "does not match cluster version 1.35")),
+    ("addon-version-format", "coredns: v1.14.2-eksbuild.4", "coredns: 1.11", ("eks-platform:cluster.addons",)),
     ("cluster-name-invalid", "name: eks-dev", "name: 1-bad name", ("eks-platform:cluster.name",)),
     ("log-retention-not-allowed", "log_retention_days: 14", "log_retention_days: 10",
      ("eks-platform:cluster.log_retention_days", "such as 7")),
@@ -104,13 +124,11 @@ CONFIGS = [
      (f"{GEN}.instance_types", "not EC2 instance types")),
     ("capacity-type-lowercase", "capacity_type: ON_DEMAND", "capacity_type: on-demand",
      (f"{GEN}.capacity_type", "ON_DEMAND")),
-    ("ami-type-unknown", "ami_type: AL2_x86_64", "ami_type: AL2024",
+    ("ami-type-unknown", BLUE, BLUE.replace("AL2023_x86_64_STANDARD", "AL2024"),
      (f"{GEN}.generations.blue.ami_type", "AL2023_x86_64_STANDARD")),
-    ("ami-arch-mismatch", "ami_type: AL2023_x86_64_STANDARD", "ami_type: AL2023_ARM_64_STANDARD",
-     (f"{GEN}.generations.green.ami_type", "arm64")),
+    ("ami-arch-mismatch", GREEN, GREEN.replace("x86_64", "ARM_64"), (f"{GEN}.generations.green.ami_type", "arm64")),
     ("generation-name-invalid", "        green:\n", "        Green_1:\n", (f"{GEN}.generations.Green_1",)),
-    ("kubelet-newer-than-control-plane", "ami_type: AL2023_x86_64_STANDARD",
-     'ami_type: AL2023_x86_64_STANDARD\n          version: "1.32"',
+    ("kubelet-newer-than-control-plane", GREEN, GREEN + '\n          version: "1.36"',
      (f"{GEN}.generations.green.version", "newer than the control plane")),
     ("pool-az-not-in-network", "max_unavailable: 1", "max_unavailable: 1\n      azs: [eu-west-1c]",
      (f"{GEN}.azs", "not in network.azs")),
@@ -180,8 +198,10 @@ SEVERAL = [
         setup=(stack_edit("min_size: 1", "min_size: true"), stack_edit("cidr: 10.10.0.0/16", "cidr: 10.10.0.1/16")),
         lines=None),
     row("al2-refused-from-1.33", "plan --env dev", 2, f"{GEN}.generations.blue.ami_type", "invoke nodes.migrate",
-        setup=(stack_edit('version: "1.31"', 'version: "1.33"'),
-               stack_edit("kube-proxy: v1.31.3-eksbuild.2", "kube-proxy: v1.33.0-eksbuild.2")), lines=None),
+        setup=(stack_edit('version: "1.35"', 'version: "1.33"'),
+               stack_edit("upgrade_policy: STANDARD", "upgrade_policy: EXTENDED"),
+               stack_edit("kube-proxy: v1.35.3-eksbuild.13", "kube-proxy: v1.33.0-eksbuild.2"),
+               stack_edit(BLUE, BLUE.replace("AL2023_x86_64_STANDARD", "AL2_x86_64"))), lines=None),
     row("endpoint-unreachable", "plan --env dev", 2, "unreachable",
         setup=(stack_edit("endpoint_public_access: true", "endpoint_public_access: false"),
                stack_edit("endpoint_private_access: true", "endpoint_private_access: false"),
@@ -208,7 +228,20 @@ def test_bad_input(world, case):
 
 
 def test_the_table_is_whole():
-    assert bad.ids_are_unique(TABLE) and len(TABLE) >= 85
+    assert bad.ids_are_unique(TABLE) and len(TABLE) >= 95
+
+
+def test_plan_into_a_full_disk_is_one_line(world):
+    """`invoke plan --env dev > /dev/full`: the write fails (ENOSPC); one line, exit 1, nothing changed."""
+    before = bad.file_hashes(world.root)
+    with open("/dev/full", "w") as full:
+        task = subprocess.run([sys.executable, "-m", "invoke", "plan", "--env", "dev"], cwd=world.root, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=bad.CASE_TIMEOUT_S)
+    lines = task.stderr.strip().splitlines()
+    assert task.returncode == 1 and "Traceback" not in task.stderr, task.stderr
+    assert lines == ["error: cannot write the output (stdout): No space left on device; free space or send it "
+                     "elsewhere"], task.stderr
+    assert bad.changed_files(before, bad.file_hashes(world.root)) == []
 
 
 def test_plan_json_into_a_closed_pipe_ends_quietly(world):

@@ -35,7 +35,7 @@ CLUSTER_TASKS = {
     "rollback": ["rollback", "api", "--env", "dev"],
     "history": ["history", "api", "--env", "dev"],
     "nodes.migrate": ["nodes.migrate", "--env", "dev", "--pool", "general", "--to", "green"],
-    "cluster.upgrade": ["cluster.upgrade", "--env", "dev", "--to", "1.32"],
+    "cluster.upgrade": ["cluster.upgrade", "--env", "dev", "--to", "1.36"],
     "platform.status": ["platform.status", "--env", "dev"],
     "access.migrate": ["access.migrate", "--env", "dev", "--to", "API"],
 }
@@ -175,10 +175,10 @@ def test_matching_cluster_upgrade_plan_and_status_proceed(kubesim, aws, project,
     cfg = load_stack_config("dev")
     seed_eks(cfg)
     declare_identity(kubesim, "dev")
-    upgrade = _run(project, tmp_path, "cluster.upgrade", "--env", "dev", "--to", "1.32", "--plan-only",
+    upgrade = _run(project, tmp_path, "cluster.upgrade", "--env", "dev", "--to", "1.36", "--plan-only",
                    "--kubeconfig", kubesim.kubeconfig)
     assert upgrade.returncode == 0, upgrade.stderr
-    assert upgrade.stdout.startswith("# Upgrade eks-dev (dev) from 1.31 to 1.32")
+    assert upgrade.stdout.startswith("# Upgrade eks-dev (dev) from 1.35 to 1.36")
     status = _run(project, tmp_path, "platform.status", "--env", "dev", "--json", "--kubeconfig", kubesim.kubeconfig)
     assert status.returncode == 0, status.stderr
     assert '"node_groups"' in status.stdout

@@ -7,6 +7,7 @@ something to resume.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -26,7 +27,10 @@ from infra.ops.deploy import history
 from infra.ops.deploy import target as catalog
 from infra.ops.deploy.pipeline import Deploy
 from infra.ops.deploy.report import Reporter
+from infra.ops.deploy.requests import DeployRequest
+from infra.ops.deploy.rollout import Reason
 from infra.ops.deploy.target import BadInput
+from infra.ops.io.kube import from_kubeconfig
 from infra.ops.io.pulumi_cli import PulumiError
 from infra.ops.io.stack_file import StackFile
 from infra.ops.lifecycle.checkpoint import Checkpoint
@@ -37,6 +41,7 @@ from tests.support import fake_pulumi
 from tests.support.cli import invoke, one_line_error
 from tests.support.deploy_world import NAMESPACE, REGION
 from tests.support.identity import declare_identity
+from tests.support.legacy import LEGACY_DEV
 from tests.support.nat_world import build
 
 # --- deploy history ------------------------------------------------------------------------------------------
@@ -52,7 +57,7 @@ def _history_map(kube, data: dict[str, str]) -> dict:
 
 def _record(tag: str) -> history.DeployRecord:
     return history.DeployRecord(service="api", env="dev", action="deploy", tag=tag, image=f"api:{tag}", who="w",
-                                started="s", finished="f", verdict="Complete", ok=True)
+                                started="s", finished="f", verdict=Reason.Complete, ok=True)
 
 
 @pytest.mark.parametrize(("data", "problem"), [
@@ -137,13 +142,21 @@ def stacks(tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def legacy_stacks(tmp_path):
+    """dev as an older cluster has it (1.32, blue AL2 beside green AL2023): generations without own keys."""
+    shutil.copy(LEGACY_DEV, tmp_path / "Pulumi.dev.yaml")
+    return tmp_path
+
+
 @pytest.mark.parametrize(("generation", "block"), [
     ("blue", ["        blue:", "          ami_type: AL2_x86_64  # on blue's line",
               "          # inside blue, after its last key"]),
     ("green", ["        green:", "          # inside green, first line", "          ami_type: AL2023_x86_64_STANDARD"]),
     ("red", ["        red: {ami_type: AL2023_x86_64_STANDARD}  # on red's line"]),
 ], ids=["first", "middle", "last"])
-def test_removing_a_generation_keeps_the_comments_of_everything_else(stacks, generation, block):
+def test_removing_a_generation_keeps_the_comments_of_everything_else(legacy_stacks, generation, block):
+    stacks = legacy_stacks
     path = stacks / "Pulumi.dev.yaml"
     assert GENERATIONS in path.read_text()
     path.write_text(path.read_text().replace(GENERATIONS, COMMENTED))
@@ -155,8 +168,9 @@ def test_removing_a_generation_keeps_the_comments_of_everything_else(stacks, gen
         generation}
 
 
-def test_removing_the_last_generation_keeps_the_comment_of_the_next_section(stacks):
+def test_removing_the_last_generation_keeps_the_comment_of_the_next_section(legacy_stacks):
     """The bug as it was: nodes.migrate retiring `green` of dev took the `# Cluster access` comment with it."""
+    stacks = legacy_stacks
     path = stacks / "Pulumi.dev.yaml"
     before = path.read_text().splitlines()
     StackFile("dev", stacks).remove_generation("general", "green")
@@ -172,25 +186,26 @@ def test_upgrade_pins_and_unpins_around_the_comments(stacks):
     path = stacks / "Pulumi.dev.yaml"
     before = path.read_text()
     stack = StackFile("dev", stacks)
-    stack.update_cluster(version="1.32", addons={"kube-proxy": "v1.32.0-eksbuild.1"}, pin_generations="1.31")
+    stack.update_cluster(version="1.36", addons={"kube-proxy": "v1.36.0-eksbuild.1"}, pin_generations="1.35")
     pinned = path.read_text()
-    assert ('          ami_type: AL2023_x86_64_STANDARD\n          version: "1.31"\n  # Cluster access: dev stays'
+    assert ('          instance_types: [t3a.large]\n          version: "1.35"\n  # Cluster access: dev stays'
             in pinned)
     stack.follow_cluster_version()
-    assert path.read_text() == before.replace('version: "1.31"', 'version: "1.32"').replace(
-        "kube-proxy: v1.31.3-eksbuild.2", "kube-proxy: v1.32.0-eksbuild.1")
+    assert path.read_text() == before.replace('version: "1.35"', 'version: "1.36"').replace(
+        "kube-proxy: v1.35.3-eksbuild.13", "kube-proxy: v1.36.0-eksbuild.1")
 
 
-def test_unpinning_keeps_the_comments_after_the_pin(stacks):
+def test_unpinning_keeps_the_comments_after_the_pin(legacy_stacks):
+    stacks = legacy_stacks
     path = stacks / "Pulumi.dev.yaml"
     path.write_text(path.read_text().replace(
         "          ami_type: AL2023_x86_64_STANDARD\n",
-        '          ami_type: AL2023_x86_64_STANDARD\n          version: "1.31"  # pinned for the upgrade\n'
+        '          ami_type: AL2023_x86_64_STANDARD\n          version: "1.32"  # pinned for the upgrade\n'
         "            # more about the pin\n          # about green, after the pin\n"))
     before = path.read_text().splitlines()
     StackFile("dev", stacks).follow_cluster_version()
     assert path.read_text().splitlines() == [line for line in before if line not in (
-        '          version: "1.31"  # pinned for the upgrade', "            # more about the pin")]
+        '          version: "1.32"  # pinned for the upgrade', "            # more about the pin")]
 
 
 # --- deploy --tag and uncommitted manifests ---------------------------------------------------------------------
@@ -212,9 +227,9 @@ def checkout(tmp_path):
 
 
 def _tag_deploy(env, repo, **options) -> Deploy:
-    return Deploy(env.kube, catalog.resolve("api", "dev", k8s_root=repo / "infra" / "k8s"), region=REGION, tag="v1",
-                  reporter=Reporter(mode="json", stream=io.StringIO()), who="tester", timeout_s=30,
-                  smoke_budget_s=3, **options)
+    request = DeployRequest(catalog.resolve("api", "dev", k8s_root=repo / "infra" / "k8s"), region=REGION, tag="v1",
+                            who="tester", timeout_s=30, smoke_budget_s=3, **options)
+    return Deploy(env.kube, request, reporter=Reporter(mode="json", stream=io.StringIO()))
 
 
 def test_tag_deploy_refuses_uncommitted_manifests_unless_allowed(deploy_env, checkout):
@@ -336,7 +351,7 @@ def test_an_interrupted_rotation_resumes_from_another_machine(nat_world, tmp_pat
         first.run()
     assert first.checkpoint.lock() is None  # released on failure; the progress stays
     other, lines = rotation(nat_world, tmp_path, holder="bob@laptop-b pid 22")
-    assert other.checkpoint.load()["step"] == "replace"
+    assert other.checkpoint.load()["phases"] == ["eu-west-1a/drain"]  # A's replacement is the next step
     other.run()
     assert lines[0] == "resuming rotation of dev at eu-west-1a: replace" and len(fake.ups()) == 3
     assert other.checkpoint.load() is None and other.checkpoint.lock() is None
@@ -349,13 +364,13 @@ def test_a_lock_left_by_a_killed_rotation_is_taken_over_only_when_asked(nat_worl
         gone.run()
     gone.checkpoint.acquire()  # alice reran, and that process was killed: its lock stays behind
     drained = nat_world.instances["eu-west-1a"]
-    assert instance_tags(nat_world, drained)[DRAIN_TAG] == "rotate"
+    assert instance_tags(nat_world, drained)[DRAIN_TAG].startswith("rotate;until=")
     other, lines = rotation(nat_world, tmp_path, holder="bob@laptop-b pid 22")
     with pytest.raises(RotationLocked, match="by alice@laptop-a pid 11 since"):
         other.abort()
-    assert instance_tags(nat_world, drained)[DRAIN_TAG] == "rotate" and other.checkpoint.load() is not None
+    assert instance_tags(nat_world, drained)[DRAIN_TAG].startswith("rotate;until=") and other.checkpoint.load() is not None
     assert any("locked by alice@laptop-a pid 11" in line for line in other.plan())
-    other.take_over = True
+    other.request = dataclasses.replace(other.request, take_over=True)
     other.abort()
     assert DRAIN_TAG not in instance_tags(nat_world, drained)
     assert other.checkpoint.lock() is None and other.checkpoint.load() is None  # --abort released both
@@ -376,12 +391,21 @@ def test_task_refuses_a_second_rotation_in_one_line(nat_world, tmp_path, monkeyp
 # --- resume hints only when there is something to resume ---------------------------------------------------------
 
 def _lifecycle_message(call, checkpoint) -> tuple[int, str]:
+    """How a migration stopping in `call` reads on the command line: the engine's guard adds what to do next, the
+    task wrapper prints it as one line with its exit code."""
+    from invoke import Context
     from invoke.exceptions import Exit
 
-    from infra.cli.common import lifecycle_call as _lifecycle
+    from infra.cli.common import task
+    from infra.ops.lifecycle.checkpoint import stops
+
+    @task
+    def migrating(c):
+        with stops(checkpoint, "`invoke nodes.migrate --env dev --pool general --to green --resume`"):
+            call()
 
     with pytest.raises(Exit) as stopped:
-        _lifecycle(call, "`invoke nodes.migrate --env dev --pool general --to green --resume`", checkpoint)
+        migrating(Context())
     return stopped.value.code, str(stopped.value.message)
 
 
@@ -390,7 +414,7 @@ def _failing_up():
 
 
 def test_resume_hint_only_with_a_checkpoint(kubesim):
-    checkpoint = Checkpoint(kubesim.api_client(), "migrate-general")
+    checkpoint = Checkpoint(from_kubeconfig(kubesim.kubeconfig), "migrate-general")
     assert checkpoint.load() is None
     code, message = _lifecycle_message(_failing_up, checkpoint)
     assert code == 1 and "--resume" not in message and "\n" not in message
@@ -399,13 +423,13 @@ def test_resume_hint_only_with_a_checkpoint(kubesim):
     def interrupted():
         raise KeyboardInterrupt
 
-    assert _lifecycle_message(interrupted, checkpoint) == (130, "interrupted; nothing was checkpointed: fix the "
+    assert _lifecycle_message(interrupted, checkpoint) == (130, "interrupted: nothing was checkpointed: fix the "
                                                                 "cause, then rerun")
     checkpoint.save({"phases": ["declare"]})
     code, message = _lifecycle_message(_failing_up, checkpoint)
     assert code == 1 and message.endswith("progress is checkpointed: fix the cause, then `invoke nodes.migrate "
                                           "--env dev --pool general --to green --resume`")
-    elsewhere = Checkpoint(kubesim.api_client(), "migrate-general")  # another machine finds the progress
+    elsewhere = Checkpoint(from_kubeconfig(kubesim.kubeconfig), "migrate-general")  # another machine finds the progress
     elsewhere.load()
     assert "--resume" in _lifecycle_message(_failing_up, elsewhere)[1]
     checkpoint.clear()
@@ -414,23 +438,23 @@ def test_resume_hint_only_with_a_checkpoint(kubesim):
 
 def test_an_upgrade_failing_in_its_first_up_can_be_resumed(aws, kubesim_factory, tmp_path, monkeypatch):
     """The stack file is edited before the first `pulumi up`: a failure there must leave a checkpoint (the rerun
-    would otherwise be refused, the file saying 1.32 while EKS runs 1.31)."""
+    would otherwise be refused, the file saying 1.33 while EKS runs 1.32)."""
     from tests.lifecycle.test_upgrade_executor import AZS, _stack, _upgrade
     from tests.support import node_world as world
 
     sim = kubesim_factory(nodes=False)
     sim.add_nodes("general", "green", zones=AZS, per_zone=1)
-    api = sim.api_client()
-    world.namespace(api)
+    kube = from_kubeconfig(sim.kubeconfig)
+    world.namespace(kube.api)
     stack = _stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
     log = fake_pulumi.install(tmp_path, monkeypatch, fail_on_up=1)
-    engine = _upgrade(stack, api)
+    engine = _upgrade(stack, kube, "1.33")
     with pytest.raises(PulumiError):
-        engine.execute(engine.plan("1.32"))
-    assert engine.checkpoint.exists and 'version: "1.32"' in stack.path.read_text()
+        engine.execute(engine.plan())
+    assert engine.checkpoint.exists and 'version: "1.33"' in stack.path.read_text()
     monkeypatch.delenv("FAKE_PULUMI_FAIL_ON_UP")
-    resumed = _upgrade(stack, api)
+    resumed = _upgrade(stack, kube, "1.33", resume=True)
     with fake_pulumi.EksFollower(log):
-        resumed.execute(resumed.plan("1.32"), resume=True)
-    assert resumed.checkpoint.load() is None and load_stack_config("dev", tmp_path).cluster.version == "1.32"
+        resumed.execute(resumed.plan())
+    assert resumed.checkpoint.load() is None and load_stack_config("dev", tmp_path).cluster.version == "1.33"

@@ -9,9 +9,11 @@ from infra.lint.findings import Finding, table
 from infra.ops.deploy import notify
 from infra.ops.deploy.history import DeployRecord
 from infra.ops.deploy.report import Reporter
+from infra.ops.deploy.rollout import Reason
 
 FAILED = DeployRecord(service="api", env="dev", action="deploy", tag="abc", image="r/api:abc", who="ci", started="t0",
-                      finished="t1", ok=False, verdict="ImagePullBackOff", rolled_back=True, rollback_verdict="Complete")
+                      finished="t1", ok=False, verdict=Reason.ImagePullBackOff, rolled_back=True,
+                      rollback_verdict="Complete")
 
 
 def test_headline_for_terminals_and_errors_is_plain_text():

@@ -45,7 +45,7 @@ CLUSTER_TASKS = {
     "deploy": ("deploy", "api", "--env", "dev", "--tag", "abc1234"),
     "rollback": ("rollback", "api", "--env", "dev"),
     "nodes.migrate": ("nodes.migrate", "--env", "dev", "--pool", "general", "--to", "green", "--dry-run"),
-    "cluster.upgrade": ("cluster.upgrade", "--env", "dev", "--to", "1.32", "--dry-run"),
+    "cluster.upgrade": ("cluster.upgrade", "--env", "dev", "--to", "1.36", "--dry-run"),
     "platform.status": ("platform.status", "--env", "dev"),
     "access.migrate": ("access.migrate", "--env", "dev"),
 }
@@ -160,7 +160,9 @@ def test_platform_status_keeps_an_aws_failure_as_a_problem_while_the_cluster_ans
     problems = json.loads(result.stdout)["problems"]
     assert problems == [f"EKS node group sizes: cannot reach AWS at {endpoint}: connection refused; check that "
                         f"something serves AWS_ENDPOINT_URL={endpoint}, or unset it",
-                        'Alertmanager: services "kps-alertmanager" not found']  # a source, not the server
+                        'Alertmanager: services "kps-alertmanager" not found',  # a source, not the server
+                        f"public edge: cannot reach AWS at {endpoint}: connection refused; check that something "
+                        f"serves AWS_ENDPOINT_URL={endpoint}, or unset it"]
 
 
 # -- AWS cannot be used -------------------------------------------------------------------------------------
@@ -178,6 +180,25 @@ def test_aws_endpoint_down_is_one_line_naming_it(task, machine, monkeypatch):
         monkeypatch.setenv(name, value)
     one_line_error(invoke(*AWS_TASKS[task]), 1, f"cannot reach AWS at {endpoint}: connection refused",
                    f"AWS_ENDPOINT_URL={endpoint}")
+
+
+@pytest.mark.parametrize("body", ["html", "empty"])
+@pytest.mark.parametrize("task", AWS_TASKS)
+def test_an_endpoint_that_is_not_aws_is_one_line_naming_it(task, body, machine, monkeypatch):
+    """A proxy's or a wrong endpoint's 404 (an HTML page; an empty body, which EC2 and STS cannot even parse):
+    the standard line naming the endpoint and the fix, for every task that asks AWS."""
+    from tests.support.not_aws import NotAws
+
+    server = NotAws(404, body)
+    try:
+        for name, value in {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "testing",
+                            "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+            monkeypatch.setenv(name, value)
+        line = one_line_error(invoke(*AWS_TASKS[task]), 1, f"cannot reach AWS at {server.url}: ",
+                              f"AWS_ENDPOINT_URL={server.url}")
+    finally:
+        server.stop()
+    assert "HTTP 404" in line or "not an AWS response" in line
 
 
 # -- progress while waiting, only on a terminal ---------------------------------------------------------------

@@ -14,9 +14,20 @@ def test_lint_refuses_a_selection_that_runs_nothing(args):
     assert "lint passed" not in result.stdout + result.stderr
 
 
+def _checks() -> tuple[str, ...]:
+    from infra.lint import runner, workflows
+
+    return (*runner.CHECKS, workflows.NAME)
+
+
 def test_lint_refuses_an_unknown_check_listing_the_valid_ones():
     line = one_line_error(invoke("lint", "--skip", "chekov", timeout=120), 2, "--skip: unknown check chekov")
-    assert "yamllint, render, schema, deprecations, rules, checkov, workflows" in line
+    assert ", ".join(_checks()) in line
+
+
+def test_lint_help_names_every_check():
+    text = "".join(invoke("--help", "lint").stdout.split())  # invoke wraps the help mid-word
+    assert ",".join(_checks()) in text
 
 
 @pytest.fixture

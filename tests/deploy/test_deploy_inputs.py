@@ -17,6 +17,8 @@ from infra.ops.deploy import notify, snapshot
 from infra.ops.deploy import pipeline as deploy
 from infra.ops.deploy import target as catalog
 from infra.ops.deploy.history import DeployRecord
+from infra.ops.deploy.requests import DeployRequest
+from infra.ops.deploy.rollout import Reason
 from infra.ops.io.docker_cli import Docker, DockerError
 from infra.ops.io.ecr import MissingImage, Registry
 from infra.ops.io.kube import EKS_TOKEN_TTL_S, eks_token, from_eks
@@ -63,6 +65,15 @@ def test_git_tag_is_short_sha_and_refuses_dirty_tree(tmp_path):
     with pytest.raises(deploy.BadInput, match="1 uncommitted change.*--allow-dirty"):
         catalog.git_tag(tmp_path)
     assert catalog.git_tag(tmp_path, allow_dirty=True) == sha
+
+
+def test_without_git_on_path_both_paths_say_so(tmp_path, monkeypatch):
+    """The build path needs git for the tag, the --tag path to prove infra/k8s is committed: each says what to do."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # a folder with no git in it
+    with pytest.raises(deploy.BadInput, match=r"^git not found on PATH; install git or deploy an image with --tag$"):
+        catalog.git_tag(ROOT)
+    with pytest.raises(deploy.BadInput, match=r"^git not found on PATH; install git or pass --allow-dirty"):
+        deploy.require_committed(catalog.resolve("api", "dev"))
 
 
 def test_render_sets_the_image_and_only_the_services_objects():
@@ -118,7 +129,7 @@ def test_registry_repository_tags_and_login(ecr):
 
 
 def test_missing_tag_is_bad_input_before_touching_the_cluster(ecr):
-    engine = deploy.Deploy(kube=None, target=catalog.resolve("api", "dev"), region=REGION, tag="nope")
+    engine = deploy.Deploy(kube=None, request=DeployRequest(catalog.resolve("api", "dev"), region=REGION, tag="nope"))
     with pytest.raises(deploy.BadInput, match="--tag nope is not in ECR repository eks-platform/dev/api"):
         engine.image()
 
@@ -128,7 +139,8 @@ def test_build_logs_in_with_password_on_stdin_and_pushes_the_sha(ecr, fake_docke
     context.mkdir()
     (context / "Dockerfile").write_text("FROM scratch\n")
     monkeypatch.setattr(deploy, "git_tag", lambda repo, allow_dirty=False: "0123456789ab")
-    engine = deploy.Deploy(kube=None, target=catalog.resolve("api", "dev"), region=REGION, context=context)
+    request = DeployRequest(catalog.resolve("api", "dev"), region=REGION, context=context)
+    engine = deploy.Deploy(kube=None, request=request)
     tag, image = engine.image()
     assert tag == "0123456789ab" and image.endswith("/api:0123456789ab")
     calls = [json.loads(line) for line in fake_docker.read_text().splitlines()]
@@ -188,7 +200,7 @@ def test_from_eks_refreshes_the_token_once_it_is_due(aws):
 
 # -- notifications ---------------------------------------------------------------------------------------
 RECORD = DeployRecord(service="api", env="dev", action="deploy", tag="abc", image="r/api:abc", who="ci", started="t0",
-                      finished="t1", verdict="ImagePullBackOff", ok=False, rolled_back=True,
+                      finished="t1", verdict=Reason.ImagePullBackOff, ok=False, rolled_back=True,
                       rollback_verdict="Complete", message="ImagePullBackOff (pod api-1): not found")
 
 
@@ -206,9 +218,18 @@ def test_webhook_failure_is_a_warning_without_the_url_secret():
     assert warning and "127.0.0.1" in warning and "SECRET" not in warning
 
 
+@pytest.mark.parametrize("where", ["a directory", "/dev/full", "a missing folder"])
+def test_a_step_summary_that_cannot_be_written_is_a_warning(tmp_path, where):
+    """GITHUB_STEP_SUMMARY is best effort like the webhook: a path that cannot take the summary is a warning line."""
+    path = {"a directory": str(tmp_path), "/dev/full": "/dev/full", "a missing folder": str(tmp_path / "no" / "x.md")}
+    warning = notify.write_step_summary([RECORD], path[where])
+    assert warning and warning.startswith("warning: step summary not written to GITHUB_STEP_SUMMARY=")
+    assert "deploy result stands" in warning
+
+
 def test_step_summary_markdown(tmp_path):
     path = tmp_path / "summary.md"
-    notify.write_step_summary([RECORD], str(path))
+    assert notify.write_step_summary([RECORD], str(path)) is None
     text = path.read_text()
     assert text.startswith("### :x: deploy api:abc to dev failed: ImagePullBackOff; rolled back (Complete)")
     assert "| image | r/api:abc |" in text and "| rollback verdict | Complete |" in text

@@ -14,6 +14,8 @@ from infra.ops.deploy import history
 from infra.ops.deploy import pipeline as deploy
 from infra.ops.deploy import target as catalog
 from infra.ops.deploy.lock import DeployLock, LockHeld
+from infra.ops.deploy.requests import HistoryRequest, RollbackRequest
+from infra.ops.deploy.rollout import Reason
 from tests.support import deploy_world as fx
 from tests.support.deploy_world import NAMESPACE, REGION
 
@@ -97,7 +99,7 @@ def test_api_errors_and_dropped_watches_mid_rollout_keep_the_verdict(deployed_v1
     finally:
         stop.set()
         thread.join()
-    assert record.ok and record.verdict == "Complete"
+    assert record.ok and record.verdict == Reason.Complete
     assert env.running_images() == {env.image("v2")}
 
 
@@ -115,22 +117,22 @@ def test_rollback_by_hand_to_previous_and_to_revision(deployed_v1):
     env = deployed_v1
     env.engine("v2").run()
     env.engine("v3").run()
-    record = deploy.rollback(env.kube, catalog.resolve("api", "dev"), reporter=env.engine("v1").reporter,
-                             who="tester")
+    api = catalog.resolve("api", "dev")
+    record = deploy.rollback(env.kube, RollbackRequest(api, who="tester"), reporter=env.engine("v1").reporter)
     assert record.ok and record.action == "rollback" and record.revision == "2"
     env.cluster.wait_for(lambda: env.running_images() == {env.image("v2")}, timeout=30, message="v2 back")
-    record = deploy.rollback(env.kube, catalog.resolve("api", "dev"), to_revision=1, who="tester")
+    record = deploy.rollback(env.kube, RollbackRequest(api, to_revision=1, who="tester"))
     assert record.image == env.image("v1")
     env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=30, message="v1 back")
     with pytest.raises(deploy.BadInput, match="--to-revision 99 is not a revision"):
-        deploy.rollback(env.kube, catalog.resolve("api", "dev"), to_revision=99)
-    actions = [(r.action, r.tag) for r in history.read(env.kube, NAMESPACE, "api")]
+        deploy.rollback(env.kube, RollbackRequest(api, to_revision=99))
+    actions = [(r.action, r.tag) for r in history.recorded(env.kube, HistoryRequest(api))]  # `invoke history`'s
     assert actions == [("deploy", "v1"), ("deploy", "v2"), ("deploy", "v3"), ("rollback", "v2"), ("rollback", "v1")]
 
 
 def test_history_is_bounded(deploy_env):
     record = history.DeployRecord(service="api", env="dev", action="deploy", tag="t", image="i", who="w",
-                                  started="s", finished="f", verdict="Complete", ok=True)
+                                  started="s", finished="f", verdict=Reason.Complete, ok=True)
     for n in range(7):
         history.append(deploy_env.kube, NAMESPACE, record.__class__(**{**record.__dict__, "tag": f"t{n}"}), keep=5)
     assert [r.tag for r in history.read(deploy_env.kube, NAMESPACE, "api")] == ["t2", "t3", "t4", "t5", "t6"]
@@ -153,6 +155,16 @@ def test_webhook_and_step_summary_after_a_failed_deploy(deployed_v1, webhook, tm
     assert "XXSECRETXX" not in env.output + text + json.dumps(body)
 
 
+def test_a_step_summary_that_cannot_be_written_leaves_the_deploy_as_it_ended(deploy_env, tmp_path, monkeypatch):
+    """GITHUB_STEP_SUMMARY at a directory: the deploy still succeeds, and says the summary was not written."""
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path))
+    record = deploy_env.engine("v1").run()
+    assert record.ok and deploy_env.running_images() == {deploy_env.image("v1")}
+    warnings = [json.loads(line) for line in deploy_env.output.splitlines() if '"warning"' in line]
+    assert [w["message"] for w in warnings if "step summary" in w["message"]] == [
+        f"warning: step summary not written to GITHUB_STEP_SUMMARY={tmp_path} (Is a directory); deploy result stands"]
+
+
 def test_no_secret_values_in_any_output(deploy_env, fake_docker, webhook, tmp_path, monkeypatch):
     """Build path: the ECR password goes to docker's stdin only; the webhook token and EKS-style bearer never print."""
     url, received = webhook
@@ -167,8 +179,7 @@ def test_no_secret_values_in_any_output(deploy_env, fake_docker, webhook, tmp_pa
               "stringData": {"password": "XXDBPASSWORDXX"}}
     deploy_env.kube.request("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets", body=secret)
     deploy_env.cluster.script_image(deploy_env.image("v3"), "Ready")
-    engine = deploy_env.engine("v3", context=context)
-    engine.tag = None
+    engine = deploy_env.engine(None, context=context)  # no --tag: build (git_tag says v3) and push
     record = engine.run()
     password = boto3.client("ecr", region_name=REGION).get_authorization_token()["authorizationData"][0]
     logged = [json.loads(line) for line in fake_docker.read_text().splitlines()]

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from infra.ops.deploy import history
+from infra.ops.deploy.rollout import Reason
 from tests.support import REPO_ROOT
 from tests.support import deploy_world as fx
 from tests.support.deploy_world import NAMESPACE
@@ -51,7 +52,7 @@ def test_signal_mid_rollout_rolls_back_and_exits_130(deployed_v1, signum):
     env.cluster.wait_for(lambda: env.running_images() == {env.image("v1")}, timeout=30, message="v1 only")
     assert env.kube.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases")["items"] == []
     record = history.read(env.kube, NAMESPACE, "api")[-1]
-    assert (record.tag, record.verdict, record.rolled_back) == ("v2", "Interrupted", True)
+    assert (record.tag, record.verdict, record.rolled_back) == ("v2", Reason.Interrupted, True)
 
 
 def test_invoke_deploy_failure_then_history(deployed_v1):
@@ -65,7 +66,7 @@ def test_invoke_deploy_failure_then_history(deployed_v1):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     records = json.loads(run.stdout)
     assert [(r["tag"], r["ok"], r["rolled_back"]) for r in records] == [("v1", True, False), ("v2", False, True)]
-    assert records[-1]["verdict"] in ("ErrImagePull", "ImagePullBackOff")
+    assert records[-1]["verdict"] in (Reason.ErrImagePull, Reason.ImagePullBackOff)
 
 
 def test_missing_tag_exits_2_and_changes_nothing(deploy_env):

@@ -1,9 +1,12 @@
 """The rollout tracker on its own, against kubesim over HTTP: the readiness grace comes from the probes."""
 from __future__ import annotations
 
+import io
+import json
 import time
 
-from infra.ops.deploy.rollout import Rollout
+from infra.ops.deploy.report import Reporter
+from infra.ops.deploy.rollout import Reason, Rollout, Verdict
 from infra.ops.io.kube import from_kubeconfig
 
 
@@ -24,7 +27,7 @@ def test_unready_pod_fails_after_the_probe_budget(kubesim):
     started = time.monotonic()
     verdict = Rollout(kube, "default", "web", timeout_s=30).track(applied["metadata"]["generation"])
     took = time.monotonic() - started
-    assert verdict.reason == "ReadinessTimeout" and verdict.pod.startswith("web-")
+    assert verdict.reason is Reason.ReadinessTimeout and verdict.pod.startswith("web-")
     assert "grace 3s from the probe settings" in verdict.message
     assert took >= 3  # not before the probe budget (a lower bound: load only adds to it); the reason and the
     # grace in the message show it was the probe budget that ended it, not timeout_s
@@ -43,5 +46,17 @@ def test_progress_is_reported_as_replicas_change(kubesim):
     applied = kube.apply(paused, "test")
     verdict = Rollout(kube, "default", "web", timeout_s=60, on_progress=on_progress).track(
         applied["metadata"]["generation"])
-    assert verdict.ok and verdict.reason == "Complete"
+    assert verdict.ok and verdict.reason is Reason.Complete
     assert seen[0].ready == 0 and seen[-1].ready == seen[-1].desired == 1 and len(seen) >= 2
+
+
+def test_reasons_are_compared_as_members_and_printed_as_their_words():
+    """Verdicts, progress lines, JSON logs and the history record print a Reason as the plain word it names."""
+    verdict = Verdict(False, Reason.CrashLoopBackOff, pod="web-1", message="container web: back-off")
+    assert str(verdict) == "CrashLoopBackOff (pod web-1): container web: back-off"
+    assert json.dumps(verdict.to_json()).startswith('{"ok": false, "reason": "CrashLoopBackOff"')
+    stream = io.StringIO()
+    Reporter(mode="plain", stream=stream).event("verdict", reason=verdict.reason)
+    assert stream.getvalue() == "event=verdict reason=CrashLoopBackOff\n"
+    assert f"{Reason.Complete}" == "Complete" and Reason("ReadinessTimeout") is Reason.ReadinessTimeout
+    assert all(member.value == member.name for member in Reason)  # `Reason(word)` finds the member a word names

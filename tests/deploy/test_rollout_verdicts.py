@@ -9,17 +9,18 @@ import pytest
 from infra.ops.deploy import history, snapshot
 from infra.ops.deploy import pipeline as deploy
 from infra.ops.deploy import target as catalog
+from infra.ops.deploy.rollout import Reason
 from tests.support import deploy_world as fx
 from tests.support.deploy_world import NAMESPACE
 
 FAILURES = [  # kubesim behaviour of the new image -> verdicts that name it
-    ("ErrImagePull", {"ErrImagePull", "ImagePullBackOff"}),
-    ("ImagePullBackOff", {"ErrImagePull", "ImagePullBackOff"}),
-    ("CrashLoopBackOff", {"CrashLoopBackOff"}),
-    ("CreateContainerConfigError", {"CreateContainerConfigError"}),
-    ("InvalidImageName", {"InvalidImageName"}),
-    ("OOMKilled", {"OOMKilled"}),
-    ("NeverReady", {"ReadinessTimeout"}),
+    ("ErrImagePull", {Reason.ErrImagePull, Reason.ImagePullBackOff}),
+    ("ImagePullBackOff", {Reason.ErrImagePull, Reason.ImagePullBackOff}),
+    ("CrashLoopBackOff", {Reason.CrashLoopBackOff}),
+    ("CreateContainerConfigError", {Reason.CreateContainerConfigError}),
+    ("InvalidImageName", {Reason.InvalidImageName}),
+    ("OOMKilled", {Reason.OOMKilled}),
+    ("NeverReady", {Reason.ReadinessTimeout}),
 ]
 
 deploy_env, deployed_v1 = fx.deploy_env, fx.deployed_v1  # fixtures
@@ -27,7 +28,7 @@ deploy_env, deployed_v1 = fx.deploy_env, fx.deployed_v1  # fixtures
 
 def test_success_records_history_and_change_cause(deploy_env):
     record = deploy_env.engine("v1").run()
-    assert record.ok and record.verdict == "Complete" and record.tag == "v1"
+    assert record.ok and record.verdict == Reason.Complete and record.tag == "v1"
     live = deploy_env.deployment()
     assert live["metadata"]["annotations"][history.CHANGE_CAUSE].startswith("deploy api:v1 by tester@ci pid 1 at ")
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == deploy_env.image("v1")
@@ -95,7 +96,7 @@ def test_progress_deadline_exceeded(deployed_v1):
             obj["spec"]["progressDeadlineSeconds"] = 10
     applied = snapshot.apply_all(env.kube, objects, engine.target.manager)
     verdict = engine.track(applied, "rollout")
-    assert verdict.reason == "ProgressDeadlineExceeded" and "progress" in verdict.message.lower()
+    assert verdict.reason is Reason.ProgressDeadlineExceeded and "progress" in verdict.message.lower()
 
 
 def test_first_deploy_failure_removes_what_it_created(deploy_env):
@@ -170,7 +171,7 @@ def test_worker_without_service_and_cron_scheduler(deploy_env):
     worker = deploy_env.engine("v1", service="worker").run()
     assert worker.ok and "Skipped: no Service" in deploy_env.output
     scheduler = deploy_env.engine("v1", service="scheduler").run()
-    assert scheduler.ok and scheduler.verdict == "Applied"
+    assert scheduler.ok and scheduler.verdict == Reason.Applied
     cron = deploy_env.kube.request("GET", f"/apis/batch/v1/namespaces/{NAMESPACE}/cronjobs/scheduler")
     assert cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("/scheduler:v1")
 

@@ -22,7 +22,14 @@ from infra.ops.io.aws import RETRIES
 from infra.ops.io.kube import Kube
 from infra.ops.io.pulumi_cli import PulumiCLI
 from infra.ops.io.stack_file import StackFile
-from infra.ops.lifecycle.access import AWS_AUTH, AccessMigration, MigrationFailed, MigrationRefused, aws_auth_principals
+from infra.ops.lifecycle.access import (
+    AWS_AUTH,
+    AccessMigration,
+    AccessRequest,
+    MigrationFailed,
+    MigrationRefused,
+    aws_auth_principals,
+)
 from tests.support import REPO_ROOT
 
 ROOT = REPO_ROOT
@@ -98,9 +105,11 @@ def _eks(entries: list[str] | None, mode: str = "API_AND_CONFIG_MAP"):
     return eks, stubber
 
 
-def _migration(root: Path, eks, aws_auth=None, lines=None) -> AccessMigration:
-    return AccessMigration(env="dev", cli=PulumiCLI(stack="dev", cwd=root), stack=StackFile("dev", root), eks=eks,
-                           read_aws_auth=lambda: aws_auth, say=(lines.append if lines is not None else print))
+def _migration(root: Path, eks, aws_auth=None, lines=None, **request) -> AccessMigration:
+    """The engine as a test builds it: a request object (default: dev to API), no invoke."""
+    return AccessMigration(AccessRequest(env="dev", **request), cli=PulumiCLI(stack="dev", cwd=root),
+                           stack=StackFile("dev", root), eks=eks, read_aws_auth=lambda: aws_auth,
+                           say=(lines.append if lines is not None else print))
 
 
 def _aws_auth(*arns: str) -> dict:
@@ -148,7 +157,7 @@ def test_refuses_to_go_back_and_changes_nothing(project):
     eks, _ = _eks(None)
     for target in ("CONFIG_MAP", "API_AND_CONFIG_MAP"):
         with pytest.raises(MigrationRefused, match=f"--to {target} would go back from API"):
-            _migration(project, eks).run(target=target)
+            _migration(project, eks, to=target).run()
     assert (project / "Pulumi.dev.yaml").read_text() == before
     assert _calls() == []
 
@@ -165,7 +174,7 @@ def test_dry_run_prints_the_steps_and_changes_nothing(project):
     before = (project / "Pulumi.dev.yaml").read_text()
     lines: list[str] = []
     eks, _ = _eks(None)
-    assert _migration(project, eks, lines=lines).run(dry_run=True) == ["API_AND_CONFIG_MAP", "API"]
+    assert _migration(project, eks, lines=lines, dry_run=True).run() == ["API_AND_CONFIG_MAP", "API"]
     assert lines == ["would set authentication_mode API_AND_CONFIG_MAP in Pulumi.dev.yaml and run pulumi up",
                      "would verify every aws-auth mapping has an access entry, then move to API"]
     assert (project / "Pulumi.dev.yaml").read_text() == before and _ups() == []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from infra.ops.io.kube import from_kubeconfig
 from infra.ops.lifecycle.drain import Drain, DrainBlocked, DrainPolicy
 from tests.support import node_world as world
 
@@ -28,7 +29,7 @@ def test_cordon_then_drain_moves_pods_by_eviction_and_keeps_daemonsets(sim):
     world.daemonset(api, "logs")
     world.wait_running(sim, 12 + 4)
     sim.add_nodes("general", "green", zones=AZS, per_zone=2)
-    drain = Drain(api, DrainPolicy(parallelism=8, backoff=0.05))
+    drain = Drain(from_kubeconfig(sim.kubeconfig), DrainPolicy(parallelism=8, backoff=0.05))
     old = _names(sim, "blue")
     drain.cordon(old)
     with world.BudgetWatch(sim, {"api": 10}) as watch:
@@ -50,7 +51,7 @@ def test_budget_refusals_are_retried_with_backoff_until_allowed(sim):
     world.deployment(api, "worker", 3, min_available=2)
     world.wait_running(sim, 3)
     sim.add_nodes("general", "green", zones=AZS, per_zone=1)
-    drain = Drain(api, DrainPolicy(parallelism=3, backoff=0.05, backoff_max=0.2))
+    drain = Drain(from_kubeconfig(sim.kubeconfig), DrainPolicy(parallelism=3, backoff=0.05, backoff_max=0.2))
     old = _names(sim, "blue")
     drain.cordon(old)
     with world.BudgetWatch(sim, {"worker": 2}) as watch:
@@ -63,7 +64,7 @@ def test_budget_that_never_allows_eviction_fails_bounded_and_names_the_pod(sim):
     api = sim.api_client()
     world.deployment(api, "pinned", 2, max_unavailable=0)
     world.wait_running(sim, 2)
-    drain = Drain(api, DrainPolicy(pdb_timeout=0.6, backoff=0.1))
+    drain = Drain(from_kubeconfig(sim.kubeconfig), DrainPolicy(pdb_timeout=0.6, backoff=0.1))
     old = _names(sim, "blue")
     drain.cordon(old)
     with pytest.raises(DrainBlocked, match=r"2 pod\(s\) not drained.*apps-dev/pinned-.*PodDisruptionBudget refused"):
@@ -77,7 +78,7 @@ def test_zone_bound_pods_come_back_in_their_zone(sim):
     world.wait_running(sim, 2)
     before = {p["metadata"]["name"]: world.zone_of(sim, p["spec"]["nodeName"]) for p in world.running(sim)}
     sim.add_nodes("general", "green", zones=AZS, per_zone=1)
-    drain = Drain(api, DrainPolicy(backoff=0.05))
+    drain = Drain(from_kubeconfig(sim.kubeconfig), DrainPolicy(backoff=0.05))
     drain.cordon(_names(sim, "blue"))
     for zone in AZS:
         names = _names(sim, "blue", zone)
@@ -96,7 +97,7 @@ def test_zone_bound_pod_without_capacity_in_its_zone_stops_the_drain(sim):
     zone = world.zone_of(sim, world.running(sim)[0]["spec"]["nodeName"])
     other = next(z for z in AZS if z != zone)
     sim.add_nodes("general", "green", zones=(other,), per_zone=1)
-    drain = Drain(api, DrainPolicy(backoff=0.05, reschedule_timeout=0.8))
+    drain = Drain(from_kubeconfig(sim.kubeconfig), DrainPolicy(backoff=0.05, reschedule_timeout=0.8))
     drain.cordon(_names(sim, "blue"))
     names = _names(sim, "blue", zone)
     evict, _ = drain.plan(names)
@@ -106,7 +107,7 @@ def test_zone_bound_pod_without_capacity_in_its_zone_stops_the_drain(sim):
 
 
 def test_uncordon_reverts(sim):
-    drain = Drain(sim.api_client())
+    drain = Drain(from_kubeconfig(sim.kubeconfig))
     names = _names(sim, "blue")
     drain.cordon(names)
     drain.cordon(names, unschedulable=False)

@@ -13,17 +13,25 @@ import time
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
 from infra.config import ROOT
+from infra.ops.errors import Interrupted
+from infra.ops.io.kube import from_kubeconfig
 from infra.ops.io.pulumi_cli import PulumiCLI
 from infra.ops.io.stack_file import StackFile
 from infra.ops.lifecycle.drain import DrainPolicy
-from infra.ops.lifecycle.migrate import Migration, MigrationRefused, MigrationTimeouts, PreflightFailed
+from infra.ops.lifecycle.migrate import (
+    Migration,
+    MigrationRefused,
+    MigrationRequest,
+    MigrationTimeouts,
+    PreflightFailed,
+)
 from infra.ops.lifecycle.preflight import FAIL
 from tests.support import fake_pulumi
 from tests.support import node_world as world
 from tests.support.identity import declare_identity
+from tests.support.legacy import LEGACY_DEV
 
 AZS = ("eu-west-1a", "eu-west-1b")
 PER_ZONE = 2
@@ -56,7 +64,7 @@ class Provisioner(threading.Thread):
 @pytest.fixture
 def world_dev(kubesim_factory, tmp_path, monkeypatch):
     """dev stack copy with pool general = blue (AL2) only, 2 nodes per AZ, running api, db (volumes), logs."""
-    shutil.copy(ROOT / "Pulumi.dev.yaml", tmp_path / "Pulumi.dev.yaml")
+    shutil.copy(LEGACY_DEV, tmp_path / "Pulumi.dev.yaml")  # 1.32, blue AL2 (the real dev has no AL2 left)
     stack = StackFile("dev", tmp_path)
     with stack.edit() as config:
         pool = config["eks-platform:node_pools"]["general"]
@@ -65,7 +73,8 @@ def world_dev(kubesim_factory, tmp_path, monkeypatch):
     log = fake_pulumi.install(tmp_path, monkeypatch)
     sim = kubesim_factory(nodes=False)
     sim.add_nodes("general", "blue", zones=AZS, per_zone=PER_ZONE)
-    api = sim.api_client()
+    kube = from_kubeconfig(sim.kubeconfig)  # the engines' client, as the CLI builds it
+    api = kube.api
     world.namespace(api)
     world.deployment(api, "api", 4, max_unavailable=1, grace=5)
     world.statefulset(api, "db", 2, min_available=1)
@@ -73,31 +82,34 @@ def world_dev(kubesim_factory, tmp_path, monkeypatch):
     world.wait_running(sim, 4 + 2 + 4)
     provisioner = Provisioner(sim, log)
     provisioner.start()
-    yield sim, stack, log, api
+    yield sim, stack, log, kube
     provisioner.stop.set()
     provisioner.join()
 
 
-def _migration(stack, api, tmp_path, on_event=lambda *_: None, **kw) -> Migration:
-    return Migration(stack, api, PulumiCLI(stack="dev", cwd=stack.root), pool="general", target="green", add=True,
-                     policy=DrainPolicy(parallelism=4, backoff=0.05, backoff_max=0.3),
-                     timeouts=MigrationTimeouts(nodes_ready=20, healthy=20, poll=0.05), on_event=on_event, **kw)
+def _migration(stack, kube, tmp_path, on_event=lambda *_: None, **request) -> Migration:
+    """The engine as a test builds it: a request object, no invoke."""
+    request = MigrationRequest(**{"env": "dev", "pool": "general", "to": "green", "add": True, "parallelism": 4,
+                                  **request})
+    return Migration(request, stack, kube, PulumiCLI(stack="dev", cwd=stack.root),
+                     policy=DrainPolicy(backoff=0.05, backoff_max=0.3),
+                     timeouts=MigrationTimeouts(nodes_ready=20, healthy=20, poll=0.05), on_event=on_event)
 
 
 def _ups(log):
     return [{**c, "config": fake_pulumi.snapshot(c)} for c in fake_pulumi.calls(log) if c["argv"][:1] == ["up"]]
 
 
-def _checkpoint(api):
-    return [cm.metadata.name for cm in client.CoreV1Api(api).list_namespaced_config_map("kube-system").items
+def _checkpoint(kube):
+    return [cm.metadata.name for cm in kube.core.list_namespaced_config_map("kube-system").items
             if cm.metadata.name.startswith("eks-platform-migrate")]
 
 
 def test_migration_end_to_end(world_dev, tmp_path):
-    sim, stack, log, api = world_dev
+    sim, stack, log, kube = world_dev
     zones_before = {p["metadata"]["name"]: world.zone_of(sim, p["spec"]["nodeName"])
                     for p in world.running(sim) if p["metadata"]["labels"]["app"] == "db"}
-    engine = _migration(stack, api, tmp_path)
+    engine = _migration(stack, kube, tmp_path)
     plan = engine.plan()
     assert (plan.source, plan.target, plan.target_ami, plan.declared) == ("blue", "green", "AL2023_x86_64_STANDARD",
                                                                           False)
@@ -121,7 +133,7 @@ def test_migration_end_to_end(world_dev, tmp_path):
     zones_after = {p["metadata"]["name"]: world.zone_of(sim, p["spec"]["nodeName"])
                    for p in apps if p["metadata"]["labels"]["app"] == "db"}
     assert zones_after == zones_before
-    assert sim.nodes(generation="blue") == [] and _checkpoint(api) == []
+    assert sim.nodes(generation="blue") == [] and _checkpoint(kube) == []
 
 
 def _interrupt_after_first_zone(event, message):
@@ -130,47 +142,48 @@ def _interrupt_after_first_zone(event, message):
 
 
 def test_interrupted_migration_resumes_where_it_stopped(world_dev, tmp_path):
-    sim, stack, log, api = world_dev
+    sim, stack, log, kube = world_dev
     events: list[tuple[str, str]] = []
-    engine = _migration(stack, api, tmp_path, on_event=_interrupt_after_first_zone)
-    with pytest.raises(KeyboardInterrupt):
+    engine = _migration(stack, kube, tmp_path, on_event=_interrupt_after_first_zone)
+    with pytest.raises(Interrupted, match="^progress is checkpointed: fix the cause, then `invoke nodes.migrate "
+                                          "--env dev --pool general --to green --resume`"):
         engine.run(engine.plan())
-    assert _checkpoint(api) == ["eks-platform-migrate-general"]
-    fresh = _migration(stack, api, tmp_path)
+    assert _checkpoint(kube) == ["eks-platform-migrate-general"]
+    fresh = _migration(stack, kube, tmp_path)
     with pytest.raises(MigrationRefused, match="in progress.*--resume or --rollback"):
         fresh.run(fresh.plan())
-    resumed = _migration(stack, api, tmp_path, on_event=lambda e, m: events.append((e, m)))
-    resumed.run(resumed.plan(), resume=True)
+    resumed = _migration(stack, kube, tmp_path, on_event=lambda e, m: events.append((e, m)), resume=True)
+    resumed.run(resumed.plan())
     phases = [m for e, m in events if e == "phase"]
     assert phases == ["drain", "verify", "retire"]
     assert [m.split(":")[0] for e, m in events if e == "drained"] == ["eu-west-1b"]
-    assert len(_ups(log)) == 2 and sim.nodes(generation="blue") == [] and _checkpoint(api) == []
+    assert len(_ups(log)) == 2 and sim.nodes(generation="blue") == [] and _checkpoint(kube) == []
     with pytest.raises(MigrationRefused, match="runs only generation green; nothing to migrate"):
-        resumed.run(resumed.plan(), resume=True)
+        resumed.run(resumed.plan())
 
 
 def test_rollback_uncordons_old_and_cordons_new(world_dev, tmp_path):
-    sim, stack, log, api = world_dev
-    engine = _migration(stack, api, tmp_path, on_event=_interrupt_after_first_zone)
-    with pytest.raises(KeyboardInterrupt):
+    sim, stack, log, kube = world_dev
+    engine = _migration(stack, kube, tmp_path, on_event=_interrupt_after_first_zone)
+    with pytest.raises(Interrupted):
         engine.run(engine.plan())
-    message = _migration(stack, api, tmp_path).rollback()
+    message = _migration(stack, kube, tmp_path, rollback=True).rollback()
     assert "blue uncordoned, green cordoned" in message
     assert not any(n["spec"].get("unschedulable") for n in sim.nodes(generation="blue"))
     assert all(n["spec"].get("unschedulable") for n in sim.nodes(generation="green"))
-    assert _checkpoint(api) == [] and "green" in stack.path.read_text()
+    assert _checkpoint(kube) == [] and "green" in stack.path.read_text()
     with pytest.raises(MigrationRefused, match="no migration of pool general in progress"):
-        _migration(stack, api, tmp_path).rollback()
+        _migration(stack, kube, tmp_path, rollback=True).rollback()
 
 
 def test_blocking_budget_and_short_capacity_stop_before_any_change(world_dev, tmp_path):
-    sim, stack, log, api = world_dev
-    world.deployment(api, "pinned", 2, max_unavailable=0)
+    sim, stack, log, kube = world_dev
+    world.deployment(kube.api, "pinned", 2, max_unavailable=0)
     sim.add_nodes("general", "blue", zones=AZS[:1], per_zone=1)  # 3 old nodes in 1a, the new gen starts 2
     sim.add_nodes("general", "blue", zones=("eu-west-1c",), per_zone=1)  # a stray outside the pool's AZs
     world.wait_running(sim, 12 + 2)
     before = stack.path.read_text()
-    engine = _migration(stack, api, tmp_path)
+    engine = _migration(stack, kube, tmp_path)
     plan = engine.plan()
     assert [z.az for z in plan.zones] == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]  # strays are drained too
     failed = {c.check: c for c in plan.checks if c.status == FAIL}
@@ -181,22 +194,19 @@ def test_blocking_budget_and_short_capacity_stop_before_any_change(world_dev, tm
     assert "desired_size to 3" in failed["capacity per AZ"].fix
     with pytest.raises(PreflightFailed):
         engine.run(plan)
-    assert stack.path.read_text() == before and _ups(log) == [] and _checkpoint(api) == []
+    assert stack.path.read_text() == before and _ups(log) == [] and _checkpoint(kube) == []
     assert not any(n["spec"].get("unschedulable") for n in sim.nodes())
 
 
 def test_undeclared_target_without_add_is_refused(world_dev, tmp_path):
-    _, stack, _, api = world_dev
-    engine = _migration(stack, api, tmp_path)
-    engine.add = False
+    _, stack, _, kube = world_dev
     with pytest.raises(MigrationRefused, match="'green' is not declared.*pass --add"):
-        engine.plan()
-    engine.add, engine.ami_type = True, "AL2023_ARM_64_STANDARD"
+        _migration(stack, kube, tmp_path, add=False).plan()
     with pytest.raises(MigrationRefused, match="--add would make an invalid stack config.*needs arm64"):
-        engine.plan()
+        _migration(stack, kube, tmp_path, ami_type="AL2023_ARM_64_STANDARD").plan()
     assert "green" not in stack.path.read_text()
     with pytest.raises(MigrationRefused, match="--pool 'gpu' is not a node pool of dev; use one of: general"):
-        Migration(stack, api, PulumiCLI(stack="dev"), pool="gpu", target="green").plan()
+        Migration(MigrationRequest(env="dev", pool="gpu", to="green"), stack, kube, PulumiCLI(stack="dev")).plan()
 
 
 def test_task_dry_run_prints_plan_and_changes_nothing(world_dev):
@@ -209,7 +219,7 @@ def test_task_dry_run_prints_plan_and_changes_nothing(world_dev):
     # The real dev file starts 1 node per AZ, the world runs 2: a FAIL, so exit 1 with the plan still printed.
     assert result.returncode == 1, result.stderr
     out = result.stdout
-    assert "blue (AL2_x86_64) -> green (AL2023_x86_64_STANDARD)" in out and "preflight" in out
+    assert "blue (AL2023_x86_64_STANDARD) -> green (AL2023_x86_64_STANDARD)" in out and "preflight" in out
     assert "drain eu-west-1a" in out and "capacity per AZ" in out and "FAIL" in out  # the table is printed
     assert result.stderr.strip().splitlines() == [
         "error: dry run, nothing changed: 1 preflight check(s) FAIL (capacity per AZ); the migration would stop "

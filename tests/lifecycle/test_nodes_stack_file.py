@@ -50,14 +50,14 @@ def test_invalid_edit_leaves_the_file_untouched(stacks):
 
 def test_upgrade_edits_pin_then_follow(stacks):
     stack = StackFile("dev", stacks)
-    stack.update_cluster(version="1.32", addons={"kube-proxy": "v1.32.0-eksbuild.1"}, pin_generations="1.31")
+    stack.update_cluster(version="1.36", addons={"kube-proxy": "v1.36.0-eksbuild.1"}, pin_generations="1.35")
     text = stack.path.read_text()
-    assert 'version: "1.32"' in text and "kube-proxy: v1.32.0-eksbuild.1" in text
+    assert 'version: "1.36"' in text and "kube-proxy: v1.36.0-eksbuild.1" in text
     cfg = load_stack_config("dev", stacks)
-    assert {g.version for g in cfg.node_pools["general"].generations.values()} == {"1.31"}
+    assert {g.version for g in cfg.node_pools["general"].generations.values()} == {"1.35"}
     stack.follow_cluster_version()
     cfg = load_stack_config("dev", stacks)
-    assert cfg.cluster.version == "1.32"
+    assert cfg.cluster.version == "1.36"
     assert {g.version for g in cfg.node_pools["general"].generations.values()} == {None}
     stack.update_cluster(addons={"vpc-cni": "v1.20.0-eksbuild.1"})
     assert load_stack_config("dev", stacks).cluster.addons["vpc-cni"] == "v1.20.0-eksbuild.1"

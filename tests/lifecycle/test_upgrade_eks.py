@@ -7,13 +7,14 @@ from infra.config import load_stack_config
 from infra.ops.io.eks import Eks, EksError, addon_versions
 from infra.versions import KubeVersion
 from tests.support.fake_pulumi import seed_eks
+from tests.support.legacy import LEGACY_ROOT
 
 
 def test_cluster_facts_from_describe_calls(aws):
-    cfg = load_stack_config("dev")
+    cfg = load_stack_config("dev", LEGACY_ROOT)  # 1.32 with an AL2 generation
     subnets = seed_eks(cfg)
     facts = Eks(cfg.region).cluster(cfg.cluster.name)
-    assert facts.version == KubeVersion(1, 31)
+    assert facts.version == KubeVersion(1, 32)
     assert set(facts.subnets) == set(subnets.values())
     groups = {group.name: group for group in facts.node_groups}
     assert set(groups) == {"general-blue-a", "general-blue-b", "general-green-a", "general-green-b"}

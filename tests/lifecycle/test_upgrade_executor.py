@@ -5,17 +5,25 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from kubernetes import client
 
 from infra.config import ROOT
 from infra.ops.io.eks import AddonBuild, Eks
+from infra.ops.io.kube import from_kubeconfig
 from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
 from infra.ops.io.stack_file import StackFile
-from infra.ops.lifecycle.upgrade import PreflightFailed, Timeouts, Upgrade, UpgradeRefused, live_objects
+from infra.ops.lifecycle.upgrade import (
+    PreflightFailed,
+    Timeouts,
+    Upgrade,
+    UpgradeRefused,
+    UpgradeRequest,
+    live_objects,
+)
 from infra.versions import KubeVersion
 from tests.support import fake_pulumi
 from tests.support import node_world as world
 from tests.support.identity import declare_identity
+from tests.support.legacy import LEGACY_DEV
 
 AZS = ("eu-west-1a", "eu-west-1b")
 
@@ -28,7 +36,7 @@ def builds(region: str, addon: str, version: KubeVersion) -> list[AddonBuild]:
 
 
 def _stack(tmp_path, al2: bool) -> StackFile:
-    shutil.copy(ROOT / "Pulumi.dev.yaml", tmp_path / "Pulumi.dev.yaml")
+    shutil.copy(LEGACY_DEV, tmp_path / "Pulumi.dev.yaml")  # 1.32 with an AL2 generation
     stack = StackFile("dev", tmp_path)
     if not al2:
         stack.remove_generation("general", "blue")
@@ -39,16 +47,18 @@ def _stack(tmp_path, al2: bool) -> StackFile:
 def cluster(aws, kubesim_factory):
     sim = kubesim_factory(nodes=False)
     sim.add_nodes("general", "green", zones=AZS, per_zone=1)
-    api = sim.api_client()
-    world.namespace(api)
-    world.deployment(api, "api", 2, max_unavailable=1)
+    kube = from_kubeconfig(sim.kubeconfig)  # the engines' client, as the CLI builds it
+    world.namespace(kube.api)
+    world.deployment(kube.api, "api", 2, max_unavailable=1)
     world.wait_running(sim, 2)
-    return sim, api
+    return sim, kube
 
 
-def _upgrade(stack, api, objects=None) -> Upgrade:
+def _upgrade(stack, kube, to: str, objects=None, resume: bool = False) -> Upgrade:
+    """The engine as a test builds it: a request object, no invoke."""
     cfg = stack.config()
-    return Upgrade(cfg, stack, Eks(cfg.region), api, PulumiCLI(stack="dev", cwd=stack.root), addon_builds=builds,
+    return Upgrade(UpgradeRequest(env="dev", to=to, resume=resume), cfg, stack, Eks(cfg.region), kube,
+                   PulumiCLI(stack="dev", cwd=stack.root), addon_builds=builds,
                    objects=objects or (lambda: []), timeouts=Timeouts(healthy=30, converge=30, poll=0.05))
 
 
@@ -57,74 +67,76 @@ def _ups(log):
 
 
 def test_two_step_upgrade_runs_control_plane_nodes_addons_in_order(cluster, tmp_path, monkeypatch):
-    sim, api = cluster
+    sim, kube = cluster
     stack = _stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
     log = fake_pulumi.install(tmp_path, monkeypatch)
-    engine = _upgrade(stack, api)
-    plan = engine.plan("1.33")
-    assert [str(s.target) for s in plan.steps] == ["1.32", "1.33"] and not plan.blocked
-    assert plan.steps[0].addons["kube-proxy"] == "v1.32.0-eksbuild.1"
+    engine = _upgrade(stack, kube, "1.34")
+    plan = engine.plan()
+    assert [str(s.target) for s in plan.steps] == ["1.33", "1.34"] and not plan.blocked
+    assert plan.steps[0].addons["kube-proxy"] == "v1.33.0-eksbuild.1"
     events: list[tuple[str, str]] = []
     engine.on_event = lambda event, message: events.append((event, message))
     with fake_pulumi.EksFollower(log):
         engine.execute(plan)
-    assert [m for e, m in events if e == "step"] == ["cluster at 1.32", "cluster at 1.33"]
+    assert [m for e, m in events if e == "step"] == ["cluster at 1.33", "cluster at 1.34"]
     assert [m for e, m in events if e == "phase"][:4] == [
-        "1.31 -> 1.32: control-plane", "1.31 -> 1.32: node-groups", "1.31 -> 1.32: add-ons", "1.31 -> 1.32: verified"]
+        "1.32 -> 1.33: control-plane", "1.32 -> 1.33: node-groups", "1.32 -> 1.33: add-ons", "1.32 -> 1.33: verified"]
     ups = _ups(log)
     shape = [(u["cluster"], u["generations"]["general/green"]["version"], u["addons"]["kube-proxy"],
               u["addons"]["vpc-cni"]) for u in ups]
     assert shape == [
-        ("1.32", "1.31", "v1.32.0-eksbuild.1", "v1.19.2-eksbuild.1"),  # control plane (+kube-proxy), nodes pinned
-        ("1.32", None, "v1.32.0-eksbuild.1", "v1.19.2-eksbuild.1"),    # node groups follow the control plane
-        ("1.32", None, "v1.32.0-eksbuild.1", "v1.22.0-eksbuild.1"),    # other add-ons
-        ("1.33", "1.32", "v1.33.0-eksbuild.1", "v1.22.0-eksbuild.1"),
-        ("1.33", None, "v1.33.0-eksbuild.1", "v1.22.0-eksbuild.1"),
-        ("1.33", None, "v1.33.0-eksbuild.1", "v1.23.0-eksbuild.1"),
+        ("1.33", "1.32", "v1.33.0-eksbuild.1", "v1.19.2-eksbuild.1"),  # control plane (+kube-proxy), nodes pinned
+        ("1.33", None, "v1.33.0-eksbuild.1", "v1.19.2-eksbuild.1"),    # node groups follow the control plane
+        ("1.33", None, "v1.33.0-eksbuild.1", "v1.23.0-eksbuild.1"),    # other add-ons
+        ("1.34", "1.33", "v1.34.0-eksbuild.1", "v1.23.0-eksbuild.1"),
+        ("1.34", None, "v1.34.0-eksbuild.1", "v1.23.0-eksbuild.1"),
+        ("1.34", None, "v1.34.0-eksbuild.1", "v1.24.0-eksbuild.1"),
     ]
     facts = Eks("eu-west-1").cluster("eks-dev")
-    assert facts.version == KubeVersion(1, 33) and {g.version for g in facts.node_groups} == {KubeVersion(1, 33)}
+    assert facts.version == KubeVersion(1, 34) and {g.version for g in facts.node_groups} == {KubeVersion(1, 34)}
     text = stack.path.read_text()
-    assert text.startswith("# dev:") and 'version: "1.33"' in text
-    assert not [cm for cm in client.CoreV1Api(api).list_namespaced_config_map("kube-system").items
+    assert text.startswith("# dev:") and 'version: "1.34"' in text
+    assert not [cm for cm in kube.core.list_namespaced_config_map("kube-system").items
                 if cm.metadata.name.startswith("eks-platform-upgrade")]
 
 
 def test_failed_up_is_resumed_from_the_checkpoint(cluster, tmp_path, monkeypatch):
-    sim, api = cluster
+    sim, kube = cluster
     stack = _stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
     log = fake_pulumi.install(tmp_path, monkeypatch, fail_on_up=2)
     with fake_pulumi.EksFollower(log):  # stopped even if the test fails: it must not play into the next test
-        engine = _upgrade(stack, api)
-        with pytest.raises(PulumiError, match="pulumi up"):
-            engine.execute(engine.plan("1.32"))
+        engine = _upgrade(stack, kube, "1.33")
+        with pytest.raises(PulumiError, match="pulumi up.*; progress is checkpointed: fix the cause, then `invoke "
+                                              "cluster.upgrade --env dev --to 1.33 --resume`"):
+            engine.execute(engine.plan())
         with pytest.raises(UpgradeRefused, match="in progress.*rerun with --resume"):
-            again = _upgrade(stack, api)
-            again.execute(again.plan("1.32"))
+            again = _upgrade(stack, kube, "1.33")
+            again.execute(again.plan())
         monkeypatch.delenv("FAKE_PULUMI_FAIL_ON_UP")
-        resumed = _upgrade(stack, api)
-        plan = resumed.plan("1.32")
-        assert str(plan.current) == "1.31"  # the checkpoint remembers where the upgrade started
-        resumed.execute(plan, resume=True)
+        resumed = _upgrade(stack, kube, "1.33", resume=True)
+        plan = resumed.plan()
+        assert str(plan.current) == "1.32"  # the checkpoint remembers where the upgrade started
+        resumed.execute(plan)
     ups = _ups(log)
     assert [(u["cluster"], u["generations"]["general/green"]["version"]) for u in ups] == [
-        ("1.32", "1.31"), ("1.32", None), ("1.32", None), ("1.32", None)]  # failed nodes up retried, not the CP
-    assert Eks("eu-west-1").cluster("eks-dev").version == KubeVersion(1, 32)
+        ("1.33", "1.32"), ("1.33", None), ("1.33", None), ("1.33", None)]  # failed nodes up retried, not the CP
+    assert Eks("eu-west-1").cluster("eks-dev").version == KubeVersion(1, 33)
 
 
 def test_al2_and_removed_apis_block_before_any_change(cluster, tmp_path, monkeypatch):
-    sim, api = cluster
+    sim, kube = cluster
     stack = _stack(tmp_path, al2=True)
     fake_pulumi.seed_eks(stack.config())
     log = fake_pulumi.install(tmp_path, monkeypatch)
     removed = [{"apiVersion": "flowcontrol.apiserver.k8s.io/v1beta3", "kind": "FlowSchema",
                 "metadata": {"name": "legacy"}}]
-    engine = _upgrade(stack, api, objects=lambda: removed)
-    plan = engine.plan("1.33")
+    engine = _upgrade(stack, kube, "1.34", objects=lambda: removed)
+    plan = engine.plan()
     blocked = {(str(step.target), check.check) for step, check in plan.blocked}
-    assert blocked == {("1.32", "removed APIs"), ("1.33", "removed APIs"), ("1.33", "AL2 node groups")}
+    assert blocked == {("1.33", "removed APIs"), ("1.34", "removed APIs"), ("1.33", "AL2 node groups"),
+                       ("1.34", "AL2 node groups")}
     before = stack.path.read_text()
     with pytest.raises(PreflightFailed, match="AL2 node groups"):
         engine.execute(plan)
@@ -132,25 +144,25 @@ def test_al2_and_removed_apis_block_before_any_change(cluster, tmp_path, monkeyp
 
 
 def test_refusals_need_no_change(cluster, tmp_path, monkeypatch):
-    sim, api = cluster
+    sim, kube = cluster
     stack = _stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
     with pytest.raises(UpgradeRefused, match="older than the control plane"):
-        _upgrade(stack, api).plan("1.30")
-    stack.update_cluster(version="1.32", addons={"kube-proxy": "v1.32.0-eksbuild.1"})
-    with pytest.raises(UpgradeRefused, match="has cluster.version 1.32 but EKS runs 1.31"):
-        _upgrade(stack, api).plan("1.33")
+        _upgrade(stack, kube, "1.31").plan()
+    stack.update_cluster(version="1.33", addons={"kube-proxy": "v1.33.0-eksbuild.1"})
+    with pytest.raises(UpgradeRefused, match="has cluster.version 1.33 but EKS runs 1.32"):
+        _upgrade(stack, kube, "1.34").plan()
 
 
 def test_playbook_is_markdown_with_preflight_and_actions(cluster, tmp_path):
-    sim, api = cluster
+    sim, kube = cluster
     stack = _stack(tmp_path, al2=True)
     fake_pulumi.seed_eks(stack.config())
-    playbook = _upgrade(stack, api).plan("1.33").playbook()
-    assert playbook.startswith("# Upgrade eks-dev (dev) from 1.31 to 1.33")
-    assert "Steps: 1.31 -> 1.32 -> 1.33" in playbook and "## Step 2: 1.32 -> 1.33" in playbook
+    playbook = _upgrade(stack, kube, "1.34").plan().playbook()
+    assert playbook.startswith("# Upgrade eks-dev (dev) from 1.32 to 1.34")
+    assert "Steps: 1.32 -> 1.33 -> 1.34" in playbook and "## Step 2: 1.33 -> 1.34" in playbook
     assert "| AL2 node groups | FAIL |" in playbook and "| kubelet skew | pass |" in playbook
-    assert '1. Set `cluster.version: "1.32"` and `addons.kube-proxy: v1.32.0-eksbuild.1`' in playbook
+    assert '1. Set `cluster.version: "1.33"` and `addons.kube-proxy: v1.33.0-eksbuild.1`' in playbook
 
 
 def test_task_plan_only_prints_the_playbook(cluster, capsys):
@@ -160,26 +172,26 @@ def test_task_plan_only_prints_the_playbook(cluster, capsys):
     from infra.cli.cluster import cluster_upgrade
     from infra.config import load_stack_config
 
-    sim, api = cluster
+    sim, kube = cluster
     fake_pulumi.seed_eks(load_stack_config("dev"))
     declare_identity(sim, "dev")
-    cluster_upgrade(Context(), env="dev", to="1.32", plan_only=True, kubeconfig=sim.kubeconfig)
+    cluster_upgrade(Context(), env="dev", to="1.36", plan_only=True, kubeconfig=sim.kubeconfig)
     out = capsys.readouterr().out
-    assert out.startswith("# Upgrade eks-dev (dev) from 1.31 to 1.32")
+    assert out.startswith("# Upgrade eks-dev (dev) from 1.35 to 1.36")
     # moto lacks describe_addon_versions: the add-on rows say so instead of guessing
-    assert "| add-on vpc-cni | FAIL | cannot list builds for 1.32" in out
+    assert "| add-on vpc-cni | FAIL | cannot list builds for 1.36" in out
     before = (ROOT / "Pulumi.dev.yaml").read_text()
     with pytest.raises(Exit) as failed:  # those FAIL rows make the dry run exit 1, after printing the tables
-        cluster_upgrade(Context(), env="dev", to="1.32", dry_run=True, kubeconfig=sim.kubeconfig)
+        cluster_upgrade(Context(), env="dev", to="1.36", dry_run=True, kubeconfig=sim.kubeconfig)
     out = capsys.readouterr().out
-    assert "eks-dev: 1.31 -> 1.32" in out and "preflight 1.31 -> 1.32" in out
+    assert "eks-dev: 1.35 -> 1.36" in out and "preflight 1.35 -> 1.36" in out
     assert failed.value.code == 1 and str(failed.value.message).startswith("error: dry run, nothing changed: ")
-    assert "preflight check(s) FAIL (1.32: add-on aws-ebs-csi-driver, 1.32: add-on coredns" in failed.value.message
+    assert "preflight check(s) FAIL (1.36: add-on aws-ebs-csi-driver, 1.36: add-on coredns" in failed.value.message
     assert (ROOT / "Pulumi.dev.yaml").read_text() == before
 
 
 def test_live_objects_report_the_api_version_writers_used(cluster):
-    sim, api = cluster
-    found = live_objects(api)
+    sim, kube = cluster
+    found = live_objects(kube)
     assert {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "api", "namespace": "apps-dev"}} in found

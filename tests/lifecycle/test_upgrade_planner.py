@@ -23,7 +23,7 @@ def test_paths(current, to, steps):
 
 @pytest.mark.parametrize("current, to, message", [
     ("1.31", "1.30", "--to 1.30 is older than the control plane (1.31); EKS cannot downgrade"),
-    ("1.31", "1.36", "--to 1.36 is outside the supported range 1.29..1.35"),
+    ("1.31", "1.37", "--to 1.37 is outside the supported range 1.29..1.36"),
     ("1.31", "1.3x", "--to: '1.3x' is not a Kubernetes minor version"),
     ("1.31", "2.0", "--to: '2.0' is not a Kubernetes minor version"),
     ("1.31", "1.32.1", "--to: '1.32.1' is not a Kubernetes minor version"),

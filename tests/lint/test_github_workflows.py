@@ -99,8 +99,10 @@ def test_cd_has_a_path_filter_for_exactly_each_service_in_the_catalog():
     filters = _filters()
     assert sorted(filters) == SERVICES
     for svc, paths in filters.items():
-        assert paths == [f"infra/k8s/base/{svc}/**", f"services/{svc}/**"]
+        assert paths == [f"infra/k8s/base/{svc}/**", f"services/{svc}/**", "services/base/**"]
         assert any((REPO / "infra/k8s/base" / svc).rglob("*.yaml")), f"{svc}'s filter matches its manifests"
+        assert (REPO / "services" / svc / "Dockerfile").is_file(), f"{svc}'s filter matches its source"
+        assert (REPO / "services/base/Dockerfile").is_file(), "the shared base image every service builds on"
 
 
 def test_cd_matrix_is_the_changed_services_and_dispatch_offers_exactly_the_services():
@@ -151,7 +153,8 @@ def test_infra_previews_pull_requests_and_comments_the_summary():
                    for p in doc["on"]["push"]["paths"]), program_file
     preview = doc["jobs"]["preview"]
     assert "head.repo.full_name == github.repository" in preview["if"], "no cloud credentials for fork PRs"
-    assert preview["strategy"]["matrix"]["stack"] == known_envs()
+    rows = preview["strategy"]["matrix"]["include"]  # one row per stack, on a runner that reaches its API
+    assert [row["stack"] for row in rows] == known_envs() and preview["runs-on"] == "${{ matrix.runs-on }}"
     assert preview["permissions"] == {"contents": "read", "id-token": "write"}  # PR code holds no write token
     runs = [s.get("run", "") for s in preview["steps"]]
     assert any('invoke preview --env "$STACK"' in r for r in runs)
@@ -179,7 +182,7 @@ def test_every_invoke_command_in_the_workflows_is_a_real_task():
     from tasks import ns
 
     used = {m for script in scripts().values() for m in re.findall(r"\binvoke ([\w.-]+)", script)}
-    assert used == {"lint", "plan", "preview", "up", "deploy"}
+    assert used == {"lint", "plan", "preview", "up", "deploy", "service.check"}
     assert used <= set(ns.task_names)
 
 

@@ -54,9 +54,8 @@ def test_replicas_autoscaling_and_hosts_per_env(rendered, env, worker, hpa_min, 
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (hpa_min, hpa_max)
     ingress = find(objects, "Ingress", "api")
     assert [r["host"] for r in ingress["spec"]["rules"]] == [host]
-    assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": "api-tls"}]
-    issuer = ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"]
-    assert issuer == ("letsencrypt-prod" if env == "prod" else "letsencrypt-staging")
+    assert ingress["spec"]["tls"] == [{"hosts": [host]}]  # the certificate comes from the class (ACM), no Secret
+    assert ingress["spec"]["ingressClassName"] == "alb"
 
 
 def test_prod_gets_more_resources_than_dev(rendered):

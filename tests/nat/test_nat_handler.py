@@ -1,20 +1,23 @@
 """The failover handler against moto in server mode over HTTP, with 2 and 3 AZs."""
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import threading
 from pathlib import Path
 
 import pytest
-from botocore.awsrequest import AWSResponse
 
 from infra.lambdas.nat import failover as nat_failover
 from infra.lambdas.nat import probe as nat_probe
-from infra.lambdas.nat.failover import LambdaProbe, Settings, SettingsError, handle
-from infra.lambdas.nat.health import HEALTH_TAG, Health, NatInstance, Policy
+from infra.lambdas.nat.checks import LambdaProbe
+from infra.lambdas.nat.contract import HEALTH_TAG
+from infra.lambdas.nat.failover import handle
+from infra.lambdas.nat.health import Health, NatInstance, Policy
+from infra.lambdas.nat.runtime import Settings, SettingsError
 from tests.support import nat_world
-from tests.support.nat_world import SCHEDULE, FakeClock, ScriptedProbe, build, runtime
+from tests.support.nat_world import SCHEDULE, FakeClock, ScriptedProbe, build, ec2_error, runtime
 
 
 @pytest.fixture(autouse=True)
@@ -27,9 +30,13 @@ def log_lines(capsys) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
 
 
-def health_of(world, az: str) -> Health:
-    found = world.ec2.describe_instances(InstanceIds=[world.instances[az]])["Reservations"][0]["Instances"][0]
-    return Health.parse({tag["Key"]: tag["Value"] for tag in found.get("Tags", [])}.get(HEALTH_TAG))
+def health_of(world, az: str, instance: str | None = None) -> Health:
+    instance = instance or world.instances[az]
+    found = world.describe(instance)
+    record, problem = Health.parse({tag["Key"]: tag["Value"] for tag in found.get("Tags", [])}.get(HEALTH_TAG),
+                                   instance, float("inf"))
+    assert problem is None, problem
+    return record
 
 
 @pytest.mark.parametrize("az_count", [2, 3])
@@ -51,6 +58,7 @@ def test_failback_only_after_hysteresis_one_table_at_a_time(aws, az_count):
     world = build(az_count)
     a, b = world.instances.values()
     clock = FakeClock()
+    world.ec2.stop_instances(InstanceIds=[a])
     handle(world.event("eu-west-1a", "stopping"), runtime(world, clock=clock))
     world.ec2.start_instances(InstanceIds=[a])
     homes_of_a = sorted(table for table, az in world.tables.items() if az != "eu-west-1b")
@@ -71,6 +79,7 @@ def test_failback_waits_for_minimum_time_even_with_enough_checks(aws):
     a, b = world.instances.values()
     clock = FakeClock()
     policy = Policy(failure_threshold=2, failback_checks=3, failback_min_seconds=15)
+    world.ec2.stop_instances(InstanceIds=[a])
     handle(world.event("eu-west-1a"), runtime(world, clock=clock, policy=policy))
     world.ec2.start_instances(InstanceIds=[a])
     result = handle(SCHEDULE, runtime(world, clock=clock, policy=policy, window=30))
@@ -132,14 +141,6 @@ def test_concurrent_double_invocation_converges_without_losing_a_route(aws, az_c
     assert set(moved) == {t for t, az in world.tables.items() if az != "eu-west-1b"}
 
 
-class _Raw:
-    def __init__(self, body: bytes):
-        self.body = body
-
-    def stream(self, **_):
-        yield self.body
-
-
 def test_throttled_calls_are_retried_by_botocore(aws, capsys):
     world = build(3)
     a, b = world.instances.values()
@@ -148,12 +149,9 @@ def test_throttled_calls_are_retried_by_botocore(aws, capsys):
     throttled = {"left": 2}
 
     def throttle(request, **_):
-        body = request.body or b""
-        if b"Action=ReplaceRoute" in (body if isinstance(body, bytes) else body.encode()) and throttled["left"]:
+        if throttled["left"]:
             throttled["left"] -= 1
-            body = (b"<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded."
-                    b"</Message></Error></Errors><RequestID>r</RequestID></Response>")
-            return AWSResponse(request.url, 503, {}, _Raw(body))
+            return ec2_error("RequestLimitExceeded")
         return None
 
     rt.clients.ec2.meta.events.register_first("before-send.ec2.ReplaceRoute", throttle)
@@ -191,19 +189,6 @@ def test_single_failed_probes_below_threshold_move_nothing(aws):
     assert result["moves"] == [] and world.targets() == before
 
 
-def test_alarm_event_fails_over(aws):
-    world = build(2)
-    a, b = world.instances.values()
-    event = {"source": "aws.cloudwatch", "detail-type": "CloudWatch Alarm State Change",
-             "detail": {"alarmName": "nat-a-status", "state": {"value": "ALARM"},
-                        "configuration": {"metrics": [{"metricStat": {"metric": {
-                            "namespace": "AWS/EC2", "name": "StatusCheckFailed", "dimensions": {"InstanceId": a}}}}]}}}
-    assert handle(event, runtime(world))["status"] == "handled"
-    assert set(world.targets().values()) == {b}
-    event["detail"]["state"]["value"] = "OK"
-    assert handle(event, runtime(world))["status"] == "ignored"
-
-
 def test_missing_default_route_is_repaired_to_home(aws):
     world = build(3)
     table = list(world.tables)[2]  # the AZ without a NAT instance, served by eu-west-1a
@@ -221,6 +206,8 @@ def test_missing_default_route_is_repaired_to_home(aws):
      "detail": {"instance-id": "bogus", "state": "stopped"}},
     {"source": "aws.cloudwatch", "detail-type": "CloudWatch Alarm State Change",
      "detail": {"state": {"value": "ALARM"}, "configuration": {"metrics": []}}},
+    {"source": "aws.autoscaling", "detail-type": "EC2 Instance-launch Lifecycle Action",
+     "detail": {"EC2InstanceId": "i-0123456789abcdef0"}},
 ])
 def test_bad_payloads_rejected_with_a_log_line(aws, capsys, payload):
     world = build(2)
@@ -259,6 +246,9 @@ def test_settings_from_environment_name_the_bad_variable():
         Settings.from_environment({**good, "NAT_ROUTE_TABLES": "not json"})
     with pytest.raises(SettingsError, match="NAT_TOPIC_ARN is not set"):
         Settings.from_environment({k: v for k, v in good.items() if k != "NAT_TOPIC_ARN"})
+    with pytest.raises(SettingsError, match="NAT_PROBE_MODE='icmp' is invalid"):
+        Settings.from_environment({**good, "NAT_PROBE_MODE": "icmp"})
+    assert Settings.from_environment({**good, "NAT_PROBE_MODE": "tcp"}).prove_path is False
 
 
 class _FailingLambda:
@@ -267,9 +257,9 @@ class _FailingLambda:
 
 
 def test_lambda_probe_failure_is_unknown_not_down():
-    instance = NatInstance("i-1", "eu-west-1a", "running", (), Health())
-    assert LambdaProbe(_FailingLambda(), {"eu-west-1a": "probe-a"})(instance).ok is None
-    assert LambdaProbe(_FailingLambda(), {})(instance).ok is None
+    instance = NatInstance("i-1", "eu-west-1a", "running", (), Health("i-1"))
+    assert LambdaProbe(_FailingLambda(), {"eu-west-1a": "probe-a"})(instance).reached is None
+    assert LambdaProbe(_FailingLambda(), {})(instance).reached is None
 
 
 def test_probe_function_reaches_tcp_targets():
@@ -281,13 +271,13 @@ def test_probe_function_reaches_tcp_targets():
     closed.bind(("127.0.0.1", 0))  # bound, never listening: refuses connections, and no one else can take the port
     dead = closed.getsockname()[1]
     try:
-        assert nat_probe.probe([f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{dead}"], 10)["ok"] is True
+        assert nat_probe.probe([f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{dead}"], 10)["reached"] is True
         result = nat_probe.probe([f"tcp://127.0.0.1:{dead}"], 10)  # both answer at once
-        assert result["ok"] is False and "ConnectionRefused" in result["detail"]
+        assert result["reached"] is False and "ConnectionRefused" in result["detail"]
+        assert result["source_ip"] is None  # TCP-only: nothing proves the path
     finally:
         server.close()
         closed.close()
-    assert nat_failover.FAILING_STATES == ("stopping", "stopped", "shutting-down", "terminated")
 
 
 class _Context:
@@ -324,3 +314,48 @@ def test_packaged_lambda_code_imports_on_its_own(tmp_path):
              f"import infra.lambdas.nat.failover as f; assert f.__file__.startswith({str(tmp_path)!r}); print('ok')")
     result = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    answer = b"203.0.113.7\n"
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(self.answer)
+
+    def log_message(self, *_):
+        pass
+
+
+@pytest.mark.parametrize(("answer", "source"), [(b"203.0.113.7\n", "203.0.113.7"), (b"<html>hi</html>", None)])
+def test_probe_function_reports_the_source_address_an_echo_target_saw(answer, source):
+    handler = type("Echo", (_Echo,), {"answer": answer})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = nat_probe.probe([], 10, f"http://127.0.0.1:{server.server_address[1]}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result["source_ip"] == source and result["reached"] is (source is not None)
+
+
+def test_health_records_round_trip_and_name_their_instance():
+    record = Health("i-1", ok=3, since=1_700_000_000.0).passed(1_700_000_001.0)
+    assert Health.parse(record.render(), "i-1", 1_700_000_002.0) == (record, None)
+    failed = Health("i-1").failed("a; b=c")  # probe details carry separators: they must not corrupt the tag
+    assert Health.parse(failed.render(), "i-1", 0.0)[1] is None
+    assert Health.parse(record.render(), "i-2", 1_700_000_002.0)[1] == "record belongs to i-1"
+    assert Health.parse(None, "i-1", 0.0) == (Health("i-1"), None)
+
+
+@pytest.mark.parametrize(("value", "until"), [
+    ("rotate;until=1700000000", 1_700_000_000.0), ("rotate", None), ("rotate;until=soon", None), (None, None),
+    ("rotate;until=inf", None)])
+def test_drain_marks_carry_their_expiry(value, until):
+    from infra.lambdas.nat.contract import drain_mark, drain_until
+
+    assert drain_until(value) == until
+    assert drain_until(drain_mark(1_700_000_000.4)) == 1_700_000_000.0

@@ -15,11 +15,19 @@ from rich.console import Console
 from infra.config import ROOT
 from infra.lambdas.nat.health import DRAIN_TAG
 from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
-from infra.ops.nat.rotation import NatError, Rotation, RotationCheckpoint, Topology, read_status, status_tables
+from infra.ops.nat.rotation import (
+    NatError,
+    Rotation,
+    RotationCheckpoint,
+    RotationRequest,
+    Topology,
+    read_status,
+    status_tables,
+)
 from tests.support.nat_world import REGION, STACK, build
 
-# A `pulumi` that serves stack outputs from a JSON file and, on `up --replace <urn>`, does what Pulumi would:
-# launch the replacement instance (same subnet and tags) and terminate the old one, in moto over HTTP.
+# A `pulumi` that serves stack outputs from a JSON file and, on `up --replace <urn>`, does what Pulumi (and the
+# group's launch hook) would: launch the replacement instance (same subnet, tags, the AZ's EIP) and terminate the old one.
 FAKE = r'''
 import json, os, sys
 import boto3
@@ -46,6 +54,10 @@ if argv[:1] == ["up"]:
         new = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t4g.nano",
                                 SubnetId=old["SubnetId"], TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
         state["outputs"]["natInstanceIds"][az] = new["Instances"][0]["InstanceId"]
+        # what the group's launch hook does (infra/lambdas/nat/launch.py): the AZ's EIP moves to the new instance
+        for address in ec2.describe_addresses(Filters=[{"Name": "instance-id", "Values": [old["InstanceId"]]}])["Addresses"]:
+            ec2.associate_address(AllocationId=address["AllocationId"], InstanceId=new["Instances"][0]["InstanceId"],
+                                  AllowReassociation=True)
     ec2.terminate_instances(InstanceIds=[old["InstanceId"]])
     json.dump(state, open(state_path, "w"))
 sys.exit(0)
@@ -93,8 +105,10 @@ def egress_intact(world) -> None:
     assert all(target in running for target in targets.values()), targets
 
 
-def rotation(world, tmp_path, holder="operator@laptop pid 1", report=None, **kwargs) -> tuple[Rotation, list[str]]:
-    """A Rotation as one operator's machine builds it; the checkpoint and lock live in moto's SSM."""
+def rotation(world, tmp_path, holder="operator@laptop pid 1", report=None, timeout: float = 900.0,
+             **kwargs) -> tuple[Rotation, list[str]]:
+    """A Rotation as one operator's machine builds it (a request object, no invoke); the checkpoint and lock live
+    in moto's SSM."""
     lines: list[str] = []
 
     def record(line: str) -> None:
@@ -106,8 +120,8 @@ def rotation(world, tmp_path, holder="operator@laptop pid 1", report=None, **kwa
     cli = PulumiCLI(stack="dev")
     topology = Topology.from_outputs("dev", cli.outputs())
     checkpoint = RotationCheckpoint(boto3.client("ssm", region_name=REGION), "dev", holder=holder)
-    return Rotation(topology, world.ec2, cli, checkpoint, report=record, poll=0, sleep=lambda _: None,
-                    **kwargs), lines
+    return Rotation(RotationRequest(env="dev", timeout=timeout), topology, world.ec2, cli, checkpoint, report=record,
+                    poll=0, sleep=lambda _: None, **kwargs), lines
 
 
 def instance_tags(world, instance_id) -> dict:
@@ -140,12 +154,12 @@ def test_interrupted_rotation_resumes_from_its_checkpoint(aws, tmp_path, monkeyp
     fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world), fail_ups=1)
     a, b = world.instances["eu-west-1a"], world.instances["eu-west-1b"]
     engine, _ = rotation(world, tmp_path)
-    with pytest.raises(PulumiError):
+    with pytest.raises(PulumiError, match="progress is kept, rerun `invoke nat.rotate --env dev` to resume"):
         engine.run()
     saved = engine.checkpoint.load()
-    assert (saved["az"], saved["step"], saved["old"]) == ("eu-west-1a", "replace", a)
+    assert (saved["phases"], saved["old"]) == (["eu-west-1a/drain"], a)  # A's replacement is the next step
     assert set(world.targets().values()) == {b}  # routes parked on the survivor while A is replaced
-    assert instance_tags(world, a)[DRAIN_TAG] == "rotate"
+    assert instance_tags(world, a)[DRAIN_TAG].startswith("rotate;until=")
     resumed, lines = rotation(world, tmp_path)
     resumed.run()
     assert lines[0].startswith("resuming rotation of dev at eu-west-1a: replace")
@@ -179,6 +193,20 @@ def test_dry_run_plans_without_changing_anything(aws, tmp_path, monkeypatch):
     assert DRAIN_TAG not in instance_tags(world, world.instances["eu-west-1a"])
 
 
+def test_the_engine_takes_its_settings_from_the_request(aws, tmp_path, monkeypatch):
+    """A RotationRequest built without invoke: its timeout shapes the plan, its take_over the lock verdict."""
+    world = build(2)
+    FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    engine, _ = rotation(world, tmp_path, timeout=120)
+    assert engine.request == RotationRequest(env="dev", timeout=120)
+    RotationCheckpoint(boto3.client("ssm", region_name=REGION), "dev", holder="alice@laptop-a pid 11").acquire()
+    plan = engine.plan()
+    assert "locked by alice@laptop-a pid 11" in plan[0] and plan[0].endswith("a rotation now would be refused")
+    assert sum("wait up to 120s" in line for line in plan) == 2
+    engine.request = RotationRequest(env="dev", timeout=120, take_over=True)
+    assert engine.plan()[0].endswith("--take-over would take it over")
+
+
 def test_rotation_refuses_when_the_survivor_is_unhealthy(aws, tmp_path, monkeypatch):
     world = build(2)
     fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world))
@@ -199,7 +227,7 @@ def test_replacement_that_never_gets_healthy_times_out_with_routes_parked(aws, t
     with pytest.raises(NatError, match="no healthy replacement after 250s"):
         engine.run()
     assert sum("waiting for the replacement" in line for line in lines) == 2  # at t=100 and 200, gave up at 300
-    assert engine.checkpoint.load()["step"] == "wait"
+    assert engine.checkpoint.load()["phases"] == ["eu-west-1a/drain", "eu-west-1a/replace"]  # waiting is next
     assert set(world.targets().values()) == {world.instances["eu-west-1b"]}
     egress_intact(world)
 

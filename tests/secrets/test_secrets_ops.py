@@ -16,7 +16,7 @@ from infra.components.secrets import secret_tags
 from infra.config import load_stack_config, secret_name
 from infra.lambdas.secret_rotation import handler
 from infra.ops import secrets as ops
-from infra.ops.secrets import SecretInputError, SecretsError, read_value
+from infra.ops.secrets import SecretInputError, SecretsError, SetSecret, read_value
 from tests.support import REPO_ROOT
 from tests.support.identity import declare_secrets_key
 
@@ -55,10 +55,34 @@ class Tty(io.StringIO):
 
 def test_piped_value_keeps_everything_but_one_trailing_newline():
     assert read_value(io.StringIO("s3cr3t value\n")) == "s3cr3t value"
-    assert read_value(io.StringIO("line1\nline2\r\n")) == "line1\nline2"
+    assert read_value(io.StringIO("line1\nline2\r\n"), multiline=True) == "line1\nline2"
     assert read_value(io.StringIO("  spaced  ")) == "  spaced  "
     with pytest.raises(SecretInputError, match="no value on stdin"):
         read_value(io.StringIO("\n"))
+
+
+@pytest.mark.parametrize("piped, words", [
+    (" \t \n", "only whitespace"),
+    ("to\0ken", "NUL byte"),
+    ("x" * (ops.MAX_VALUE_BYTES + 1), f"over {ops.MAX_VALUE_BYTES} bytes"),
+    ("é" * (ops.MAX_VALUE_BYTES // 2 + 1), f"over {ops.MAX_VALUE_BYTES} bytes"),  # the limit is bytes, not characters
+    ("line1\nline2\n", "has 2 lines; pass --multiline"),
+    ("token\n\n", "has 2 lines; pass --multiline"),
+])
+def test_a_value_secrets_manager_or_its_readers_would_mangle_is_refused_without_showing_it(piped, words):
+    with pytest.raises(SecretInputError, match=words) as refused:
+        read_value(io.StringIO(piped))
+    assert not piped.strip() or piped.strip()[:20] not in str(refused.value)
+
+
+def test_the_longest_value_secrets_manager_stores_is_taken():
+    assert len(read_value(io.StringIO("x" * ops.MAX_VALUE_BYTES + "\n"))) == ops.MAX_VALUE_BYTES
+
+
+def test_stdin_closed_is_no_value(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", None)
+    with pytest.raises(SecretInputError, match="no value on stdin: stdin is closed"):
+        read_value()
 
 
 def test_terminal_input_goes_through_getpass_and_an_echoing_terminal_is_refused():
@@ -74,19 +98,26 @@ def test_terminal_input_goes_through_getpass_and_an_echoing_terminal_is_refused(
         read_value(Tty(), prompt=echoing)
 
 
+def test_a_set_request_is_data_whose_repr_never_shows_the_value():
+    request = SetSecret(load_stack_config("dev"), "worker", "queue-token", QUEUE_TOKEN)
+    assert QUEUE_TOKEN not in repr(request) and "queue-token" in repr(request)
+    with pytest.raises(AttributeError):  # frozen: what the CLI asked is what the engine does
+        request.value = "other"  # type: ignore[misc]
+
+
 def test_set_round_trip_through_secrets_manager(aws):
     _declare()
     cfg = load_stack_config("dev")
-    version = ops.set_value(cfg, "worker", "queue-token", QUEUE_TOKEN)
+    version = ops.set_value(SetSecret(cfg, "worker", "queue-token", QUEUE_TOKEN))
     stored = _sm().get_secret_value(SecretId="eks-platform/dev/worker/queue-token")
     assert stored["SecretString"] == QUEUE_TOKEN and stored["VersionId"] == version
-    second = ops.set_value(cfg, "worker", "queue-token", QUEUE_TOKEN + "-2")
+    second = ops.set_value(SetSecret(cfg, "worker", "queue-token", QUEUE_TOKEN + "-2"))
     assert _sm().get_secret_value(SecretId="eks-platform/dev/worker/queue-token")["VersionId"] == second != version
 
 
 def test_database_secret_takes_the_password_and_keeps_the_login_shape_rotation_expects(aws):
     _declare()
-    ops.set_value(load_stack_config("dev"), "api", "database", "pg-pass-1")
+    ops.set_value(SetSecret(load_stack_config("dev"), "api", "database", "pg-pass-1"))
     login = json.loads(_sm().get_secret_value(SecretId="eks-platform/dev/api/database")["SecretString"])
     assert login == {"engine": "postgres", "host": "api-db.dev.internal", "port": 5432, "dbname": "api",
                      "username": "api", "password": "pg-pass-1"}
@@ -96,13 +127,13 @@ def test_set_refuses_generated_unknown_and_undeployed_secrets_without_changing_a
     _declare(skip=("worker/queue-token",))
     cfg = load_stack_config("dev")
     with pytest.raises(SecretInputError, match="generated in AWS"):
-        ops.set_value(cfg, "api", "session-key", "x")
+        ops.set_value(SetSecret(cfg, "api", "session-key", "x"))
     with pytest.raises(SecretInputError, match="use one of: database, session-key"):
-        ops.set_value(cfg, "api", "nope", "x")
+        ops.set_value(SetSecret(cfg, "api", "nope", "x"))
     with pytest.raises(SecretInputError, match="service 'billing'"):
-        ops.set_value(cfg, "billing", "key", "x")
+        ops.set_value(SetSecret(cfg, "billing", "key", "x"))
     with pytest.raises(SecretsError, match="does not exist in AWS.*invoke up"):
-        ops.set_value(cfg, "worker", "queue-token", "x")
+        ops.set_value(SetSecret(cfg, "worker", "queue-token", "x"))
     assert "VersionIdsToStages" not in _sm().describe_secret(SecretId="eks-platform/dev/api/session-key")
 
 
@@ -151,12 +182,12 @@ def test_set_and_list_tasks_end_to_end_leak_no_value(aws, caplog, botocore_debug
     outputs += [refused.stdout, refused.stderr]
     values.append("never-stored-value")
     errors = []
-    for call in (lambda: ops.set_value(load_stack_config("dev"), "api", "session-key", "never-stored-value"),
-                 lambda: ops.set_value(load_stack_config("prod"), "worker", "queue-token", QUEUE_TOKEN)):
+    for request in (SetSecret(load_stack_config("dev"), "api", "session-key", "never-stored-value"),
+                    SetSecret(load_stack_config("prod"), "worker", "queue-token", QUEUE_TOKEN)):
         with pytest.raises((SecretInputError, SecretsError)) as error:
-            call()
+            ops.set_value(request)
         errors.append(str(error.value))
-    ops.set_value(load_stack_config("dev"), "worker", "queue-token", QUEUE_TOKEN)  # in-process, under caplog
+    ops.set_value(SetSecret(load_stack_config("dev"), "worker", "queue-token", QUEUE_TOKEN))  # in-process, under caplog
     handler({"Step": "initialize", "SecretId": arns["api/session-key"]}, None)
     listing = _invoke("secrets.list", "--env", "dev")
     assert listing.returncode == 0, listing.stderr

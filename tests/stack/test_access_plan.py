@@ -17,6 +17,12 @@ ENTRY = "aws:eks/accessEntry:AccessEntry"
 ASSOCIATION = "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"
 ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
+
+def deployer(env: str) -> str:
+    """The mocks' ARN of the pulumi-deployer role (under the CI path, out of its own reach)."""
+    return f"arn:aws:iam::123456789012:role/eks-platform-{env}-ci/eks-platform-{env}-pulumi-deployer"
+
+
 # Written out here, independently of infra/components/access.py: the CI group's whole Kubernetes power.
 READ = {"get", "list", "watch"}
 ROLL = READ | {"create", "update", "patch"}
@@ -119,7 +125,8 @@ def test_config_map_modes_hand_aws_auth_to_pulumi_eks_with_ci_group_and_admin(pl
     entries = _map_roles(plans["dev"])
     by_arn = {e["rolearn"]: e for e in entries}
     masters = {arn for arn, e in by_arn.items() if "system:masters" in e["groups"]}
-    assert masters == set(cfg.access.admin_role_arns)
+    # pulumi_deployer_cluster_admin: true; aws-auth matches role ARNs without their path
+    assert masters == {*cfg.access.admin_role_arns, without_path(deployer("dev"))}
     ci = [e for e in entries if e["username"] == "ci-deployer"]
     assert ci and ci[0]["groups"] == ["eks-platform:ci-deployers"]
     assert ci[0]["rolearn"] == "arn:aws:iam::123456789012:role/eks-platform-dev-ci-deployer", "aws-auth drops the path"
@@ -149,7 +156,10 @@ def test_api_mode_declares_access_entries_and_no_aws_auth(plans):
     for entry in entries.values():
         assert not any(g.startswith("system:") for g in entry.inputs.get("kubernetesGroups") or [])
     admins = {a.inputs["principalArn"] for a in plan.of_type(ASSOCIATION) if a.inputs["policyArn"] == ADMIN_POLICY}
-    assert admins == set(cfg.access.admin_role_arns)
+    # The creator (platform-admin) got its cluster-admin entry from EKS at CreateCluster: none declared for it.
+    assert cfg.access.cluster_creator_arn in cfg.access.admin_role_arns
+    assert admins == {*cfg.access.admin_role_arns, deployer("prod")} - {cfg.access.cluster_creator_arn}
+    assert cfg.access.cluster_creator_arn not in entries
     for association in plan.of_type(ASSOCIATION):
         assert association.inputs["accessScope"] == {"type": "cluster"}
 
@@ -158,8 +168,10 @@ def test_both_mode_declares_aws_auth_and_access_entries_for_the_same_principals(
     plan = plans["dev"]
     mapped = {e["rolearn"] for e in _map_roles(plan)}
     entries = set(_principal_entries(plan))
-    assert mapped == {without_path(arn) for arn in entries}
-    assert set(plan.outputs["accessPrincipals"]) == entries
+    creator = load_stack_config("dev").access.cluster_creator_arn
+    assert creator not in entries  # EKS made the creator's entry; aws-auth still maps it
+    assert mapped == {without_path(arn) for arn in entries | {creator}}
+    assert set(plan.outputs["accessPrincipals"]) == entries | {creator}
 
 
 def test_config_map_only_mode_has_no_access_entries():
@@ -171,13 +183,19 @@ def test_config_map_only_mode_has_no_access_entries():
     assert cluster.inputs["authenticationMode"] == "CONFIG_MAP"
 
 
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_ci_up_as_the_pulumi_deployer_is_cluster_admin_in_both_stacks(plans, env):
+    """CI's `invoke up` applies Kubernetes resources (charts, RBAC, namespaces): without admin every one is a 403."""
+    assert load_stack_config(env).access.pulumi_deployer_cluster_admin
+    assert deployer(env) in {a.inputs["principalArn"] for a in plans[env].of_type(ASSOCIATION)}
+
+
 def test_pulumi_deployer_is_cluster_admin_only_when_configured():
     access = read_stack_file("prod")["eks-platform:access"]
-    deployer = "arn:aws:iam::123456789012:role/eks-platform-prod-ci/eks-platform-prod-pulumi-deployer"
     for admin in (False, True):
         plan = _variant("prod", {**access, "pulumi_deployer_cluster_admin": admin})
-        assert plan.outputs["pulumiDeployerRoleArn"] == deployer
-        assert (deployer in {a.inputs["principalArn"] for a in plan.of_type(ASSOCIATION)}) is admin
+        assert plan.outputs["pulumiDeployerRoleArn"] == deployer("prod")
+        assert (deployer("prod") in {a.inputs["principalArn"] for a in plan.of_type(ASSOCIATION)}) is admin
 
 
 def _statements(plan: Plan):

@@ -82,7 +82,15 @@ BAD_CONFIGS = [
     ("addon-version", "eks-platform:cluster", "addons.coredns", "1.11", "eks-platform:cluster.addons",
      "v1.19.2-eksbuild.1"),
     ("kube-proxy-mismatch", "eks-platform:cluster", "addons.kube-proxy", "v1.30.6-eksbuild.3",
-     "eks-platform:cluster", "does not match cluster version 1.31"),
+     "eks-platform:cluster", "does not match cluster version 1.35"),
+    ("version-past-extended-support", "eks-platform:cluster", "version", "1.31", "eks-platform:cluster.version",
+     "left EKS extended support on 2026-11-26"),
+    ("upgrade-policy-unknown", "eks-platform:cluster", "upgrade_policy", "LONG", "eks-platform:cluster.upgrade_policy",
+     "'STANDARD' or 'EXTENDED'"),
+    ("open-endpoint-unsaid", "eks-platform:cluster", "public_endpoint_open_to_internet", None,
+     "eks-platform:cluster.public_access_cidrs", "public_endpoint_open_to_internet: true"),
+    ("runner-label", "eks-platform:cluster", "ci_runner_labels", ["self hosted"], "eks-platform:cluster.ci_runner_labels",
+     "not GitHub runner labels"),
     ("cluster-name", "eks-platform:cluster", "name", "1-bad name", "eks-platform:cluster.name",
      "not a valid EKS cluster name"),
     ("sizes-order", GEN, "general.min_size", 5, f"{GEN}.general", "min_size <= desired_size <= max_size"),
@@ -93,8 +101,10 @@ BAD_CONFIGS = [
      "AL2023_x86_64_STANDARD"),
     ("generation-name", GEN, "general.generations.Blue_1", {"ami_type": "AL2023_x86_64_STANDARD"},
      f"{GEN}.general.generations.Blue_1", "not a valid name"),
-    ("kubelet-newer", GEN, "general.generations.green.version", "1.32", f"{GEN}.general.generations.green.version",
+    ("kubelet-newer", GEN, "general.generations.green.version", "1.36", f"{GEN}.general.generations.green.version",
      "newer than the control plane"),
+    ("generation-arch-mismatch", GEN, "general.generations.green.instance_types", ["t4g.large"],
+     f"{GEN}.general.generations.green.ami_type", "the generation has t4g.large"),
     ("arch-mismatch", GEN, "general.generations.green.ami_type", "AL2023_ARM_64_STANDARD",
      f"{GEN}.general.generations.green.ami_type", "needs arm64"),
     ("pool-az-unknown", GEN, "general.azs", ["eu-west-1c"], f"{GEN}.general.azs", "not in network.azs"),
@@ -147,20 +157,29 @@ def test_endpoint_needs_public_or_private(dev_raw):
 
 def test_al2_refused_from_1_33_with_migration_hint(dev_raw):
     raw = _with(dev_raw, "eks-platform:cluster", "version", "1.33")
+    raw = _with(raw, "eks-platform:cluster", "upgrade_policy", "EXTENDED")  # 1.33 is in extended support
     raw = _with(raw, "eks-platform:cluster", "addons.kube-proxy", "v1.33.0-eksbuild.2")
+    raw = _with(raw, GEN, "general.generations.blue.ami_type", "AL2_x86_64")
     issues = _issues(raw)
-    al2 = [i for i in issues if i.startswith(f"{GEN}.general.generations.blue.ami_type")]
-    assert al2 and "invoke nodes.migrate" in al2[0]
+    assert len(issues) == 1, issues
+    assert issues[0].startswith(f"{GEN}.general.generations.blue.ami_type")
+    assert "AL2_x86_64 has no AMIs for Kubernetes 1.33" in issues[0] and "invoke nodes.migrate" in issues[0]
+
+
+def test_al2_is_accepted_up_to_1_32_as_the_calendar_says(dev_raw):
+    raw = _with(dev_raw, "eks-platform:cluster", "version", "1.32")
+    raw = _with(raw, "eks-platform:cluster", "upgrade_policy", "EXTENDED")
+    raw = _with(raw, "eks-platform:cluster", "addons.kube-proxy", "v1.32.0-eksbuild.2")
+    cfg = from_mapping("dev", _with(raw, GEN, "general.generations.blue.ami_type", "AL2_x86_64"))
+    assert cfg.node_pools["general"].generations["blue"].is_al2
 
 
 def test_kubelet_skew_window(dev_raw):
-    ok = from_mapping("dev", _with(dev_raw, GEN, "general.generations.green.version", "1.29"))
-    assert ok.node_pools["general"].generations["green"].version == "1.29"
-    raw = _with(dev_raw, "eks-platform:cluster", "version", "1.33")
-    raw = _with(raw, "eks-platform:cluster", "addons.kube-proxy", "v1.33.0-eksbuild.2")
-    raw = _with(raw, GEN, "general.generations", {"green": {"ami_type": "AL2023_x86_64_STANDARD", "version": "1.29"}})
+    ok = from_mapping("dev", _with(dev_raw, GEN, "general.generations.green.version", "1.32"))
+    assert ok.node_pools["general"].generations["green"].version == "1.32"
+    raw = _with(dev_raw, GEN, "general.generations", {"green": {"ami_type": "AL2023_x86_64_STANDARD", "version": "1.31"}})
     issues = _issues(raw)
-    assert any("lags the control plane 1.33 by 4 minors" in i for i in issues), issues
+    assert any("lags the control plane 1.35 by 4 minors" in i for i in issues), issues
 
 
 def test_subnet_plan_is_per_az_and_disjoint():

@@ -134,8 +134,8 @@ def test_no_number_or_switch_field_of_any_section_is_lax():
 
 def test_unquoted_version_in_the_stack_file_says_to_quote_it_as_written(tmp_path):
     text = (ROOT / "Pulumi.dev.yaml").read_text()
-    assert 'version: "1.31"' in text
-    (tmp_path / "Pulumi.dev.yaml").write_text(text.replace('version: "1.31"', "version: 1.30"))
+    assert 'version: "1.35"' in text
+    (tmp_path / "Pulumi.dev.yaml").write_text(text.replace('version: "1.35"', "version: 1.30"))
     with pytest.raises(ConfigError) as caught:
         load_stack_config("dev", root=tmp_path)
     [issue] = [str(i) for i in caught.value.issues if i.key == "eks-platform:cluster.version"]

@@ -104,7 +104,7 @@ def test_bad_arguments_exit_2_with_one_line(args, text):
 
 def test_bad_config_exits_2_listing_every_problem(project_copy):
     stack = project_copy / "Pulumi.dev.yaml"
-    text = stack.read_text().replace("cidr: 10.10.0.0/16", "cidr: 10.10.0.0/33").replace('version: "1.31"',
+    text = stack.read_text().replace("cidr: 10.10.0.0/16", "cidr: 10.10.0.0/33").replace('version: "1.35"',
                                                                                         'version: "1.9"')
     stack.write_text(text)
     result = invoke("plan", "--env", "dev", cwd=project_copy)
@@ -114,7 +114,7 @@ def test_bad_config_exits_2_listing_every_problem(project_copy):
 
 
 def test_preview_and_up_go_through_the_pulumi_cli(tmp_path):
-    log = fake_pulumi(tmp_path, outputs={})
+    log = fake_pulumi(tmp_path, outputs={"clusterName": "eks"})  # a stack that exists: not its first up
     env = {"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     assert invoke("preview", "--env", "dev", env=env).returncode == 0
     assert invoke("up", "--env", "prod", "--yes", env=env).returncode == 0
@@ -122,6 +122,19 @@ def test_preview_and_up_go_through_the_pulumi_cli(tmp_path):
     pack = ["--policy-pack", "infra/policy"]  # the project's CrossGuard pack judges every preview and update
     assert ["preview", "--diff", *pack, "--stack", "dev", "--non-interactive"] in recorded
     assert ["up", "--yes", "--skip-preview", *pack, "--stack", "prod", "--non-interactive"] in recorded
+
+
+def test_first_up_needs_to_know_who_creates_the_cluster(tmp_path):
+    """No outputs yet: `up` asks STS who would create the cluster before the Pulumi CLI runs; no answer, no up."""
+    log = fake_pulumi(tmp_path, outputs={})
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update({"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200",
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                "AWS_EC2_METADATA_DISABLED": "true"})
+    result = subprocess.run([sys.executable, "-m", "invoke", "up", "--env", "prod", "--yes"], cwd=ROOT,
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1 and result.stderr.startswith("error: sts get_caller_identity failed: no AWS creden")
+    assert not [c for c in calls(log) if c[0] == "up"]
 
 
 def test_up_refuses_changing_the_ami_of_a_deployed_generation(tmp_path):
@@ -147,10 +160,12 @@ def test_plan_against_a_revision_refuses_in_place_ami_change(project_copy):
     subprocess.run([*git, "commit", "-qm", "base"], cwd=project_copy, check=True)
     assert invoke("plan", "--env", "dev", "--against", "HEAD", cwd=project_copy).returncode == 0
     stack = project_copy / "Pulumi.dev.yaml"
-    stack.write_text(stack.read_text().replace("ami_type: AL2_x86_64", "ami_type: AL2023_x86_64_STANDARD"))
+    stack.write_text(stack.read_text().replace("ami_type: AL2023_x86_64_STANDARD\n        green",
+                                               "ami_type: BOTTLEROCKET_x86_64\n        green"))
     result = invoke("plan", "--env", "dev", "--against", "HEAD", cwd=project_copy)
     assert result.returncode == 2
-    assert "generations.blue.ami_type: changes AL2_x86_64 -> AL2023_x86_64_STANDARD in place" in result.stderr
+    assert ("generations.blue.ami_type: changes AL2023_x86_64_STANDARD -> BOTTLEROCKET_x86_64 in place"
+            in result.stderr)
 
 
 def test_plan_json_is_the_same_bytes_on_every_run():

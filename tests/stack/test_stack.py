@@ -63,10 +63,11 @@ def test_node_groups_follow_pool_settings(stack):
     cfg = load_stack_config(env)
     for group in plan.of_type(NODE_GROUP):
         pool = cfg.node_pools[group.inputs["labels"]["pool"]]
+        generation = pool.generations[group.inputs["labels"]["generation"]]
         assert group.inputs["scalingConfig"] == {"minSize": pool.min_size, "desiredSize": pool.desired_size,
                                                  "maxSize": pool.max_size}
         assert group.inputs["updateConfig"]["maxUnavailable"] == pool.max_unavailable
-        assert group.inputs["instanceTypes"] == pool.instance_types
+        assert group.inputs["instanceTypes"] == (generation.instance_types or pool.instance_types)
         assert group.inputs["version"] == cfg.cluster.version
         assert group.inputs["launchTemplate"]["id"]
 
@@ -99,12 +100,12 @@ def test_cluster_gets_version_logging_and_addons_from_config(stack):
     (cluster,) = plan.of_type("eks:index:Cluster")
     assert cluster.inputs["version"] == cfg.cluster.version
     assert cluster.inputs["enabledClusterLogTypes"] == list(cfg.cluster.log_types)
-    assert cluster.inputs["kubeProxyAddonOptions"]["version"] == cfg.cluster.addons["kube-proxy"]
-    assert cluster.inputs["corednsAddonOptions"]["version"] == cfg.cluster.addons["coredns"]
-    assert cluster.inputs["vpcCniOptions"]["addonVersion"] == cfg.cluster.addons["vpc-cni"]
-    (ebs,) = plan.of_type("aws:eks/addon:Addon")
-    assert ebs.inputs["addonVersion"] == cfg.cluster.addons["aws-ebs-csi-driver"]
-    assert ebs.inputs["serviceAccountRoleArn"].startswith("arn:aws:iam::")
+    addons = {addon.inputs["addonName"]: addon for addon in plan.of_type("aws:eks/addon:Addon")}
+    assert sorted(addons) == sorted(cfg.cluster.addons)
+    for name, addon in addons.items():
+        assert addon.inputs["addonVersion"] == cfg.cluster.addons[name]
+        assert addon.inputs["clusterName"] == cfg.cluster.name
+    assert addons["aws-ebs-csi-driver"].inputs["serviceAccountRoleArn"].startswith("arn:aws:iam::")
     (logs,) = [group for group in plan.of_type("aws:cloudwatch/logGroup:LogGroup") if group.name == "cluster-logs"]
     assert logs.inputs["retentionInDays"] == cfg.cluster.log_retention_days
 

@@ -53,10 +53,13 @@ class Case:
     out: tuple[str, ...] = ()  # fragments of stdout (lint and ci.check print their findings as a table)
 
 
+CLOSED = "<&-"  # a row's stdin: the task starts with file descriptor 0 closed
+
+
 def row(id: str, command: str, code: int, *fragments: str, stdin: str | None = None,
         setup: Setup | tuple[Setup, ...] = (), lines: int | None = 1, absent: tuple[str, ...] = (),
         out: tuple[str, ...] = ()) -> Any:
-    """A table row as a pytest param whose id says what the case is."""
+    """A table row as a pytest param whose id says what the case is; `absent` text must be in neither stream."""
     setups = setup if isinstance(setup, tuple) else (setup,)
     case = Case(id, tuple(shlex.split(command)), code, fragments, stdin, setups, lines, absent, out)
     return pytest.param(case, id=id)
@@ -238,6 +241,7 @@ class World:
     cluster: Any = None
     aws: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)  # run after the case, whatever it did
 
     @property
     def stack_path(self) -> Path:
@@ -249,6 +253,10 @@ class World:
                 "garbage_kubeconfig": str(self._write("garbage.kubeconfig", "clusters: [this is: not: yaml\n")),
                 "empty_kubeconfig": str(self._write("empty.kubeconfig", "")),
                 "unreachable_kubeconfig": str(self._write("unreachable.kubeconfig", _kubeconfig("https://127.0.0.1:9"))),
+                "exec_kubeconfig": str(self._write("exec.kubeconfig", _kubeconfig(
+                    self.cluster.url if self.cluster else "https://127.0.0.1:9", user={"exec": {
+                        "apiVersion": "client.authentication.k8s.io/v1beta1", "command": MISSING_PLUGIN,
+                        "args": ["eks", "get-token", "--cluster-name", "eks-dev"]}}))),
                 "missing_file": str(self.scratch / "does-not-exist.yaml")}
 
     def _write(self, name: str, text: str) -> Path:
@@ -270,8 +278,9 @@ class World:
         return state
 
     def run(self, case: Case) -> subprocess.CompletedProcess[str]:
-        return invoke(*self.command(case), env=self.env, stdin=case.stdin if case.stdin is not None else "",
-                      cwd=self.root, timeout=CASE_TIMEOUT_S)
+        closed = case.stdin == CLOSED
+        return invoke(*self.command(case), env=self.env, stdin=None if closed else case.stdin or "",
+                      stdin_closed=closed, cwd=self.root, timeout=CASE_TIMEOUT_S)
 
     # setups a row may name ------------------------------------------------------------------------
     def edit_stack(self, old: str, new: str, env: str = "dev") -> None:
@@ -329,10 +338,71 @@ def api_answers(status: int) -> Setup:
     return lambda world: world.cluster.inject_fault(status=status, times=None)
 
 
-def _kubeconfig(server: str) -> str:
+def aws_answers_not_aws(body: str = "html", status: int = 404) -> Setup:
+    """AWS_ENDPOINT_URL (of the task only) at a server answering every call `status` with a non-AWS `body`
+    (tests/support/not_aws.py), as a proxy or a wrong endpoint does."""
+    def answer(world: World) -> None:
+        from tests.support.not_aws import NotAws
+
+        server = NotAws(status, body)
+        world.cleanups.append(server.stop)
+        world.env.update(AWS_ENDPOINT_URL=server.url, EKS_PLATFORM_CONNECT_BUDGET_S="2")
+    return answer
+
+
+def aws_unreachable(world: World) -> None:
+    """AWS_ENDPOINT_URL (of the task only) at a local port that refuses connections, retried for 2 s at most."""
+    import socket
+
+    held = socket.socket()  # bound, never listening: refuses, and no other server can take the port meanwhile
+    held.bind(("127.0.0.1", 0))
+    world.cleanups.append(held.close)
+    world.env.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{held.getsockname()[1]}", EKS_PLATFORM_CONNECT_BUDGET_S="2")
+
+
+def path_without(*commands: str) -> Setup:
+    """The task's PATH holds the fake pulumi, kubectl and the rest of the PATH's commands except `commands`."""
+    def strip(world: World) -> None:
+        bin_dir = world.scratch / "path-without"
+        bin_dir.mkdir(exist_ok=True)
+        for directory in os.environ["PATH"].split(os.pathsep):
+            folder = Path(directory)
+            if not folder.is_dir():
+                continue
+            for tool in folder.iterdir():
+                link = bin_dir / tool.name
+                if tool.name not in commands and not link.exists() and os.access(tool, os.X_OK):
+                    link.symlink_to(tool)
+        world.env["PATH"] = str(bin_dir)
+    return strip
+
+
+def committed_on_branch(branch: str, path: str, text: str) -> Setup:
+    """A branch whose last commit has `path` with `text`, made beside HEAD: the working tree, the index and HEAD
+    stay as they were (later rows of the table see the same project)."""
+    def commit(world: World) -> None:
+        index = world.scratch / f"index-{branch}"
+        env = {**os.environ, "GIT_INDEX_FILE": str(index)}
+
+        def git(*args: str, stdin: str | None = None) -> str:
+            return subprocess.run([*GIT, *args], cwd=world.root, env=env, input=stdin, check=True, text=True,
+                                  capture_output=True, timeout=60).stdout.strip()
+        git("read-tree", "HEAD")
+        blob = git("hash-object", "-w", "--stdin", stdin=text)
+        git("update-index", "--cacheinfo", f"100644,{blob},{path}")
+        commit_id = git("commit-tree", git("write-tree"), "-p", "HEAD", "-m", f"{path} as row {branch} needs it")
+        git("update-ref", f"refs/heads/{branch}", commit_id)
+        index.unlink(missing_ok=True)
+    return commit
+
+
+MISSING_PLUGIN = "/nonexistent/aws"  # the exec credential plugin {exec_kubeconfig} names
+
+
+def _kubeconfig(server: str, user: dict[str, Any] | None = None) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "c",
                        "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
-                       "users": [{"name": "u", "user": {"token": "t"}}],
+                       "users": [{"name": "u", "user": user or {"token": "t"}}],
                        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]})
 
 
@@ -392,6 +462,15 @@ def make_world(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
 def check(world: World, case: Case) -> None:
     """The contract for a bad input: the exit code, one line (or one line per config problem) without a traceback
     holding every fragment, and nothing changed in the repo, the fake pulumi's stack, the cluster or AWS."""
+    try:
+        _check(world, case)
+    finally:
+        for cleanup in world.cleanups:
+            cleanup()
+        world.cleanups.clear()
+
+
+def _check(world: World, case: Case) -> None:
     for setup in case.setup:
         setup(world)
     before = world.state()
@@ -404,7 +483,7 @@ def check(world: World, case: Case) -> None:
     else:
         several_line_error(result, case.code, *case.fragments)
     for text in case.absent:
-        assert text not in result.stderr, f"{text!r} should not be in {result.stderr.strip()!r}"
+        assert text not in result.stderr + result.stdout, f"{text!r} should not be in {result.stderr.strip()!r}"
     for fragment in case.out:
         assert fragment in result.stdout, f"{fragment!r} not in stdout:\n{result.stdout}"
     after = world.state()

@@ -12,10 +12,14 @@ ROOT = REPO_ROOT
 
 
 def invoke(*args: str, env: dict[str, str] | None = None, stdin: str | None = None, cwd: Path = ROOT,
-           timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """Run `invoke ARGS`; `env` is added to (not instead of) this process's environment."""
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, input=stdin, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+           timeout: float = 240, stdin_closed: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run `invoke ARGS`; `env` is added to (not instead of) this process's environment. `stdin_closed` starts it
+    with file descriptor 0 closed, as `<&-` in a shell does."""
+    command = [sys.executable, "-m", "invoke", *args]
+    if stdin_closed:
+        command = ["sh", "-c", 'exec "$@" <&-', "sh", *command]
+    return subprocess.run(command, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:

@@ -18,6 +18,7 @@ from infra.identity import repository_name
 from infra.ops.deploy import pipeline as deploy
 from infra.ops.deploy import target as catalog
 from infra.ops.deploy.report import Reporter
+from infra.ops.deploy.requests import DeployRequest
 from infra.ops.io.kube import Kube, from_kubeconfig
 
 REGION = "eu-west-1"
@@ -44,15 +45,17 @@ class DeployEnv:
     def image(self, tag: str) -> str:
         return f"{self.uri}:{tag}"
 
-    def engine(self, tag: str, service: str = "api", **options) -> deploy.Deploy:
-        """A Deploy of an existing ECR tag, logging JSON lines into a buffer (see .output)."""
+    def engine(self, tag: str | None, service: str = "api", **options) -> deploy.Deploy:
+        """A Deploy of an existing ECR tag (None: build the git SHA), logging JSON lines into a buffer (see .output);
+        `options` are DeployRequest fields."""
         log = io.StringIO()
         self.logs.append(log)
         options.setdefault("timeout_s", 30)
         options.setdefault("smoke_budget_s", 3)
         options.setdefault("allow_dirty", True)  # the dirty-tree rule has its own tests; these run in any work tree
-        return deploy.Deploy(self.kube, catalog.resolve(service, "dev"), region=REGION, tag=tag,
-                             reporter=Reporter(mode="json", stream=log), who="tester@ci pid 1", **options)
+        request = DeployRequest(catalog.resolve(service, "dev"), region=REGION, tag=tag, who="tester@ci pid 1",
+                                **options)
+        return deploy.Deploy(self.kube, request, reporter=Reporter(mode="json", stream=log))
 
     @property
     def output(self) -> str:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes.client.exceptions import ApiException
 
 from infra.ops.errors import Refused
 from infra.ops.io.kube import Kube, KubeError, api_reason
+
+if TYPE_CHECKING:  # requests builds on target, which reads CHANGE_CAUSE from here
+    from infra.ops.deploy.requests import HistoryRequest
 
 KEEP = 30
 DATA_KEY = "history.json"
@@ -34,7 +37,7 @@ class DeployRecord:
     who: str
     started: str         # ISO 8601 UTC
     finished: str
-    verdict: str         # Complete, ImagePullBackOff, Timeout, Interrupted, ...
+    verdict: str         # a rollout.Reason's text: Complete, ImagePullBackOff, Timeout, Interrupted, ...
     ok: bool
     rolled_back: bool = False
     rollback_verdict: str = ""
@@ -76,6 +79,11 @@ def read(kube: Kube, namespace: str, service: str) -> list[DeployRecord]:
     return _records(found, namespace)
 
 
+def recorded(kube: Kube, request: HistoryRequest) -> list[DeployRecord]:
+    """What `invoke history` shows: the service's records, oldest first."""
+    return read(kube, request.target.namespace, request.target.service)
+
+
 def _records(config_map: dict[str, Any], namespace: str) -> list[DeployRecord]:
     """Every record of the ConfigMap; HistoryUnreadable when any part of it is not one (no record dropped)."""
     text = (config_map.get("data") or {}).get(DATA_KEY)
@@ -112,7 +120,7 @@ def append(kube: Kube, namespace: str, record: DeployRecord, keep: int = KEEP) -
                 raise KubeError(f"reading deploy history of {record.service}: {api_reason(exc)}") from None
             current = None
         records = (_records(current, namespace) if current else []) + [record]  # unreadable: raises, nothing written
-        body = {"apiVersion": "v1", "kind": "ConfigMap",
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": name, "namespace": namespace,
                              "labels": {"app.kubernetes.io/name": record.service,
                                         "app.kubernetes.io/managed-by": "eks-platform-deploy"}},

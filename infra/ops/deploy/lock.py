@@ -17,12 +17,13 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from infra.ops.errors import Failed
 from infra.ops.io.kube import Kube, KubeError, api_reason
 
 LEASE_S = 60  # a holder that stops renewing for this long has lost the lock
 
 
-class LockHeld(RuntimeError):
+class LockHeld(Failed):
     """Another deploy holds the lock; the message says who and since when."""
 
 

@@ -14,13 +14,14 @@ from urllib.parse import urlsplit
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from infra.ops.deploy.history import DeployRecord
+from infra.ops.errors import Failed
 
 WEBHOOK_ENV = "DEPLOY_WEBHOOK_URL"
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 
-class _Retryable(Exception):
-    pass
+class _Retryable(Failed):
+    """A webhook answer worth another try (429, 5xx, no connection); never leaves post_webhook."""
 
 
 def headline(record: DeployRecord) -> str:
@@ -90,9 +91,15 @@ def step_summary(records: list[DeployRecord]) -> str:
     return "\n".join(lines)
 
 
-def write_step_summary(records: list[DeployRecord], path: str | None = None) -> None:
-    """Append the summary to $GITHUB_STEP_SUMMARY when running in GitHub Actions."""
+def write_step_summary(records: list[DeployRecord], path: str | None = None) -> str | None:
+    """Append the summary to $GITHUB_STEP_SUMMARY when running in GitHub Actions; a warning line when it cannot be
+    written (a directory, no permission, a full disk), None when written or unset."""
     path = path or os.environ.get(SUMMARY_ENV)
-    if path:
+    if not path:
+        return None
+    try:
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(step_summary(records) + "\n")
+    except OSError as exc:
+        return f"warning: step summary not written to {SUMMARY_ENV}={path} ({exc.strerror or exc}); deploy result stands"
+    return None

@@ -4,7 +4,8 @@ One pass, in order: resolve the service -> refuse an unreadable deploy history (
 -> image tag (git SHA of a clean tree; with --tag, infra/k8s must be clean) -> build/push or verify the tag in ECR
 -> render the env overlay with that image -> validate -> take the service's Lease -> capture what runs now
 -> server-side apply (or a server-side dry-run and a diff) -> track the rollout -> smoke check through
-the API server's service proxy -> on any failure put back exactly the captured objects and track that
+the API server's service proxy (and, for a service with a public hostname, through the edge: edge.py)
+-> on any failure put back exactly the captured objects and track that
 too -> record history and notify -> release the Lease. Interrupts (SIGINT/SIGTERM) take the same
 failure path and end with exit code 130. Nothing here imports pulumi.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,25 +25,34 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
-from infra.identity import repository_name
+from infra.identity import BASE_REPOSITORY, repository_name
 from infra.ops.deploy import history, notify
+from infra.ops.deploy.edge import public_check
 from infra.ops.deploy.history import CHANGE_CAUSE, DeployRecord
-from infra.ops.deploy.lock import DeployLock, identity
+from infra.ops.deploy.lock import DeployLock
 from infra.ops.deploy.report import Reporter
-from infra.ops.deploy.rollout import REVISION, Progress, Rollout, Verdict
+from infra.ops.deploy.requests import DeployRequest, RollbackRequest
+from infra.ops.deploy.rollout import REVISION, Progress, Reason, Rollout, Verdict
 from infra.ops.deploy.snapshot import Snapshot, apply_all, diff, restorable, restore
-from infra.ops.deploy.target import REPO, BadInput, Target, git_tag, pod_spec, render, with_change_cause, workload
+from infra.ops.deploy.target import (
+    REPO,
+    BadInput,
+    Target,
+    git_tag,
+    pod_spec,
+    render,
+    run_git,
+    with_change_cause,
+    workload,
+)
+from infra.ops.errors import Failed, Interrupted  # Interrupted: stopped by SIGINT/SIGTERM after cleaning up
 from infra.ops.io.docker_cli import Docker
 from infra.ops.io.ecr import Registry
 from infra.ops.io.kube import Kube, KubeError, is_transient, ref
 
 
-class DeployFailed(Exception):
+class DeployFailed(Failed):
     """The deploy ran and failed (rolled back unless told not to): exit 1."""
-
-
-class Interrupted(Exception):
-    """Stopped by SIGINT/SIGTERM after cleaning up: exit 130."""
 
 
 # -- steps after apply --------------------------------------------------------------------------------
@@ -55,7 +64,7 @@ def smoke_check(kube: Kube, objects: list[dict[str, Any]], target: Target, budge
     probe = next((c.get("readinessProbe") for c in pod_spec(found or {}).get("containers") or []
                   if (c.get("readinessProbe") or {}).get("httpGet")), None)
     if service is None or probe is None:
-        return Verdict(True, "Skipped", message="no Service with an HTTP readiness probe to check")
+        return Verdict(True, Reason.Skipped, message="no Service with an HTTP readiness probe to check")
     port = (service["spec"].get("ports") or [{}])[0]
     path = probe["httpGet"].get("path", "/").lstrip("/")
     url = (f"/api/v1/namespaces/{target.namespace}/services/{service['metadata']['name']}:"
@@ -74,9 +83,10 @@ def smoke_check(kube: Kube, objects: list[dict[str, Any]], target: Target, budge
                                   response_type="str", _return_http_data_only=True,
                                   _request_timeout=kube.request_timeout_s)
     except ApiException as exc:
-        return Verdict(False, "SmokeCheckFailed", message=f"GET /{path} via service {service['metadata']['name']} "
+        return Verdict(False, Reason.SmokeCheckFailed, message=f"GET /{path} via service {service['metadata']['name']} "
                        f"answered {exc.status} {exc.reason} for {budget_s:g}s", elapsed_s=time.monotonic() - started)
-    return Verdict(True, "SmokeCheckPassed", message=f"GET /{path} answered 2xx", elapsed_s=time.monotonic() - started)
+    return Verdict(True, Reason.SmokeCheckPassed, message=f"GET /{path} answered 2xx",
+                   elapsed_s=time.monotonic() - started)
 
 
 @contextmanager
@@ -105,8 +115,7 @@ def require_committed(target: Target) -> None:
     """BadInput when the kustomize tree a --tag deploy renders has uncommitted changes: what is applied would not
     be what the repository says (the build path refuses a dirty tree for the same reason)."""
     root = target.overlay.parent.parent  # infra/k8s: base, components and every overlay
-    done = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=root, capture_output=True, text=True,
-                          check=False)
+    done = run_git(["status", "--porcelain", "--", "."], root, "pass --allow-dirty to deploy the tree as it is")
     if done.returncode != 0:
         raise BadInput(f"{root} is not in a git checkout ({done.stderr.strip() or 'git failed'}), so what would be "
                        f"applied is not a commit; pass --allow-dirty to deploy it as it is")
@@ -124,60 +133,71 @@ def now_iso() -> str:
 # -- the pipeline -----------------------------------------------------------------------------------------
 @dataclass
 class Deploy:
-    """One `invoke deploy`: everything it needs, injected, so tests drive it against kubesim and moto."""
+    """One `invoke deploy`: the request (what was asked) and the clients it acts through, injected, so tests drive
+    it against kubesim and moto."""
 
     kube: Kube
-    target: Target
-    region: str
-    tag: str | None = None              # deploy this existing tag; None: build the git SHA
-    allow_dirty: bool = False
-    dry_run: bool = False
-    rollback: bool = True
-    force_conflicts: bool = False
-    timeout_s: float = 600.0
-    readiness_grace_s: float | None = None
-    smoke_budget_s: float = 30.0
-    context: Path | None = None         # docker build context (default services/<service>, as cd.yml filters)
+    request: DeployRequest
     reporter: Reporter = field(default_factory=Reporter)
     docker: Docker = field(default_factory=Docker)
     stop: threading.Event = field(default_factory=threading.Event)
     abort: threading.Event = field(default_factory=threading.Event)
-    who: str = field(default_factory=identity)
+
+    @property
+    def target(self) -> Target:
+        return self.request.target
 
     def image(self) -> tuple[str, str]:
         """(tag, image): an existing tag verified in ECR, or the git SHA built and pushed now."""
-        if self.tag and not (self.allow_dirty or self.dry_run):
+        ask, service = self.request, self.target.service
+        if ask.tag and not (ask.allow_dirty or ask.dry_run):
             require_committed(self.target)
-        registry = Registry(self.region)
-        repository = repository_name(self.target.env, self.target.service)  # what the stack exports and declares
+        registry = Registry(ask.region)
+        repository = repository_name(self.target.env, service)  # what the stack declares and exports
         uri = registry.repository_uri(repository)
-        if self.tag:
-            if not registry.has_tag(repository, self.tag):
-                raise BadInput(f"--tag {self.tag} is not in ECR repository {repository}; push it first or "
+        if ask.tag:
+            if not registry.has_tag(repository, ask.tag):
+                raise BadInput(f"--tag {ask.tag} is not in ECR repository {repository}; push it first or "
                                f"omit --tag to build the current commit")
-            return self.tag, f"{uri}:{self.tag}"
-        tag = git_tag(REPO, self.allow_dirty or self.dry_run)
-        if self.dry_run:
+            return ask.tag, f"{uri}:{ask.tag}"
+        tag = git_tag(REPO, ask.allow_dirty or ask.dry_run)
+        if ask.dry_run:
             return tag, f"{uri}:{tag}"
-        context = self.context or REPO / "services" / self.target.service
+        context = ask.context or REPO / "services" / service
         if not (context / "Dockerfile").is_file():
-            raise BadInput(f"no Dockerfile in {context} to build {self.target.service}; add one, or deploy an "
+            raise BadInput(f"no Dockerfile in {context} to build {service}; add one, or deploy an "
                            f"image already in ECR with --tag")
         if registry.has_tag(repository, tag):
             self.reporter.event("build", f"{uri}:{tag} already in ECR, not rebuilding", image=f"{uri}:{tag}")
             return tag, f"{uri}:{tag}"
         login = registry.login()
         self.docker.login(login.registry, login.username, login.password)
+        base = self.base_image(registry, context, tag)
         self.reporter.event("build", f"docker buildx build {context} -> {uri}:{tag}", image=f"{uri}:{tag}")
-        self.docker.build_push(context, f"{uri}:{tag}", labels={"org.opencontainers.image.revision": tag})
+        self.docker.build_push(context, f"{uri}:{tag}", labels={"org.opencontainers.image.revision": tag},
+                               build_args={"BASE_IMAGE": base} if base else None)
         return tag, f"{uri}:{tag}"
+
+    def base_image(self, registry: Registry, context: Path, tag: str) -> str | None:
+        """The shared base (services/base) of this commit, built and pushed first unless ECR has it already."""
+        source = context.parent / "base"
+        if not (source / "Dockerfile").is_file():
+            return None  # a service built on its own, not on the shared base
+        repository = repository_name(self.target.env, BASE_REPOSITORY)
+        image = f"{registry.repository_uri(repository)}:{tag}"
+        if registry.has_tag(repository, tag):
+            self.reporter.event("build", f"{image} already in ECR, not rebuilding the base", image=image)
+            return image
+        self.reporter.event("build", f"docker buildx build {source} -> {image} (the shared base, first)", image=image)
+        self.docker.build_push(source, image, labels={"org.opencontainers.image.revision": tag})
+        return image
 
     def run(self) -> DeployRecord | list[str]:
         """Deploy; returns the record (or, for --dry-run, the diff lines). Raises DeployFailed/Interrupted."""
         try:
             history.read(self.kube, self.target.namespace, self.target.service)
         except history.HistoryUnreadable as exc:  # the record would be written over it: refuse before any change
-            if not self.dry_run:
+            if not self.request.dry_run:
                 raise
             self.reporter.event("warning", f"a deploy would be refused: {exc}")
         except KubeError:
@@ -185,20 +205,20 @@ class Deploy:
         tag, image = self.image()
         started = now_iso()
         record = DeployRecord(service=self.target.service, env=self.target.env, action="deploy", tag=tag,
-                              image=image, who=self.who, started=started, finished="", verdict="", ok=False)
+                              image=image, who=self.request.who, started=started, finished="", verdict="", ok=False)
         objects = with_change_cause(render(self.target, image), self.target.service, record.change_cause())
         self.reporter.event("render", f"{len(objects)} objects for {self.target.service} in {self.target.namespace}",
                             service=self.target.service, env=self.target.env, image=image, objects=len(objects))
-        if self.dry_run:
+        if self.request.dry_run:
             return self.preview(objects)
         with signals_stop(self.stop, self.abort), DeployLock(self.kube, self.target.namespace, self.target.service,
-                                                              holder=self.who):
+                                                              holder=self.request.who):
             return self._deploy(objects, record)
 
     def preview(self, objects: list[dict[str, Any]]) -> list[str]:
         """Server-side dry-run of the apply and the diff against what runs; changes nothing."""
         live = {ref(o): self.kube.get(o) for o in objects}
-        would = apply_all(self.kube, objects, self.target.manager, force=self.force_conflicts, dry_run=True)
+        would = apply_all(self.kube, objects, self.target.manager, force=self.request.force_conflicts, dry_run=True)
         lines: list[str] = []
         for obj in would:
             lines += diff(live.get(ref(obj)), obj)
@@ -212,9 +232,9 @@ class Deploy:
         verdict: Verdict
         applied: list[dict[str, Any]] = []
         try:
-            apply_all(self.kube, objects, self.target.manager, force=self.force_conflicts, into=applied)
+            apply_all(self.kube, objects, self.target.manager, force=self.request.force_conflicts, into=applied)
         except KubeError as exc:
-            verdict = Verdict(False, "ApplyFailed", message=str(exc))
+            verdict = Verdict(False, Reason.ApplyFailed, message=str(exc))
         else:
             self.reporter.event("apply", f"applied {len(applied)} objects as {self.target.manager}",
                                 objects=len(applied), manager=self.target.manager)
@@ -222,12 +242,13 @@ class Deploy:
         self.reporter.event("verdict", str(verdict), ok=verdict.ok, reason=verdict.reason, pod=verdict.pod or "",
                             elapsed_s=round(verdict.elapsed_s, 2))
         record = _finish(record, verdict)
-        if not verdict.ok and self.rollback and applied:  # only what landed is put back; a refused apply changed nothing
+        # only what landed is put back; a refused apply changed nothing
+        if not verdict.ok and self.request.rollback and applied:
             landed = {ref(o) for o in applied}
             back = self.restore(snapshot, [o for o in objects if ref(o) in landed])
             record = _finish(record, verdict, back)
         self.conclude(record)
-        if verdict.reason == "Interrupted":
+        if verdict.reason is Reason.Interrupted:
             raise Interrupted(notify.headline(record))
         if not verdict.ok:
             raise DeployFailed(notify.headline(record) + (f"\n  {verdict}" if verdict.message else ""))
@@ -238,21 +259,27 @@ class Deploy:
         try:
             verdict = self.track(applied, "rollout")
             if verdict.ok and not self.stop.is_set():
-                smoke = smoke_check(self.kube, applied, self.target, self.smoke_budget_s)
+                smoke = smoke_check(self.kube, applied, self.target, self.request.smoke_budget_s)
                 self.reporter.event("smoke", str(smoke), ok=smoke.ok)
                 verdict = verdict if smoke.ok else smoke
+            if verdict.ok and self.request.public_host and not self.stop.is_set():
+                public = public_check(applied, self.target.service, self.request.public_host,
+                                      self.request.public_budget_s)
+                self.reporter.event("edge", str(public), ok=public.ok)
+                verdict = verdict if public.ok else public
         except KubeError as exc:
-            return Verdict(False, "TrackingFailed", message=str(exc))
+            return Verdict(False, Reason.TrackingFailed, message=str(exc))
         if self.stop.is_set() and verdict.ok:
-            verdict = Verdict(False, "Interrupted", message="stopped by a signal")
+            verdict = Verdict(False, Reason.Interrupted, message="stopped by a signal")
         return verdict
 
     def track(self, applied: list[dict[str, Any]], label: str, stop: threading.Event | None = None) -> Verdict:
         found = workload(applied, self.target.service)
         if found is None or found["kind"] != "Deployment":
-            return Verdict(True, "Applied", message=f"{found['kind'] if found else 'no workload'}: nothing to roll out")
-        rollout = Rollout(self.kube, self.target.namespace, self.target.service, timeout_s=self.timeout_s,
-                          readiness_grace_s=self.readiness_grace_s, stop=stop or self.stop,
+            what = found["kind"] if found else "no workload"
+            return Verdict(True, Reason.Applied, message=f"{what}: nothing to roll out")
+        rollout = Rollout(self.kube, self.target.namespace, self.target.service, timeout_s=self.request.timeout_s,
+                          readiness_grace_s=self.request.readiness_grace_s, stop=stop or self.stop,
                           on_progress=lambda p: self._progress(label, p))
         try:
             return rollout.track(found["metadata"].get("generation"))
@@ -270,15 +297,15 @@ class Deploy:
             changed = workload(objects, self.target.service)
             previous = snapshot.before.get(ref(changed)) if changed else None
             if changed is None:
-                back = Verdict(True, "Restored", message=f"{len(objects)} object(s) put back; the workload was "
+                back = Verdict(True, Reason.Restored, message=f"{len(objects)} object(s) put back; the workload was "
                                                          f"not changed")
             elif previous is None:
-                back = Verdict(True, "Removed", message="first deploy: created objects deleted")
+                back = Verdict(True, Reason.Removed, message="first deploy: created objects deleted")
             else:
                 live = self.kube.get(previous) or previous
                 back = self.track([live], "rollback", stop=self.abort)
         except KubeError as exc:
-            back = Verdict(False, "RollbackFailed", message=str(exc))
+            back = Verdict(False, Reason.RollbackFailed, message=str(exc))
         self.reporter.event("rollback-verdict", str(back), ok=back.ok, reason=back.reason)
         return back
 
@@ -288,10 +315,9 @@ class Deploy:
             history.append(self.kube, self.target.namespace, record)
         except (KubeError, history.HistoryUnreadable) as exc:
             self.reporter.event("warning", f"deploy history not written: {exc}")
-        warning = notify.post_webhook(record)
-        if warning:
-            self.reporter.event("warning", warning)
-        notify.write_step_summary([record])
+        for warning in (notify.post_webhook(record), notify.write_step_summary([record])):
+            if warning:
+                self.reporter.event("warning", warning)
 
 
 def _finish(record: DeployRecord, verdict: Verdict, back: Verdict | None = None) -> DeployRecord:
@@ -320,11 +346,10 @@ def revisions(kube: Kube, target: Target) -> tuple[dict[str, Any], dict[int, dic
     return deployment, owned
 
 
-def rollback(kube: Kube, target: Target, to_revision: int | None = None, timeout_s: float = 600.0,
-             reporter: Reporter | None = None, who: str | None = None) -> DeployRecord:
+def rollback(kube: Kube, request: RollbackRequest, reporter: Reporter | None = None) -> DeployRecord:
     """Roll the Deployment back to a ReplicaSet revision's pod template (default: the one before the current)."""
     reporter = reporter or Reporter()
-    who = who or identity()
+    target, to_revision, who = request.target, request.to_revision, request.who
     deployment, owned = revisions(kube, target)
     current = int((deployment["metadata"].get("annotations") or {}).get(REVISION) or max(owned, default=0))
     candidates = sorted(r for r in owned if r != current)
@@ -346,7 +371,8 @@ def rollback(kube: Kube, target: Target, to_revision: int | None = None, timeout
     desired["spec"]["template"] = template
     desired["metadata"].setdefault("annotations", {})[CHANGE_CAUSE] = record.change_cause()
     stop = threading.Event()
-    step = Deploy(kube, target, region="", reporter=reporter, timeout_s=timeout_s, stop=stop, who=who)
+    step = Deploy(kube, DeployRequest(target, region="", timeout_s=request.timeout_s, who=who), reporter=reporter,
+                  stop=stop)
     with signals_stop(stop), DeployLock(kube, target.namespace, target.service, holder=who):
         applied = kube.apply(desired, target.manager, force=True)
         reporter.event("apply", f"deployment {target.service} set to revision {to_revision} ({image})",
@@ -354,9 +380,8 @@ def rollback(kube: Kube, target: Target, to_revision: int | None = None, timeout
         verdict = step.track([applied], "rollback")
         record = _finish(record, verdict)
         step.conclude(record)
-    if verdict.reason == "Interrupted":
+    if verdict.reason is Reason.Interrupted:
         raise Interrupted(notify.headline(record))
     if not verdict.ok:
         raise DeployFailed(f"{notify.headline(record)}\n  {verdict}")
     return record
-

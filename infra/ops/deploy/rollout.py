@@ -12,15 +12,57 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from infra.ops.io.feed import Change, Feed, Source
 from infra.ops.io.kube import Kube, KubeError
 
 REVISION = "deployment.kubernetes.io/revision"
+
+
+class Reason(StrEnum):
+    """Why a rollout, a smoke check or a rollback ended: a Verdict's name, printed and recorded as written here.
+
+    Engines and tests compare members, never the text. Container waiting reasons, OOMKilled and
+    ProgressDeadlineExceeded are Kubernetes' own words for the same thing; the rest are the deploy engine's.
+    """
+
+    # ended well
+    Complete = "Complete"                    # every replica of the new ReplicaSet updated, ready and available
+    Applied = "Applied"                      # the workload has nothing to roll out (a CronJob, or no workload)
+    SmokeCheckPassed = "SmokeCheckPassed"
+    EdgeCheckPassed = "EdgeCheckPassed"      # GET https://<public host><readiness path> through DNS, ALB and TLS
+    EdgeCheckSkipped = "EdgeCheckSkipped"    # the public host does not resolve from where the deploy runs
+    Skipped = "Skipped"                      # no Service with an HTTP readiness probe to smoke check
+    Restored = "Restored"                    # rollback: objects put back, the workload itself was not changed
+    Removed = "Removed"                      # rollback of a first deploy: the created objects deleted
+    # a container that will not come up (the kubelet's waiting reasons)
+    ErrImagePull = "ErrImagePull"
+    ImagePullBackOff = "ImagePullBackOff"
+    CrashLoopBackOff = "CrashLoopBackOff"
+    CreateContainerConfigError = "CreateContainerConfigError"
+    InvalidImageName = "InvalidImageName"
+    CreateContainerError = "CreateContainerError"
+    OOMKilled = "OOMKilled"
+    PodFailed = "PodFailed"                  # a pod in phase Failed that gives no reason of its own
+    # the rollout as a whole
+    ReadinessTimeout = "ReadinessTimeout"    # running but unready past the probes' budget
+    ProgressDeadlineExceeded = "ProgressDeadlineExceeded"
+    Timeout = "Timeout"                      # --timeout passed
+    DeploymentDeleted = "DeploymentDeleted"
+    Interrupted = "Interrupted"              # SIGINT/SIGTERM
+    # the deploy's own steps
+    ApplyFailed = "ApplyFailed"
+    TrackingFailed = "TrackingFailed"
+    SmokeCheckFailed = "SmokeCheckFailed"
+    EdgeCheckFailed = "EdgeCheckFailed"
+    RollbackFailed = "RollbackFailed"
+
+
 # Container waiting reasons no amount of waiting fixes.
-FAIL_FAST = ("ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff", "CreateContainerConfigError",
-             "InvalidImageName", "CreateContainerError")
+FAIL_FAST = frozenset({Reason.ErrImagePull, Reason.ImagePullBackOff, Reason.CrashLoopBackOff,
+                       Reason.CreateContainerConfigError, Reason.InvalidImageName, Reason.CreateContainerError})
 EVENT_WAIT_S = 0.3  # after a failure is certain, how long to wait for the event that explains it
 TICK_S = 0.1
 
@@ -49,7 +91,7 @@ class Verdict:
     """How a rollout ended: ok, or the reason, the pod and the last relevant event message."""
 
     ok: bool
-    reason: str
+    reason: Reason | str  # a Reason, or the kubelet's own word for a failed pod (Evicted, OutOfcpu, ...), passed on
     pod: str | None = None
     message: str = ""
     elapsed_s: float = 0.0
@@ -147,7 +189,7 @@ class Rollout:
             while True:
                 verdict = self._verdict(generation, started)
                 if verdict is not None:
-                    if not verdict.ok and verdict.pod and verdict.reason != "Timeout":
+                    if not verdict.ok and verdict.pod and verdict.reason is not Reason.Timeout:
                         verdict = self._explain(feed, verdict, generation, started)
                     return verdict
                 deadline = started + self.timeout_s
@@ -166,7 +208,6 @@ class Rollout:
     def _absorb(self, change: Change) -> None:
         if change.type == "FAILED":
             raise KubeError(change.obj)
-        table = {"ReplicaSet": self.replica_sets, "Pod": self.pods, "Event": self.events}.get(change.kind)
         if change.kind == "Deployment":
             if change.type == "SYNC":
                 self.deployment = change.obj[0] if change.obj else {}
@@ -181,6 +222,7 @@ class Rollout:
                 if change.type != "DELETED" and _more_telling(event, known):
                     self.events[key] = event
             return
+        table = self.replica_sets if change.kind == "ReplicaSet" else self.pods
         if change.type == "SYNC":
             table.clear()
             table.update({o["metadata"]["name"]: o for o in change.obj})
@@ -215,7 +257,7 @@ class Rollout:
         now = self.clock()
         elapsed = now - started
         if not self.deployment:
-            return Verdict(False, "DeploymentDeleted", message=f"deployment {self.name} was deleted during the "
+            return Verdict(False, Reason.DeploymentDeleted, message=f"deployment {self.name} was deleted during the "
                            f"rollout", elapsed_s=elapsed)
         status = self.deployment.get("status") or {}
         progress = Progress(desired=int(self.deployment["spec"].get("replicas", 1)),
@@ -229,25 +271,25 @@ class Rollout:
         if observed:
             if (progress.updated >= progress.desired and progress.total == progress.updated
                     and progress.available >= progress.updated and progress.ready >= progress.updated):
-                return Verdict(True, "Complete", message=str(progress), elapsed_s=elapsed, progress=progress)
+                return Verdict(True, Reason.Complete, message=str(progress), elapsed_s=elapsed, progress=progress)
             stalled = _condition(self.deployment, "Progressing")
-            if stalled.get("reason") == "ProgressDeadlineExceeded":
-                return Verdict(False, "ProgressDeadlineExceeded", message=stalled.get("message", ""),
+            if stalled.get("reason") == Reason.ProgressDeadlineExceeded:
+                return Verdict(False, Reason.ProgressDeadlineExceeded, message=stalled.get("message", ""),
                                elapsed_s=elapsed, progress=progress)
             failed = self._failed_pod(now)
             if failed:
                 reason, pod, message = failed
                 return Verdict(False, reason, pod=pod, message=message, elapsed_s=elapsed, progress=progress)
         if self.stop.is_set():
-            return Verdict(False, "Interrupted", message="stopped by a signal before the rollout finished",
+            return Verdict(False, Reason.Interrupted, message="stopped by a signal before the rollout finished",
                            elapsed_s=elapsed, progress=progress)
         if elapsed >= self.timeout_s:
             waiting = self._waiting_on()
-            return Verdict(False, "Timeout", pod=waiting, message=f"not complete after {self.timeout_s:g}s "
+            return Verdict(False, Reason.Timeout, pod=waiting, message=f"not complete after {self.timeout_s:g}s "
                            f"({progress})" + self._event_text(waiting), elapsed_s=elapsed, progress=progress)
         return None
 
-    def _failed_pod(self, now: float) -> tuple[str, str, str] | None:
+    def _failed_pod(self, now: float) -> tuple[Reason | str, str, str] | None:
         """(reason, pod, detail) for the first pod of the new ReplicaSet that certainly will not come up."""
         template = self.deployment["spec"].get("template") or {}
         startup, readiness = readiness_grace(template)
@@ -255,13 +297,13 @@ class Rollout:
             name = pod["metadata"]["name"]
             status = pod.get("status") or {}
             if status.get("phase") == "Failed":
-                return status.get("reason") or "PodFailed", name, status.get("message", "")
+                return status.get("reason") or Reason.PodFailed, name, status.get("message", "")
             containers = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
             for container in containers:
                 last = (container.get("lastState") or {}).get("terminated") or {}
-                if last.get("reason") == "OOMKilled":
+                if last.get("reason") == Reason.OOMKilled:
                     if int(container.get("restartCount", 0)) >= self.oom_limit:
-                        return "OOMKilled", name, (f"container {container['name']} OOMKilled "
+                        return Reason.OOMKilled, name, (f"container {container['name']} OOMKilled "
                                                    f"{container['restartCount']} times (memory limit too low?)")
                     continue  # one OOMKill can be a spike; the crash loop it causes is judged as OOMKilled
                 waiting = (container.get("state") or {}).get("waiting") or {}
@@ -270,7 +312,7 @@ class Rollout:
                     if last:
                         detail = (detail + "; " if detail else "") + \
                             f"last exit: {last.get('reason', '?')} (code {last.get('exitCode', '?')})"
-                    return waiting["reason"], name, f"container {container['name']}: {detail}".rstrip(": ")
+                    return Reason(waiting["reason"]), name, f"container {container['name']}: {detail}".rstrip(": ")
             ready = _condition(pod, "Ready").get("status") == "True"
             running = status.get("phase") == "Running" and all(
                 (c.get("state") or {}).get("running") for c in status.get("containerStatuses") or [])
@@ -283,8 +325,8 @@ class Rollout:
             self._unready_since[name] = (since, budget)
             grace = self.readiness_grace_s if self.readiness_grace_s is not None else budget
             if now - since > grace:
-                return "ReadinessTimeout", name, f"running but not ready for {now - since:.1f}s (grace {grace:g}s " \
-                                                 f"from the probe settings)"
+                return Reason.ReadinessTimeout, name, (f"running but not ready for {now - since:.1f}s (grace {grace:g}s "
+                                                       f"from the probe settings)")
         return None
 
     def _waiting_on(self) -> str | None:

@@ -74,10 +74,18 @@ def check_tag(tag: str | None) -> str | None:
     return tag
 
 
+def run_git(args: list[str], cwd: Path, missing: str) -> subprocess.CompletedProcess[str]:
+    """`git ARGS` in cwd; BadInput saying "git not found on PATH; install git or `missing`" when there is none."""
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise BadInput(f"git not found on PATH; install git or {missing}") from None
+
+
 def git_tag(repo: Path = REPO, allow_dirty: bool = False) -> str:
     """The image tag for the working tree: the short commit SHA; BadInput on a dirty tree unless allowed."""
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+        done = run_git(list(args), repo, "deploy an image with --tag")
         if done.returncode != 0:
             raise BadInput(f"{repo} is not a git checkout ({done.stderr.strip() or 'git failed'}); deploy an "
                            f"existing image with --tag")
@@ -126,7 +134,7 @@ def rendered_image_name(target: Target) -> str:
     """The image name kustomize renders for the service before our override: the overlay's `images:` entry for
     it (newName), else the base's bare `image: <service>`."""
     entries = (yaml.safe_load((target.overlay / "kustomization.yaml").read_text()) or {}).get("images") or []
-    entry = next((e for e in entries if e.get("name") == target.service), {})
+    entry: dict[str, Any] = next((e for e in entries if e.get("name") == target.service), {})
     return entry.get("newName") or target.service
 
 

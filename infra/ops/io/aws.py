@@ -7,6 +7,7 @@ infra.ops.io.retry.notice, which the CLI shows as a spinner on a terminal.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ import boto3
 from botocore import exceptions as boto
 from botocore.config import Config
 
+from infra.ops.errors import ENDPOINT_KEY, Failed
 from infra.ops.io.retry import connect_budget_s, notice, waiting
 
 MAX_ATTEMPTS = 6
@@ -26,11 +28,37 @@ _UNREACHABLE = (boto.ConnectionError, boto.HTTPClientError)  # refused, timed ou
 _STARTED = "eks-platform-first-attempt"
 
 
+def session(region: str | None) -> Any:
+    """A boto3 Session for `region`, credentials and endpoint from the environment: for callers that need several
+    clients on one set of credentials (an EKS token signed by the identity that described the cluster)."""
+    return boto3.session.Session(region_name=region)
+
+
 def client(service: str, region: str | None, session: Any = None) -> Any:
     """A boto3 client for `service` in `region` that retries throttling and transient errors, boundedly."""
     made = (session or boto3).client(service, region_name=region, config=RETRIES)
     RetryWatch(service, connect_budget_s()).attach(made)
+    _record_endpoint(made)
     return made
+
+
+def _record_endpoint(made: Any) -> None:
+    """Put the client's endpoint on what a failed call raises, so the error line names where it asked: a ClientError
+    is built from the parsed response after `after-call`, anything else passes `after-call-error`."""
+    endpoint = made.meta.endpoint_url
+    name = made.meta.service_model.service_id.hyphenize()
+
+    def on_response(http_response: Any = None, parsed: Any = None, **_: Any) -> None:
+        if http_response is not None and http_response.status_code >= 300 and isinstance(parsed, dict):
+            parsed.setdefault("ResponseMetadata", {})[ENDPOINT_KEY] = endpoint
+
+    def on_error(exception: BaseException | None = None, **_: Any) -> None:
+        if exception is not None:
+            with contextlib.suppress(AttributeError, TypeError):  # an exception type that takes no attributes
+                setattr(exception, ENDPOINT_KEY, endpoint)
+
+    made.meta.events.register(f"after-call.{name}", on_response, unique_id=f"eks-platform-endpoint-{name}")
+    made.meta.events.register(f"after-call-error.{name}", on_error, unique_id=f"eks-platform-endpoint-error-{name}")
 
 
 class RetryWatch:
@@ -66,7 +94,7 @@ class RetryWatch:
         notice(None)
 
 
-class _ResponseError(Exception):
+class _ResponseError(Failed):
     """An AWS error response, as the reason in a wait notice."""
 
     def __init__(self, response: Any):

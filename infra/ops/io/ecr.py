@@ -11,14 +11,15 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from infra.ops.errors import Failed, Refused, reason
 from infra.ops.io import aws
 
 
-class EcrError(RuntimeError):
-    """An ECR call failed; the message names the repository and what to do."""
+class EcrError(Failed):
+    """An ECR call failed; the message names the repository and, in the words of infra.ops.errors, what to do."""
 
 
-class MissingImage(EcrError):
+class MissingImage(Refused):
     """The repository or tag does not exist: bad input, not an outage."""
 
 
@@ -44,9 +45,9 @@ class Registry:
             if exc.response["Error"]["Code"] == "RepositoryNotFoundException":
                 raise MissingImage(f"ECR repository {name!r} does not exist in {self.region}; the platform stack "
                                    f"declares it (`invoke up`) for every service of infra/k8s/base") from None
-            raise EcrError(f"describe_repositories {name}: {exc}") from None
+            raise EcrError(f"describe_repositories {name}: {reason(exc)}") from None
         except BotoCoreError as exc:
-            raise EcrError(f"describe_repositories {name}: {exc}") from None
+            raise EcrError(f"describe_repositories {name}: {reason(exc)}") from None
         return found[0]["repositoryUri"]
 
     def has_tag(self, name: str, tag: str) -> bool:
@@ -55,9 +56,9 @@ class Registry:
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ImageNotFoundException":
                 return False
-            raise EcrError(f"describe_images {name}:{tag}: {exc}") from None
+            raise EcrError(f"describe_images {name}:{tag}: {reason(exc)}") from None
         except BotoCoreError as exc:
-            raise EcrError(f"describe_images {name}:{tag}: {exc}") from None
+            raise EcrError(f"describe_images {name}:{tag}: {reason(exc)}") from None
         return bool(found.get("imageDetails"))
 
     def login(self) -> RegistryLogin:
@@ -65,7 +66,7 @@ class Registry:
         try:
             data = self.ecr.get_authorization_token()["authorizationData"][0]
         except (ClientError, BotoCoreError) as exc:
-            raise EcrError(f"get_authorization_token: {exc}") from None
+            raise EcrError(f"get_authorization_token: {reason(exc)}") from None
         username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
         return RegistryLogin(registry=urlsplit(data["proxyEndpoint"]).netloc or data["proxyEndpoint"],
                              username=username, password=password)

@@ -7,10 +7,12 @@ A read that fails is an EksError (exit 1) whose message says why in the words of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.ops.errors import Failed, reason
+from infra.eks_calendar import Release
+from infra.ops.errors import Failed, aws_unavailable, reason
 from infra.ops.io import aws
 from infra.versions import KubeVersion
 
@@ -63,8 +65,10 @@ class SubnetFacts:
 
 
 def _failure(operation: str, error: ClientError | BotoCoreError) -> EksError:
-    """ClientError text names the AWS error code; the others (no credentials, no endpoint) get errors.reason."""
-    return EksError(f"{operation} failed: {error if isinstance(error, ClientError) else reason(error)}")
+    """ClientError text names the AWS error code; AWS that could not be asked (no credentials, no endpoint, an
+    answer that is not AWS's) and the others get the words of errors.reason."""
+    own = isinstance(error, ClientError) and aws_unavailable(error) is None
+    return EksError(f"{operation} failed: {error if own else reason(error)}")
 
 
 def _call(client, operation: str, **kwargs):
@@ -140,3 +144,37 @@ def addon_versions(region: str, addon: str, kubernetes: KubeVersion, client=None
                     builds.append(AddonBuild(version=build["addonVersion"], default=bool(compat.get("defaultVersion"))))
                     break
     return builds
+
+
+def cluster_versions(region: str, client=None, fetched: date | None = None) -> list[Release]:
+    """EKS's own calendar (DescribeClusterVersions, every version EKS knows, ended ones included), one Release per
+    minor; the AL2 column is not in the API, so these rows say al2=False and Calendar.merged keeps ours."""
+    client = client or aws.client("eks", region)
+    try:
+        pages = client.get_paginator("describe_cluster_versions").paginate(clusterType="eks", includeAll=True)
+        found = [item for page in pages for item in page.get("clusterVersions", [])]
+    except (ClientError, BotoCoreError) as error:
+        raise _failure("describe_cluster_versions", error) from None
+    source = f"EKS DescribeClusterVersions ({region}), {fetched or date.today()}"
+    releases = []
+    for item in found:
+        try:
+            minor = KubeVersion.parse(item.get("clusterVersion")).minor
+        except ValueError:
+            continue  # not a Kubernetes minor this toolkit can judge
+        released = _utc_day(item.get("releaseDate"))
+        if released is None:
+            continue
+        standard, extended = _utc_day(item.get("endOfStandardSupportDate")), _utc_day(item.get("endOfExtendedSupportDate"))
+        if standard and extended:
+            releases.append(Release(minor, released, standard, extended, al2=False, source=source))
+        else:  # a version EKS has released without published end dates: derive them, marked as estimates
+            releases.append(Release.derived(minor, released, al2=False, source=source))
+    return releases
+
+
+def _utc_day(value: object) -> date | None:
+    """EKS returns timestamps in the caller's zone (2024-09-25T17:00:00-07:00); the calendar counts UTC days."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date() if value.tzinfo else value.date()
+    return None

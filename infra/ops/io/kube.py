@@ -1,8 +1,8 @@
 """Kubernetes API client from a kubeconfig (file path, or the default ~/.kube/config / KUBECONFIG), or from EKS.
 
 One loader for every engine, so endpoints always come from the kubeconfig and never from code.
-`Kube` (used by deploy) adds bounded tenacity retries on 429/5xx/connection errors to every call, so a flaky
-API server slows a deploy down instead of failing it - and never hangs it. urllib3 itself does not retry:
+`Kube` (every engine's client) adds bounded tenacity retries on 429/5xx/connection errors to every call, so a
+flaky API server slows a deploy down instead of failing it - and never hangs it. urllib3 itself does not retry:
 one layer, one budget. `connect` (the CLI's way in) asks the server for /version first, so a wrong address,
 a dead VPN or refused credentials are one line within EKS_PLATFORM_CONNECT_BUDGET_S, before any engine
 starts. Objects are plain dicts (what kustomize renders), addressed by apiVersion/kind through `KINDS`.
@@ -10,6 +10,7 @@ starts. Objects are plain dicts (what kustomize renders), addressed by apiVersio
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import tempfile
 import time
@@ -27,16 +28,52 @@ from infra.ops.io.retry import is_transient as is_transient  # engines (deploy, 
 
 
 def _one_retry_layer(configuration: client.Configuration) -> client.Configuration:
-    """urllib3 must not retry on its own (3 by default): Kube.call / kube_retry hold the only, bounded, budget."""
+    """urllib3 must not retry on its own (3 by default): Kube.call holds the only, bounded, budget."""
     configuration.retries = 0
     return configuration
 
 
+class ExecPluginFailed(config.ConfigException, errors.Failed):
+    """The kubeconfig's exec credential plugin (e.g. `aws eks get-token`) could not give credentials."""
+
+
+class _PluginFailures(logging.Handler):
+    """The kubernetes client reports a failing exec credential plugin with `logging.error` on the root logger (a
+    stray "ERROR:root:..." line) and goes on without credentials; while a kubeconfig loads, those reports are
+    collected here instead (root then has a handler, so logging prints nothing of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "root":
+            self.messages.append(record.getMessage())
+
+
 def load_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
-    """An ApiClient for the kubeconfig's (or given) context; retries are the callers' (one budget)."""
+    """An ApiClient for the kubeconfig's (or given) context; retries are the callers' (one budget).
+    ExecPluginFailed, naming the plugin command, when its exec credential plugin cannot run."""
     configuration = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+    failures, root = _PluginFailures(), logging.getLogger()
+    root.addHandler(failures)
+    try:
+        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+    finally:
+        root.removeHandler(failures)
+    if failures.messages:
+        raise ExecPluginFailed(_plugin_failure(failures.messages[0]))
     return client.ApiClient(_one_retry_layer(configuration))
+
+
+def _plugin_failure(message: str) -> str:
+    """The client's words for a plugin that failed, as one line naming the command when the OS named it."""
+    import re
+
+    missing = re.search(r"\[Errno \d+\] ([^:]+): '(.+?)'", message)
+    if missing:
+        return f"its exec credential plugin {missing[2]!r} cannot run ({missing[1].lower()})"
+    return f"its exec credential plugin failed ({(message.strip().splitlines() or ['no output'])[0]})"
 
 
 T = TypeVar("T")
@@ -93,7 +130,7 @@ class Kube:
     api: client.ApiClient
     retry_budget_s: float = 30.0
     request_timeout_s: float = 15.0
-    _typed: dict[type, Any] = field(default_factory=dict, repr=False)
+    _typed: dict[Callable[..., Any], Any] = field(default_factory=dict, repr=False)
 
     @property
     def server(self) -> str:
@@ -141,7 +178,7 @@ class Kube:
             raise KubeError(str(errors.kube_failure(error, server=self.server, cluster=cluster, tried=tried))) from None
         return str((found or {}).get("gitVersion", "?"))
 
-    def typed(self, cls: type[T]) -> T:
+    def typed(self, cls: Callable[[client.ApiClient], T]) -> T:
         """A typed API group (client.CoreV1Api, client.AppsV1Api...) sharing this client."""
         if cls not in self._typed:
             self._typed[cls] = cls(self.api)
@@ -215,6 +252,9 @@ def from_kubeconfig(path: str | None = None, context: str | None = None) -> Kube
         raise KubeError(f"kubeconfig {where} is not valid YAML ({exc.problem}{line}); {fix}") from None
     except yaml.YAMLError as exc:
         raise KubeError(f"kubeconfig {where} is not valid YAML ({type(exc).__name__}); {fix}") from None
+    except ExecPluginFailed as exc:
+        raise KubeError(f"kubeconfig {where}: {exc}; install it (for `aws eks get-token`: the AWS CLI) or fix the "
+                        f"user's exec.command, or pass another --kubeconfig") from None
     except (config.ConfigException, OSError) as exc:
         raise KubeError(f"cannot load kubeconfig {where}: {errors.first_line(exc)}; {fix}") from None
     except (TypeError, ValueError, AttributeError, KeyError) as exc:  # valid YAML, not a kubeconfig's shape
@@ -224,7 +264,9 @@ def from_kubeconfig(path: str | None = None, context: str | None = None) -> Kube
 def eks_token(cluster_name: str, session: Any) -> str:
     """A bearer token for an EKS cluster, as `aws eks get-token` makes it: a presigned STS GetCallerIdentity URL
     carrying the cluster name in a signed x-k8s-aws-id header."""
-    sts = session.client("sts")
+    from infra.ops.io import aws
+
+    sts = aws.client("sts", session.region_name, session=session)
 
     def _move_id_to_context(params: dict, context: dict, **_: Any) -> None:
         if K8S_AWS_ID in params:
@@ -247,11 +289,9 @@ def from_eks(cluster_name: str, region: str, session: Any = None,
 
     The first token is issued at once, whatever `clock` reads (time.monotonic starts near 0 on a fresh boot).
     """
-    import boto3
-
     from infra.ops.io import aws
 
-    session = session or boto3.session.Session(region_name=region)
+    session = session or aws.session(region)
     eks = aws.client("eks", region, session=session)
     try:
         cluster = eks.describe_cluster(name=cluster_name)["cluster"]

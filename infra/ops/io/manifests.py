@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from infra.ops.errors import Refused
+
 REPO = Path(__file__).resolve().parents[3]
 K8S_ROOT = REPO / "infra" / "k8s"
 SHARED = "shared"  # base/shared: objects every service in the namespace uses (logging config, default deny)
@@ -28,8 +30,8 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present:
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-class RenderError(Exception):
-    """kustomize refused an overlay; the message is kustomize's own first error line."""
+class RenderError(Refused):
+    """kustomize refused an overlay (the repository's input, so exit 2); the message is kustomize's own error line."""
 
 
 @dataclass(frozen=True)

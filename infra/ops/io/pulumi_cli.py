@@ -19,7 +19,7 @@ from infra.config import ROOT
 from infra.ops.errors import Failed, Refused
 
 
-class PulumiError(RuntimeError):
+class PulumiError(Failed):
     """A pulumi command failed or the CLI is missing; the message says which and how to proceed."""
 
 

@@ -10,7 +10,6 @@ for and why; without a listener nothing is printed, so logs and pipes keep their
 """
 from __future__ import annotations
 
-import functools
 import math
 import os
 import sys
@@ -18,16 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    stop_before_delay,
-    wait_exponential_jitter,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_before_delay, wait_exponential_jitter
 
 from infra.ops.errors import Refused, short_reason
 
@@ -147,26 +137,8 @@ def shown_on(stream: TextIO | None = None) -> Iterator[None]:
 # -- the retry policies ---------------------------------------------------------------------------------
 
 def retrying(budget_s: float, what: str = "the Kubernetes API") -> Retrying:
-    """Transient failures retried with jittered backoff; no attempt starts after budget_s."""
-    return Retrying(retry=retry_if_exception(is_transient),
+    """Transient failures retried with jittered backoff; no attempt starts after budget_s. Kube.call's policy, the
+    only retry layer for Kubernetes calls (a budget's eviction refusal is returned, see `transient`)."""
+    return Retrying(retry=retry_if_exception(transient),
                     wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
                     stop=stop_before_delay(budget_s), before_sleep=announce(what, budget_s), reraise=True)
-
-
-_KUBE_RETRY_BUDGET_S = 60.0
-_kube_retry = retry(retry=retry_if_exception(transient), wait=wait_exponential_jitter(multiplier=0.2, max=5),
-                    stop=stop_after_attempt(6) | stop_after_delay(_KUBE_RETRY_BUDGET_S),
-                    before_sleep=announce("the Kubernetes API", _KUBE_RETRY_BUDGET_S), reraise=True)
-
-
-def kube_retry(fn):
-    """Decorator for typed-client calls: bounded retry of transient failures; the wait notice ends with the call."""
-    retried = _kube_retry(fn)
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        try:
-            return retried(*args, **kwargs)
-        finally:
-            notice(None)
-    return call

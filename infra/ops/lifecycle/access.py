@@ -17,21 +17,27 @@ from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.comments import CommentedMap
 
 from infra.config import AUTH_MODES, PROJECT, without_path
-from infra.ops.errors import reason
+from infra.ops.errors import Failed, reason
 from infra.ops.io import aws
 from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
 from infra.ops.io.stack_file import StackFile
+from infra.ops.lifecycle.errors import MigrationRefused
 
 BOTH, API = "API_AND_CONFIG_MAP", "API"
 AWS_AUTH = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "aws-auth", "namespace": "kube-system"}}
 
 
-class MigrationRefused(ValueError):
-    """The requested move is not allowed (backwards, or the file disagrees with the cluster); nothing changed."""
-
-
-class MigrationFailed(RuntimeError):
+class MigrationFailed(Failed):
     """A step failed; the message says which mode the stack is in and how to continue."""
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    """One `access.migrate` as data: the stack and the mode to reach (the CLI's --to, default API)."""
+
+    env: str
+    to: str = API
+    dry_run: bool = False
 
 
 def eks_client(region: str):
@@ -48,7 +54,7 @@ def aws_auth_principals(config_map: dict[str, Any] | None) -> set[str]:
         try:
             entries = YAML(typ="safe").load(data.get(field_name) or "[]") or []
         except YAMLError as error:
-            raise MigrationFailed(f"aws-auth {field_name} is not valid YAML ({error.problem}); fix the ConfigMap "
+            raise MigrationFailed(f"aws-auth {field_name} is not valid YAML ({getattr(error, 'problem', None) or type(error).__name__}); fix the ConfigMap "
                                   f"before migrating") from None
         found |= {entry[arn_key] for entry in entries if isinstance(entry, dict) and entry.get(arn_key)}
     return found
@@ -56,9 +62,10 @@ def aws_auth_principals(config_map: dict[str, Any] | None) -> set[str]:
 
 @dataclass
 class AccessMigration:
-    """One stack's move along CONFIG_MAP -> API_AND_CONFIG_MAP -> API."""
+    """One stack's move along CONFIG_MAP -> API_AND_CONFIG_MAP -> API; a refused move (MigrationRefused, the class
+    nodes.migrate refuses with) changes nothing."""
 
-    env: str
+    request: AccessRequest
     cli: PulumiCLI
     stack: StackFile
     eks: Any
@@ -66,15 +73,20 @@ class AccessMigration:
     say: Callable[[str], None] = print
     applied: list[str] = field(default_factory=list)
 
+    @property
+    def env(self) -> str:
+        return self.request.env
+
     def current(self) -> str:
         return self.stack.config().access.authentication_mode
 
-    def steps(self, target: str) -> list[str]:
-        """Modes still to apply to reach `target`; refuses going back, in the file or against the cluster.
+    def steps(self) -> list[str]:
+        """Modes still to apply to reach request.to; refuses going back, in the file or against the cluster.
 
         The file's own mode comes first when the deployed stack is behind it (an earlier run stopped
         between the edit and a finished `pulumi up`).
         """
+        target = self.request.to
         if target not in AUTH_MODES:
             raise MigrationRefused(f"--to {target!r} is not an authentication mode; use {BOTH} or {API}")
         current = self.current()
@@ -89,12 +101,13 @@ class AccessMigration:
         return [*([current] if behind else []),
                 *AUTH_MODES[AUTH_MODES.index(current) + 1:AUTH_MODES.index(target) + 1]]
 
-    def run(self, target: str = API, dry_run: bool = False) -> list[str]:
-        steps = self.steps(target)
+    def run(self) -> list[str]:
+        """Apply the modes still to apply (with request.dry_run only say them); returns them."""
+        steps = self.steps()
         if not steps:
             self.say(f"{self.env} already uses {self.current()}; nothing to do")
             return []
-        if dry_run:
+        if self.request.dry_run:
             for mode in steps:
                 if mode == API:
                     self.say(f"would verify every aws-auth mapping has an access entry, then move to {API}")

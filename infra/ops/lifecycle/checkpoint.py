@@ -1,19 +1,24 @@
 """Progress of long operations kept in a ConfigMap in the cluster they change.
 
 The state lives next to what it describes, so a migration interrupted on one laptop can be resumed
-(or rolled back) from another, and two operators see the same progress.
+(or rolled back) from another, and two operators see the same progress. `Checkpoint` is the phase
+runner's store (infra.ops.lifecycle.phases) for migrations and upgrades; `stops` is how either of them
+ends early: a one-line error that offers --resume only when this checkpoint holds progress.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from infra.ops.io.retry import kube_retry
+from infra.ops.io.kube import Kube
+from infra.ops.lifecycle.errors import RESUMABLE
+from infra.ops.lifecycle.phases import ResumeHint
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "eks-platform"}
 
@@ -22,7 +27,7 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "eks-platform"}
 class Checkpoint:
     """One operation's state (a JSON object) in ConfigMap `eks-platform-<name>`."""
 
-    api: client.ApiClient
+    kube: Kube
     name: str
     namespace: str = "kube-system"
     exists: bool = field(default=False, init=False)  # as this process last loaded, saved or cleared it
@@ -32,13 +37,12 @@ class Checkpoint:
         return f"eks-platform-{self.name}"
 
     @property
-    def _core(self) -> client.CoreV1Api:
-        return client.CoreV1Api(self.api)
+    def where(self) -> str:
+        return f"ConfigMap {self.namespace}/{self.configmap}"
 
-    @kube_retry
     def load(self) -> dict[str, Any] | None:
         try:
-            found = self._core.read_namespaced_config_map(self.configmap, self.namespace)
+            found = self.kube.call(self.kube.core.read_namespaced_config_map, self.configmap, self.namespace)
         except ApiException as error:
             if error.status == 404:
                 self.exists = False
@@ -48,34 +52,37 @@ class Checkpoint:
         self.exists = state is not None
         return state
 
-    def resumable(self, resume: bool, what: str, progress: Callable[[dict[str, Any]], str], hint: str,
-                  refused: type[Exception]) -> dict[str, Any] | None:
-        """The saved state to resume from; refuses starting over a run in progress, or resuming nothing."""
-        state = self.load()
-        if state and not resume:
-            raise refused(f"{what} is already in progress ({progress(state)}); {hint}")
-        if resume and not state:
-            raise refused(f"no {what} to resume; run without --resume")
-        return state
-
-    @kube_retry
     def save(self, state: dict[str, Any]) -> None:
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name=self.configmap, namespace=self.namespace, labels=MANAGED_BY),
             data={"state": json.dumps(state, sort_keys=True)})
         try:
-            self._core.replace_namespaced_config_map(self.configmap, self.namespace, body)
+            self.kube.call(self.kube.core.replace_namespaced_config_map, self.configmap, self.namespace, body)
         except ApiException as error:
             if error.status != 404:
                 raise
-            self._core.create_namespaced_config_map(self.namespace, body)
+            self.kube.call(self.kube.core.create_namespaced_config_map, self.namespace, body)
         self.exists = True
 
-    @kube_retry
     def clear(self) -> None:
         try:
-            self._core.delete_namespaced_config_map(self.configmap, self.namespace)
+            self.kube.call(self.kube.core.delete_namespaced_config_map, self.configmap, self.namespace)
         except ApiException as error:
             if error.status != 404:
                 raise
         self.exists = False
+
+
+def resume_hint(resume_command: str) -> ResumeHint:
+    """A migration's or upgrade's next step after a failure (RESUMABLE) or Ctrl-C."""
+    return ResumeHint(kept=f"progress is checkpointed: fix the cause, then {resume_command}",
+                      lost="nothing was checkpointed: fix the cause, then rerun", failures=RESUMABLE,
+                      interrupts=True)
+
+
+@contextmanager
+def stops(checkpoint: Checkpoint, resume_command: str) -> Iterator[None]:
+    """Around each entry point of a migration or upgrade: failures gain the resume hint (RESUMABLE), Ctrl-C
+    becomes Interrupted with it."""
+    with resume_hint(resume_command).around(checkpoint):
+        yield

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from infra.ops.io.retry import kube_retry
+from infra.ops.io.kube import Kube
+from infra.ops.lifecycle.errors import DrainBlocked as DrainBlocked  # raised here; callers import it from here
 
 ZONE = "topology.kubernetes.io/zone"
 MIRROR = "kubernetes.io/config.mirror"
@@ -47,10 +48,6 @@ class DrainReport:
     seconds: float = 0.0
 
 
-class DrainBlocked(RuntimeError):
-    """Pods could not be evicted or did not come back in time; the message names them and why."""
-
-
 def pod_key(pod: client.V1Pod) -> str:
     return f"{pod.metadata.namespace}/{pod.metadata.name}"
 
@@ -73,30 +70,28 @@ def claims(pod: client.V1Pod) -> list[str]:
 
 
 class Drain:
-    """Cordon, evict and verify, against any API server the client points at."""
+    """Cordon, evict and verify, against any API server the client points at; every call through Kube.call."""
 
-    def __init__(self, api: client.ApiClient, policy: DrainPolicy | None = None, on_event: Events = quiet):
-        self.core = client.CoreV1Api(api)
+    def __init__(self, kube: Kube, policy: DrainPolicy | None = None, on_event: Events = quiet):
+        self.kube, self.core = kube, kube.core
         self.policy = policy or DrainPolicy()
         self.on_event = on_event
 
-    @kube_retry
     def nodes(self, selector: str) -> list[client.V1Node]:
-        return sorted(self.core.list_node(label_selector=selector).items, key=lambda node: node.metadata.name)
+        return sorted(self.kube.call(self.core.list_node, label_selector=selector).items,
+                      key=lambda node: node.metadata.name)
 
-    @kube_retry
     def _set_unschedulable(self, name: str, unschedulable: bool) -> None:
-        self.core.patch_node(name, {"spec": {"unschedulable": unschedulable or None}})
+        self.kube.call(self.core.patch_node, name, {"spec": {"unschedulable": unschedulable or None}})
 
     def cordon(self, names: Iterable[str], unschedulable: bool = True) -> None:
         for name in names:
             self._set_unschedulable(name, unschedulable)
             self.on_event("cordon" if unschedulable else "uncordon", name)
 
-    @kube_retry
     def pods_on(self, node_names: Iterable[str]) -> list[client.V1Pod]:
         wanted = set(node_names)
-        pods = self.core.list_pod_for_all_namespaces().items
+        pods = self.kube.call(self.core.list_pod_for_all_namespaces).items
         return [pod for pod in pods if pod.spec.node_name in wanted]
 
     def plan(self, node_names: Iterable[str]) -> tuple[list[client.V1Pod], list[client.V1Pod]]:
@@ -153,14 +148,13 @@ class Drain:
             time.sleep(wait)
             wait = min(wait * 2, self.policy.backoff_max)
 
-    @kube_retry
     def _post_eviction(self, pod: client.V1Pod, body: client.V1Eviction) -> None:
-        self.core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
+        """A budget's refusal (429) is no transient failure to Kube.call: it comes back at once, for _evict's pacing."""
+        self.kube.call(self.core.create_namespaced_pod_eviction, pod.metadata.name, pod.metadata.namespace, body)
 
-    @kube_retry
     def _read_pod(self, namespace: str, name: str) -> client.V1Pod | None:
         try:
-            return self.core.read_namespaced_pod(name, namespace)
+            return self.kube.call(self.core.read_namespaced_pod, name, namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -202,17 +196,15 @@ class Drain:
                 time.sleep(self.policy.poll)
         return sorted(waiting)
 
-    @kube_retry
     def _replacement(self, pod: client.V1Pod) -> client.V1Pod | None:
         """The Running pod (new uid) that now mounts the evicted pod's claims."""
         wanted = set(claims(pod))
-        for candidate in self.core.list_namespaced_pod(pod.metadata.namespace).items:
+        for candidate in self.kube.call(self.core.list_namespaced_pod, pod.metadata.namespace).items:
             if (candidate.metadata.uid != pod.metadata.uid and wanted & set(claims(candidate))
                     and candidate.status and candidate.status.phase == "Running" and candidate.spec.node_name
                     and not candidate.metadata.deletion_timestamp):
                 return candidate
         return None
 
-    @kube_retry
     def _node_zone(self, name: str) -> str | None:
-        return (self.core.read_node(name).metadata.labels or {}).get(ZONE)
+        return (self.kube.call(self.core.read_node, name).metadata.labels or {}).get(ZONE)

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 from kubernetes import client
 
-from infra.ops.io.retry import kube_retry
+from infra.ops.io.kube import Kube
+from infra.ops.lifecycle.errors import NotHealthy as NotHealthy  # raised here; callers import it from here
 
 
 def is_ready(node: client.V1Node) -> bool:
@@ -16,30 +17,23 @@ def is_ready(node: client.V1Node) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
-@kube_retry
-def unready_nodes(api: client.ApiClient, selector: str | None = None) -> list[str]:
-    nodes = client.CoreV1Api(api).list_node(label_selector=selector or "").items
+def unready_nodes(kube: Kube, selector: str | None = None) -> list[str]:
+    nodes = kube.call(kube.core.list_node, label_selector=selector or "").items
     return sorted(node.metadata.name for node in nodes if not is_ready(node))
 
 
-@kube_retry
-def unhealthy_workloads(api: client.ApiClient) -> list[str]:
+def unhealthy_workloads(kube: Kube) -> list[str]:
     """Deployments with fewer available replicas than wanted, StatefulSets with fewer ready ones."""
-    apps = client.AppsV1Api(api)
     problems = []
-    for kind, workloads, field, word in (
-            ("Deployment", apps.list_deployment_for_all_namespaces().items, "available_replicas", "available"),
-            ("StatefulSet", apps.list_stateful_set_for_all_namespaces().items, "ready_replicas", "ready")):
-        for workload in workloads:
+    for kind, listing, field, word in (
+            ("Deployment", kube.apps.list_deployment_for_all_namespaces, "available_replicas", "available"),
+            ("StatefulSet", kube.apps.list_stateful_set_for_all_namespaces, "ready_replicas", "ready")):
+        for workload in kube.call(listing).items:
             wanted = workload.spec.replicas if workload.spec.replicas is not None else 1
             have = getattr(workload.status, field, None) or 0
             if have < wanted:
                 problems.append(f"{kind} {workload.metadata.namespace}/{workload.metadata.name} {have}/{wanted} {word}")
     return problems
-
-
-class NotHealthy(RuntimeError):
-    """The cluster did not become healthy in time; the message lists what is still wrong."""
 
 
 def wait_until(check: Callable[[], list[str]], what: str, timeout: float, poll: float = 1.0,
@@ -63,7 +57,7 @@ def _summary(problems: list[str]) -> str:
     return "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
 
 
-def wait_healthy(api: client.ApiClient, what: str, timeout: float, poll: float = 1.0,
+def wait_healthy(kube: Kube, what: str, timeout: float, poll: float = 1.0,
                  on_event: Callable[[str, str], None] | None = None) -> None:
     """Every node Ready, every Deployment available, every StatefulSet ready."""
-    wait_until(lambda: unready_nodes(api) + unhealthy_workloads(api), what, timeout, poll, on_event)
+    wait_until(lambda: unready_nodes(kube) + unhealthy_workloads(kube), what, timeout, poll, on_event)

@@ -8,31 +8,46 @@ progress lives in a ConfigMap so an interrupted migration resumes or rolls back 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 from kubernetes import client
 from rich.table import Table
 
 from infra.config import ConfigError, NodePool, StackConfig
+from infra.ops.io.kube import Kube
 from infra.ops.io.pulumi_cli import PulumiCLI
-from infra.ops.io.retry import kube_retry
 from infra.ops.io.stack_file import StackFile
 from infra.ops.lifecycle import preflight
-from infra.ops.lifecycle.checkpoint import Checkpoint
+from infra.ops.lifecycle.checkpoint import Checkpoint, stops
 from infra.ops.lifecycle.drain import ZONE, Drain, DrainPolicy, Events, claims, pod_key, quiet
+from infra.ops.lifecycle.errors import MigrationRefused, PreflightFailed
 from infra.ops.lifecycle.health import is_ready, unhealthy_workloads, wait_until
+from infra.ops.lifecycle.phases import Event, NextStep, PhaseRunner, Step
 from infra.ops.lifecycle.preflight import FAIL, PASS, WARN, Check
 
 AL2023_FOR = {"AL2_x86_64": "AL2023_x86_64_STANDARD", "AL2_ARM_64": "AL2023_ARM_64_STANDARD"}
-PHASES = ("declare", "create", "cordon", "drain", "verify", "retire")
 
 
-class MigrationRefused(ValueError):
-    """Bad arguments or state; nothing was changed. The message says what to do instead."""
+@dataclass(frozen=True)
+class MigrationRequest:
+    """One `nodes.migrate` as data: what the CLI parsed (or a test wrote), handed to the engine."""
 
+    env: str
+    pool: str
+    to: str | None          # the generation to move to; None only for a rollback
+    source: str | None = None  # --from: the generation to leave (default: the pool's other one)
+    add: bool = False       # declare --to in the stack file first
+    ami_type: str | None = None
+    parallelism: int = 8    # pods evicted at once
+    resume: bool = False
+    rollback: bool = False
+    dry_run: bool = False
 
-class PreflightFailed(RuntimeError):
-    """A precondition blocks the migration; the plan's table shows which one and the fix."""
+    @property
+    def resume_command(self) -> str:
+        return f"`invoke nodes.migrate --env {self.env} --pool {self.pool} --to {self.to} --resume` (or --rollback)"
 
 
 @dataclass(frozen=True)
@@ -137,20 +152,20 @@ def blocking_pdbs(pdbs: list[client.V1PodDisruptionBudget], pods: list[client.V1
 
 
 class Migration:
-    """`nodes.migrate` for one pool of one stack."""
+    """`nodes.migrate` for one pool of one stack. `policy` tunes the drain; its parallelism is the request's."""
 
-    def __init__(self, stack: StackFile, api: client.ApiClient, cli: PulumiCLI, pool: str, target: str,
-                 source: str | None = None, add: bool = False, ami_type: str | None = None,
+    def __init__(self, request: MigrationRequest, stack: StackFile, kube: Kube, cli: PulumiCLI,
                  policy: DrainPolicy | None = None, timeouts: MigrationTimeouts | None = None,
                  on_event: Events = quiet):
-        self.stack, self.api, self.cli = stack, api, cli
-        self.pool, self.target, self.requested_source = pool, target, source
-        self.add, self.ami_type = add, ami_type
+        self.request, self.stack, self.kube, self.cli = request, stack, kube, cli
+        self.pool, self.target = request.pool, request.to or ""
         self.timeouts = timeouts or MigrationTimeouts()
         self.on_event = on_event
-        self.drain = Drain(api, policy, on_event)
-        self.core = client.CoreV1Api(api)
-        self.checkpoint = Checkpoint(api, f"migrate-{pool}")
+        self.drain = Drain(kube, replace(policy or DrainPolicy(), parallelism=request.parallelism), on_event)
+        self.checkpoint = Checkpoint(kube, f"migrate-{self.pool}")
+
+    def _stops(self) -> AbstractContextManager[None]:
+        return stops(self.checkpoint, self.request.resume_command)
 
     # --- plan ---------------------------------------------------------------------------------------
 
@@ -164,11 +179,12 @@ class Migration:
         if state:
             return state["source"]
         others = [gen for gen in pool.generations if gen != self.target]
-        if self.requested_source:
-            if self.requested_source not in pool.generations or self.requested_source == self.target:
-                raise MigrationRefused(f"--from {self.requested_source!r} is not another generation of pool "
+        requested = self.request.source
+        if requested:
+            if requested not in pool.generations or requested == self.target:
+                raise MigrationRefused(f"--from {requested!r} is not another generation of pool "
                                        f"{self.pool}; use one of: {', '.join(others) or 'none'}")
-            return self.requested_source
+            return requested
         if not others:
             raise MigrationRefused(f"pool {self.pool} runs only generation {self.target}; nothing to migrate")
         if len(others) != 1:
@@ -179,11 +195,11 @@ class Migration:
     def _target_ami(self, pool: NodePool, source: str) -> tuple[str, bool]:
         if self.target in pool.generations:
             return pool.generations[self.target].ami_type, True
-        if not self.add:
+        if not self.request.add:
             raise MigrationRefused(f"generation {self.target!r} is not declared in node_pools.{self.pool}.generations; "
                                    f"add it to Pulumi.{self.stack.env}.yaml or pass --add")
         source_ami = pool.generations[source].ami_type if source in pool.generations else ""
-        ami = self.ami_type or AL2023_FOR.get(source_ami, source_ami)
+        ami = self.request.ami_type or AL2023_FOR.get(source_ami, source_ami)
         try:
             self.stack.add_generation(self.pool, self.target, ami, write=False)
         except ConfigError as error:
@@ -195,6 +211,10 @@ class Migration:
 
     def plan(self) -> MigrationPlan:
         """Everything checked before any change: declaration, capacity per AZ, budgets that never allow eviction."""
+        with self._stops():
+            return self._plan()
+
+    def _plan(self) -> MigrationPlan:
         cfg = self.stack.config()
         pool = self._pool(cfg)
         state = self.checkpoint.load()
@@ -205,7 +225,7 @@ class Migration:
         by_zone: dict[str, list[str]] = defaultdict(list)
         for node in self._nodes(source):
             by_zone[(node.metadata.labels or {}).get(ZONE, "?")].append(node.metadata.name)
-        pods = kube_retry(self.core.list_pod_for_all_namespaces)().items
+        pods = self.kube.call(self.kube.core.list_pod_for_all_namespaces).items
         zones, moving = [], []
         strays = sorted(set(by_zone) - set(cfg.pool_azs(pool)))  # never retire nodes the plan did not drain
         for az in cfg.pool_azs(pool) + strays:
@@ -215,7 +235,7 @@ class Migration:
                                   tuple(pod_key(p) for p in evict if claims(p))))
         checks = [self._declared_check(declared, target_ami)]
         checks += self._capacity_checks(cfg, pool, by_zone)
-        pdbs = kube_retry(client.PolicyV1Api(self.api).list_pod_disruption_budget_for_all_namespaces)().items
+        pdbs = self.kube.call(self.kube.typed(client.PolicyV1Api).list_pod_disruption_budget_for_all_namespaces).items
         blocking = blocking_pdbs(pdbs, pods, moving)
         checks.append(Check("PodDisruptionBudgets", FAIL, "never allow an eviction: " + "; ".join(blocking),
                             "allow one disruption (maxUnavailable: 1, or minAvailable below replicas) or scale the "
@@ -247,26 +267,36 @@ class Migration:
 
     # --- run ----------------------------------------------------------------------------------------
 
-    def run(self, plan: MigrationPlan, resume: bool = False) -> None:
-        state = self.checkpoint.resumable(
-            resume, f"migration of pool {self.pool}",
-            lambda s: f"to {s['target']}, done: {', '.join(s['phases']) or 'nothing'}",
-            "use --resume or --rollback", MigrationRefused)
+    def runner(self, plan: MigrationPlan) -> PhaseRunner:
+        """The migration's steps, in order; each finished one is checkpointed."""
+        steps = [Step(name, partial(run, plan)) for name, run in (
+            ("declare", self._declare), ("create", self._create), ("cordon", self._cordon),
+            ("drain", self._drain), ("verify", self._verify), ("retire", self._retire))]
+        return PhaseRunner(self.checkpoint, steps, self._progress,
+                           abandon=f"roll it back: invoke nodes.migrate --env {self.stack.env} --pool {self.pool} "
+                                   f"--rollback")
+
+    def _progress(self, event: Event) -> None:
+        if isinstance(event, NextStep):
+            self.on_event("phase", event.step.name)
+
+    def run(self, plan: MigrationPlan) -> None:
+        """Carry out `plan`, or with request.resume continue the checkpointed migration at its first unfinished step."""
+        with self._stops():
+            self._run(plan)
+
+    def _run(self, plan: MigrationPlan) -> None:
+        runner = self.runner(plan)
+        state = runner.saved(self.request.resume, f"migration of pool {self.pool}",
+                             lambda s: f"to {s['target']}, done: {', '.join(s['phases']) or 'nothing'}",
+                             "use --resume or --rollback", MigrationRefused)
         if state and state["target"] != self.target:
             raise MigrationRefused(f"the migration in progress goes to {state['target']}, not {self.target}; "
                                    f"use --to {state['target']} --resume, or --rollback")
         if plan.blocked and not state:
             raise PreflightFailed("; ".join(f"{c.check}: {c.detail}" for c in plan.blocked))
-        state = state or {"pool": self.pool, "source": plan.source, "target": self.target, "phases": [], "azs": []}
-        self.checkpoint.save(state)
-        for phase in PHASES:
-            if phase in state["phases"]:
-                continue
-            self.on_event("phase", phase)
-            getattr(self, f"_{phase}")(plan, state)
-            state["phases"].append(phase)
-            self.checkpoint.save(state)
-        self.checkpoint.clear()
+        runner.run(state or {"pool": self.pool, "source": plan.source, "target": self.target, "phases": [],
+                             "azs": []})
         self.on_event("done", f"pool {self.pool} runs on {self.target}")
 
     def _declare(self, plan: MigrationPlan, state: dict) -> None:
@@ -311,7 +341,7 @@ class Migration:
                                      f"{report.refusals} budget refusal(s) waited out")
 
     def _verify(self, plan: MigrationPlan, state: dict) -> None:
-        wait_until(lambda: unhealthy_workloads(self.api), "all workloads healthy", self.timeouts.healthy,
+        wait_until(lambda: unhealthy_workloads(self.kube), "all workloads healthy", self.timeouts.healthy,
                    self.timeouts.poll, self.on_event)
 
     def _retire(self, plan: MigrationPlan, state: dict) -> None:
@@ -325,6 +355,10 @@ class Migration:
 
     def rollback(self) -> str:
         """Send pods back: uncordon the old generation, cordon the new. Refused once the old one is retired."""
+        with self._stops():
+            return self._rollback()
+
+    def _rollback(self) -> str:
         state = self.checkpoint.load()
         if state is None:
             raise MigrationRefused(f"no migration of pool {self.pool} in progress to roll back")

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 
 from rich.table import Table
 
 from infra.deprecations import ApiFinding
+from infra.eks_calendar import CALENDAR, Support, extended_extra_usd_per_month
 from infra.ops.io.eks import AddonBuild, Insight, NodeGroupFacts, SubnetFacts
 from infra.versions import KubeVersion, skew_problem
 
@@ -82,6 +84,30 @@ def addon_compatibility(addon: str, current: str | None, builds: list[AddonBuild
     if keep:
         return Check(name, PASS, f"{current} is compatible with {target}"), chosen
     return Check(name, PASS, f"{current or 'default'} -> {chosen} (EKS default for {target})"), chosen
+
+
+def support_window(target: KubeVersion, today: date, final: bool) -> Check:
+    """The step's target in the EKS calendar on `today`: creatable at all, and how many days its support lasts.
+    Passing through extended support on the way is fine; stopping there costs extra every month."""
+    name = "support calendar"
+    release = CALENDAR.get(target.minor)
+    if release is None:
+        return Check(name, FAIL, f"{target} is not in the EKS version calendar", "pick a version `invoke "
+                     "cluster.versions` lists")
+    support, days = release.support(today), release.days_left(today)
+    if support is Support.ENDED:
+        return Check(name, FAIL, f"{target} left EKS extended support on {release.end_of_extended}: EKS upgrades no "
+                     f"cluster to it", "pick a newer --to (`invoke cluster.versions`)")
+    if support is Support.UNRELEASED:
+        return Check(name, FAIL, f"{target} is not on EKS before {release.released}", "pick a released --to")
+    if support is Support.EXTENDED:
+        ahead = CALENDAR.standard_target(target.minor, today)
+        detail = (f"{target}: extended support until {release.end_of_extended}, {days} days left (about "
+                  f"${extended_extra_usd_per_month():.0f}/month more per cluster)")
+        if not final:
+            return Check(name, PASS, detail + "; passed through")
+        return Check(name, WARN, detail, f"continue to {ahead.version} (standard support)" if ahead else "")
+    return Check(name, PASS, f"{target}: standard support until {release.end_of_standard}, {days} days left")
 
 
 def kubelet_skew(control_plane: KubeVersion, kubelets: Mapping[str, KubeVersion]) -> Check:

@@ -9,36 +9,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from infra import deprecations
+from infra import deprecations, eks_calendar
 from infra.config import StackConfig
 from infra.ops.io.eks import AddonBuild, ClusterFacts, Eks, EksError, addon_versions
+from infra.ops.io.kube import Kube
 from infra.ops.io.pulumi_cli import PulumiCLI
-from infra.ops.io.retry import kube_retry
 from infra.ops.io.stack_file import StackFile
 from infra.ops.lifecycle import preflight
-from infra.ops.lifecycle.checkpoint import Checkpoint
+from infra.ops.lifecycle.checkpoint import Checkpoint, stops
 from infra.ops.lifecycle.drain import Events, quiet
+from infra.ops.lifecycle.errors import PreflightFailed, UpgradeRefused
 from infra.ops.lifecycle.health import wait_healthy, wait_until
+from infra.ops.lifecycle.phases import Event, Finished, NextStep, PhaseRunner, State, Step
 from infra.ops.lifecycle.preflight import Check
 from infra.versions import KubeVersion, supported_range
 
-PHASES = ("control-plane", "node-groups", "add-ons", "verified")
 NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 AddonBuilds = Callable[[str, str, KubeVersion], list[AddonBuild]]
-
-
-class UpgradeRefused(ValueError):
-    """Bad target or state: nothing was changed; the message says why and what to do."""
-
-
-class PreflightFailed(RuntimeError):
-    """At least one preflight check blocks; the plan's table shows which and the fix."""
 
 
 def upgrade_target(to: str) -> KubeVersion:
@@ -67,6 +62,31 @@ def upgrade_path(current: KubeVersion, to: str) -> list[tuple[KubeVersion, KubeV
 
 
 @dataclass(frozen=True)
+class UpgradeRequest:
+    """One `cluster.upgrade` as data: what the CLI parsed (or a test wrote). `to` is checked when the request is
+    made, before any AWS or cluster call; None (only to plan or dry-run) asks the planner to propose the target
+    that reaches EKS standard support."""
+
+    env: str
+    to: str | None
+    resume: bool = False
+    plan_only: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.to is not None:
+            upgrade_target(self.to)
+        elif not (self.plan_only or self.dry_run):
+            raise UpgradeRefused(f"--to is required to upgrade, e.g. `invoke cluster.upgrade --env {self.env} --to "
+                                 f"1.36`; with --plan-only or --dry-run and no --to the target reaching standard "
+                                 f"support is proposed")
+
+    @property
+    def resume_command(self) -> str:
+        return f"`invoke cluster.upgrade --env {self.env} --to {self.to} --resume`"
+
+
+@dataclass(frozen=True)
 class UpgradeStep:
     source: KubeVersion
     target: KubeVersion
@@ -86,6 +106,8 @@ class UpgradePlan:
     target: KubeVersion
     node_groups: dict[str, KubeVersion]
     steps: tuple[UpgradeStep, ...]
+    support: tuple[str, ...] = ()  # the EKS calendar's word on the current version and the target, with days left
+    proposed: bool = False  # no --to: the target is the nearest version in standard support
 
     @property
     def blocked(self) -> list[tuple[UpgradeStep, Check]]:
@@ -97,6 +119,10 @@ class UpgradePlan:
                  f"Control plane: {self.current}. Node groups: "
                  + (", ".join(f"{name} {version}" for name, version in sorted(self.node_groups.items())) or "none"),
                  "", f"Steps: {' -> '.join([str(self.current), *(str(s.target) for s in self.steps)])}", ""]
+        if self.proposed:
+            lines += [f"Target {self.target}: the nearest version in EKS standard support (pass --to for another).",
+                      ""]
+        lines += [f"- {line}" for line in self.support] + ([""] if self.support else [])
         if not self.steps:
             lines.append("Nothing to do: the cluster already runs the target version.")
         for number, step in enumerate(self.steps, 1):
@@ -143,7 +169,7 @@ _LIVE_KINDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def live_objects(api: client.ApiClient) -> list[dict]:
+def live_objects(kube: Kube) -> list[dict]:
     """Live objects as their writers sent them: the API version in managedFields and last-applied config.
 
     The server returns every object at the version asked for, so the version a client actually uses
@@ -152,7 +178,7 @@ def live_objects(api: client.ApiClient) -> list[dict]:
     objects = []
     for api_class, method, kind in _LIVE_KINDS:
         try:
-            items = kube_retry(getattr(getattr(client, api_class)(api), method))().items
+            items = kube.call(getattr(kube.typed(getattr(client, api_class)), method)).items
         except ApiException as error:
             if error.status in (404, 405):
                 continue
@@ -184,36 +210,59 @@ def rendered_objects(env: str, k8s_root: Path | None = None) -> list[dict]:
 class Upgrade:
     """Plans and executes `cluster.upgrade` for one stack."""
 
-    def __init__(self, cfg: StackConfig, stack: StackFile, eks: Eks, api: client.ApiClient, cli: PulumiCLI,
-                 addon_builds: AddonBuilds | None = None, objects: Callable[[], list[dict]] | None = None,
-                 on_event: Events = quiet, timeouts: Timeouts | None = None):
-        self.cfg, self.stack, self.eks, self.api, self.cli = cfg, stack, eks, api, cli
+    def __init__(self, request: UpgradeRequest, cfg: StackConfig, stack: StackFile, eks: Eks, kube: Kube,
+                 cli: PulumiCLI, addon_builds: AddonBuilds | None = None,
+                 objects: Callable[[], list[dict]] | None = None, on_event: Events = quiet,
+                 timeouts: Timeouts | None = None, today: date | None = None):
+        self.request, self.cfg, self.stack, self.eks, self.kube, self.cli = request, cfg, stack, eks, kube, cli
+        self.today = today or eks_calendar.today()  # the day versions are judged on (the EKS calendar)
         self.addon_builds = addon_builds or (lambda region, addon, version: addon_versions(region, addon, version))
-        self.objects = objects or (lambda: rendered_objects(cfg.env) + live_objects(api))
+        self.objects = objects or (lambda: rendered_objects(cfg.env) + live_objects(kube))
         self.on_event = on_event
         self.timeouts = timeouts or Timeouts()
-        self.checkpoint = Checkpoint(api, "upgrade-" + cfg.cluster.name.lower().replace("_", "-"))
+        self.checkpoint = Checkpoint(kube, "upgrade-" + cfg.cluster.name.lower().replace("_", "-"))
+
+    def _stops(self) -> AbstractContextManager[None]:
+        return stops(self.checkpoint, self.request.resume_command)
 
     # --- plan ---------------------------------------------------------------------------------------
 
-    def plan(self, to: str) -> UpgradePlan:
+    def plan(self) -> UpgradePlan:
+        """The one-minor steps to request.to, each preflighted; from the checkpoint's start when one is saved."""
+        with self._stops():
+            return self._plan(self.request.to)
+
+    def _plan(self, to: str | None) -> UpgradePlan:
         facts = self.eks.cluster(self.cfg.cluster.name)
         state = self.checkpoint.load()
         current = KubeVersion.parse(state["from"]) if state else facts.version
         if not state and self.cfg.version != facts.version:
             raise UpgradeRefused(f"Pulumi.{self.cfg.env}.yaml has cluster.version {self.cfg.version} but EKS runs "
                                  f"{facts.version}; run `invoke up --env {self.cfg.env}` or fix the file first")
+        proposed = to is None
+        if to is None:
+            reaching = eks_calendar.CALENDAR.standard_target(current.minor, self.today)
+            if reaching is None:
+                raise UpgradeRefused(f"no Kubernetes version from {current} on is in EKS standard support on "
+                                     f"{self.today}; pass --to (see `invoke cluster.versions`)")
+            to = reaching.version
         path = upgrade_path(current, to)
-        nodes = kube_retry(client.CoreV1Api(self.api).list_node)().items
+        nodes = self.kube.call(self.kube.core.list_node).items
         objects = self.objects() if path else []
-        steps, addons = [], dict(self.cfg.cluster.addons)
+        steps: list[UpgradeStep] = []
+        addons = dict(self.cfg.cluster.addons)
         for source, target in path:
             checks, chosen = self._preflight(facts, nodes, objects, addons, source, target, first=not steps)
+            checks.append(preflight.support_window(target, self.today, final=target == path[-1][1]))
             addons.update(chosen)
             steps.append(UpgradeStep(source, target, chosen, tuple(checks)))
-        return UpgradePlan(env=self.cfg.env, cluster=facts.name, current=current,
-                           target=path[-1][1] if path else current,
-                           node_groups={group.name: group.version for group in facts.node_groups}, steps=tuple(steps))
+        final = path[-1][1] if path else current
+        support = [preflight.support_window(version, self.today, final=True).detail
+                   for version in dict.fromkeys([current, final])]
+        return UpgradePlan(env=self.cfg.env, cluster=facts.name, current=current, target=final,
+                           node_groups={group.name: group.version for group in facts.node_groups}, steps=tuple(steps),
+                           support=tuple(f"{line} (EKS calendar, {self.today})" for line in support),
+                           proposed=proposed)
 
     def _preflight(self, facts: ClusterFacts, nodes: list[client.V1Node], objects: list[dict],
                    addons: dict[str, str], source: KubeVersion, target: KubeVersion,
@@ -233,10 +282,10 @@ class Upgrade:
         for group in facts.node_groups:
             kubelets[f"node group {group.name}"] = group.version if first else source
         for node in nodes:
-            version = kubelet_version(node)
+            kubelet = kubelet_version(node)
             managed = NODEGROUP_LABEL in (node.metadata.labels or {})
-            if version and not (managed and not first):
-                kubelets[f"node {node.metadata.name}"] = version
+            if kubelet and not (managed and not first):
+                kubelets[f"node {node.metadata.name}"] = kubelet
         checks.append(preflight.kubelet_skew(target, kubelets))
         al2 = [group.name for group in facts.node_groups if group.ami_type.startswith("AL2_")]
         al2 += [f"{pool}/{gen} (stack file)" for pool, spec in self.cfg.node_pools.items()
@@ -253,35 +302,38 @@ class Upgrade:
 
     # --- execute ------------------------------------------------------------------------------------
 
-    def execute(self, plan: UpgradePlan, resume: bool = False) -> None:
-        state = self.checkpoint.resumable(
-            resume, f"upgrade of {plan.cluster}",
-            lambda s: f"to {s['to']}, step {s['step']}, done: {', '.join(s['phases']) or 'nothing'}",
-            "rerun with --resume", UpgradeRefused)
+    def runner(self, plan: UpgradePlan) -> PhaseRunner:
+        """Per one-minor step: control plane (with kube-proxy), node groups, other add-ons, health; each checkpointed
+        as "<version>/<phase>"."""
+        steps = [Step(f"{step.target}/{phase}", _for(step, run), label=f"{step.source} -> {step.target}: {phase}")
+                 for step in plan.steps
+                 for phase, run in (("control-plane", self._control_plane), ("node-groups", self._node_groups),
+                                    ("add-ons", self._add_ons), ("verified", self._verified))]
+        return PhaseRunner(self.checkpoint, steps, self._progress,
+                           abandon=f"delete {self.checkpoint.where} to start over")
+
+    def _progress(self, event: Event) -> None:
+        if isinstance(event, NextStep):
+            self.on_event("phase", str(event.step))
+        elif isinstance(event, Finished) and event.step.name.endswith("/verified"):
+            self.on_event("step", f"cluster at {event.step.name.partition('/')[0]}")
+
+    def execute(self, plan: UpgradePlan) -> None:
+        """Carry out `plan`, or with request.resume continue the checkpointed upgrade at its first unfinished step."""
+        with self._stops():
+            self._execute(plan)
+
+    def _execute(self, plan: UpgradePlan) -> None:
+        runner = self.runner(plan)
+        state = runner.saved(self.request.resume, f"upgrade of {plan.cluster}", _progress_text, "rerun with --resume",
+                             UpgradeRefused)
         if state and state["to"] != str(plan.target):
             raise UpgradeRefused(f"the upgrade in progress goes to {state['to']}, not {plan.target}; "
                                  f"rerun with --to {state['to']} --resume")
         if plan.blocked:
             raise PreflightFailed("; ".join(f"{step.target}: {check.check}: {check.detail}"
                                             for step, check in plan.blocked))
-        state = state or {"from": str(plan.current), "to": str(plan.target), "done": [], "step": None, "phases": []}
-        self.checkpoint.save(state)  # before the first edit: a failure in it leaves something to --resume
-        for step in plan.steps:
-            if str(step.target) in state["done"]:
-                continue
-            if state["step"] != str(step.target):
-                state.update(step=str(step.target), phases=[])
-            for phase in PHASES:
-                if phase in state["phases"]:
-                    continue
-                self.on_event("phase", f"{step.source} -> {step.target}: {phase}")
-                getattr(self, "_" + phase.replace("-", "_"))(step)
-                state["phases"].append(phase)
-                self.checkpoint.save(state)
-            state["done"].append(str(step.target))
-            self.checkpoint.save(state)
-            self.on_event("step", f"cluster at {step.target}")
-        self.checkpoint.clear()
+        runner.run(state or {"from": str(plan.current), "to": str(plan.target), "phases": []})
 
     def _control_plane(self, step: UpgradeStep) -> None:
         kube_proxy = {name: v for name, v in step.addons.items() if name == "kube-proxy"}
@@ -304,7 +356,7 @@ class Upgrade:
             self.cli.up(yes=True)
 
     def _verified(self, step: UpgradeStep) -> None:
-        wait_healthy(self.api, f"healthy cluster at {step.target}", self.timeouts.healthy, self.timeouts.poll,
+        wait_healthy(self.kube, f"healthy cluster at {step.target}", self.timeouts.healthy, self.timeouts.poll,
                      self.on_event)
 
     def _converge(self, problems: Callable[[ClusterFacts], list[str]], what: str) -> None:
@@ -315,3 +367,16 @@ class Upgrade:
             except EksError as error:
                 return [str(error)]
         wait_until(check, what, self.timeouts.converge, self.timeouts.poll, self.on_event)
+
+
+def _for(step: UpgradeStep, run: Callable[[UpgradeStep], None]) -> Callable[[State], None]:
+    """A phase of one version step as a runner step (its progress is the runner's list: it needs no state)."""
+    return lambda _state: run(step)
+
+
+def _progress_text(state: State) -> str:
+    """e.g. "to 1.33, step 1.32, done: control-plane, node-groups": the version last worked on and its phases."""
+    finished = [name.partition("/") for name in state.get("phases", [])]
+    step = finished[-1][0] if finished else None
+    done = [phase for version, _, phase in finished if version == step]
+    return f"to {state['to']}, step {step}, done: {', '.join(done) or 'nothing'}"

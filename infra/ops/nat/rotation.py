@@ -8,8 +8,9 @@ passes EC2 status checks (and is not marked down by the Lambda), then move its h
 at a time. Egress never stops: at every moment each table points at a running instance.
 
 One rotation per stack at a time, from any machine: its lock and its progress are SSM parameters
-(`RotationCheckpoint`), so a second operator is refused with the holder's name and an interrupted
-rotation resumes from its last finished step on whichever machine reruns it.
+(`RotationCheckpoint`, the phase runner's store, infra/ops/lifecycle/phases.py), so a second operator
+is refused with the holder's name and an interrupted rotation resumes at its first unfinished step
+("<AZ>/<step>") on whichever machine reruns it.
 Route moves share infra/lambdas/nat/routes.py with the Lambda, so both follow the same rules.
 """
 from __future__ import annotations
@@ -20,17 +21,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from infra.config import StackConfig
 from infra.lambdas.nat import routes as nat_routes
-from infra.lambdas.nat.health import DRAIN_TAG, NatInstance, Policy
+from infra.lambdas.nat.contract import DRAIN_TAG, drain_mark
+from infra.lambdas.nat.health import NatInstance, Policy
 from infra.ops.deploy.lock import identity
 from infra.ops.errors import Failed
 from infra.ops.io import aws
-from infra.ops.io.pulumi_cli import PulumiCLI
+from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
+from infra.ops.lifecycle.phases import FINISHED, PhaseRunner, ResumeHint, State, Step
 
-STEPS = ("drain", "replace", "wait", "restore")
+# The drain mark expires on its own (`rotate;until=<epoch>`): an abandoned rotation cannot pin routes forever.
+# It lasts the replacement wait plus an hour for `pulumi up`.
+DRAIN_MARGIN_S = 3600.0
 
 
 class NatError(Failed):
@@ -144,10 +150,10 @@ def status_tables(status: NatStatus, env: str) -> list[Any]:
     instances = Table(title=f"NAT instances in {env}")
     for column in ("AZ", "instance", "state", "status checks", "health", "streak", "draining"):
         instances.add_column(column)
-    for row in status.instances:
-        color = {"healthy": "green", "down": "red", "suspect": "yellow"}.get(row.health, "white")
-        instances.add_row(row.az, row.id, row.state, row.checks, f"[{color}]{row.health}[/{color}]", row.streak,
-                          "yes" if row.draining else "")
+    for item in status.instances:
+        color = {"healthy": "green", "down": "red", "suspect": "yellow"}.get(item.health, "white")
+        instances.add_row(item.az, item.id, item.state, item.checks, f"[{color}]{item.health}[/{color}]", item.streak,
+                          "yes" if item.draining else "")
     return [routes, instances]
 
 
@@ -189,7 +195,7 @@ class RotationCheckpoint:
         return f"/eks-platform/{self.env}/nat-rotation"
 
     @property
-    def path(self) -> str:
+    def where(self) -> str:
         """Where the progress lives, for messages."""
         return f"SSM parameter {self.prefix}/checkpoint"
 
@@ -258,10 +264,10 @@ class RotationCheckpoint:
         try:
             state = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise NatError(f"{self.path} is not valid JSON ({exc}); inspect it, then `invoke nat.rotate --env "
+            raise NatError(f"{self.where} is not valid JSON ({exc}); inspect it, then `invoke nat.rotate --env "
                            f"{self.env} --abort` to start over") from None
-        if not isinstance(state, dict) or state.get("env") != self.env or state.get("step") not in (*STEPS, "done"):
-            raise NatError(f"{self.path} does not describe a rotation of {self.env}; `invoke nat.rotate --env "
+        if not isinstance(state, dict) or state.get("env") != self.env or not isinstance(state.get(FINISHED), list):
+            raise NatError(f"{self.where} does not describe a rotation of {self.env}; `invoke nat.rotate --env "
                            f"{self.env} --abort` to start over")
         return state
 
@@ -279,42 +285,78 @@ class RotationCheckpoint:
         self.exists = False
 
 
+@dataclass(frozen=True)
+class RotationRequest:
+    """One `nat.rotate` as data: what the CLI parsed (or a test wrote), handed to the engine."""
+
+    env: str
+    timeout: float = 900.0   # seconds to wait for each new instance to run and pass status checks
+    take_over: bool = False  # take the lock from a holder known to be gone
+    abort: bool = False
+    dry_run: bool = False
+
+    @property
+    def resume_hint(self) -> ResumeHint:
+        """A failed `pulumi up` leaves the instance half-replaced: say that a rerun resumes, when progress is saved."""
+        return ResumeHint(kept=f"progress is kept, rerun `invoke nat.rotate --env {self.env}` to resume",
+                          failures=(PulumiError,))
+
+
 @dataclass
 class Rotation:
     """Rolling replacement of both NAT instances with no egress gap (see module docstring)."""
 
+    request: RotationRequest
     topology: Topology
     ec2: Any
     cli: PulumiCLI
     checkpoint: RotationCheckpoint
     report: Callable[[str], None] = print
-    timeout: float = 900.0
     poll: float = 10.0
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     policy: Policy = field(default_factory=Policy)
-    take_over: bool = False             # take the lock from a holder known to be gone
 
     @property
     def order(self) -> list[str]:
         return sorted(self.topology.urns)
+
+    @property
+    def timeout(self) -> float:
+        return self.request.timeout
+
+    def runner(self) -> PhaseRunner:
+        """Per NAT AZ in turn: drain, replace, wait, restore; each checkpointed as "<AZ>/<step>"."""
+        steps = [Step(f"{az}/{name}", partial(run, az)) for az in self.order for name, run in (
+            ("drain", self._drain), ("replace", self._replace), ("wait", self._wait), ("restore", self._restore))]
+        return PhaseRunner(self.checkpoint, steps,
+                           abandon=f"`invoke nat.rotate --env {self.topology.env} --abort` to start over")
+
+    def _position(self, state: State) -> tuple[str, str]:
+        """Where a saved rotation stands: (AZ, its next step), or (the last AZ, "done")."""
+        finished = set(state.get(FINISHED, []))
+        upcoming = next((step.name for step in self.runner().steps if step.name not in finished),
+                        f"{self.order[-1]}/done")
+        az, _, step = upcoming.partition("/")
+        return az, step
 
     def plan(self) -> list[str]:
         """What `run` would do, for --dry-run; reads AWS, changes nothing."""
         instances = self._instances()
         tables = nat_routes.read_tables(self.ec2, self.topology.table_homes, instances)
         state, lock = self.checkpoint.load(), self.checkpoint.lock()
-        lines = [f"resume from {state['az']} step {state['step']} ({self.checkpoint.path})"] if state else []
+        lines = ["resume from {} step {} ({})".format(*self._position(state), self.checkpoint.where)] if state else []
         if lock:
-            verdict = "--take-over would take it over" if self.take_over else "a rotation now would be refused"
+            verdict = "--take-over would take it over" if self.request.take_over else "a rotation now would be refused"
             lines.insert(0, f"locked by {lock.describe()}: {verdict}")
         for az in self.order:
-            if state and az in state.get("done", []):
+            if state and f"{az}/restore" in state[FINISHED]:
                 continue
             current = self._current(instances, az)
             other = next(a for a in self.order if a != az)
             moving = sorted(t.id for t in tables.values() if current and t.target == current.id)
-            lines += [f"{az}: tag {current.id if current else '?'} {DRAIN_TAG}=rotate; move {', '.join(moving) or 'no tables'}"
+            lines += [f"{az}: tag {current.id if current else '?'} {DRAIN_TAG}=rotate;until=<now + "
+                      f"{self.timeout + DRAIN_MARGIN_S:.0f}s>; move {', '.join(moving) or 'no tables'}"
                       f" to the {other} instance",
                       f"{az}: pulumi up --target {self.topology.urns[az]} --replace {self.topology.urns[az]} "
                       f"--target-dependents",
@@ -325,26 +367,14 @@ class Rotation:
 
     def run(self) -> None:
         """Rotate both instances under the stack's lock, resuming from the checkpoint when there is one."""
-        with self.checkpoint.held(self.take_over):
+        with self.request.resume_hint.around(self.checkpoint), self.checkpoint.held(self.request.take_over):
             self._run()
 
     def _run(self) -> None:
         state = self.checkpoint.load()
         if state:
-            self.report(f"resuming rotation of {self.topology.env} at {state['az']}: {state['step']}")
-        else:
-            state = {"env": self.topology.env, "done": [], "az": self.order[0], "step": "drain"}
-            self.checkpoint.save(state)
-        for az in self.order:
-            if az in state["done"]:
-                continue
-            if state["az"] != az:
-                state.update(az=az, step="drain")
-            self._rotate(az, state)
-            state["done"].append(az)
-            state["step"] = "done"
-            self.checkpoint.save(state)
-        self.checkpoint.clear()
+            self.report("resuming rotation of {} at {}: {}".format(self.topology.env, *self._position(state)))
+        self.runner().run(state or {"env": self.topology.env, FINISHED: []})
         self.report(f"rotation of {self.topology.env} complete: {', '.join(self.order)} replaced, routes at home")
 
     def abort(self) -> None:
@@ -354,7 +384,7 @@ class Rotation:
         failover Lambda moves them home once the instance earns its failback. Takes the lock first, so
         it never pulls the drain marks out from under a rotation that is still running.
         """
-        with self.checkpoint.held(self.take_over):
+        with self.request.resume_hint.around(self.checkpoint), self.checkpoint.held(self.request.take_over):
             self._abort()
 
     def _abort(self) -> None:
@@ -363,38 +393,37 @@ class Rotation:
         if drained:
             self.ec2.delete_tags(Resources=drained, Tags=[{"Key": DRAIN_TAG}])
         self.checkpoint.clear()
-        where = f"{state['az']} step {state['step']}" if state else "no checkpoint"
+        where = "{} step {}".format(*self._position(state)) if state else "no checkpoint"
         self.report(f"rotation of {self.topology.env} abandoned ({where}); drain lifted on "
                     f"{', '.join(drained) or 'no instance'}; failback is up to the failover Lambda")
 
-    def _rotate(self, az: str, state: dict[str, Any]) -> None:
+    def _drain(self, az: str, state: State) -> None:
+        """Mark the AZ's instance draining and park its tables on the other one, which must be healthy."""
         other = next(a for a in self.order if a != az)
-        if state["step"] == "drain":
+        instances = self._instances()
+        current, survivor = self._current(instances, az), self._current(instances, other)
+        survivor = self._require_healthy(survivor, other)
+        if current:
+            until = time.time() + self.timeout + DRAIN_MARGIN_S
+            self.ec2.create_tags(Resources=[current.id], Tags=[{"Key": DRAIN_TAG, "Value": drain_mark(until)}])
             instances = self._instances()
-            current, survivor = self._current(instances, az), self._current(instances, other)
-            self._require_healthy(survivor, other)
-            if current:
-                self.ec2.create_tags(Resources=[current.id], Tags=[{"Key": DRAIN_TAG, "Value": "rotate"}])
-                instances = self._instances()
-                self._move_all(instances, lambda table: table.target == current.id, survivor, "rotate")
-            state.update(step="replace", old=current.id if current else None)
-            self.checkpoint.save(state)
-        if state["step"] == "replace":
-            urn = self.topology.urns[az]
-            self.report(f"{az}: replacing {state.get('old') or 'instance'} through Pulumi ({urn})")
-            self.cli.run("up", "--yes", "--skip-preview", "--target", urn, "--replace", urn, "--target-dependents")
-            state["step"] = "wait"
-            self.checkpoint.save(state)
-        if state["step"] == "wait":
-            state.update(step="restore", new=self._wait_for_replacement(az, state.get("old")))
-            self.checkpoint.save(state)
-        if state["step"] == "restore":
-            instances = self._instances()
-            fresh = instances.get(state["new"])
-            self._require_healthy(fresh, az)
-            homes = self.topology.table_homes
-            self._move_all(instances, lambda table: homes[table.id] == az and table.target != fresh.id, fresh,
-                           "rotate")
+            self._move_all(instances, lambda table: table.target == current.id, survivor, "rotate")
+        state["old"] = current.id if current else None
+
+    def _replace(self, az: str, state: State) -> None:
+        urn = self.topology.urns[az]
+        self.report(f"{az}: replacing {state.get('old') or 'instance'} through Pulumi ({urn})")
+        self.cli.run("up", "--yes", "--skip-preview", "--target", urn, "--replace", urn, "--target-dependents")
+
+    def _wait(self, az: str, state: State) -> None:
+        state["new"] = self._wait_for_replacement(az, state.get("old"))
+
+    def _restore(self, az: str, state: State) -> None:
+        """Move the AZ's home tables back to its new instance, one at a time."""
+        instances = self._instances()
+        fresh = self._require_healthy(instances.get(state["new"]), az)
+        homes = self.topology.table_homes
+        self._move_all(instances, lambda table: homes[table.id] == az and table.target != fresh.id, fresh, "rotate")
 
     def _instances(self) -> dict[str, NatInstance]:
         return nat_routes.read_instances(self.ec2, self.topology.stack)
@@ -403,7 +432,8 @@ class Rotation:
     def _current(instances: dict[str, NatInstance], az: str) -> NatInstance | None:
         return nat_routes.home_instance(az, instances)
 
-    def _require_healthy(self, instance: NatInstance | None, az: str) -> None:
+    def _require_healthy(self, instance: NatInstance | None, az: str) -> NatInstance:
+        """`instance` when it is usable (the Lambda's policy) and passes both EC2 status checks; NatError otherwise."""
         if instance is None or not instance.usable(self.policy):
             raise NatError(f"the NAT instance in {az} is not healthy ({instance.state if instance else 'missing'}"
                            f"{', draining' if instance and instance.draining else ''}); egress would stop. Check "
@@ -412,6 +442,7 @@ class Rotation:
         if checks != "ok":
             raise NatError(f"the NAT instance in {az} ({instance.id}) has status checks {checks!r}, not ok; "
                            f"wait for them, then rerun to resume")
+        return instance
 
     def _move_all(self, instances: dict[str, NatInstance], wanted: Callable[[nat_routes.RouteTable], bool],
                   target: NatInstance, reason: str) -> None:
@@ -432,8 +463,9 @@ class Rotation:
         deadline = self.clock() + self.timeout
         while True:
             instances = self._instances()
+            # adopted by the group's launch hook (its EIP), running, not draining
             fresh = [i for i in instances.values() if i.az == az and i.id != old and i.state == "running"
-                     and not i.draining]
+                     and not i.draining and i.public_ip]
             checks = status_checks(self.ec2, [i.id for i in fresh])
             ready = [i for i in fresh if checks.get(i.id) == "ok" and not i.health.is_down(self.policy)]
             if ready:

@@ -28,6 +28,7 @@ from infra.charts import (
 from infra.config import StackConfig
 from infra.ops import errors
 from infra.ops.io.kube import Kube, KubeError, api_reason
+from infra.ops.platform.edge import PublicHost
 
 NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -117,6 +118,7 @@ class PlatformStatus:
     autoscaler: AutoscalerActivity | None = None
     pending: list[PendingPod] = field(default_factory=list)
     alerts: list[FiringAlert] | None = None
+    edge: list[PublicHost] | None = None  # None: the stack has no public edge, or it could not be read
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -124,7 +126,8 @@ class PlatformStatus:
         """No source failed, every group has its desired nodes Ready, nothing stuck pending, nothing critical firing."""
         return (not self.problems and not any(group.short for group in self.node_groups)
                 and not [pod for pod in self.pending if pod.age_s >= PENDING_GRACE_S]
-                and not any(alert.severity == "critical" for alert in self.alerts or []))
+                and not any(alert.severity == "critical" for alert in self.alerts or [])
+                and not any(host.problems for host in self.edge or []))
 
     def to_json(self) -> dict[str, Any]:
         body = asdict(self)
@@ -247,7 +250,7 @@ def pending_pods(kube: Kube, now: datetime) -> list[PendingPod]:
     pods = []
     for pod in found.get("items") or []:
         conditions = (pod.get("status") or {}).get("conditions") or []
-        scheduled = next((c for c in conditions if c.get("type") == "PodScheduled"), {})
+        scheduled: dict[str, Any] = next((c for c in conditions if c.get("type") == "PodScheduled"), {})
         if scheduled.get("status") == "False":
             reason = f"{scheduled.get('reason', 'Unschedulable')}: {scheduled.get('message', '')}".strip(": ")
         else:
@@ -264,7 +267,7 @@ def firing_alerts(kube: Kube) -> list[FiringAlert]:
     """Active (not silenced or inhibited) alerts, through the API server's service proxy to Alertmanager."""
     path = (f"/api/v1/namespaces/{MONITORING_NAMESPACE}/services/{ALERTMANAGER_SERVICE}:{ALERTMANAGER_PORT}"
             f"/proxy/api/v2/alerts")
-    found = kube.request("GET", path, query=[("active", "true"), ("silenced", "false"), ("inhibited", "false")])
+    found: Any = kube.request("GET", path, query=[("active", "true"), ("silenced", "false"), ("inhibited", "false")])
     if isinstance(found, (str, bytes)):
         found = json.loads(found)
     alerts = []
@@ -291,7 +294,8 @@ def _server_unreachable(error: Exception) -> bool:
 
 
 def collect(kube: Kube, cfg: StackConfig, scaling: Callable[[list[str]], dict[str, Scaling]],
-            now: datetime | None = None, retry_budget_s: float = RETRY_BUDGET_S) -> PlatformStatus:
+            now: datetime | None = None, retry_budget_s: float = RETRY_BUDGET_S,
+            edge: Callable[[], list[PublicHost]] | None = None) -> PlatformStatus:
     """Read every source once; a failing source is recorded as a problem, never aborts the screen."""
     now = now or datetime.now(UTC)
     kube = dataclasses.replace(kube, retry_budget_s=min(kube.retry_budget_s, retry_budget_s), _typed={})
@@ -312,6 +316,7 @@ def collect(kube: Kube, cfg: StackConfig, scaling: Callable[[list[str]], dict[st
         ("nodes", read_node_groups, "node_groups"),
         ("pending pods", lambda: pending_pods(kube, now), "pending"),
         ("Alertmanager", lambda: firing_alerts(kube), "alerts"),
+        *([("public edge", edge, "edge")] if edge is not None else []),
     ]
     for source, read, attribute in readers:
         try:

@@ -81,11 +81,23 @@ def _alerts(status: PlatformStatus) -> RenderableType:
     return table
 
 
+def _edge(status: PlatformStatus) -> Table:
+    table = Table(title="Public edge", title_justify="left", expand=False)
+    for column in ("hostname", "load balancer", "targets", "certificate", "expires", "note"):
+        table.add_column(column)
+    for host in status.edge or []:
+        targets = ", ".join(f"{count} {state}" for state, count in sorted(host.targets.items())) or "none"
+        expires = f"{host.expires} ({host.days_left} d)" if host.expires else ""
+        table.add_row(host.host, host.load_balancer or host.state, targets, host.certificate_status, expires,
+                      ", ".join(host.problems), style="red" if host.problems else "")
+    return table
+
+
 def screen(status: PlatformStatus) -> RenderableType:
     verdict = Text("healthy", style="bold green") if status.healthy else Text("needs attention", style="bold red")
     title = Text(f"Platform {status.env} (cluster {status.cluster}): ", style="bold").append(verdict)
     parts: list[RenderableType] = [title, _node_groups(status), _autoscaler(status), _pending(status),
-                                   _alerts(status)]
+                                   _alerts(status), *([_edge(status)] if status.edge else [])]
     if status.problems:
         parts.append(Text("Problems reading the platform:", style="bold red"))
         parts += [Text(f"  {problem}", style="red") for problem in status.problems]

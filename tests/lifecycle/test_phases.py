@@ -1,0 +1,227 @@
+"""The phase runner behind nodes.migrate, cluster.upgrade and nat.rotate: one table of runs from a saved state.
+
+Each row starts from what the store holds, runs (or resumes, or dry-runs) three steps where one may fail or
+be interrupted, and checks which steps ran, what the store holds afterwards, and the one line a stop reads
+as (with its exit code). The store is in memory here; the two real stores (the ConfigMap on kubesim, the
+SSM parameters on moto) are checked against the same load/save/clear protocol below.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import boto3
+import pytest
+
+from infra.ops.errors import Failed, PlatformError, Refused
+from infra.ops.io.kube import from_kubeconfig
+from infra.ops.lifecycle.checkpoint import Checkpoint
+from infra.ops.lifecycle.phases import FINISHED, Finished, NextStep, PhaseRunner, ResumeHint, State, Step, UnknownStep
+from infra.ops.nat.rotation import RotationCheckpoint
+
+STEPS = ("declare", "create", "drain")
+RESUME = "`invoke nodes.migrate --env dev --pool general --to green --resume`"
+KEPT = f"progress is checkpointed: fix the cause, then {RESUME}"
+LOST = "nothing was checkpointed: fix the cause, then rerun"
+
+
+class StepFailed(Failed):
+    """A failure a rerun continues from (listed in the hint)."""
+
+
+class Unlisted(Failed):
+    """A failure the hint does not list: its line stays as it is."""
+
+
+@dataclass
+class MemoryStore:
+    """The Store protocol in a dict: what each save wrote, in order (None: cleared)."""
+
+    state: State | None = None
+    exists: bool = False
+    writes: list[list[str] | None] = field(default_factory=list)
+    where: str = "memory store"
+
+    def load(self) -> State | None:
+        self.exists = self.state is not None
+        return copy.deepcopy(self.state)
+
+    def save(self, state: State) -> None:
+        self.state, self.exists = copy.deepcopy(state), True
+        self.writes.append(list(state[FINISHED]))
+
+    def clear(self) -> None:
+        self.state, self.exists = None, False
+        self.writes.append(None)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    saved: list[str] | None        # finished steps the store holds before the run; None: nothing saved
+    ran: tuple[str, ...]           # steps that ran, in order
+    left: list[str] | None         # finished steps the store holds afterwards; None: cleared (or never saved)
+    resume: bool = False
+    dry_run: bool = False
+    stop_at: str | None = None     # the step that stops the run ...
+    stop: type[BaseException] = StepFailed  # ... with this
+    line: str = ""                 # the message the stop carries (the task prints it as its one line)
+    code: int = 0                  # its exit code
+
+
+CASES = [
+    Case("fresh-run", None, STEPS, None),
+    Case("fresh-dry-run-runs-nothing", None, (), None, dry_run=True),
+    Case("resume-mid-way", ["declare"], ("create", "drain"), None, resume=True),
+    Case("resume-dry-run-runs-nothing", ["declare"], (), ["declare"], resume=True, dry_run=True),
+    Case("resume-with-everything-finished-clears", list(STEPS), (), None, resume=True),
+    Case("resume-with-nothing-saved", None, (), None, resume=True,
+         line="no migration of pool general to resume; run without --resume", code=2),
+    Case("start-over-a-run-in-progress", ["declare"], (), ["declare"],
+         line="migration of pool general is already in progress (done: declare); use --resume or --rollback", code=2),
+    Case("unknown-saved-step-refused", ["declare", "resize"], (), ["declare", "resize"], resume=True,
+         line="memory store records step(s) resize that this run does not have (declare, create, drain); roll it "
+              "back with --rollback", code=2),
+    Case("failure-saves-progress", None, ("declare", "create"), ["declare"], stop_at="create",
+         line=f"create failed; {KEPT}", code=1),
+    Case("failure-in-the-first-step-leaves-a-checkpoint", None, ("declare",), [], stop_at="declare",
+         line=f"declare failed; {KEPT}", code=1),
+    Case("failure-after-resume", ["declare"], ("create", "drain"), ["declare", "create"], resume=True,
+         stop_at="drain", line=f"drain failed; {KEPT}", code=1),
+    Case("failure-the-hint-does-not-list", None, ("declare", "create"), ["declare"], stop_at="create",
+         stop=Unlisted, line="create failed", code=1),
+    Case("interrupt-saves-progress", None, ("declare", "create"), ["declare"], stop_at="create",
+         stop=KeyboardInterrupt, line=KEPT, code=130),  # the task prints "interrupted: <line>"
+]
+
+
+def _run(case: Case) -> tuple[MemoryStore, list[str], list, str, int]:
+    store = MemoryStore(state=None if case.saved is None else {FINISHED: list(case.saved)})
+    ran: list[str] = []
+
+    def step(name: str):
+        def run(state: State) -> None:
+            ran.append(name)
+            if name == case.stop_at:
+                raise case.stop(f"{name} failed")
+        return run
+
+    events: list = []
+    runner = PhaseRunner(store, [Step(name, step(name)) for name in STEPS], events.append,
+                         abandon="roll it back with --rollback")
+    hint = ResumeHint(kept=KEPT, lost=LOST, failures=(StepFailed,), interrupts=True)
+    line, code = "", 0
+    try:
+        with hint.around(store):
+            state = runner.saved(case.resume, "migration of pool general",
+                                 lambda s: f"done: {', '.join(s[FINISHED]) or 'nothing'}",
+                                 "use --resume or --rollback", Refused)
+            runner.run(state or {FINISHED: []}, dry_run=case.dry_run)
+    except PlatformError as error:
+        line, code = str(error), error.exit_code
+    return store, ran, events, line, code
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_runs_from_a_saved_state(case):
+    store, ran, _, line, code = _run(case)
+    assert tuple(ran) == case.ran
+    assert (store.state[FINISHED] if store.state else None) == case.left
+    assert (line, code) == (case.line, case.code)
+    if case.dry_run or case.code == 2:
+        assert store.writes == [], "a dry run or a refusal saves nothing"
+
+
+def test_progress_is_saved_after_every_step_and_reported_as_events():
+    store, _, events, _, _ = _run(CASES[0])
+    assert store.writes == [[], ["declare"], ["declare", "create"], list(STEPS), None]
+    assert [(type(e).__name__, e.step.name) for e in events] == [
+        ("NextStep", "declare"), ("Finished", "declare"), ("NextStep", "create"), ("Finished", "create"),
+        ("NextStep", "drain"), ("Finished", "drain")]
+    assert all(isinstance(e, NextStep | Finished) for e in events)
+
+
+def test_dry_run_returns_the_steps_a_run_would_take():
+    store = MemoryStore()
+    runner = PhaseRunner(store, [Step(name, lambda state: pytest.fail("ran")) for name in STEPS])
+    assert [s.name for s in runner.run({FINISHED: ["declare"]}, dry_run=True)] == ["create", "drain"]
+    assert store.writes == []
+
+
+def test_a_step_keeps_finer_progress_of_its_own():
+    """The drain step saves each drained AZ; a failure in the next AZ keeps it, so the resumed run skips that AZ."""
+    store, blocked, drained = MemoryStore(), {"eu-west-1b"}, []
+
+    def drain(state: State) -> None:
+        for az in ("eu-west-1a", "eu-west-1b"):
+            if az in state.setdefault("azs", []):
+                continue
+            if az in blocked:
+                raise StepFailed(f"{az} blocked")
+            drained.append(az)
+            state["azs"].append(az)
+            store.save(state)
+
+    runner = PhaseRunner(store, [Step("drain", drain)])
+    with pytest.raises(StepFailed):
+        runner.run({FINISHED: []})
+    assert store.state == {FINISHED: [], "azs": ["eu-west-1a"]}
+    blocked.clear()
+    runner.run(store.load())
+    assert drained == ["eu-west-1a", "eu-west-1b"] and store.state is None
+
+
+def test_resume_hint_only_when_the_store_holds_progress():
+    store, hint = MemoryStore(), ResumeHint(kept=KEPT, lost=LOST, failures=(StepFailed,), interrupts=True)
+    with pytest.raises(StepFailed) as failed:  # the type is kept: callers still catch what the engine raised
+        with hint.around(store):
+            raise StepFailed("reading the cluster failed")
+    assert str(failed.value) == f"reading the cluster failed; {LOST}"
+    quiet = ResumeHint(kept="progress is kept, rerun `invoke nat.rotate --env dev` to resume", failures=(StepFailed,))
+    with pytest.raises(StepFailed, match=r"^reading the cluster failed$"), quiet.around(store):
+        raise StepFailed("reading the cluster failed")
+    with pytest.raises(KeyboardInterrupt), quiet.around(store):  # without `interrupts`, Ctrl-C stays Ctrl-C
+        raise KeyboardInterrupt
+    store.save({FINISHED: ["declare"]})
+    with pytest.raises(StepFailed, match="; progress is kept, rerun `invoke nat.rotate --env dev` to resume$"), \
+            quiet.around(store):
+        raise StepFailed("`pulumi up` failed")
+
+
+def test_unknown_step_is_a_refusal():
+    assert issubclass(UnknownStep, Refused)
+
+
+# --- the two stores keep one protocol ----------------------------------------------------------------------------
+
+@pytest.fixture(params=["configmap", "ssm"])
+def open_store(request):
+    """Opens the real store, as each machine would: a fresh object over the same ConfigMap or SSM parameters."""
+    if request.param == "configmap":
+        sim = request.getfixturevalue("kubesim")
+        return lambda: Checkpoint(from_kubeconfig(sim.kubeconfig), "migrate-general")
+    request.getfixturevalue("aws")
+    return lambda: RotationCheckpoint(boto3.client("ssm", region_name="eu-west-1"), "dev", holder="test")
+
+
+def test_store_load_save_clear(open_store):
+    store = open_store()
+    assert store.load() is None and not store.exists
+    state = {"env": "dev", FINISHED: ["eu-west-1a/drain"], "old": "i-1"}
+    store.save(state)
+    assert store.exists
+    elsewhere = open_store()
+    assert not elsewhere.exists and elsewhere.load() == state and elsewhere.exists
+    store.clear()
+    assert store.load() is None and not store.exists
+    store.clear()  # clearing nothing is fine
+    assert store.where.endswith(("kube-system/eks-platform-migrate-general", "/eks-platform/dev/nat-rotation/checkpoint"))
+
+
+def test_runner_resumes_from_either_store(open_store):
+    store, ran = open_store(), []
+    steps = [Step(name, lambda state, name=name: ran.append(name)) for name in STEPS]
+    store.save({"env": "dev", FINISHED: ["declare"]})
+    resumed = open_store()
+    PhaseRunner(resumed, steps).run(resumed.load())
+    assert ran == ["create", "drain"] and store.load() is None
