@@ -48,7 +48,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         private_subnet_ids=[subnet.id for subnet in network.private_subnets.values()],
         public_subnet_ids=[subnet.id for subnet in network.public_subnets.values()],
         authentication_mode=cfg.access.authentication_mode, role_mappings=access.role_mappings(),
-        tags=tags))
+        creator_arn=cfg.access.cluster_creator_arn, tags=tags))
     node_groups = NodeGroups("nodes", NodeGroupsArgs(
         config=cfg, cluster_name=cfg.cluster.name, depends_on=[cluster.eks, *cluster.network_addons, *nat.routes],
         private_subnet_ids={az: subnet.id for az, subnet in network.private_subnets.items()}, tags=tags))

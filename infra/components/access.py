@@ -128,12 +128,13 @@ class Access(pulumi.ComponentResource):
         self._name = name
         self._child = pulumi.ResourceOptions(parent=self)
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
-        stack = account.apply(lambda acct: iam.Stack(cfg.env, cfg.region, acct, cfg.cluster.name))
+        zone = cfg.edge.zone_id if cfg.edge else None
+        stack = account.apply(lambda acct: iam.Stack(cfg.env, cfg.region, acct, cfg.cluster.name, zone))
         self.ci_boundary = self._boundary(f"{name}-ci-boundary", f"eks-platform-{cfg.env}-ci-boundary",
                                           stack.apply(iam.ci_boundary))
         self.workload_boundary = self._boundary(
             f"{name}-workload-boundary", f"eks-platform-{cfg.env}-workload-boundary",
-            account.apply(lambda acct: iam.workload_boundary(cfg.env, cfg.region, acct)))
+            account.apply(lambda acct: iam.workload_boundary(cfg.env, cfg.region, acct, zone)))
         # Every role declared from here on lives under the stack path with the workload boundary.
         iam.set_scope(iam.RoleScope(iam.role_path(cfg.env), self.workload_boundary.arn))
         self.principals: list[Principal] = []

@@ -69,11 +69,26 @@ WORKLOAD_SERVICES = ["ec2:*", "elasticloadbalancing:*", "autoscaling:*", "eks:De
                      "ssmmessages:*", "ec2messages:*", "logs:*", "cloudwatch:*", "sns:Publish",
                      "lambda:InvokeFunction", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*",
                      "kms:ReEncrypt*", "kms:DescribeKey", "kms:CreateGrant", "tag:GetResources"]
+# What the traffic edge's controllers call beyond that (the AWS Load Balancer Controller's upstream policy:
+# certificates, WAF, Shield, Cognito; ExternalDNS finding its zone). Record changes: only in the stack's zone.
+EDGE_SERVICES = ["acm:DescribeCertificate", "acm:ListCertificates", "cognito-idp:DescribeUserPoolClient",
+                 "wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:AssociateWebACL", "wafv2:DisassociateWebACL",
+                 "waf-regional:GetWebACL", "waf-regional:GetWebACLForResource", "waf-regional:AssociateWebACL",
+                 "waf-regional:DisassociateWebACL", "shield:GetSubscriptionState", "shield:DescribeProtection",
+                 "shield:CreateProtection", "shield:DeleteProtection", "route53:ListHostedZones"]
+ZONE_WRITES = ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets", "route53:ListTagsForResources"]
 
 
-def workload_boundary(env: str, region: str, account: str) -> str:
+def zone_arn(zone_id: str) -> str:
+    return f"arn:aws:route53:::hostedzone/{zone_id}"
+
+
+def workload_boundary(env: str, region: str, account: str, zone_id: str | None = None) -> str:
+    """The ceiling of every role the stack creates (and the deployer may create); `zone_id`: the edge's zone."""
     return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Sid": "Workloads", "Effect": "Allow", "Action": WORKLOAD_SERVICES, "Resource": "*"},
+        {"Sid": "Workloads", "Effect": "Allow", "Action": WORKLOAD_SERVICES + EDGE_SERVICES, "Resource": "*"},
+        *([{"Sid": "StackZone", "Effect": "Allow", "Action": ZONE_WRITES, "Resource": zone_arn(zone_id)}]
+          if zone_id else []),
         {"Sid": "OwnSecrets", "Effect": "Allow", "Resource": f"arn:aws:secretsmanager:{region}:{account}:secret:"
                                                              f"{PROJECT}/{env}/*",
          "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
@@ -118,6 +133,7 @@ class Stack:
     region: str
     account: str
     cluster: str
+    zone: str | None = None  # the edge's Route 53 hosted zone ID, when the stack has an edge
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"
@@ -220,9 +236,25 @@ def deployer_policy(stack: Stack, workload_boundary_arn: str) -> str:
                              "events:RemoveTargets", "events:ListTargetsByRule", "events:EnableRule",
                              "events:DisableRule", "events:TagResource", "events:UntagResource",
                              "events:ListTagsForResource"], s.arn("events", f"rule/{s.cluster}-*")),
-        _allow("AsgRead", ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeTags"], "*"),
+        _allow("AsgRead", ["autoscaling:Describe*"], "*"),
         _allow("AsgTagsOwnCluster", ["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"], "*",
                StringEquals={"aws:ResourceTag/eks:cluster-name": s.cluster}),
+        # The NAT instances' groups (one per NAT AZ, named <cluster>-nat-<az>-<suffix>) and their launch hook.
+        _allow("NatGroups", ["autoscaling:CreateAutoScalingGroup", "autoscaling:UpdateAutoScalingGroup",
+                             "autoscaling:DeleteAutoScalingGroup", "autoscaling:PutLifecycleHook",
+                             "autoscaling:DeleteLifecycleHook", "autoscaling:CreateOrUpdateTags",
+                             "autoscaling:DeleteTags"],
+               s.arn("autoscaling", f"autoScalingGroup:*:autoScalingGroupName/{s.cluster}-nat-*")),
+        # The edge's certificate: ACM names certificates by a random ID, so the stack's are the ones it tagged.
+        _allow("CertificateRequest", ["acm:RequestCertificate", "acm:AddTagsToCertificate"], "*",
+               StringEquals={"aws:RequestTag/environment": s.env}),
+        _allow("CertificatesRead", ["acm:ListCertificates"], "*"),
+        _allow("CertificatesOwn", ["acm:DescribeCertificate", "acm:ListTagsForCertificate", "acm:AddTagsToCertificate",
+                                   "acm:RemoveTagsFromCertificate", "acm:UpdateCertificateOptions",
+                                   "acm:DeleteCertificate"], s.arn("acm", "certificate/*"), **_tagged(s)),
+        *([_allow("ZoneRecords", ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets",
+                                  "route53:GetHostedZone", "route53:ListTagsForResource"], zone_arn(s.zone)),
+           _allow("ZoneChanges", ["route53:GetChange"], "arn:aws:route53:::change/*")] if s.zone else []),
         _allow("EcrRead", ["ecr:DescribeRepositories"], "*"),
         _allow("EcrOwn", ["ecr:CreateRepository", "ecr:DeleteRepository", "ecr:PutImageTagMutability",
                           "ecr:PutImageScanningConfiguration", "ecr:PutLifecyclePolicy", "ecr:GetLifecyclePolicy",
@@ -269,7 +301,8 @@ def ci_boundary(stack: Stack) -> str:
     ci = [s.iam(f"role{ci_path(s.env)}*"), *s.boundaries]
     return json.dumps({"Version": "2012-10-17", "Statement": [
         _allow("Services", ["ec2:*", "eks:*", "ecr:*", "kms:*", "logs:*", "secretsmanager:*", "lambda:*", "sns:*",
-                            "cloudwatch:*", "events:*", "autoscaling:*", "ssm:GetParameter", "ssm:GetParameters",
+                            "cloudwatch:*", "events:*", "autoscaling:*", "acm:*", "route53:Get*", "route53:List*",
+                            "route53:ChangeResourceRecordSets", "ssm:GetParameter", "ssm:GetParameters",
                             "iam:Get*", "iam:List*", "iam:CreateServiceLinkedRole"], "*"),
         _allow("StackRoles", ROLE_WRITES, [s.iam(f"role{role_path(s.env)}*"), s.iam(f"role/{PULUMI_EKS_ROLE}")]),
         _allow("StackInstanceProfiles", PROFILE_WRITES, s.iam(f"instance-profile{role_path(s.env)}*")),

@@ -51,7 +51,7 @@ class Violation:
 
 def _options(resource: PlannedResource) -> PolicyResourceOptions:
     return PolicyResourceOptions(protect=resource.protect,
-                                 ignore_changes=list(getattr(resource, "ignore_changes", None) or []),
+                                 ignore_changes=list(resource.ignore_changes),
                                  delete_before_replace=None, aliases=[],
                                  custom_timeouts=PolicyCustomTimeouts(0, 0, 0), additional_secret_outputs=[],
                                  parent=resource.parent or None)
@@ -62,15 +62,14 @@ def _props(resource: PlannedResource) -> Mapping[str, Any]:
 
 
 def _stack(resources: Sequence[PlannedResource]) -> list[PolicyResource]:
-    """The plan as the engine's AnalyzeStack sees it: parents and dependencies as resource objects."""
+    """The plan as the engine's AnalyzeStack sees it: parents and dependencies (the plan's recorded depends_on and
+    input dependencies) as resource objects."""
     built = {r.urn: PolicyResource(r.type, _props(r), r.urn, r.name, _options(r), None, None, [], {})
              for r in resources}
     for resource in resources:
         node = built[resource.urn]
         node.parent = built.get(resource.parent)
-        node.dependencies = [built[urn] for urn in getattr(resource, "dependencies", None) or [] if urn in built]
-        node.property_dependencies = {key: [built[u] for u in urns if u in built] for key, urns in
-                                      (getattr(resource, "property_dependencies", None) or {}).items()}
+        node.dependencies = [built[urn] for urn in resource.dependencies if urn in built]
     return list(built.values())
 
 

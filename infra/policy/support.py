@@ -22,12 +22,12 @@ from pulumi_policy import (
 )
 
 from infra.components.iam import BOUNDARY, PURPOSE_TAG
+from infra.identity import WAIVER_TAG
 
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
-# A resource the program marks as a deliberate exception carries this tag (space-separated rule names), set
+# A resource the program marks as a deliberate exception carries WAIVER_TAG (space-separated rule names), set
 # only from an explicit stack-config key; only rules declared `waivable` honour it.
-WAIVER_TAG = "eks-platform:policy-waiver"
 
 ResourceCheck = Callable[[Mapping[str, Any], ResourceValidationArgs], Iterable[str]]
 StackCheck = Callable[[Sequence[PolicyResource]], Iterable[tuple[str | None, str]]]
@@ -63,7 +63,10 @@ def tags_of(props: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def waived(props: Mapping[str, Any], rule: str) -> bool:
-    return rule in str(tags_of(props).get(WAIVER_TAG, "")).split()
+    """Whether the resource's tags (or, on pulumi-eks' component, its clusterTags) waive `rule`."""
+    cluster_tags = get(props, "clusterTags")
+    tags = {**tags_of(props), **(cluster_tags if is_map(cluster_tags) else {})}
+    return rule in str(tags.get(WAIVER_TAG, "")).split()
 
 
 def urn_types(urn: str) -> list[str]:

@@ -6,10 +6,14 @@ preview its children (`aws:eks/cluster:Cluster` ...) are too, so cluster rules r
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from pulumi_policy import PolicyResource, ResourceValidationArgs
 
+from infra import eks_calendar
+from infra.eks_calendar import CALENDAR, BadToday, Release, Support, UnknownVersion, extended_extra_usd_per_month
+from infra.identity import CREATOR_TAG
 from infra.policy.support import (
     ADVISORY,
     MANDATORY,
@@ -22,7 +26,7 @@ from infra.policy.support import (
     stack_rule,
     tags_of,
 )
-from infra.versions import KubeVersion, supported_range
+from infra.versions import KubeVersion
 
 COMPONENT = "eks:index:Cluster"
 CLUSTER = "aws:eks/cluster:Cluster"
@@ -30,34 +34,63 @@ CLUSTERS = (COMPONENT, CLUSTER)
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 ADDON = "aws:eks/addon:Addon"
 ACCESS_ENTRY = "aws:eks/accessEntry:AccessEntry"
-# Tag on the cluster naming the principal that runs its first `up` (eks-platform:access.cluster_creator_arn).
-CREATOR_TAG = "eks-platform:cluster-creator"
 # Add-ons whose pods need a node: EKS reports them DEGRADED (and pulumi waits 20 min) until one exists.
 NODE_BOUND_ADDONS = ("coredns", "aws-ebs-csi-driver")
 CORE_LOG_TYPES = ("api", "audit", "authenticator")
 
 
-def _version_problems(props: Mapping[str, Any], _: ResourceValidationArgs) -> Iterator[str]:
+def _release(props: Mapping[str, Any]) -> tuple[Release | None, date | None, str | None]:
+    """The calendar row of the cluster's version and the day it is judged on, or why there is none."""
     raw = props.get("version")
     if raw is None:
-        yield "no Kubernetes version pinned: EKS would pick its default and upgrades would happen by accident"
-        return
+        return None, None, "no Kubernetes version pinned: EKS would pick its default and upgrades would happen by accident"
     try:
-        version = KubeVersion.parse(raw)
-    except ValueError:
-        yield f"version {raw!r} is not a Kubernetes minor version"
+        release = CALENDAR.release(KubeVersion.parse(raw).minor)
+        return release, eks_calendar.today(), None
+    except (ValueError, UnknownVersion, BadToday) as error:  # BadToday/UnknownVersion are ValueErrors: one line each
+        return None, None, str(error)
+
+
+def _version_problems(props: Mapping[str, Any], _: ResourceValidationArgs) -> Iterator[str]:
+    release, today, problem = _release(props)
+    if problem:
+        yield problem
         return
-    if not version.supported:
-        yield (f"Kubernetes {version} is outside what EKS creates ({supported_range()}, infra/versions.py): "
-               f"CreateCluster is refused")
+    assert release is not None and today is not None
+    support, newest = release.support(today), CALENDAR.newest_creatable(today)
+    instead = f"; the newest EKS creates on {today} is {newest.version}" if newest else ""
+    if support is Support.ENDED:
+        yield (f"Kubernetes {release.version} left EKS extended support on {release.end_of_extended}: CreateCluster "
+               f"is refused and EKS auto-upgrades running clusters{instead}")
+    elif support is Support.UNRELEASED:
+        yield f"Kubernetes {release.version} is not on EKS before {release.released}: CreateCluster is refused{instead}"
 
 
 version_creatable = resource_rule(
     "eks-version-creatable",
-    "The cluster's Kubernetes version must be one EKS still creates (standard or extended support). Source: EKS "
-    "Kubernetes version lifecycle, https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html "
-    "(checked 2026-12-05), as tabled in infra/versions.py.",
+    "The cluster's Kubernetes version must be one EKS creates on the day it is judged (standard or extended "
+    "support), per the EKS version calendar in infra/eks_calendar.py (source: "
+    "https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html, checked 2026-12-05), judged against "
+    "today (EKS_PLATFORM_TODAY=YYYY-MM-DD picks another day).",
     CLUSTERS, _version_problems, MANDATORY, "pin a version inside standard support in eks-platform:cluster.version")
+
+
+def _extended_support(props: Mapping[str, Any], _: ResourceValidationArgs) -> Iterator[str]:
+    release, today, _problem = _release(props)
+    if release is None or today is None or release.support(today) is not Support.EXTENDED:
+        return  # eks-version-creatable speaks for versions EKS does not create
+    target = CALENDAR.standard_target(release.minor, today)
+    yield (f"Kubernetes {release.version} is in extended support since {release.end_of_standard}: about "
+           f"${extended_extra_usd_per_month():.0f} more per cluster and month, and EKS upgrades the control plane "
+           f"after {release.end_of_extended}" + (f"; {target.version} is in standard support" if target else ""))
+
+
+version_standard_support = resource_rule(
+    "eks-version-standard-support",
+    "The cluster's version should be in EKS standard support on the day it is judged: extended support costs $0.60 "
+    "instead of $0.10 per cluster-hour and ends in a forced upgrade. Source: infra/eks_calendar.py (EKS release "
+    "calendar and Amazon EKS pricing, checked 2026-12-05).",
+    CLUSTERS, _extended_support, ADVISORY, "upgrade one minor at a time (`invoke cluster.upgrade --plan-only`)")
 
 
 def _coredns_deadlock(props: Mapping[str, Any], _: ResourceValidationArgs) -> Iterator[str]:
@@ -81,12 +114,24 @@ coredns_deadlock = resource_rule(
     "depends on the node groups")
 
 
+def waits_for(resource: PolicyResource) -> list[PolicyResource]:
+    """Everything `resource` waits for, directly or through others (its dependencies, as the engine records them)."""
+    seen: dict[str, PolicyResource] = {}
+    todo = list(resource.dependencies or [])
+    while todo:
+        found = todo.pop()
+        if found.urn not in seen:
+            seen[found.urn] = found
+            todo += found.dependencies or []
+    return list(seen.values())
+
+
 def _addons_after_nodes(resources: Sequence[PolicyResource]) -> Iterator[tuple[str | None, str]]:
     if not of_type(resources, NODE_GROUP):
         return
     for addon in of_type(resources, ADDON):
         name = addon.props.get("addonName")
-        if name in NODE_BOUND_ADDONS and not any(d.resource_type == NODE_GROUP for d in addon.dependencies):
+        if name in NODE_BOUND_ADDONS and not any(d.resource_type == NODE_GROUP for d in waits_for(addon)):
             yield addon.urn, (f"add-on {name} does not depend on a node group: EKS creates it before any node "
                               f"exists and it stays DEGRADED until pulumi's 20 min timeout")
 
@@ -164,7 +209,7 @@ control_plane_logs = resource_rule(
 
 
 def _desired_size_ignored(_: Mapping[str, Any], args: ResourceValidationArgs) -> Iterator[str]:
-    ignored = {str(path) for path in as_list(getattr(args.opts, "ignore_changes", None))}
+    ignored = {str(path) for path in as_list(args.opts.ignore_changes)}
     if not ignored & {"scalingConfig.desiredSize", "scalingConfig"}:
         yield ("scalingConfig.desiredSize is not in ignore_changes: every `pulumi up` resets the size "
                "cluster-autoscaler chose (and a refresh shows drift after each scale)")
@@ -236,6 +281,6 @@ creator_entry = stack_rule(
     f"checked 2026-12-05.",
     _creator_entry, MANDATORY, "leave the creator (eks-platform:access.cluster_creator_arn) out of the access entries")
 
-POLICIES = [version_creatable, coredns_deadlock, addons_after_nodes, endpoint_not_world, upgrade_policy_standard,
+POLICIES = [version_creatable, version_standard_support, coredns_deadlock, addons_after_nodes, endpoint_not_world, upgrade_policy_standard,
             secrets_encrypted, control_plane_logs, desired_size_ignored, al2_ami_exists, access_entry_unique,
             creator_entry]

@@ -17,11 +17,14 @@ from infra.policy.support import (
     allows,
     as_list,
     condition,
+    document,
     documents,
     get,
     granted,
+    grants,
     identity_documents,
     inside,
+    is_boundary,
     label,
     of_type,
     patterns,
@@ -33,6 +36,7 @@ from infra.policy.support import (
 
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+POLICY = "aws:iam/policy:Policy"
 INSTANCE_PROFILE = "aws:iam/instanceProfile:InstanceProfile"
 EKS_COMPONENT = "eks:index:Cluster"
 # Reads that hand out a secret, not metadata: a password, user data, a function's code or environment, a value.
@@ -211,5 +215,32 @@ pull_request_read_only = stack_rule(
     "pull_request workflows (checked 2026-12-05).",
     _pull_request_roles, MANDATORY, "list the exact read calls `pulumi preview` makes (infra/components/access.py)")
 
+def _beyond_boundary(resources: Sequence[PolicyResource]) -> Iterator[tuple[str | None, str]]:
+    boundaries = {str(p.props.get("name")): doc for p in of_type(resources, POLICY)
+                  if is_boundary(p.props) and (doc := document(p.props.get("policy"))) is not None}
+    docs = _role_documents(resources)
+    for role in of_type(resources, ROLE):
+        arn = role.props.get("permissionsBoundary")
+        ceiling = boundaries.get(arn.rsplit("/", 1)[-1]) if isinstance(arn, str) else None
+        if ceiling is None:
+            continue  # no boundary, or one the stack does not declare: nothing to compare with
+        allowed = [statement for statement in statements(ceiling) if allows(statement)]
+        beyond = sorted({action for doc in docs[role.urn] for statement in statements(doc) if allows(statement)
+                         for action in patterns(statement, "Action")
+                         if not any(grants(ceiling_statement, action) for ceiling_statement in allowed)})
+        if beyond:
+            name = arn.rsplit("/", 1)[-1]
+            yield role.urn, (f"{label(role)} is granted {', '.join(beyond)}, which its permissions boundary {name} "
+                             f"does not allow: every such call is denied at run time")
+
+
+grants_within_boundary = stack_rule(
+    "iam-grants-within-boundary",
+    "A role's permissions are the intersection of its policies and its permissions boundary: an action its policy "
+    "grants but its boundary does not is denied at run time, with nothing failing at `pulumi up`. Compared action by "
+    "action (resource scopes are the policies' own). Source: IAM policy evaluation logic, "
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html (checked 2026-12-05).",
+    _beyond_boundary, MANDATORY, "add the actions to the boundary in infra/components/iam.py, or drop them")
+
 POLICIES = [no_admin_wildcards, iam_writes_bounded, no_secret_reads, trust_pinned, stack_role_scoped,
-            pull_request_read_only]
+            pull_request_read_only, grants_within_boundary]

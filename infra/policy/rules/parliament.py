@@ -5,6 +5,7 @@ wrong thing at run time, which no mock can see.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -28,11 +29,29 @@ ALLOWED_ACTIONS: dict[tuple[str, str], str] = {
     ("RESOURCE_MISMATCH", "kms:deletealias"): "authorizes on the alias and on the key: one statement each",
     ("RESOURCE_MISMATCH", "kms:updatealias"): "authorizes on the alias and on the key: one statement each",
 }
-# Actions newer than parliament 1.6.4's bundled service table (checked 2026-12-05 against the AWS service
-# authorization reference): real actions, reported as unknown.
+# What parliament 1.6.4's bundled service table (2023) lacks, checked 2026-12-05 against the AWS service
+# authorization reference: real actions it reports as unknown, and real condition keys it says an action ignores.
 KNOWN_NEWER_ACTIONS = frozenset({
-    "eks:describeclusterversions",  # EKS DescribeClusterVersions, 2024-11
+    # ELBv2 ModifyIpPools (ALB IPAM pools, 2024), in the AWS Load Balancer Controller's upstream policy:
+    # https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_ModifyIpPools.html
+    "elasticloadbalancing:modifyippools",
 })
+KNOWN_NEWER_CONDITIONS = frozenset({
+    # Tag-on-create: AddTags allowed only inside CreateTargetGroup/CreateLoadBalancer (the upstream controller policy):
+    # https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/tagging-resources-during-creation.html
+    ("elasticloadbalancing:addtags", "elasticloadbalancing:createaction"),
+})
+_UNKNOWN = re.compile(r"^unknown (?:action (?P<action>\S+)|condition (?P<key>\S+) for action (?P<for>\S+))$")
+
+
+def _known_newer(issue: str, text: str) -> bool:
+    """An UNKNOWN_ACTION / UNKNOWN_CONDITION_FOR_ACTION finding about something listed above (parliament is stale)."""
+    found = _UNKNOWN.match(text.lower().strip('"'))
+    if not found or issue not in ("UNKNOWN_ACTION", "UNKNOWN_CONDITION_FOR_ACTION"):
+        return False
+    if found["action"]:
+        return found["action"] in KNOWN_NEWER_ACTIONS
+    return (found["for"], found["key"]) in KNOWN_NEWER_CONDITIONS
 
 
 @cache
@@ -60,7 +79,7 @@ def findings(doc: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             if not detail:
                 continue
         text = detail if isinstance(detail, str) else json.dumps(detail, default=str)
-        if finding.issue == "UNKNOWN_ACTION" and text.lower().strip('"') in KNOWN_NEWER_ACTIONS:
+        if _known_newer(finding.issue, text):
             continue
         found.append((finding.issue, severity, text))
     return found
