@@ -5,8 +5,8 @@ directory's `__main__.py` builds the `PolicyPack`, which starts pulumi's analyze
 """
 from __future__ import annotations
 
-from infra.policy.rules import compute, eks, iam, kubernetes, parliament, registry, secrets, storage
+from infra.policy.rules import compute, edge, eks, iam, kubernetes, parliament, registry, secrets, storage
 
 PACK_NAME = "eks-platform"
 POLICIES = [*eks.POLICIES, *kubernetes.POLICIES, *iam.POLICIES, *parliament.POLICIES, *registry.POLICIES,
-            *secrets.POLICIES, *compute.POLICIES, *storage.POLICIES]
+            *secrets.POLICIES, *compute.POLICIES, *storage.POLICIES, *edge.POLICIES]

@@ -41,6 +41,15 @@ def is_list(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
+def plain(value: Any) -> Any:
+    """Engine proxies (Mapping/Sequence) back into plain dicts and lists, e.g. to compare or serialise them."""
+    if is_map(value):
+        return {str(key): plain(item) for key, item in value.items()}
+    if is_list(value):
+        return [plain(item) for item in value]
+    return value
+
+
 def get(props: Any, path: str, default: Any = None) -> Any:
     """props["a"]["b"]... along a dotted path; `default` where any step is missing or not a mapping."""
     value = props

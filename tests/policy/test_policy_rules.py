@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from infra.charts import EDGE_CONTROLLER_POLICY
 from infra.plan.verdict import evaluate
 from infra.policy import POLICIES
 
@@ -57,12 +58,15 @@ def trust(sub: str, operator: str = "StringEquals") -> str:
 
 
 CLUSTER = "eks:index:Cluster"
-GOOD_CLUSTER = {"version": "1.32", "skipDefaultNodeGroup": True, "corednsAddonOptions": {"enabled": False},
+GOOD_CLUSTER = {"version": "1.35", "skipDefaultNodeGroup": True, "corednsAddonOptions": {"enabled": False},
                 "endpointPublicAccess": False, "upgradePolicy": {"supportType": "STANDARD"},
                 "encryptionConfigKeyArn": "arn:aws:kms:eu-west-1:1:key/1", "authenticationMode": "API",
                 "enabledClusterLogTypes": ["api", "audit", "authenticator"]}
 NODES = R("aws:eks/nodeGroup:NodeGroup", {"amiType": "AL2023_x86_64_STANDARD", "clusterName": "eks-dev"}, "ng",
           ignore_changes=["scalingConfig.desiredSize"])
+
+# Something that waits for the nodes itself: an add-on depending on it waits for them too.
+AFTER_NODES = R("aws:iam/rolePolicyAttachment:RolePolicyAttachment", {}, "after-nodes", dependencies=[NODES.urn])
 
 
 def cluster(**changes) -> R:
@@ -142,6 +146,51 @@ def bucket(**inputs) -> R:
 
 PR_ROLE = role("previewer", assumeRolePolicy=trust("repo:acme/eks-platform:pull_request"))
 BUCKET = bucket()
+WAIVER = "eks-platform:policy-waiver"
+
+
+def boundary(*actions: str) -> R:
+    """The stack's workload boundary (a managed policy tagged as a boundary) allowing `actions` on `*`."""
+    return R("aws:iam/policy:Policy", {"name": "eks-platform-dev-workload-boundary", "path": "/eks-platform-dev-ci/",
+                                        "policy": doc(allow(list(actions))),
+                                        "tags": {"eks-platform:purpose": "permissions-boundary"}}, "boundary")
+
+
+BOUNDED = role("dns", path="/eks-platform-dev/", permissionsBoundary=BOUNDARY)
+DNS_GRANT = role_policy(doc(allow(["route53:ChangeResourceRecordSets", "ec2:Describe*"],
+                                  "arn:aws:route53:::hostedzone/Z1")), "dns")
+UPSTREAM = json.loads(EDGE_CONTROLLER_POLICY.read_text())
+LBC_ROLE = R("aws:iam/role:Role", {"name": "edge-controller", "assumeRolePolicy": doc({
+    "Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
+    "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/X"},
+    "Condition": {"StringEquals": {"oidc.eks.eu-west-1.amazonaws.com/id/X:aud": "sts.amazonaws.com",
+                                   "oidc.eks.eu-west-1.amazonaws.com/id/X:sub":
+                                       "system:serviceaccount:kube-system:aws-load-balancer-controller"}}})},
+             "edge-controller")
+GOOD_TEMPLATE, IMDSV1_TEMPLATE = template(), R("aws:ec2/launchTemplate:LaunchTemplate", {
+    "metadataOptions": {"httpTokens": "optional"}}, "nat-v1")
+
+
+def group(*templates: R, **inputs) -> R:
+    return R("aws:autoscaling/group:Group", {"minSize": 1, "maxSize": 1, **inputs}, "nat-a",
+             dependencies=[t.urn for t in templates])
+
+
+def key(*statements: dict) -> R:
+    return R("aws:kms/key:Key", {"enableKeyRotation": True, "policy": doc(
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"},
+        *statements)}, "events-key")
+
+
+CLOUDWATCH_MAY_ENCRYPT = {"Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                          "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*"}
+
+
+def alarm_to(topic_key: R) -> list[R]:
+    topic = R("aws:sns/topic:Topic", {"name": "nat-events", "kmsMasterKeyId": "arn:k"}, "events",
+              dependencies=[topic_key.urn])
+    return [topic_key, topic, R("aws:cloudwatch/metricAlarm:MetricAlarm", {"alarmActions": ["arn:t"]}, "nat-down",
+                                dependencies=[topic.urn])]
 
 
 @dataclass
@@ -152,14 +201,18 @@ class Case:
 
 
 TABLE = [
-    Case("eks-version-creatable", [cluster(version="1.28")], [cluster(version="1.32")]),
+    # Judged on 2026-12-05 (tests/conftest.py pins EKS_PLATFORM_TODAY): 1.31 left extended support on 2026-11-26.
+    Case("eks-version-creatable", [cluster(version="1.31")], [cluster(version="1.32"), cluster(version="1.35")]),
+    Case("eks-version-standard-support", [cluster(version="1.32")], [cluster(version="1.35"), cluster(version="1.31")]),
     Case("eks-coredns-deadlock", [cluster(corednsAddonOptions={"version": "v1.11.4-eksbuild.2", "enabled": True})],
          [cluster()]),
-    Case("eks-addons-after-nodes", [NODES, addon("coredns")], [NODES, addon("coredns", NODES), addon("vpc-cni")]),
+    Case("eks-addons-after-nodes", [NODES, addon("coredns")],
+         [NODES, addon("coredns", NODES), addon("vpc-cni"), AFTER_NODES, addon("aws-ebs-csi-driver", AFTER_NODES)]),
     Case("eks-endpoint-not-world", [cluster(endpointPublicAccess=True, publicAccessCidrs=["0.0.0.0/0"])],
          [cluster(endpointPublicAccess=True, publicAccessCidrs=["203.0.113.0/24"]),
-          cluster(endpointPublicAccess=True, publicAccessCidrs=["0.0.0.0/0"],
-                  tags={"eks-platform:policy-waiver": "eks-endpoint-not-world"})]),
+          cluster(endpointPublicAccess=True, publicAccessCidrs=["0.0.0.0/0"], tags={WAIVER: "eks-endpoint-not-world"}),
+          cluster(endpointPublicAccess=True, publicAccessCidrs=["0.0.0.0/0"],  # as the program sets it
+                  clusterTags={WAIVER: "eks-upgrade-policy-standard eks-endpoint-not-world"})]),
     Case("eks-upgrade-policy-standard", [cluster(upgradePolicy=None)], [cluster()]),
     Case("eks-secrets-encrypted", [cluster(encryptionConfigKeyArn=None)], [cluster()]),
     Case("eks-control-plane-logs", [cluster(enabledClusterLogTypes=["api"])], [cluster()]),
@@ -196,6 +249,11 @@ TABLE = [
           R("aws:iam/role:Role", {"name": "cluster-eksRole-role"}, "eks-role", inside=CLUSTER)]),
     Case("iam-pull-request-role-read-only", [PR_ROLE, role_policy(doc(allow(["ec2:Describe*", "iam:Get*"])), "previewer")],
          [PR_ROLE, role_policy(doc(allow(["ec2:DescribeRegions", "eks:DescribeAddonVersions"])), "previewer")]),
+    Case("iam-grants-within-boundary", [boundary("ec2:*"), BOUNDED, DNS_GRANT],
+         [boundary("ec2:*", "route53:ChangeResourceRecordSets"), BOUNDED, DNS_GRANT]),
+    Case("edge-controller-policy-upstream",
+         [LBC_ROLE, role_policy(json.dumps({**UPSTREAM, "Statement": UPSTREAM["Statement"][1:]}), "edge-controller")],
+         [LBC_ROLE, role_policy(json.dumps(UPSTREAM, separators=(",", ":")), "edge-controller")]),
     Case("iam-parliament", [role_policy(doc(allow("s3:GetObject", "arn:aws:s3:::bucket/key"),
                                             allow("ec2:DescribeInstancez")))],
          [role_policy(doc(allow("s3:GetObject", "arn:aws:s3:::bucket/key")))]),
@@ -217,6 +275,8 @@ TABLE = [
              {"protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["10.0.0.0/16"]})]),
     Case("ec2-imdsv2-hop-limit-1", [template(metadataOptions={"httpTokens": "optional", "httpPutResponseHopLimit": 2})],
          [template()]),
+    Case("asg-launch-template-imdsv2", [IMDSV1_TEMPLATE, group(IMDSV1_TEMPLATE), group(launchConfiguration="lc")],
+         [GOOD_TEMPLATE, group(GOOD_TEMPLATE)]),
     Case("ebs-encrypted", [template(blockDeviceMappings=[{"deviceName": "/dev/xvda", "ebs": {"volumeSize": 20}}])],
          [template()]),
     Case("lambda-reserved-concurrency", [function(reservedConcurrentExecutions=None)], [function()]),
@@ -228,6 +288,7 @@ TABLE = [
     Case("logs-retention", [log_group(retentionInDays=None)], [log_group()]),
     Case("sns-topic-encrypted", [R("aws:sns/topic:Topic", {"name": "t"}, "t")],
          [R("aws:sns/topic:Topic", {"name": "t", "kmsMasterKeyId": "arn:k"}, "t")]),
+    Case("sns-alarm-topic-key-usable", alarm_to(key()), alarm_to(key(CLOUDWATCH_MAY_ENCRYPT))),
     Case("s3-bucket-lifecycle", [BUCKET],
          [BUCKET, R("aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2", {"bucket": "x"}, "lc",
                     dependencies=[BUCKET.urn])]),

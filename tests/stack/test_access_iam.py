@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from infra.config import load_stack_config
 from infra.plan.offline import Plan
 
 ACCOUNT = "123456789012"
@@ -138,3 +139,39 @@ def test_every_role_lives_in_a_stack_path_with_its_boundary(stack_plans, env):
         assert role.inputs["permissionsBoundary"] == _boundary_arn(env, kind), role.name
     for profile in stack_plans[env].of_type("aws:iam/instanceProfile:InstanceProfile"):
         assert profile.inputs["path"] == f"/eks-platform-{env}/"
+
+
+def test_deployer_manages_the_edge_certificate_and_records_only_in_its_own_zone(deployer):
+    zone = load_stack_config("dev").edge.zone_id
+    assert deployer.can("route53:ChangeResourceRecordSets", f"arn:aws:route53:::hostedzone/{zone}")
+    assert not deployer.can("route53:ChangeResourceRecordSets", "arn:aws:route53:::hostedzone/ZSOMEONEELSE")
+    assert not deployer.can("route53:DeleteHostedZone", f"arn:aws:route53:::hostedzone/{zone}")
+    assert deployer.can("acm:RequestCertificate", "*", **{"aws:RequestTag/environment": "dev"})
+    assert not deployer.can("acm:RequestCertificate", "*", **{"aws:RequestTag/environment": "prod"})
+    certificate = f"arn:aws:acm:eu-west-1:{ACCOUNT}:certificate/0f0e"
+    assert deployer.can("acm:DeleteCertificate", certificate, **{"aws:ResourceTag/environment": "dev"})
+    assert not deployer.can("acm:DeleteCertificate", certificate, **{"aws:ResourceTag/environment": "prod"})
+
+
+def test_deployer_manages_the_nat_groups_and_no_other_auto_scaling_group(deployer):
+    group = f"arn:aws:autoscaling:eu-west-1:{ACCOUNT}:autoScalingGroup:1-2:autoScalingGroupName/{{}}".format
+    cluster = load_stack_config("dev").cluster.name
+    for action in ("autoscaling:CreateAutoScalingGroup", "autoscaling:PutLifecycleHook",
+                   "autoscaling:DeleteAutoScalingGroup"):
+        assert deployer.can(action, group(f"{cluster}-nat-a-20261205"))
+        assert not deployer.can(action, group("eks-prod-nat-a-20261205")), "another stack's group"
+        assert not deployer.can(action, group("someone-elses"))
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_the_edge_controllers_are_not_cut_off_by_the_workload_boundary(stack_plans, env):
+    """The controllers' roles carry the workload boundary: what they are granted must also be inside it (the
+    policy pack's iam-grants-within-boundary checks every role; here the calls the edge lives on)."""
+    zone = f"arn:aws:route53:::hostedzone/{load_stack_config(env).edge.zone_id}"
+    boundary_of = {p.inputs["name"]: json.loads(p.inputs["policy"]) for p in stack_plans[env].of_type(POLICY)}
+    workload = boundary_of[f"eks-platform-{env}-workload-boundary"]
+    for action, resource in (("route53:ChangeResourceRecordSets", zone), ("route53:ListHostedZones", "*"),
+                             ("acm:DescribeCertificate", "*"), ("wafv2:GetWebACLForResource", "*"),
+                             ("shield:GetSubscriptionState", "*"), ("elasticloadbalancing:CreateLoadBalancer", "*")):
+        assert allows(workload, action, resource), action
+    assert not allows(workload, "route53:ChangeResourceRecordSets", "arn:aws:route53:::hostedzone/ZSOMEONEELSE")

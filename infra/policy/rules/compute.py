@@ -13,6 +13,7 @@ SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 INSTANCE = "aws:ec2/instance:Instance"
+GROUP = "aws:autoscaling/group:Group"
 VOLUME = "aws:ebs/volume:Volume"
 FUNCTION = "aws:lambda/function:Function"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
@@ -74,6 +75,32 @@ imdsv2_hop_limit = resource_rule(
     "identity-and-access-management.html (checked 2026-12-05).",
     (LAUNCH_TEMPLATE, INSTANCE), _imds, MANDATORY,
     'metadata_options http_tokens="required", http_put_response_hop_limit=1')
+
+
+def _group_templates(resources: Sequence[PolicyResource]) -> Iterator[tuple[str | None, str]]:
+    for group in of_type(resources, GROUP):
+        if group.props.get("launchConfiguration"):
+            yield group.urn, (f"{label(group)} launches from a launch configuration: no IMDSv2 guarantee here and no "
+                              f"new instance types (AWS ends launch configurations); use a launch template")
+            continue
+        templates = [d for d in group.dependencies if d.resource_type == LAUNCH_TEMPLATE]
+        if not templates:
+            yield group.urn, (f"{label(group)} launches from a template the stack does not declare: whether its "
+                              f"instances require IMDSv2 cannot be known")
+        for template in templates:
+            options = template.props.get("metadataOptions")
+            if get(options, "httpTokens") != "required":
+                yield group.urn, (f"{label(group)} launches from {label(template)}, which accepts IMDSv1: every "
+                                  f"replacement the group makes answers an SSRF with its role's credentials")
+
+
+group_template_imdsv2 = stack_rule(
+    "asg-launch-template-imdsv2",
+    "Auto Scaling groups (the NAT instances' groups among them) launch from a launch template the stack declares, "
+    "and that template requires IMDSv2: the group replaces instances with no one watching. Source: "
+    "https://docs.aws.amazon.com/autoscaling/ec2/userguide/create-launch-template.html and "
+    "https://docs.aws.amazon.com/autoscaling/ec2/userguide/launch-configurations.html (checked 2026-12-05).",
+    _group_templates, MANDATORY, 'launch_template=GroupLaunchTemplateArgs(id=<template>.id, ...) with http_tokens="required"')
 
 
 def _truthy(value: Any) -> bool:
@@ -147,5 +174,5 @@ lambda_log_group = stack_rule(
     "https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html (checked 2026-12-05).",
     _function_logs, ADVISORY, "name the function and declare its log group with retention_in_days")
 
-POLICIES = [no_world_ingress, imdsv2_hop_limit, ebs_encrypted, lambda_reserved_concurrency, lambda_dead_letter,
+POLICIES = [no_world_ingress, imdsv2_hop_limit, group_template_imdsv2, ebs_encrypted, lambda_reserved_concurrency, lambda_dead_letter,
             lambda_log_group]

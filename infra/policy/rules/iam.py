@@ -175,7 +175,7 @@ stack_role_scoped = resource_rule(
     "create it through infra/components/iam.py (path /eks-platform-<env>/ and the workload boundary)")
 
 
-def _role_documents(resources: Sequence[PolicyResource]) -> dict[str, list[Mapping[str, Any]]]:
+def role_documents(resources: Sequence[PolicyResource]) -> dict[str, list[Mapping[str, Any]]]:
     """Role URN -> its permission documents (inline RolePolicy resources matched by dependency or by role name)."""
     roles = of_type(resources, ROLE)
     by_name = {str(role.props.get("name") or role.name): role for role in roles}
@@ -189,7 +189,7 @@ def _role_documents(resources: Sequence[PolicyResource]) -> dict[str, list[Mappi
 
 
 def _pull_request_roles(resources: Sequence[PolicyResource]) -> Iterator[tuple[str | None, str]]:
-    docs = _role_documents(resources)
+    docs = role_documents(resources)
     for role in of_type(resources, ROLE):
         trust = [s for prop, d in documents(ROLE, role.props) if prop == "assumeRolePolicy" for s in statements(d)]
         subjects = [str(v) for s in trust for v in condition(s, "token.actions.githubusercontent.com:sub")]
@@ -218,7 +218,7 @@ pull_request_read_only = stack_rule(
 def _beyond_boundary(resources: Sequence[PolicyResource]) -> Iterator[tuple[str | None, str]]:
     boundaries = {str(p.props.get("name")): doc for p in of_type(resources, POLICY)
                   if is_boundary(p.props) and (doc := document(p.props.get("policy"))) is not None}
-    docs = _role_documents(resources)
+    docs = role_documents(resources)
     for role in of_type(resources, ROLE):
         arn = role.props.get("permissionsBoundary")
         ceiling = boundaries.get(arn.rsplit("/", 1)[-1]) if isinstance(arn, str) else None

@@ -13,7 +13,7 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs
 
-from infra.policy.support import DOCUMENTS, MANDATORY, documents, resource_rule
+from infra.policy.support import DOCUMENTS, MANDATORY, documents, plain, resource_rule
 
 # parliament's severities, most severe first; findings at or above THRESHOLD are violations.
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFO")
@@ -65,7 +65,7 @@ def _parliament() -> Any:
 def findings(doc: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(issue, severity, detail) of each parliament finding on one document that counts as a violation."""
     lib = _parliament()
-    policy = lib.analyze_policy_string(json.dumps(doc, default=_plain))
+    policy = lib.analyze_policy_string(json.dumps(plain(doc)))
     found = []
     for finding in policy.findings:
         lib.enhance_finding(finding)
@@ -83,13 +83,6 @@ def findings(doc: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             continue
         found.append((finding.issue, severity, text))
     return found
-
-
-def _plain(value: Any) -> Any:
-    """Engine proxies (Mapping/Sequence) back into JSON-able values."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    return list(value)
 
 
 def _at_least(severity: str, threshold: str) -> bool:

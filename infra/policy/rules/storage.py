@@ -7,11 +7,24 @@ from typing import Any
 
 from pulumi_policy import PolicyResource, ResourceValidationArgs
 
-from infra.policy.support import ADVISORY, MANDATORY, get, label, of_type, resource_rule, stack_rule
+from infra.policy.support import (
+    ADVISORY,
+    MANDATORY,
+    as_list,
+    document,
+    get,
+    grants,
+    label,
+    of_type,
+    resource_rule,
+    stack_rule,
+    statements,
+)
 
 KMS_KEY = "aws:kms/key:Key"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 TOPIC = "aws:sns/topic:Topic"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 BUCKETS = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
 LIFECYCLES = ("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
               "aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2")
@@ -53,10 +66,41 @@ def _topic(props: Mapping[str, Any], _: ResourceValidationArgs) -> Iterator[str]
 
 topic_encrypted = resource_rule(
     "sns-topic-encrypted",
-    "SNS topics should encrypt at rest; a CloudWatch-alarm publisher then needs kms:GenerateDataKey* on a key "
-    "whose policy allows cloudwatch.amazonaws.com (the AWS-managed alias/aws/sns does not). Source: "
-    "https://docs.aws.amazon.com/sns/latest/dg/sns-server-side-encryption.html (checked 2026-12-05).",
-    (TOPIC,), _topic, ADVISORY, "set kms_master_key_id to a key CloudWatch and EventBridge may use")
+    "SNS topics encrypt at rest with a KMS key (sns-alarm-topic-key-usable checks that alarm publishers can use it). "
+    "Source: https://docs.aws.amazon.com/sns/latest/dg/sns-server-side-encryption.html (checked 2026-12-05).",
+    (TOPIC,), _topic, MANDATORY, "set kms_master_key_id to a customer-managed key CloudWatch may use")
+
+CLOUDWATCH = "cloudwatch.amazonaws.com"
+ALARM_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+
+
+def _alarm_topic_keys(resources: Sequence[PolicyResource]) -> Iterator[tuple[str | None, str]]:
+    for alarm in of_type(resources, ALARM):
+        topics = [d for d in alarm.dependencies if d.resource_type == TOPIC and d.props.get("kmsMasterKeyId")]
+        for topic in topics:
+            key_id = str(topic.props.get("kmsMasterKeyId"))
+            if key_id.startswith("alias/aws/") or ":alias/aws/" in key_id:
+                yield alarm.urn, (f"{label(alarm)} notifies {label(topic)}, encrypted with the AWS-managed {key_id}, "
+                                  f"whose policy no one can extend to CloudWatch: every notification is dropped")
+                continue
+            key = next((d for d in topic.dependencies if d.resource_type == KMS_KEY), None)
+            policy = document(key.props.get("policy")) if key is not None else None
+            if key is None or policy is None:
+                continue  # a key the stack does not declare, or its default policy: nothing to read here
+            usable = [s for s in statements(policy) if CLOUDWATCH in as_list(get(s, "Principal.Service"))]
+            missing = [a for a in ALARM_KEY_ACTIONS if not any(grants(s, a) for s in usable)]
+            if missing:
+                yield alarm.urn, (f"{label(alarm)} notifies {label(topic)}, whose key {label(key)} does not let "
+                                  f"{CLOUDWATCH} {', '.join(missing)}: every notification is dropped silently")
+
+
+alarm_topic_key_usable = stack_rule(
+    "sns-alarm-topic-key-usable",
+    "A CloudWatch alarm that notifies an encrypted SNS topic needs the topic's key to let cloudwatch.amazonaws.com "
+    "kms:GenerateDataKey* and kms:Decrypt (not possible with the AWS-managed alias/aws/sns); otherwise alarms fire and "
+    "nothing is delivered. Source: https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html, 'compatibility "
+    "with AWS services' (checked 2026-12-05).",
+    _alarm_topic_keys, MANDATORY, "give the topic a customer-managed key whose policy allows cloudwatch.amazonaws.com")
 
 
 def _buckets(resources: Sequence[PolicyResource]) -> Iterator[tuple[str | None, str]]:
@@ -121,5 +165,5 @@ helm_pinned = resource_rule(
     "(infra/charts.py catalogue).",
     HELM, _helm_pinned, MANDATORY, "pin version in infra/charts.py or the stack's platform.charts")
 
-POLICIES = [kms_rotation, log_retention, topic_encrypted, bucket_lifecycle, storage_class_encrypted, storage_class_gp3,
+POLICIES = [kms_rotation, log_retention, topic_encrypted, alarm_topic_key_usable, bucket_lifecycle, storage_class_encrypted, storage_class_gp3,
             helm_pinned]
