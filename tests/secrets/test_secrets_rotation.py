@@ -134,7 +134,7 @@ def handed_over(aws, postgres) -> tuple[str, StackConfig]:
     postgres.set_password("api", REAL)
     cfg = _database_config(postgres)
     arn = _empty_database_secret(cfg)
-    ops_secrets.set_value(cfg, "api", "database", REAL)
+    ops_secrets.set_value(ops_secrets.SetSecret(cfg, "api", "database", REAL))
     return arn, cfg
 
 

@@ -40,7 +40,7 @@ def test_preview_job_holds_no_write_token_and_no_repository_level_secret(jobs):
 def test_preview_runs_in_the_environment_the_previewer_role_trusts(jobs, stack_plans):
     preview = jobs["preview"]
     assert preview["environment"]["name"] == "preview-${{ matrix.stack }}"
-    for env in preview["strategy"]["matrix"]["stack"]:
+    for env in [row["stack"] for row in preview["strategy"]["matrix"]["include"]]:
         github = load_stack_config(env).access.github
         environment = github.preview_environment or f"preview-{env}"
         assert environment == f"preview-{env}"

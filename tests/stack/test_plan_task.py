@@ -65,9 +65,11 @@ def test_plan_dev_prints_tree_grouped_by_component_and_summary():
     assert len(groups) == 4
     assert all(line.startswith(("│   ", "    ")) for line in groups), "node groups sit under their component"
     assert any("amiType=AL2023_x86_64_STANDARD" in line and "availability-zone=eu-west-1b" in line for line in groups)
-    summary = lines[-1]
+    (summary,) = [line for line in lines if line.startswith("dev: ")]  # then the advisory findings table
+    verdict = lines[-1]
     # 2 public + 2 private + 2 NAT probe subnets
     assert summary.startswith("dev: ") and "NodeGroup 4" in summary and "Subnet 6" in summary
+    assert verdict.startswith("policy: 0 mandatory, ")
 
 
 def test_plan_json_is_machine_readable():
