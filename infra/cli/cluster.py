@@ -67,6 +67,8 @@ def cluster_versions(c, refresh=False, env=None):
     Every version judgement (config validation, plan/preview/up warnings, upgrade targets) reads this table;
     EKS_PLATFORM_TODAY=YYYY-MM-DD judges it as of another day.
     """
+    import sys
+
     from rich.console import Console
 
     from infra import eks_calendar
@@ -83,30 +85,39 @@ def cluster_versions(c, refresh=False, env=None):
         fetched = eks_versions(region, fetched=today)
         differences = eks_calendar.differences(calendar, fetched)
         calendar = calendar.merged(fetched)
-    console = Console()
-    console.print(_calendar_table(calendar, today))
+    table, sources = _calendar_table(calendar, today)
+    console = Console(width=None if sys.stdout.isatty() else 120)  # a pipe gets the whole table, not 80 columns
+    console.print(table)
+    for number, source in enumerate(sources, 1):
+        print(f"[{number}] {source}")
     for line in differences:
         print(f"differs from infra/eks_calendar.py: {line}")
     print(eks_calendar.cost_line(today))
 
 
 def _calendar_table(calendar, today):
+    """The table, and the distinct sources its rows cite by number (a source is a sentence, not a column)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from infra.eks_calendar import Support
 
     table = Table(title=f"EKS Kubernetes versions on {today}")
     for column in ("version", "EKS release", "end of standard", "end of extended", "AL2 AMIs", "today", "source"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("today", "source"))
     styles = {Support.STANDARD: "green", Support.EXTENDED: "yellow", Support.ENDED: "red", Support.UNRELEASED: "dim"}
+    sources: list[str] = []
     for release in sorted(calendar.releases, key=lambda r: r.minor, reverse=True):
         support = release.support(today)
         days = release.days_left(today)
         state = support.value + (f" ({days} days left)" if days is not None else "")
+        if release.source not in sources:
+            sources.append(release.source)
+        cited = f"[{sources.index(release.source) + 1}]" + (" estimated" if release.estimated else "")
         table.add_row(release.version, str(release.released), str(release.end_of_standard),
                       str(release.end_of_extended), "yes" if release.al2 else "no",
-                      f"[{styles[support]}]{state}[/]", ("estimated: " if release.estimated else "") + release.source)
-    return table
+                      f"[{styles[support]}]{state}[/]", escape(cited))
+    return table, sources
 
 
 def _region(env):

@@ -72,7 +72,7 @@ def check(root: Path = manifests.REPO) -> list[Finding]:
     src = Sources.of(root)
     if not src.all():
         return [Finding(".github", "", "sources", "no workflows or composite actions found",
-                        "add .github/workflows/*.yml (see README, CI/CD)")]
+                        "add .github/workflows/*.yml (see docs/ci-cd.md)")]
     checkers: dict[str, Callable[[Sources], list[Finding]]] = {
         "actionlint": actionlint, "zizmor": zizmor, "rules": rules,
         "check-jsonschema workflows": lambda s: schemas(s, "vendor.github-workflows", s.workflows),

@@ -1,5 +1,5 @@
-"""The project's own rules for rendered workloads: the defaults every service must keep (see README,
-"Service manifests"). Each rule looks at one overlay's rendered objects and names the fix."""
+"""The project's own rules for rendered workloads: the defaults every service must keep (see
+docs/manifests-and-lint.md). Each rule looks at one overlay's rendered objects and names the fix."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
