@@ -7,6 +7,7 @@ No pulumi import: config validation reads the catalogue too.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ AUTOSCALER_NAME = "cluster-autoscaler"  # cluster-autoscaler fullnameOverride, s
 AUTOSCALER_NAMESPACE = CHARTS[AUTOSCALER_NAME].namespace
 AUTOSCALER_STATUS_CONFIGMAP = "cluster-autoscaler-status"  # the autoscaler's --status-config-map-name default
 EDGE_CONTROLLER = "aws-load-balancer-controller"  # fullnameOverride and service account of the controller
+# The controller's IAM policy as its release publishes it (docs/install/iam_policy.json): its IRSA role carries
+# exactly this, which the policy pack checks (infra/policy/rules/edge.py).
+EDGE_CONTROLLER_POLICY = Path(__file__).resolve().parent / "components" / "data" / (
+    "aws-load-balancer-controller-iam-policy.json")
 EDGE_DNS = "external-dns"                          # fullnameOverride and service account of ExternalDNS
 INGRESS_CLASS = "alb"                              # the one IngressClass the platform installs (Pulumi declares it)
 INGRESS_CONTROLLER = "ingress.k8s.aws/alb"         # the controller name that class names

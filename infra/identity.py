@@ -30,3 +30,22 @@ def secrets_key_alias(env: str) -> str:
 def secrets_key_tags(env: str) -> dict[str, str]:
     """Tags the stack puts on that key (among others): which project and stack it belongs to."""
     return {"project": PROJECT, "environment": env}
+
+
+# Tags on the eks.Cluster that the policy pack (infra/policy) reads. The waiver lists, space-separated, the rules a
+# resource is a deliberate exception to, set only from an explicit stack-config key (docs/policy.md); the creator
+# is the principal EKS made cluster admin at CreateCluster (eks-platform:access.cluster_creator_arn).
+WAIVER_TAG = f"{PROJECT}:policy-waiver"
+CREATOR_TAG = f"{PROJECT}:cluster-creator"
+
+# The shared base image every service builds FROM (services/base): deploy builds and pushes it first, into the
+# stack's repository of this name, which the registry component declares beside the services' own.
+BASE_REPOSITORY = "service-base"
+
+
+def repository_name(env: str, service: str) -> str:
+    """The ECR repository of one service in one stack: the stack declares it, deploys push to and read from it.
+
+    Prefixed by the stack so dev and prod can share an account without pushing into each other's repositories.
+    """
+    return f"{PROJECT}/{env}/{service}"

@@ -7,12 +7,15 @@ from invoke.exceptions import Exit
 from infra.cli.common import csv_list, fail, help_if_asked, task
 
 
-@task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,dockerfiles,workflows",
+@task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,dockerfiles,"
+                    "policy,workflows",
             "skip": "comma-separated checks to leave out, e.g. --skip checkov for a quick pass"})
 def lint(c, only=None, skip=None):
     """Lint the kustomize tree (infra/k8s): yamllint, render every overlay, schema-validate against each stack's
     Kubernetes version, scan for removed/deprecated APIs, checkov (own venv, created on first run) and the
-    workload rules; and the .github/ workflows (`invoke ci.check`). One table of findings; exit 1 on any error."""
+    workload rules; hadolint on the services' Dockerfiles; the policy pack over each stack's offline plan
+    (mandatory violations are errors); and the
+    .github/ workflows (`invoke ci.check`). One table of findings; exit 1 on any error."""
     from rich.console import Console
 
     from infra.lint import runner as engine

@@ -8,21 +8,30 @@ from invoke import Collection
 
 from infra.cli.common import confirm, fail, require_env, stack_config, task
 
+# The project's CrossGuard pack (relative to the project directory pulumi runs in): every resource of a preview
+# or update is checked by the same rules `invoke plan` evaluates offline (docs/policy.md).
+POLICY_PACK = "infra/policy"
+
 
 @task(positional=[], help={"env": "stack to plan: dev or prod", "json": "print the plan as JSON instead of a tree",
             "diff": "another stack to compare with, e.g. --diff prod",
             "against": "git revision whose stack file counts as deployed (e.g. origin/main): refuse changing "
                        "the AMI type of a generation it has"})
 def plan(c, env, json_=False, diff=None, against=None):
-    """Show what the Pulumi program declares for a stack, offline (no credentials, no Pulumi CLI).
+    """Show what the Pulumi program declares for a stack, offline (no credentials, no Pulumi CLI), and the policy
+    pack's verdict on it (exit 1 on a mandatory violation).
 
     Runs the real program under Pulumi's mock runtime: a plan of declarations, not a cloud diff
-    (use `invoke preview` for that).
+    (use `invoke preview` for that, which runs the same policy pack).
     """
+    from dataclasses import asdict
+
     from rich.console import Console
 
+    from infra.lint.findings import table
     from infra.plan import view as plan_view
     from infra.plan.offline import plan_stack
+    from infra.plan.verdict import findings, judge, verdict_line
 
     require_env(env)
     if diff:
@@ -35,18 +44,28 @@ def plan(c, env, json_=False, diff=None, against=None):
     plans = [plan_stack(name) for name in [env, *([diff] if diff else [])]]
     for name in [env, *([diff] if diff else [])]:
         _warn(stack_config(name))
-    if json_:
-        body = [p.to_json() for p in plans]
-        print(json.dumps(body[0] if not diff else {"stacks": body, "diff": plan_view.diff(*plans)}, indent=2))
-        return
-    console = Console()
     if diff:
         lines = plan_view.diff(*plans)
-        print("\n".join(lines))
-        print(f"{len(lines)} difference(s) between {env} and {diff}")
+        if json_:
+            print(json.dumps({"stacks": [p.to_json() for p in plans], "diff": lines}, indent=2))
+        else:
+            print("\n".join(lines))
+            print(f"{len(lines)} difference(s) between {env} and {diff}")
         return
-    console.print(plan_view.tree(plans[0]))
-    print(plan_view.summary(plans[0]))
+    violations = judge(plans[0])
+    if json_:
+        print(json.dumps({**plans[0].to_json(), "policy": [asdict(v) for v in violations]}, indent=2))
+    else:
+        console = Console()
+        console.print(plan_view.tree(plans[0]))
+        print(plan_view.summary(plans[0]))
+        if violations:
+            console.print(table(findings(plans[0], violations), "policy violations (infra/policy)"))
+        print(verdict_line(violations))
+    mandatory = sum(v.mandatory for v in violations)
+    if mandatory:
+        raise fail(f"stack {env} has {mandatory} mandatory policy violation(s) (listed above); fix them before "
+                   f"`invoke up` (docs/policy.md)", code=1)
 
 
 def _deployed_ami_types(env: str, rev: str):
@@ -124,7 +143,7 @@ def _checked_cli(env: str, creating: bool = False):
 @task(positional=[], help={"env": "stack to preview: dev or prod"})
 def preview(c, env):
     """`pulumi preview --diff` for a stack, after validating its config (needs the Pulumi CLI and AWS credentials)."""
-    _checked_cli(env).preview()
+    _checked_cli(env).preview(policy_packs=[POLICY_PACK])
 
 
 @task(positional=[], help={"env": "stack to update: dev or prod",
@@ -139,7 +158,8 @@ def up(c, env, yes=False):
     if not yes and not sys.stdin.isatty():
         require_env(env)
         raise ConfirmationNeeded(env)
-    _checked_cli(env, creating=True).up(yes=yes, confirm=lambda: confirm(f"Apply this preview to stack {env}?"))
+    _checked_cli(env, creating=True).up(yes=yes, confirm=lambda: confirm(f"Apply this preview to stack {env}?"),
+                                        policy_packs=[POLICY_PACK])
 
 
 

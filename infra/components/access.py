@@ -13,8 +13,10 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from infra.components import iam
 from infra.config import ADMIN_GROUP, StackConfig, app_namespace, without_path
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
@@ -22,8 +24,9 @@ STS_AUDIENCE = "sts.amazonaws.com"
 CI_GROUP = "eks-platform:ci-deployers"
 CI_USER = "ci-deployer"
 PULUMI_DEPLOYER_USER = "pulumi-deployer"
+PULUMI_PREVIEWER_USER = "pulumi-previewer"
 ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-NODE_GROUPS = ["system:bootstrappers", "system:nodes"]
+VIEW_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
 
 READ = ("get", "list", "watch")
 ROLL = (*READ, "create", "update", "patch")
@@ -46,43 +49,6 @@ CI_RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("coordination.k8s.io", ("leases",), MANAGE),
 )
 
-# What `pulumi up` of this program touches, by service; mutating IAM is limited to the account's roles,
-# policies and OIDC providers. Describe/List/Get calls are read-only.
-PULUMI_DEPLOYER_ACTIONS = {
-    "ec2": ["Describe*", "Get*", "Create*", "Delete*", "Modify*", "Associate*", "Disassociate*", "Attach*",
-            "Detach*", "Allocate*", "Release*", "Replace*", "Authorize*", "Revoke*", "RunInstances",
-            "TerminateInstances", "StartInstances", "StopInstances"],
-    "eks": ["Describe*", "List*", "Create*", "Delete*", "Update*", "Associate*", "Disassociate*", "TagResource",
-            "UntagResource"],
-    "kms": ["Describe*", "List*", "Get*", "CreateKey", "CreateAlias", "DeleteAlias", "UpdateAlias", "EnableKeyRotation",
-            "ScheduleKeyDeletion", "PutKeyPolicy", "CreateGrant", "TagResource", "UntagResource", "Encrypt", "Decrypt",
-            "GenerateDataKey*"],
-    "logs": ["Describe*", "List*", "CreateLogGroup", "DeleteLogGroup", "PutRetentionPolicy", "TagResource",
-             "UntagResource", "TagLogGroup"],
-    "secretsmanager": ["Describe*", "List*", "GetResourcePolicy", "CreateSecret", "DeleteSecret", "UpdateSecret",
-                       "TagResource", "UntagResource", "RotateSecret", "CancelRotateSecret", "PutResourcePolicy"],
-    "lambda": ["Get*", "List*", "CreateFunction", "DeleteFunction", "UpdateFunction*", "AddPermission",
-               "RemovePermission", "InvokeFunction", "TagResource", "UntagResource"],
-    "sns": ["Get*", "List*", "CreateTopic", "DeleteTopic", "SetTopicAttributes", "Subscribe", "Unsubscribe",
-            "TagResource", "UntagResource"],
-    "cloudwatch": ["Describe*", "List*", "PutMetricAlarm", "DeleteAlarms", "TagResource", "UntagResource"],
-    "events": ["Describe*", "List*", "PutRule", "DeleteRule", "PutTargets", "RemoveTargets", "EnableRule",
-               "DisableRule", "TagResource", "UntagResource"],
-    "autoscaling": ["Describe*", "CreateOrUpdateTags", "DeleteTags"],
-    "ssm": ["GetParameter", "GetParameters"],
-    "acm": ["Describe*", "List*", "Get*", "RequestCertificate", "DeleteCertificate", "AddTagsToCertificate",
-            "RemoveTagsFromCertificate", "UpdateCertificateOptions"],
-    "route53": ["Get*", "List*", "ChangeResourceRecordSets"],
-}
-PULUMI_DEPLOYER_IAM = ["Get*", "List*", "CreateRole", "DeleteRole", "UpdateRole", "UpdateAssumeRolePolicy",
-                       "TagRole", "UntagRole", "PutRolePolicy", "DeleteRolePolicy", "AttachRolePolicy",
-                       "DetachRolePolicy", "PassRole", "CreatePolicy", "DeletePolicy", "CreatePolicyVersion",
-                       "DeletePolicyVersion", "TagPolicy", "CreateOpenIDConnectProvider",
-                       "DeleteOpenIDConnectProvider", "UpdateOpenIDConnectProviderThumbprint",
-                       "TagOpenIDConnectProvider", "AddClientIDToOpenIDConnectProvider", "CreateInstanceProfile",
-                       "DeleteInstanceProfile", "AddRoleToInstanceProfile", "RemoveRoleFromInstanceProfile",
-                       "CreateServiceLinkedRole"]
-
 
 def github_trust_policy(provider_arn: str, subject: str) -> str:
     """Trust for exactly one repository + GitHub environment, audience STS; no wildcards anywhere."""
@@ -92,45 +58,17 @@ def github_trust_policy(provider_arn: str, subject: str) -> str:
     }]})
 
 
-def _iam_resources(account: str) -> list[str]:
-    return [f"arn:aws:iam::{account}:{kind}/*" for kind in ("role", "policy", "oidc-provider", "instance-profile")]
-
-
-def pulumi_deployer_policy(account: str) -> str:
-    iam = _iam_resources(account)
-    statements = [{"Sid": service.title(), "Effect": "Allow",
-                   "Action": [f"{service}:{action}" for action in actions], "Resource": "*"}
-                  for service, actions in PULUMI_DEPLOYER_ACTIONS.items()]
-    statements.append({"Sid": "Iam", "Effect": "Allow", "Action": [f"iam:{action}" for action in PULUMI_DEPLOYER_IAM],
-                       "Resource": iam})
-    return json.dumps({"Version": "2012-10-17", "Statement": statements})
-
-
-def _reads(service: str, actions: list[str]) -> list[str]:
-    return [f"{service}:{action}" for action in actions if action.startswith(("Describe", "List", "Get"))
-            and action not in ("GetParameter", "GetParameters")]
-
-
-def pulumi_previewer_policy(account: str) -> str:
-    """Read what `pulumi preview` refreshes: the deployer's Describe/List/Get actions, never a secret value."""
-    reads = sorted(action for service, actions in PULUMI_DEPLOYER_ACTIONS.items() for action in _reads(service, actions))
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Sid": "ReadForPreview", "Effect": "Allow", "Action": reads, "Resource": "*"},
-        {"Sid": "ReadIam", "Effect": "Allow", "Action": _reads("iam", PULUMI_DEPLOYER_IAM),
-         "Resource": _iam_resources(account)}]})
-
-
-def ci_deployer_policy(account: str, region: str, cluster_name: str) -> str:
-    """Find the cluster and push images; everything else it does goes through Kubernetes RBAC."""
+def ci_deployer_policy(account: str, region: str, cluster_name: str, env: str) -> str:
+    """Find the cluster and push images to this stack's repositories; everything else goes through Kubernetes RBAC."""
     return json.dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "DescribeCluster", "Effect": "Allow", "Action": "eks:DescribeCluster",
          "Resource": f"arn:aws:eks:{region}:{account}:cluster/{cluster_name}"},
         {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
         {"Sid": "EcrPush", "Effect": "Allow", "Action": [
             "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload",
-            "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer", "ecr:InitiateLayerUpload", "ecr:PutImage",
-            "ecr:UploadLayerPart"],
-         "Resource": f"arn:aws:ecr:{region}:{account}:repository/*"},
+            "ecr:DescribeImages", "ecr:DescribeRepositories", "ecr:GetDownloadUrlForLayer",
+            "ecr:InitiateLayerUpload", "ecr:PutImage", "ecr:UploadLayerPart"],
+         "Resource": f"arn:aws:ecr:{region}:{account}:repository/{iam.PROJECT}/{env}/*"},
     ]})
 
 
@@ -144,9 +82,14 @@ class Principal:
     groups: list[str] = field(default_factory=list)
     admin: bool = False
 
-    def aws_auth_entry(self, arn: str) -> dict[str, Any]:
-        groups = [*self.groups, *([ADMIN_GROUP] if self.admin and ADMIN_GROUP not in self.groups else [])]
-        return {"rolearn": without_path(arn), "username": self.username, "groups": groups}
+    @property
+    def aws_auth_groups(self) -> list[str]:
+        return [*self.groups, *([ADMIN_GROUP] if self.admin and ADMIN_GROUP not in self.groups else [])]
+
+    def role_mapping(self) -> eks.RoleMappingArgs:
+        """aws-auth entry for pulumi-eks' ConfigMap: the ARN without its IAM path (what the authenticator matches)."""
+        return eks.RoleMappingArgs(role_arn=pulumi.Output.from_input(self.role_arn).apply(without_path),
+                                   username=self.username, groups=self.aws_auth_groups)
 
     @property
     def entry_groups(self) -> list[str]:
@@ -168,50 +111,53 @@ def creator_key(creator_arn: str, env: str) -> str | None:
     return "pulumi-deployer" if role_name(creator_arn) == f"eks-platform-{env}-pulumi-deployer" else None
 
 
-def render_aws_auth(entries: list[dict[str, Any]]) -> str:
-    """mapRoles as the YAML list the aws-iam-authenticator reads (JSON is YAML, and diffs stay exact)."""
-    return "\n".join(f"- {json.dumps(entry, sort_keys=True)}" for entry in entries) + "\n"
-
-
 @dataclass(frozen=True)
 class AccessArgs:
     config: StackConfig
-    kubeconfig: pulumi.Input[Any]
-    node_role_arns: list[pulumi.Input[str]]
     tags: dict[str, str]
-    depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
 class Access(pulumi.ComponentResource):
-    """CI deployer and pulumi-deployer roles, cluster mappings for the stack's auth mode, namespaced RBAC."""
+    """Boundaries, CI roles and the stack's role scope; then (bind) access entries and the Kubernetes provider."""
 
     def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("eks-platform:access:Access", name, None, opts)
         cfg, access = args.config, args.config.access
+        self.config, self.tags = cfg, args.tags
         self.namespace = app_namespace(cfg.env)
+        self._name = name
         self._child = pulumi.ResourceOptions(parent=self)
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
+        zone = cfg.edge.zone_id if cfg.edge else None
+        stack = account.apply(lambda acct: iam.Stack(cfg.env, cfg.region, acct, cfg.cluster.name, zone))
+        self.ci_boundary = self._boundary(f"{name}-ci-boundary", f"eks-platform-{cfg.env}-ci-boundary",
+                                          stack.apply(iam.ci_boundary))
+        self.workload_boundary = self._boundary(
+            f"{name}-workload-boundary", f"eks-platform-{cfg.env}-workload-boundary",
+            account.apply(lambda acct: iam.workload_boundary(cfg.env, cfg.region, acct, zone)))
+        # Every role declared from here on lives under the stack path with the workload boundary.
+        iam.set_scope(iam.RoleScope(iam.role_path(cfg.env), self.workload_boundary.arn))
         self.principals: list[Principal] = []
         self.ci_role_arn: pulumi.Output[str] | None = None
         self.pulumi_deployer_role_arn: pulumi.Output[str] | None = None
         self.pulumi_previewer_role_arn: pulumi.Output[str] | None = None
         if access.github:
+            github = access.github
             provider_arn = self._github_provider(name, cfg, args.tags)
             ci_role = self._role(f"{name}-ci-deployer", f"eks-platform-{cfg.env}-ci-deployer", provider_arn,
-                                 access.github.subject(access.github.deploy_environment), args.tags)
-            aws.iam.RolePolicy(f"{name}-ci-deployer", role=ci_role.name, opts=self._child,
-                               policy=account.apply(lambda acct: ci_deployer_policy(acct, cfg.region,
-                                                                                    cfg.cluster.name)))
+                                 github.subject(github.deploy_environment),
+                                 account.apply(lambda acct: ci_deployer_policy(acct, cfg.region, cfg.cluster.name,
+                                                                               cfg.env)))
             deployer = self._role(f"{name}-pulumi-deployer", f"eks-platform-{cfg.env}-pulumi-deployer", provider_arn,
-                                  access.github.subject(access.github.infra_environment), args.tags)
-            aws.iam.RolePolicy(f"{name}-pulumi-deployer", role=deployer.name, opts=self._child,
-                               policy=account.apply(pulumi_deployer_policy))
-            self.ci_role_arn, self.pulumi_deployer_role_arn = ci_role.arn, deployer.arn
-            # Pull-request previews (infra workflow): read-only, trusted from the repository's pull requests only.
+                                  github.subject(github.infra_environment),
+                                  pulumi.Output.all(stack, self.workload_boundary.arn).apply(
+                                      lambda values: iam.deployer_policy(*values)))
+            # Pull-request previews run in their own GitHub environment (reviewers approve before it hands out
+            # credentials); the role can read what `pulumi preview` reads and nothing else.
             previewer = self._role(f"{name}-pulumi-previewer", f"eks-platform-{cfg.env}-pulumi-previewer",
-                                   provider_arn, f"repo:{access.github.repository}:pull_request", args.tags)
-            aws.iam.RolePolicy(f"{name}-pulumi-previewer", role=previewer.name, opts=self._child,
-                               policy=account.apply(pulumi_previewer_policy))
+                                   provider_arn, github.subject(github.preview_environment or f"preview-{cfg.env}"),
+                                   stack.apply(iam.previewer_policy))
+            self.ci_role_arn, self.pulumi_deployer_role_arn = ci_role.arn, deployer.arn
             self.pulumi_previewer_role_arn = previewer.arn
             self.principals.append(Principal("ci-deployer", ci_role.arn, CI_USER, [CI_GROUP]))
             if access.pulumi_deployer_cluster_admin:
@@ -226,16 +172,32 @@ class Access(pulumi.ComponentResource):
         for mapping in mapped.values():
             self.principals.append(Principal(principal_key("role", mapping.role_arn), mapping.role_arn,
                                              mapping.username, list(mapping.groups)))
-        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=pulumi.Output.from_input(args.kubeconfig).apply(
-            lambda value: value if isinstance(value, str) else json.dumps(value, sort_keys=True)), opts=self._child)
-        self._name, self._depends_on = name, list(args.depends_on)
-        self._creator, self._env = access.cluster_creator_arn, cfg.env
-        if access.uses_config_map:
-            self._aws_auth(name, args.node_role_arns, pulumi.ResourceOptions(
-                parent=self, provider=self.provider, depends_on=self._depends_on))
-        if access.uses_access_entries:
-            self._access_entries(name, cfg.cluster.name, args.tags, args.depends_on)
+        self.provider: k8s.Provider | None = None
+        self._depends_on: list[pulumi.Resource] = []
         self.register_outputs({"ciRoleArn": self.ci_role_arn, "pulumiDeployerRoleArn": self.pulumi_deployer_role_arn})
+
+    def role_mappings(self) -> list[eks.RoleMappingArgs] | None:
+        """What pulumi-eks writes into aws-auth (it owns that ConfigMap in CONFIG_MAP modes); None in API mode.
+
+        Managed node groups need no entry: with access entries enabled EKS creates theirs (EC2_LINUX) itself.
+        """
+        if not self.config.access.uses_config_map:
+            return None
+        return [principal.role_mapping() for principal in self.principals]
+
+    def bind(self, kubeconfig: pulumi.Input[Any], depends_on: list[pulumi.Resource]) -> k8s.Provider:
+        """Once the cluster exists: access entries (API modes) and the Kubernetes provider everything else uses."""
+        self._depends_on = list(depends_on)
+        self.provider = k8s.Provider(f"{self._name}-k8s", kubeconfig=pulumi.Output.from_input(kubeconfig).apply(
+            lambda value: value if isinstance(value, str) else json.dumps(value, sort_keys=True)), opts=self._child)
+        if self.config.access.uses_access_entries:
+            self._access_entries(self._name, self.config.cluster.name, self.tags, self._depends_on)
+        return self.provider
+
+    def _boundary(self, resource: str, name: str, document: pulumi.Input[str]) -> aws.iam.Policy:
+        return aws.iam.Policy(resource, name=name, path=iam.ci_path(self.config.env), policy=document,
+                              description="permissions boundary (ceiling, not a grant) of eks-platform roles",
+                              tags={**self.tags, iam.PURPOSE_TAG: iam.BOUNDARY}, opts=self._child)
 
     def _github_provider(self, name: str, cfg: StackConfig, tags: dict[str, str]) -> pulumi.Input[str]:
         """GitHub's OIDC provider is one per account: reuse the configured one when another stack owns it."""
@@ -248,50 +210,41 @@ class Access(pulumi.ComponentResource):
         return provider.arn
 
     def _role(self, resource: str, role_name: str, provider_arn: pulumi.Input[str], subject: str,
-              tags: dict[str, str]) -> aws.iam.Role:
-        return aws.iam.Role(resource, name=role_name, max_session_duration=3600, tags=tags, opts=self._child,
+              policy: pulumi.Input[str]) -> aws.iam.Role:
+        """A CI role: under the CI path (out of the deployer's reach), capped by the CI boundary, one inline policy."""
+        role = aws.iam.Role(resource, name=role_name, path=iam.ci_path(self.config.env), max_session_duration=3600,
+                            permissions_boundary=self.ci_boundary.arn, tags=self.tags, opts=self._child,
                             assume_role_policy=pulumi.Output.from_input(provider_arn).apply(
                                 lambda arn: github_trust_policy(arn, subject)))
-
-    def _aws_auth(self, name: str, node_role_arns: list[pulumi.Input[str]], opts: pulumi.ResourceOptions) -> None:
-        """aws-auth mapRoles owned by the program (server-side apply, forced): node roles first, then principals.
-
-        EKS and pulumi-eks write the ConfigMap too; the patch takes the field over so a hand edit or an empty
-        write is put back on the next `pulumi up`.
-        """
-        arns = pulumi.Output.all(*node_role_arns, *(p.role_arn for p in self.principals))
-
-        def map_roles(resolved: list[str]) -> str:
-            nodes, principals = resolved[:len(node_role_arns)], resolved[len(node_role_arns):]
-            entries = [{"rolearn": arn, "username": "system:node:{{EC2PrivateDNSName}}", "groups": NODE_GROUPS}
-                       for arn in dict.fromkeys(nodes)]
-            entries += [p.aws_auth_entry(arn) for p, arn in zip(self.principals, principals, strict=True)]
-            return render_aws_auth(entries)
-
-        k8s.core.v1.ConfigMapPatch(
-            f"{name}-aws-auth", metadata=k8s.meta.v1.ObjectMetaPatchArgs(
-                name="aws-auth", namespace="kube-system",
-                annotations={"pulumi.com/patchForce": "true"},
-                labels={"app.kubernetes.io/managed-by": "pulumi"}),
-            data={"mapRoles": arns.apply(map_roles)}, opts=opts)
+        aws.iam.RolePolicy(resource, role=role.name, policy=policy, opts=self._child)
+        return role
 
     def _access_entries(self, name: str, cluster_name: str, tags: dict[str, str],
                         depends_on: list[pulumi.Resource]) -> None:
         opts = pulumi.ResourceOptions(parent=self, depends_on=depends_on)
-        creator = self._creator
+        creator = self.config.access.cluster_creator_arn
         for principal in self.principals:
-            if creator and (principal.role_arn == creator or principal.key == creator_key(creator, self._env)):
+            if creator and (principal.role_arn == creator or
+                            principal.key == creator_key(creator, self.config.env)):
                 continue  # EKS made the creator's cluster-admin entry at CreateCluster; a second one is a 409
             entry = aws.eks.AccessEntry(
                 f"{name}-{principal.key}", cluster_name=cluster_name, principal_arn=principal.role_arn,
                 type="STANDARD", user_name=principal.username,
                 kubernetes_groups=principal.entry_groups or None, tags=tags, opts=opts)
             if principal.admin:
-                aws.eks.AccessPolicyAssociation(
-                    f"{name}-{principal.key}-admin", cluster_name=cluster_name, principal_arn=entry.principal_arn,
-                    policy_arn=ADMIN_POLICY,
-                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
+                self._associate(f"{name}-{principal.key}-admin", cluster_name, entry, ADMIN_POLICY)
+        if self.pulumi_previewer_role_arn is not None:
+            # `pulumi preview` diffs Kubernetes resources against the live cluster: read access, nothing more.
+            entry = aws.eks.AccessEntry(
+                f"{name}-pulumi-previewer", cluster_name=cluster_name, principal_arn=self.pulumi_previewer_role_arn,
+                type="STANDARD", user_name=PULUMI_PREVIEWER_USER, tags=tags, opts=opts)
+            self._associate(f"{name}-pulumi-previewer-view", cluster_name, entry, VIEW_POLICY)
+
+    def _associate(self, resource: str, cluster_name: str, entry: aws.eks.AccessEntry, policy: str) -> None:
+        aws.eks.AccessPolicyAssociation(
+            resource, cluster_name=cluster_name, principal_arn=entry.principal_arn, policy_arn=policy,
+            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
 
     def grant_ci(self, namespace: pulumi.Resource | None = None) -> None:
         """The CI group's Role and RoleBinding in the app namespace; called once that namespace is declared."""

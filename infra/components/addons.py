@@ -13,6 +13,7 @@ import pulumi_kubernetes as k8s
 
 from infra.charts import CHARTS, chart_version
 from infra.components.cluster import irsa_trust_policy
+from infra.components.iam import scoped_role_args
 
 RELEASE_TIMEOUT_SECONDS = 900
 
@@ -43,7 +44,7 @@ def service_account_role(resource_name: str, oidc_arn: pulumi.Input[str], oidc_u
                          parent: pulumi.Resource) -> aws.iam.Role:
     """An IAM role only `namespace/service_account` can assume (IRSA), with one inline policy."""
     role = aws.iam.Role(
-        resource_name,
+        resource_name, **scoped_role_args(),
         assume_role_policy=irsa_trust_policy(oidc_arn, oidc_url, f"system:serviceaccount:{namespace}:{service_account}"),
         tags=tags, opts=pulumi.ResourceOptions(parent=parent))
     aws.iam.RolePolicy(resource_name, role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=parent))

@@ -17,7 +17,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 
+from infra.components.iam import scoped_role_args
 from infra.config import ClusterConfig
+from infra.identity import CREATOR_TAG, WAIVER_TAG
 
 EBS_CSI_SERVICE_ACCOUNT = "system:serviceaccount:kube-system:ebs-csi-controller-sa"
 # Add-ons whose pods are DaemonSets: ACTIVE with no node, and nodes need them to become Ready.
@@ -36,6 +38,17 @@ class ClusterArgs:
     tags: dict[str, str]
     authentication_mode: str = "API_AND_CONFIG_MAP"
     network_policies: bool = True  # the platform declares NetworkPolicies: the VPC CNI must enforce them
+    # aws-auth entries: pulumi-eks owns that ConfigMap in CONFIG_MAP modes (see components/access.py).
+    role_mappings: list[eks.RoleMappingArgs] | None = None
+    creator_arn: str | None = None  # who runs the first `up` (eks-platform:access.cluster_creator_arn)
+
+
+def policy_tags(cfg: ClusterConfig, creator_arn: str | None) -> dict[str, str]:
+    """What the policy pack reads off the cluster: the rules its config waives on purpose (only through the explicit
+    keys) and the principal EKS made admin at CreateCluster, so no rule can mistake a decision for a slip."""
+    waived = [rule for rule, chosen in (("eks-endpoint-not-world", cfg.public_endpoint_open_to_internet),
+                                        ("eks-upgrade-policy-standard", cfg.upgrade_policy == "EXTENDED")) if chosen]
+    return {**({WAIVER_TAG: " ".join(waived)} if waived else {}), **({CREATOR_TAG: creator_arn} if creator_arn else {})}
 
 
 def irsa_trust_policy(oidc_provider_arn: pulumi.Input[str], oidc_provider_url: pulumi.Input[str],
@@ -86,6 +99,7 @@ class Cluster(pulumi.ComponentResource):
             encryption_config_key_arn=self.secrets_key.arn,
             enabled_cluster_log_types=list(cfg.log_types),
             authentication_mode=args.authentication_mode,
+            role_mappings=args.role_mappings,
             deletion_protection=cfg.deletion_protection,
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=cfg.upgrade_policy),
             # Every add-on is declared below, in order; none inside the component (see the module docstring).
@@ -94,6 +108,7 @@ class Cluster(pulumi.ComponentResource):
             coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
             kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(enabled=False),
             tags=args.tags,
+            cluster_tags=policy_tags(cfg, args.creator_arn) or None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group], protect=cfg.deletion_protection),
         )
         if cfg.private_access_cidrs:  # in-VPC CI runners, VPNs: EKS' security groups admit only the nodes
@@ -107,8 +122,8 @@ class Cluster(pulumi.ComponentResource):
         self.oidc_provider_url = self.eks.oidc_provider_url
         self.endpoint = self.eks.kubeconfig.apply(_endpoint_of)
         self.ebs_csi_role = aws.iam.Role(
-            f"{name}-ebs-csi", assume_role_policy=irsa_trust_policy(self.oidc_provider_arn, self.oidc_provider_url,
-                                                                    EBS_CSI_SERVICE_ACCOUNT),
+            f"{name}-ebs-csi", **scoped_role_args(),
+            assume_role_policy=irsa_trust_policy(self.oidc_provider_arn, self.oidc_provider_url, EBS_CSI_SERVICE_ACCOUNT),
             tags=args.tags, opts=child)
         self._ebs_csi_policy = aws.iam.RolePolicyAttachment(
             f"{name}-ebs-csi", role=self.ebs_csi_role.name,

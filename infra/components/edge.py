@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.charts import EDGE_CONTROLLER, EDGE_DNS, INGRESS_CLASS, INGRESS_CONTROLLER, MONITORING_NAMESPACE
+from infra.charts import (
+    EDGE_CONTROLLER,
+    EDGE_CONTROLLER_POLICY,
+    EDGE_DNS,
+    INGRESS_CLASS,
+    INGRESS_CONTROLLER,
+    MONITORING_NAMESPACE,
+)
 from infra.components.addons import install_chart, irsa_annotation, service_account_role
 from infra.config import StackConfig
 
-DATA = Path(__file__).parent / "data"
-CONTROLLER_POLICY = DATA / "aws-load-balancer-controller-iam-policy.json"
+CONTROLLER_POLICY = EDGE_CONTROLLER_POLICY
 NAMESPACE = "kube-system"
 READINESS_GATE_LABEL = "elbv2.k8s.aws/pod-readiness-gate-inject"  # the controller's pod webhook watches these namespaces
 SYSTEM_TAINT = "CriticalAddonsOnly"  # the taint of a pool reserved for platform pods (prod's `system` pool)

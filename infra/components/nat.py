@@ -21,6 +21,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.iam import scoped_profile_args, scoped_role_args
 from infra.config import StackConfig, nat_azs, nat_probe_subnets
 from infra.lambdas.nat.contract import (
     AZ_TAG,
@@ -93,11 +94,25 @@ systemctl disable --now sshd || true
     return base64.b64encode(script.encode()).decode()
 
 
+def topic_key_policy(partition: str, account: str) -> str:
+    """The events topic's key: the account administers it through IAM (KMS' default key policy), and CloudWatch may
+    encrypt the NAT alarms' notifications with it; without that grant an alarm to an encrypted topic is dropped
+    silently. Source: SNS "Enable compatibility between event sources from AWS services and encrypted topics",
+    https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html (checked 2026-12-05)."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Account", "Effect": "Allow", "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "CloudWatchAlarms", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*"},
+    ]})
+
+
 def failover_policy(route_table_arns: list[str], partition: str, region: str, account: str, stack: str,
-                    topic_arn: str, probe_arns: list[str], log_group_arn: str, address_arns: list[str]) -> str:
+                    topic_arn: str, probe_arns: list[str], log_group_arn: str, address_arns: list[str],
+                    topic_key_arn: str) -> str:
     """Least privilege: describes (which have no resource scope), routes of these tables only, health tags
     and adoption (EIP, source/dest check) only on this stack's tagged NAT instances and addresses, lifecycle
-    completion only on this stack's NAT groups, metrics in the NAT namespace, one topic, the probes."""
+    completion only on this stack's NAT groups, metrics in the NAT namespace, one (encrypted) topic, the probes."""
     instances = f"arn:{partition}:ec2:{region}:{account}:instance/*"
     this_stack = {f"aws:ResourceTag/{STACK_TAG}": stack}
     statements = [
@@ -119,6 +134,8 @@ def failover_policy(route_table_arns: list[str], partition: str, region: str, ac
         {"Sid": "Metrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
          "Condition": {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}},
         {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn},
+        {"Sid": "NotifyEncrypted", "Effect": "Allow", "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+         "Resource": topic_key_arn},
         {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": f"{log_group_arn}:*"},
     ]
@@ -171,7 +188,8 @@ class Nat(pulumi.ComponentResource):
 
     def _role(self, suffix: str, assume: str, **managed: str) -> aws.iam.Role:
         """A role for one of this component's principals, with AWS-managed policies attached by short name."""
-        role = aws.iam.Role(f"{self.name}-{suffix}", assume_role_policy=assume, tags=self.args.tags, opts=self._child)
+        role = aws.iam.Role(f"{self.name}-{suffix}", assume_role_policy=assume, tags=self.args.tags, opts=self._child,
+                            **scoped_role_args())
         for short, arn in managed.items():
             aws.iam.RolePolicyAttachment(f"{self.name}-{suffix}-{short}", role=role.name, policy_arn=arn,
                                          opts=self._child)
@@ -202,7 +220,7 @@ class Nat(pulumi.ComponentResource):
             tags=self._tags("nat"), opts=self._child)
         role = self._role("instance", ASSUME_EC2, ssm="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
         profile = aws.iam.InstanceProfile(f"{self.name}-instance", role=role.name, tags=self.args.tags,
-                                          opts=self._child)
+                                          opts=self._child, **scoped_profile_args())
         # The AMI resolves at launch: a new AL2023 release never replaces a running NAT, a replacement picks it up.
         return aws.ec2.LaunchTemplate(
             f"{self.name}-instance", image_id=f"resolve:ssm:{nat.ami_parameter}", instance_type=nat.instance_type,
@@ -286,8 +304,13 @@ class Nat(pulumi.ComponentResource):
     def _failover(self) -> list[pulumi.Resource]:
         """The failover function and its event triggers; returns what a NAT group needs before its first launch."""
         cfg, nat = self.args.config, self.args.config.nat
+        identity, partition = aws.get_caller_identity_output(), aws.get_partition_output()
+        self.topic_key = aws.kms.Key(
+            f"{self.name}-events", description=f"NAT events topic of {self.stack}", enable_key_rotation=True,
+            deletion_window_in_days=30, tags=self.args.tags, opts=self._child,
+            policy=pulumi.Output.all(partition.partition, identity.account_id).apply(lambda v: topic_key_policy(*v)))
         self.topic = aws.sns.Topic(f"{self.name}-events", name=f"{self.stack}-nat-events", tags=self.args.tags,
-                                   opts=self._child)
+                                   kms_master_key_id=self.topic_key.arn, opts=self._child)
         for index, email in enumerate(nat.alarm_emails):
             aws.sns.TopicSubscription(f"{self.name}-email-{index}", topic=self.topic.arn, protocol="email",
                                       endpoint=email, opts=self._child)
@@ -296,7 +319,6 @@ class Nat(pulumi.ComponentResource):
                                        retention_in_days=cfg.cluster.log_retention_days, tags=self.args.tags,
                                        opts=self._child)
         role = self._role("failover", ASSUME_LAMBDA)
-        identity, partition = aws.get_caller_identity_output(), aws.get_partition_output()
         tables = self.args.private_route_table_ids
         azs, probe_azs = list(tables), list(self.probe_functions)
         table_ids = [tables[az] for az in azs] + [self.probe_tables[az].id for az in probe_azs]
@@ -305,15 +327,15 @@ class Nat(pulumi.ComponentResource):
         address_arns = [pulumi.Output.concat("arn:", partition.partition, ":ec2:", cfg.region, ":",
                                              identity.account_id, ":elastic-ip/", self.addresses[az].id)
                         for az in probe_azs]
-        n_tables, n_probes = len(table_arns), len(probe_azs)
         policy = aws.iam.RolePolicy(
             f"{self.name}-failover", role=role.id, opts=self._child,
-            policy=pulumi.Output.all(partition.partition, identity.account_id, self.topic.arn, logs.arn,
-                                     *table_arns, *[self.probe_functions[az].arn for az in probe_azs],
-                                     *address_arns).apply(
-                lambda v: failover_policy(list(v[4:4 + n_tables]), v[0], cfg.region, v[1], self.stack, v[2],
-                                          list(v[4 + n_tables:4 + n_tables + n_probes]), v[3],
-                                          list(v[4 + n_tables + n_probes:]))))
+            policy=pulumi.Output.all(
+                partition=partition.partition, account=identity.account_id, topic=self.topic.arn,
+                key=self.topic_key.arn, logs=logs.arn, tables=pulumi.Output.all(*table_arns),
+                probes=pulumi.Output.all(*[self.probe_functions[az].arn for az in probe_azs]),
+                addresses=pulumi.Output.all(*address_arns)).apply(
+                lambda v: failover_policy(list(v["tables"]), v["partition"], cfg.region, v["account"], self.stack,
+                                          v["topic"], list(v["probes"]), v["logs"], list(v["addresses"]), v["key"])))
         def as_json(keys: list[str], values: list[pulumi.Output]) -> pulumi.Output:
             return pulumi.Output.all(*values).apply(lambda found: json.dumps(dict(zip(keys, found, strict=True))))
 

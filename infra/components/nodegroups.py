@@ -13,6 +13,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.autoscaling import discovery_tags
+from infra.components.iam import scoped_role_args
 from infra.config import Generation, NodePool, StackConfig
 
 AUTOSCALER_OWNED = ["scalingConfig.desiredSize"]
@@ -82,7 +83,7 @@ class NodeGroups(pulumi.ComponentResource):
         self.register_outputs({"names": self.names})
 
     def _node_role(self, name: str, tags: dict[str, str]) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
-        role = aws.iam.Role(name, assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        role = aws.iam.Role(name, **scoped_role_args(), assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
             tags=tags, opts=pulumi.ResourceOptions(parent=self))
         attachments = [aws.iam.RolePolicyAttachment(f"{name}-{policy}", role=role.name,

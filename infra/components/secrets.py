@@ -1,8 +1,10 @@
 """Service secrets end to end: Secrets Manager + a customer-managed KMS key, rotation, delivery to pods.
 
-No value ever passes through config or Pulumi state: `generated` and `database` secrets get their first
-value from the rotation Lambda (an `initialize` invocation inside AWS), `external` ones from
-`invoke secrets.set` (stdin). Pods get values through the External Secrets Operator: one namespaced
+No value ever passes through config or Pulumi state: `generated` secrets get their first value from the
+rotation Lambda (an `initialize` invocation inside AWS); `database` and `external` ones start empty and get
+the real credential from a person with `invoke secrets.set` (stdin) - the hand-off. A database login is
+rotated only once its config says `handed_over: true`: a generated password the database never had could
+not log in, and Secrets Manager tests the rotation function the moment a schedule is set. Pods get values through the External Secrets Operator: one namespaced
 SecretStore per service that authenticates as that service's own service account (IRSA), so a service
 can read its own secrets and nothing else, and no value is ever written into a manifest.
 """
@@ -19,6 +21,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.cluster import irsa_trust_policy
+from infra.components.iam import scoped_role_args
 from infra.config import SecretSpec, StackConfig, app_namespace, secret_name
 from infra.lambdas import secret_rotation
 
@@ -28,6 +31,7 @@ ESO_API = "external-secrets.io/v1"
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 # pg8000 and what it imports, bundled next to the handler (pure Python, so the venv's copy runs on Lambda).
 VENDORED = ("pg8000", "scramp", "asn1crypto", "dateutil", "six")
+ROTATION_CONCURRENCY = 2
 
 
 def rotation_code() -> pulumi.AssetArchive:
@@ -52,8 +56,22 @@ def secret_tags(spec: SecretSpec, service: str, tags: dict[str, str]) -> dict[st
         db = spec.database
         out.update({secret_rotation.DB_TAGS["host"]: db.host, secret_rotation.DB_TAGS["port"]: str(db.port),
                     secret_rotation.DB_TAGS["dbname"]: db.dbname, secret_rotation.DB_TAGS["username"]: db.username,
-                    secret_rotation.DB_TAGS["engine"]: db.engine})
+                    secret_rotation.DB_TAGS["engine"]: db.engine, secret_rotation.DB_TAGS["tls"]: db.tls})
     return out
+
+
+def database_ports(cfg: StackConfig) -> dict[str, list[int]]:
+    """service -> the database ports its secrets point at: what its pods (and the rotation Lambda) must reach."""
+    ports: dict[str, list[int]] = {}
+    for service, _, spec in cfg.secrets.entries():
+        if spec.database and spec.database.port not in ports.setdefault(service, []):
+            ports[service].append(spec.database.port)
+    return {service: sorted(found) for service, found in ports.items() if found}
+
+
+def rotates(spec: SecretSpec, cfg: StackConfig) -> bool:
+    """Whether a rotation schedule is declared: rotation on, a period set, and a database login handed over."""
+    return bool(cfg.secrets.rotation and spec.rotation_days and (not spec.database or spec.database.handed_over))
 
 
 def reader_policy(secret_arns: list[str], key_arn: str, region: str) -> str:
@@ -114,6 +132,7 @@ class Secrets(pulumi.ComponentResource):
         self.reader_role_arns = {service: self._reader(name, args, service) for service in self.secrets}
         if self.secrets:
             self._delivery(name, args)
+        self._database_egress(name, args)
         self.register_outputs({"arns": self.arns, "readerRoleArns": self.reader_role_arns})
 
     def _generators(self, name: str, args: SecretsArgs) -> aws.lambda_.Function | None:
@@ -123,7 +142,7 @@ class Secrets(pulumi.ComponentResource):
         if not made:
             return None
         arns = [self.secrets[service][key].arn for service, key, _ in made]
-        role = aws.iam.Role(f"{name}-rotation", tags=args.tags, opts=self._child,
+        role = aws.iam.Role(f"{name}-rotation", tags=args.tags, opts=self._child, **scoped_role_args(),
                             assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
                                 "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                                 "Action": "sts:AssumeRole"}]}))
@@ -136,40 +155,55 @@ class Secrets(pulumi.ComponentResource):
         logs = aws.cloudwatch.LogGroup(f"{name}-rotation", name=f"/aws/lambda/{function_name}",
                                        retention_in_days=cfg.cluster.log_retention_days, tags=args.tags,
                                        opts=self._child)
-        # In the VPC so it can reach databases; Secrets Manager through the NAT (or a VPC endpoint).
-        group = aws.ec2.SecurityGroup(f"{name}-rotation", vpc_id=args.vpc_id, description="secret rotation Lambda",
-                                      egress=[aws.ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=443,
-                                                                              to_port=443, cidr_blocks=["0.0.0.0/0"]),
-                                              aws.ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=5432,
-                                                                              to_port=5432,
-                                                                              cidr_blocks=[str(cfg.network.cidr)])],
-                                      tags=args.tags, opts=self._child)
+        # In the VPC so it can reach databases (the ports their secrets name, inside the VPC); Secrets Manager
+        # through the NAT (or a VPC endpoint).
+        db_ports = sorted({port for ports in database_ports(cfg).values() for port in ports})
+        group = aws.ec2.SecurityGroup(
+            f"{name}-rotation", vpc_id=args.vpc_id, description="secret rotation Lambda",
+            egress=[aws.ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=443, to_port=443,
+                                                    cidr_blocks=["0.0.0.0/0"], description="Secrets Manager API"),
+                    *(aws.ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=port, to_port=port,
+                                                      cidr_blocks=[str(cfg.network.cidr)], description="databases")
+                      for port in db_ports)],
+            tags=args.tags, opts=self._child)
         function = aws.lambda_.Function(
             f"{name}-rotation", name=function_name, runtime="python3.12", handler="secret_rotation.handler",
             code=rotation_code(), role=role.arn, timeout=60, memory_size=256, tags=args.tags,
+            # Rotations are rare and serial per secret: a small reserved pool keeps them from being throttled
+            # by the account and keeps a runaway schedule from starving everything else.
+            reserved_concurrent_executions=ROTATION_CONCURRENCY,
             vpc_config=aws.lambda_.FunctionVpcConfigArgs(subnet_ids=args.private_subnet_ids,
                                                          security_group_ids=[group.id]),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, policy]))
+        # Only this account's Secrets Manager may invoke it (confused deputy: any account's could, otherwise).
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
         permission = aws.lambda_.Permission(f"{name}-rotation", action="lambda:InvokeFunction",
                                             function=function.name, principal="secretsmanager.amazonaws.com",
-                                            opts=self._child)
+                                            source_account=account, opts=self._child)
+        # The function runs in the private subnets and calls Secrets Manager through the NAT: anything that runs
+        # it during `up` (the first-value invocation, the test Secrets Manager runs when a schedule is set) waits
+        # for what args.depends_on brings (node groups, which wait for the NAT routes).
+        reachable = [*args.depends_on, function, policy]
         for service, key, spec in made:
             secret = self.secrets[service][key]
-            first = aws.lambda_.Invocation(
-                f"{name}-{service}-{key}-initialize", function_name=function.name,
-                input=secret.arn.apply(lambda arn: json.dumps({"Step": "initialize", "SecretId": arn})),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[function, policy]))
-            if cfg.secrets.rotation and spec.rotation_days:
+            after: list[pulumi.Resource] = [permission, *reachable]
+            if spec.kind == "generated":  # a database login's first value is the real one, set by a person
+                after.append(aws.lambda_.Invocation(
+                    f"{name}-{service}-{key}-initialize", function_name=function.name,
+                    input=secret.arn.apply(lambda arn: json.dumps({"Step": "initialize", "SecretId": arn})),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=reachable)))
+            if rotates(spec, cfg):
                 aws.secretsmanager.SecretRotation(
                     f"{name}-{service}-{key}", secret_id=secret.id, rotation_lambda_arn=function.arn,
                     rotation_rules=aws.secretsmanager.SecretRotationRotationRulesArgs(
                         automatically_after_days=spec.rotation_days),
-                    rotate_immediately=False, opts=pulumi.ResourceOptions(parent=self, depends_on=[permission, first]))
+                    rotate_immediately=False, opts=pulumi.ResourceOptions(parent=self, depends_on=after))
         return function
 
     def _reader(self, name: str, args: SecretsArgs, service: str) -> pulumi.Output[str]:
         subject = f"system:serviceaccount:{self.namespace}:{service}"
         role = aws.iam.Role(f"{name}-{service}-reader", tags={**args.tags, "service": service}, opts=self._child,
+                            **scoped_role_args(),
                             assume_role_policy=irsa_trust_policy(args.oidc_provider_arn, args.oidc_provider_url,
                                                                  subject))
         arns = [secret.arn for secret in self.secrets[service].values()]
@@ -210,3 +244,21 @@ class Secrets(pulumi.ComponentResource):
                       "data": [{"secretKey": key, "remoteRef": {"key": secret_name(cfg.env, service, key)}}
                                for key in secrets]},
                 opts=after_eso)
+
+    def _database_egress(self, name: str, args: SecretsArgs) -> None:
+        """Per service whose secrets name a database: egress from its pods to those ports inside the VPC.
+
+        The services' own NetworkPolicies (infra/k8s/base) allow DNS and HTTPS only; the database endpoint a
+        secret points at is config, so the way to it is declared from config too (policies add up).
+        """
+        cfg = args.config
+        opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=args.depends_on)
+        for service, ports in database_ports(cfg).items():
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-{service}-database-egress",
+                metadata={"name": f"{service}-database-egress", "namespace": self.namespace,
+                          "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": service}},
+                spec={"podSelector": {"matchLabels": {"app.kubernetes.io/name": service}}, "policyTypes": ["Egress"],
+                      "egress": [{"to": [{"ipBlock": {"cidr": str(cfg.network.cidr)}}],
+                                  "ports": [{"protocol": "TCP", "port": port} for port in ports]}]},
+                opts=opts)

@@ -3,13 +3,16 @@
 Values are made here, inside AWS, so they never pass through stack config or Pulumi state. What a secret
 is comes from its tags (written by infra/components/secrets.py): `eks-platform:kind` is `generated` (a
 random token consumers re-read) or `database` (a Postgres login whose password this function changes and
-tests). Every AWS call is logged with the secret ARN and version, never a value.
+tests). A database login's first value is never made here: it is the database's real credential, stored
+by a person (`invoke secrets.set`), and rotation refuses to start without it. Every AWS call is logged
+with the secret ARN and version, never a value.
 """
 from __future__ import annotations
 
 import json
 import logging
 import secrets as random_source
+import ssl
 import string
 
 import boto3
@@ -23,7 +26,7 @@ CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_
 ALPHABET = string.ascii_letters + string.digits + "-_"
 TAG_KIND, TAG_LENGTH = "eks-platform:kind", "eks-platform:length"
 DB_TAGS = {"host": "eks-platform:db-host", "port": "eks-platform:db-port", "dbname": "eks-platform:db-name",
-           "username": "eks-platform:db-user", "engine": "eks-platform:db-engine"}
+           "username": "eks-platform:db-user", "engine": "eks-platform:db-engine", "tls": "eks-platform:db-tls"}
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
 
 
@@ -31,18 +34,29 @@ class RotationError(Exception):
     """The secret is not in a state this step can work from; Secrets Manager retries the rotation later."""
 
 
+def tls_context(mode: str) -> ssl.SSLContext:
+    """`verify-full`: the server's certificate and name are checked against the runtime's CA store; `require`:
+    encrypted, certificate not checked (libpq's sslmode=require; RDS's CA is not in the runtime's store)."""
+    context = ssl.create_default_context()
+    if mode != "verify-full":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class Postgres:
     """Password changes and login checks for one Postgres user (single-user rotation)."""
 
-    def __init__(self, login: dict):
+    def __init__(self, login: dict, tls: str = "verify-full"):
         self.login = login
+        self.tls = tls
 
     def _connect(self, password: str):
         import pg8000.native  # bundled into the Lambda package; imported only for database secrets
 
         return pg8000.native.Connection(user=self.login["username"], password=password, host=self.login["host"],
                                         port=int(self.login["port"]), database=self.login["dbname"],
-                                        ssl_context=True, timeout=10)
+                                        ssl_context=tls_context(self.tls), timeout=10)
 
     def can_login(self, password: str) -> bool:
         try:
@@ -91,7 +105,10 @@ def new_value(metadata: dict, current: str | None) -> str:
     length = int(tags.get(TAG_LENGTH, "32"))
     if tags.get(TAG_KIND) != "database":
         return generate(length)
-    login = json.loads(current) if current else {field: tags[tag] for field, tag in DB_TAGS.items()}
+    if not current:
+        raise RotationError(f"{metadata.get('ARN', 'the secret')} has no current value: a database login is handed "
+                            f"over by a person (`invoke secrets.set`), never invented here")
+    login = json.loads(current)
     login["port"] = int(login["port"])
     return json.dumps({**login, "password": generate(length)})
 
@@ -111,6 +128,9 @@ def initialize(sm, arn: str) -> dict:
     if any(CURRENT in stages for stages in metadata.get("VersionIdsToStages", {}).values()):
         log.info("initialize %s: already has a current value", arn)
         return {"secret": arn, "initialized": False}
+    if _tags(metadata).get(TAG_KIND) == "database":
+        raise RotationError(f"initialize {arn}: a database login's first value is the database's real credential; "
+                            f"store it with `invoke secrets.set`")
     version = sm.put_secret_value(SecretId=arn, SecretString=new_value(metadata, None),
                                   VersionStages=[CURRENT])["VersionId"]
     log.info("initialize %s: put first value as version %s", arn, version)
@@ -128,11 +148,16 @@ def create_secret(sm, arn: str, token: str, metadata: dict) -> None:
 
 
 def _database(metadata: dict, sm, arn: str, token: str) -> tuple | None:
-    if _tags(metadata).get(TAG_KIND) != "database":
+    tags = _tags(metadata)
+    if tags.get(TAG_KIND) != "database":
         return None
-    current = json.loads(_value(sm, arn, VersionStage=CURRENT))
+    current_text = _value(sm, arn, VersionStage=CURRENT)
+    if current_text is None:
+        raise RotationError(f"{arn} has no current value to rotate from; store the real login with "
+                            f"`invoke secrets.set` first")
+    current = json.loads(current_text)
     pending = json.loads(_value(sm, arn, VersionId=token, VersionStage=PENDING))
-    return TARGETS[pending.get("engine", "postgres")](pending), current, pending
+    return TARGETS[pending.get("engine", "postgres")](pending, tags.get(DB_TAGS["tls"], "verify-full")), current, pending
 
 
 def set_secret(sm, arn: str, token: str, metadata: dict) -> None:

@@ -26,7 +26,7 @@ from infra.ops.io import manifests
 from infra.ops.io.manifests import Manifest
 from infra.versions import KubeVersion
 
-CHECKS = ("yamllint", "render", "schema", "deprecations", "rules", "checkov", "dockerfiles")
+CHECKS = ("yamllint", "render", "schema", "deprecations", "rules", "checkov", "dockerfiles", "policy")
 YAMLLINT_CONFIG = manifests.REPO / ".yamllint.yml"
 # kubernetes-validate re-reads and re-parses its multi-megabyte definitions file for every object; the files
 # never change while we run, so parse each once (half of lint's schema time).
@@ -113,6 +113,7 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
     if not overlays:
         report.findings.append(Finding(str(k8s_root), "", "render", "no overlays/<env>/kustomization.yaml found",
                                        "add an overlay per environment"))
+        report.findings += policy(say) if "policy" in checks else []
         return report
     if versions is None:  # reading the stack files is needed only by the version-aware checks
         versions = stack_versions(overlays) if {"schema", "deprecations"} & set(checks) else {}
@@ -134,6 +135,8 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
                                                        "anything to look at", "list the services under resources: "
                                                        "(../../base/shared and ../../base/<service>)"))
     scan = _start_checkov(rendered, report, say) if "checkov" in checks and rendered else None
+    if "policy" in checks:  # over the stacks' plans, while checkov works in the background
+        report.findings += policy(say)
     if "yamllint" in checks:
         say("yamllint")
         report.findings += yamllint(k8s_root)
@@ -159,6 +162,25 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
         say("waiting for checkov")
         report.findings += scan.findings()
     return report
+
+
+def policy(say: Callable[[str], None] = lambda _: None, envs: Sequence[str] | None = None) -> list[Finding]:
+    """The policy pack (infra/policy) over each stack's offline plan: mandatory violations are errors."""
+    from infra.config import ConfigError, known_envs
+    from infra.plan.offline import plan_stack
+    from infra.plan.verdict import judge
+
+    findings = []
+    for env in envs if envs is not None else known_envs():
+        say(f"policy pack over the {env} plan")
+        try:
+            plan = plan_stack(env)
+        except ConfigError as error:
+            findings.append(Finding(f"Pulumi.{env}.yaml", "", "stack-config", error.render().splitlines()[-1].strip(),
+                                    f"fix the stack file (`invoke plan --env {env}` lists every problem)"))
+            continue
+        findings += [violation.finding(env) for violation in judge(plan)]
+    return findings
 
 
 def _render_finding(k8s_root: Path, overlay: str, error: str,

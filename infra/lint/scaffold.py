@@ -19,6 +19,7 @@ from string import Template
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
+from infra.identity import BASE_REPOSITORY
 from infra.ops.errors import Refused
 from infra.ops.io.manifests import K8S_ROOT, SHARED, shown_path
 
@@ -68,7 +69,7 @@ def check_request(name: str, kind: str, k8s_root: Path = K8S_ROOT) -> None:
     if not _NAME.match(name):
         raise ScaffoldError(f"NAME {name!r} is not a valid service name; use 1-40 lowercase letters, digits and '-' "
                             f"(DNS-1123), starting with a letter and not ending with '-'")
-    if name == SHARED:
+    if name in (SHARED, BASE_REPOSITORY):  # base/shared in the manifests; the base image's ECR repository
         raise ScaffoldError(f"NAME {name!r} is reserved for the shared base; pick another name")
     if name in RESERVED_NAMESPACES or name.startswith("kube-"):
         raise ScaffoldError(f"NAME {name!r} is reserved: Kubernetes uses default and kube-* for its own namespaces "

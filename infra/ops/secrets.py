@@ -150,7 +150,7 @@ def set_value(request: SetSecret, sm: Any = None) -> str:
                                f"(`aws secretsmanager rotate-secret --secret-id {name}`)")
     payload = value
     if spec.database:
-        payload = json.dumps({**spec.database.model_dump(), "password": value})
+        payload = json.dumps({**spec.database.login(), "password": value})
         if len(payload.encode()) > MAX_VALUE_BYTES:
             raise SecretInputError(f"the password with {name}'s login is over {MAX_VALUE_BYTES} bytes, the most "
                                    f"Secrets Manager stores; use a shorter password")

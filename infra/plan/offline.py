@@ -22,6 +22,16 @@ from infra.config import PROJECT, StackConfig, from_mapping, read_stack_file
 
 ACCOUNT = "123456789012"
 SECRET = "[secret]"
+# ARNs shaped as AWS shapes them for these types (service authorization reference, resource types), so the
+# policy pack's ARN checks (parliament's RESOURCE_MISMATCH) judge what a real `up` would produce.
+ARN_FORMATS = {
+    "aws:kms/key:Key": "arn:aws:kms:{region}:{account}:key/{uuid}",
+    "aws:secretsmanager/secret:Secret": "arn:aws:secretsmanager:{region}:{account}:secret:{name}-{suffix}",
+    "aws:cloudwatch/logGroup:LogGroup": "arn:aws:logs:{region}:{account}:log-group:{name}",
+    "aws:lambda/function:Function": "arn:aws:lambda:{region}:{account}:function:{name}",
+    "aws:ecr/repository:Repository": "arn:aws:ecr:{region}:{account}:repository/{name}",
+    "aws:iam/policy:Policy": "arn:aws:iam::{account}:policy{path}{name}",
+}
 
 
 @dataclass
@@ -87,6 +97,11 @@ class PlanMocks(pulumi.runtime.Mocks):
         digest = hashlib.sha1(f"{args.typ}/{args.name}".encode()).hexdigest()[:12]
         service = args.typ.split(":")[1].split("/")[0] if ":" in args.typ else "mock"
         resource_id = f"{args.name}-{digest}"
+        physical = args.inputs.get("name") or args.name
+        if args.typ in ARN_FORMATS:
+            outputs["arn"] = ARN_FORMATS[args.typ].format(
+                region=self.region, account=ACCOUNT, name=physical, suffix=digest[:6], path=args.inputs.get("path", "/"),
+                uuid=f"{digest[:8]}-{digest[8:12]}-4000-8000-{hashlib.sha1(digest.encode()).hexdigest()[:12]}")
         outputs.setdefault("arn", f"arn:aws:{service}:{self.region}:{ACCOUNT}:{args.name}")
         outputs.setdefault("name", args.name)
         if args.typ == "aws:kms/key:Key":
@@ -96,7 +111,9 @@ class PlanMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:ec2/instance:Instance":
             outputs["primaryNetworkInterfaceId"] = f"eni-{digest}"
         elif args.typ == "aws:iam/role:Role":
-            outputs["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{args.name}"
+            outputs["arn"] = f"arn:aws:iam::{ACCOUNT}:role{args.inputs.get('path', '/')}{physical}"
+        elif args.typ == "aws:ecr/repository:Repository":
+            outputs["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com/{physical}"
         elif args.typ == "aws:eks/nodeGroup:NodeGroup":  # EKS names a managed group's ASG eks-<group>-<uuid>
             outputs["resources"] = [{"autoscalingGroups": [
                 {"name": f"eks-{args.inputs.get('nodeGroupName', args.name)}-{digest}"}]}]

@@ -65,6 +65,9 @@ class GitHubConfig(Section):
     repo: str
     deploy_environment: str
     infra_environment: str
+    # Pull-request previews run here (default preview-<env>): give it required reviewers, so PR code gets the
+    # read-only preview credentials only after someone looked at it.
+    preview_environment: str | None = None
     oidc_provider_arn: str | None = None
 
     @field_validator("org")
@@ -83,10 +86,10 @@ class GitHubConfig(Section):
                              f"'_', '-'; no owner, no .git, no wildcards)")
         return value
 
-    @field_validator("deploy_environment", "infra_environment")
+    @field_validator("deploy_environment", "infra_environment", "preview_environment")
     @classmethod
-    def _environment(cls, value: str) -> str:
-        if not _GITHUB_ENVIRONMENT.match(value):
+    def _environment(cls, value: str | None) -> str | None:
+        if value is not None and not _GITHUB_ENVIRONMENT.match(value):
             raise ValueError(f"{value!r} is not a GitHub environment name the trust policy can pin; use letters, "
                              f"digits, '.', '_', '-' (no wildcards, spaces or ':')")
         return value
@@ -98,6 +101,13 @@ class GitHubConfig(Section):
             raise ValueError(f"{value!r} is not the ARN of GitHub's OIDC provider; write it like "
                              f"arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com")
         return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> GitHubConfig:
+        if self.preview_environment and self.preview_environment in (self.infra_environment, self.deploy_environment):
+            raise ValueError(f"preview_environment {self.preview_environment!r} is also a deploy environment, so pull "
+                             f"requests could assume a role that changes the stack; give previews their own environment")
+        return self
 
     @property
     def repository(self) -> str:

@@ -27,6 +27,19 @@ class DatabaseTarget(Section):
     port: Count = Field(5432, ge=1, le=65535)
     dbname: str = Field(min_length=1)
     username: str = Field(min_length=1)
+    # TLS to the database: `require` encrypts without checking the server's certificate (RDS certificates are
+    # signed by the RDS CA, which the Lambda runtime does not trust); `verify-full` also checks it against the
+    # runtime's CA store.
+    tls: Literal["require", "verify-full"] = "require"
+    # The hand-off: false until a person has stored the database's real credential with `invoke secrets.set`.
+    # Only then is rotation scheduled (Secrets Manager tests the rotation function as soon as it is scheduled,
+    # and a secret without the real password cannot pass that test).
+    handed_over: Switch = False
+
+    def login(self) -> dict[str, str | int]:
+        """The connection fields a database secret's JSON holds next to its password (what apps and rotation read)."""
+        return {"engine": self.engine, "host": self.host, "port": self.port, "dbname": self.dbname,
+                "username": self.username}
 
 
 class SecretSpec(Section):

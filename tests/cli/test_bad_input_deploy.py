@@ -5,6 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
+from infra.identity import repository_name
 from tests.support import bad_input as bad
 from tests.support.bad_input import (
     MISSING_PLUGIN,
@@ -43,10 +44,10 @@ DEPLOY = [
     row("deploy-tag-with-space-and-bang", "deploy api --env dev --tag 'bad tag!'", 2, "--tag", "bad tag!",
         absent=("is not in ECR",)),
     row("deploy-tag-200-chars", f"deploy api --env dev --tag {LONG_TAG}", 2, "--tag"),
-    row("deploy-tag-not-in-ecr", "deploy api --env dev --tag nope", 2, "--tag nope is not in ECR repository api",
+    row("deploy-tag-not-in-ecr", "deploy api --env dev --tag nope", 2, "--tag nope is not in ECR repository eks-platform/dev/api",
         "push it first"),
     row("deploy-tag-of-another-service", "deploy worker --env dev --tag api-only", 2, "--tag api-only",
-        "ECR repository worker"),
+        "ECR repository eks-platform/dev/worker"),
     row("deploy-timeout-text", "deploy api --env dev --tag v1 --timeout abc", 2, "--timeout"),
     row("deploy-timeout-fraction", "deploy api --env dev --tag v1 --timeout 1.5", 2, "--timeout"),
     row("deploy-timeout-negative", "deploy api --env dev --tag v1 --timeout -1", 2, "--timeout", "'-1'",
@@ -158,10 +159,11 @@ TABLE = DEPLOY + ROLLBACK + HISTORY
 def _registry() -> None:
     """ECR as the platform stack leaves it: one repository per service, v1 pushed to each, api-only to api."""
     ecr = boto3.client("ecr", region_name="eu-west-1")
-    for repository in ("api", "worker", "scheduler"):
-        ecr.create_repository(repositoryName=repository)
-        push(ecr, repository, "v1")
-    push(ecr, "api", "api-only")
+    for env in ("dev", "prod"):
+        for service in ("api", "worker", "scheduler"):
+            ecr.create_repository(repositoryName=repository_name(env, service))
+            push(ecr, repository_name(env, service), "v1")
+        push(ecr, repository_name(env, "api"), "api-only")
 
 
 @pytest.fixture

@@ -292,8 +292,9 @@ def test_up_on_a_terminal_shows_the_preview_and_applies_once_confirmed(tmp_path,
     log = fake_pulumi.install(tmp_path, monkeypatch)
     code, output, at_prompt = _on_a_terminal(["up", "--env", "dev"], b"y\n", log)
     assert code == 0, output
-    assert _argv(at_prompt) == [["stack", "output", "--json"], ["preview", "--diff"]]  # preview before the question
-    assert _argv(fake_pulumi.calls(log))[2:] == [["up", "--yes", "--skip-preview"]]
+    pack = ["--policy-pack", "infra/policy"]
+    assert _argv(at_prompt) == [["stack", "output", "--json"], ["preview", "--diff", *pack]]  # preview, then the question
+    assert _argv(fake_pulumi.calls(log))[2:] == [["up", "--yes", "--skip-preview", *pack]]
 
 
 def test_up_on_a_terminal_declined_applies_nothing(tmp_path, monkeypatch):
@@ -310,7 +311,8 @@ def test_up_without_a_terminal_needs_yes(tmp_path, monkeypatch):
     assert fake_pulumi.calls(log) == []
     applied = invoke("up", "--env", "dev", "--yes", stdin="")
     assert applied.returncode == 0, applied.stderr
-    assert _argv(fake_pulumi.calls(log)) == [["stack", "output", "--json"], ["up", "--yes", "--skip-preview"]]
+    assert _argv(fake_pulumi.calls(log)) == [["stack", "output", "--json"],
+                                             ["up", "--yes", "--skip-preview", "--policy-pack", "infra/policy"]]
 
 
 # --- nat.rotate: one rotation per stack, from any machine --------------------------------------------------------

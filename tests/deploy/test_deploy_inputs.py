@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
+from infra.identity import repository_name
 from infra.ops.deploy import notify, snapshot
 from infra.ops.deploy import pipeline as deploy
 from infra.ops.deploy import target as catalog
@@ -103,11 +104,14 @@ def test_dry_run_diff_redacts_secret_values():
 
 
 # -- ECR on moto server ------------------------------------------------------------------------------------
+API_REPOSITORY = repository_name("dev", "api")
+
+
 @pytest.fixture
 def ecr(aws):
     client = boto3.client("ecr", region_name=REGION)
-    client.create_repository(repositoryName="api")
-    client.put_image(repositoryName="api", imageTag="v1", imageManifest=json.dumps(
+    client.create_repository(repositoryName=API_REPOSITORY)  # as the dev stack declares it
+    client.put_image(repositoryName=API_REPOSITORY, imageTag="v1", imageManifest=json.dumps(
         {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
          "config": {"digest": "sha256:" + "a" * 64, "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"},
          "layers": []}))
@@ -116,17 +120,17 @@ def ecr(aws):
 
 def test_registry_repository_tags_and_login(ecr):
     registry = Registry(REGION)
-    assert registry.repository_uri("api").endswith(".dkr.ecr.eu-west-1.amazonaws.com/api")
-    assert registry.has_tag("api", "v1") and not registry.has_tag("api", "v2")
-    with pytest.raises(MissingImage, match="'worker' does not exist"):
-        registry.repository_uri("worker")
+    assert registry.repository_uri(API_REPOSITORY).endswith(".dkr.ecr.eu-west-1.amazonaws.com/eks-platform/dev/api")
+    assert registry.has_tag(API_REPOSITORY, "v1") and not registry.has_tag(API_REPOSITORY, "v2")
+    with pytest.raises(MissingImage, match="'eks-platform/dev/worker' does not exist"):
+        registry.repository_uri(repository_name("dev", "worker"))
     login = registry.login()
     assert login.username == "AWS" and login.password and login.password not in repr(login)
 
 
 def test_missing_tag_is_bad_input_before_touching_the_cluster(ecr):
     engine = deploy.Deploy(kube=None, request=DeployRequest(catalog.resolve("api", "dev"), region=REGION, tag="nope"))
-    with pytest.raises(deploy.BadInput, match="--tag nope is not in ECR repository api"):
+    with pytest.raises(deploy.BadInput, match="--tag nope is not in ECR repository eks-platform/dev/api"):
         engine.image()
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
+from infra.identity import repository_name
 from infra.ops.deploy import history
 from infra.ops.deploy import pipeline as deploy
 from infra.ops.deploy import target as catalog
@@ -173,7 +174,7 @@ def test_no_secret_values_in_any_output(deploy_env, fake_docker, webhook, tmp_pa
     context.mkdir()
     (context / "Dockerfile").write_text("FROM scratch\n")
     monkeypatch.setattr(deploy, "git_tag", lambda repo, allow_dirty=False: "v3")
-    deploy_env.ecr.batch_delete_image(repositoryName="api", imageIds=[{"imageTag": "v3"}])
+    deploy_env.ecr.batch_delete_image(repositoryName=repository_name("dev", "api"), imageIds=[{"imageTag": "v3"}])
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-db", "namespace": NAMESPACE},
               "stringData": {"password": "XXDBPASSWORDXX"}}
     deploy_env.kube.request("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets", body=secret)

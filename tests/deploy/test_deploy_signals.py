@@ -73,7 +73,7 @@ def test_missing_tag_exits_2_and_changes_nothing(deploy_env):
     run = subprocess.run(_invoke("deploy", "api", "--env", "dev", "--tag", "nope", "--kubeconfig",
                                  deploy_env.cluster.kubeconfig), cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
-    assert run.stderr.strip() == ("error: --tag nope is not in ECR repository api; push it first or omit --tag to "
+    assert run.stderr.strip() == ("error: --tag nope is not in ECR repository eks-platform/dev/api; push it first or omit --tag to "
                                   "build the current commit")
     assert deploy_env.kube.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")["items"] == []
 

@@ -155,12 +155,15 @@ def test_infra_previews_pull_requests_and_comments_the_summary():
     assert "head.repo.full_name == github.repository" in preview["if"], "no cloud credentials for fork PRs"
     rows = preview["strategy"]["matrix"]["include"]  # one row per stack, on a runner that reaches its API
     assert [row["stack"] for row in rows] == known_envs() and preview["runs-on"] == "${{ matrix.runs-on }}"
-    assert preview["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
+    assert preview["permissions"] == {"contents": "read", "id-token": "write"}  # PR code holds no write token
     runs = [s.get("run", "") for s in preview["steps"]]
     assert any('invoke preview --env "$STACK"' in r for r in runs)
-    comment = next(s for s in preview["steps"] if "gh pr comment" in s.get("run", ""))
+    summary = next(s for s in preview["steps"] if "GITHUB_STEP_SUMMARY" in s.get("run", ""))
+    assert summary["if"] == "${{ !cancelled() }}"
+    comment_job = doc["jobs"]["comment"]
+    assert comment_job["needs"] == "preview" and "!cancelled()" in comment_job["if"]
+    comment = next(s for s in comment_job["steps"] if "gh pr comment" in s.get("run", ""))
     assert comment["env"]["PR_NUMBER"] == "${{ github.event.pull_request.number }}"
-    assert comment["if"] == "${{ !cancelled() }}"
 
 
 def test_infra_ups_dev_then_prod_on_merge_behind_approval():
@@ -195,24 +198,34 @@ Resources:
 """
 
 
+def test_the_preview_summary_lands_on_the_run_page(tmp_path):
+    step = next(s for s in jobs("infra")["preview"]["steps"] if "GITHUB_STEP_SUMMARY" in s.get("run", ""))
+    (tmp_path / "preview.txt").write_text(PREVIEW)
+    env = {**os.environ, "STACK": "dev", "OUTCOME": "success", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary")}
+    done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    summary = (tmp_path / "summary").read_text()
+    assert summary.startswith("### `pulumi preview` on **dev**: success")
+    assert "Resources:\n    + 1 to create\n    12 unchanged\n" in summary
+
+
 @pytest.mark.parametrize("existing", ["", "4242"])
-def test_the_preview_comment_is_posted_once_per_stack_and_then_updated(tmp_path, existing):
-    step = next(s for s in jobs("infra")["preview"]["steps"] if "gh pr comment" in s.get("run", ""))
+def test_the_preview_comment_is_posted_once_and_then_updated(tmp_path, existing):
+    step = next(s for s in jobs("infra")["comment"]["steps"] if "gh pr comment" in s.get("run", ""))
     bin_dir, calls = tmp_path / "bin", tmp_path / "gh-calls"
     bin_dir.mkdir()
     (bin_dir / "gh").write_text(f'#!/usr/bin/env bash\necho "$*" >> "{calls}"\n'
                                 f'if [ "$1 $2" = "api --paginate" ]; then echo "{existing}"; fi\n')
     (bin_dir / "gh").chmod(0o755)
-    (tmp_path / "preview.txt").write_text(PREVIEW)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STACK": "dev", "PR_NUMBER": "17",
-           "GH_REPO": "acme/eks-platform", "OUTCOME": "success", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary")}
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PR_NUMBER": "17", "GH_REPO": "acme/eks-platform",
+           "OUTCOME": "success", "RUN_URL": "https://github.com/acme/eks-platform/actions/runs/9"}
     done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     comment = (tmp_path / "comment.md").read_text()
-    assert comment.startswith("<!-- eks-platform:pulumi-preview:dev -->\n### `pulumi preview` on **dev**: success")
-    assert "Resources:\n    + 1 to create\n    12 unchanged\n" in comment
-    assert (tmp_path / "summary").read_text() == comment
+    assert comment.startswith("<!-- eks-platform:pulumi-preview -->\n### `pulumi preview` (dev, prod): success")
+    assert "https://github.com/acme/eks-platform/actions/runs/9" in comment
     posted = calls.read_text().splitlines()
     assert posted[0].startswith("api --paginate repos/acme/eks-platform/issues/17/comments")
     if existing:

@@ -5,6 +5,7 @@ timeout; CI prepares .venv-checkov beforehand. They are not skipped: the target 
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -24,8 +25,9 @@ def test_full_lint_task_passes_on_the_real_tree_with_checkov():
     done = subprocess.run([sys.executable, "-m", "invoke", "lint"], cwd=REPO, capture_output=True, text=True,
                           timeout=1700, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "lint passed: 0 error(s), 0 warning(s); checks yamllint, render, schema, deprecations, rules, checkov" \
-        in " ".join(done.stdout.split())
+    # Warnings: the policy pack's advisory rules only (Lambda concurrency and dead-letter targets, docs/policy.md).
+    assert re.search(r"lint passed: 0 error\(s\), \d+ warning\(s\); checks yamllint, render, schema, deprecations, "
+                     r"rules, checkov, dockerfiles, policy, workflows", " ".join(done.stdout.split())), done.stdout
     assert checkov_scan.ready()
 
 

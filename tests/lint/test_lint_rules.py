@@ -227,7 +227,7 @@ def test_unreadable_stack_version_is_reported_not_skipped(tmp_path):
 
 
 def test_check_selection_refuses_unknown_names():
-    assert lint.select(skip=["checkov", "dockerfiles"]) == FAST_CHECKS
+    assert lint.select(skip=["checkov", "dockerfiles", "policy"]) == FAST_CHECKS
     assert lint.select(only=["rules", "yamllint"]) == ("yamllint", "rules")
     with pytest.raises(lint.Selection, match="--only: unknown check nope; choose from yamllint"):
         lint.select(only=["nope"])

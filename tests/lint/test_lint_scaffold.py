@@ -100,6 +100,7 @@ def test_dry_run_plan_writes_nothing_and_describes_every_file(tmp_path):
     ("bad-", "worker", "not ending with '-'"),
     ("a" * 41, "cron", "1-40 lowercase"),
     ("shared", "http", "reserved"),
+    ("service-base", "http", "reserved for the shared base"),  # the base image's ECR repository
     ("api", "worker", "service exists already"),
     ("base", "http", "services/base exists already"),
     ("billing", "daemon", "--kind 'daemon' is not a service kind; use one of http, worker, cron"),

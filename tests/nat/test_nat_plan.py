@@ -129,6 +129,8 @@ def test_failover_iam_is_scoped(plans, env):
     assert by_sid["CompleteLaunch"]["Resource"].endswith(f"autoScalingGroupName/{stack}-nat-*")
     assert by_sid["Metrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}
     assert by_sid["Notify"]["Resource"] == plan.outputs["natTopicArn"]
+    (topic,) = [t for t in plan.of_type("aws:sns/topic:Topic") if t.name == "nat-events"]
+    assert by_sid["NotifyEncrypted"]["Resource"] == topic.inputs["kmsMasterKeyId"], "publishing to it needs its key"
     assert len(by_sid["Probe"]["Resource"]) == 2
 
 
@@ -180,6 +182,20 @@ def test_alarms_notify_the_topic(plans):
     assert [e.inputs["endpoint"] for e in emails if e.name.startswith("nat-")] == ["platform-oncall@example.com"]
 
 
+def test_the_topic_is_encrypted_with_a_key_cloudwatch_may_use(plans):
+    """An alarm to a topic whose key CloudWatch may not use is dropped without a trace (policy pack:
+    sns-alarm-topic-key-usable); the account keeps administering the key through IAM."""
+    plan = plans["prod"]
+    key = one(plan, "aws:kms/key:Key", "nat-events")
+    topic = one(plan, "aws:sns/topic:Topic", "nat-events")
+    assert topic.inputs["kmsMasterKeyId"].startswith("arn:aws:kms:") and key.urn in topic.dependencies
+    by_sid = {s["Sid"]: s for s in json.loads(key.inputs["policy"])["Statement"]}
+    assert by_sid["CloudWatchAlarms"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert sorted(by_sid["CloudWatchAlarms"]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert by_sid["Account"]["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
+    assert key.inputs["enableKeyRotation"] is True
+
+
 def test_event_rules_trigger_the_failover_function(plans):
     plan = plans["prod"]
     rules = ids(plan, "aws:cloudwatch/eventRule:EventRule")
@@ -191,7 +207,8 @@ def test_event_rules_trigger_the_failover_function(plans):
     assert rules["nat-schedule"].inputs["scheduleExpression"] == "rate(1 minute)"
     targets = {t.name: t.inputs for t in plan.of_type("aws:cloudwatch/eventTarget:EventTarget") if t.name.startswith("nat-")}
     assert sorted(targets) == ["nat-launch", "nat-schedule", "nat-state"]
-    assert {t["arn"] for t in targets.values()} == {"arn:aws:lambda:eu-west-1:123456789012:nat-failover"}
+    failover = plan.outputs["natFailoverFunction"]
+    assert {t["arn"] for t in targets.values()} == {f"arn:aws:lambda:eu-west-1:123456789012:function:{failover}"}
     assert targets["nat-schedule"]["retryPolicy"]["maximumRetryAttempts"] == 0
     assert targets["nat-launch"]["retryPolicy"]["maximumEventAgeInSeconds"] < 180  # within the hook's heartbeat
     permissions = [p for p in plan.of_type("aws:lambda/permission:Permission") if p.name.startswith("nat-")]

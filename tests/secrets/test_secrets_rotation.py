@@ -1,11 +1,14 @@
-"""The rotation Lambda against moto Secrets Manager over HTTP: initialize, then the four steps, label by label.
+"""The rotation Lambda against moto Secrets Manager over HTTP, and database logins against a real PostgreSQL.
 
 moto's own rotate_secret without a Lambda moves AWSCURRENT to a version without a value, so it is only
-used to switch rotation on while the secret has no version yet; `initialize` then puts the first value
-and the four steps are driven here, as Secrets Manager drives them, asserting the labels after each.
+used to switch rotation on while the secret has no version yet; `initialize` (generated secrets) or the
+hand-off `invoke secrets.set` (database logins) then puts the first value, and the four steps are driven
+here, as Secrets Manager drives them, asserting the labels after each. Database steps log in to a real
+PostgreSQL 15 over TLS (tests/secrets/postgres.py), not a test double.
 """
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 
@@ -13,11 +16,13 @@ import boto3
 import pytest
 
 from infra.components.secrets import secret_tags
-from infra.config import SecretSpec
+from infra.config import SecretSpec, StackConfig, from_mapping, read_stack_file, secret_name
 from infra.lambdas import secret_rotation
 from infra.lambdas.secret_rotation import ALPHABET, RotationError, handler
+from infra.ops import secrets as ops_secrets
+from tests.secrets.postgres import Server
 
-DB = {"host": "db.internal", "port": 5432, "dbname": "api", "username": "api"}
+REAL = "the-real-password"
 
 
 def _sm():
@@ -108,62 +113,105 @@ def test_steps_refuse_a_secret_without_rotation_and_an_unknown_token(generated):
         handler({"Step": "dropSecret", "SecretId": generated, "ClientRequestToken": "x"}, None)
 
 
-class FakePostgres:
-    """Stands in for the database server: remembers the one password that logs in."""
-
-    password: str | None = None
-    changes: list[tuple[str, str]] = []
-    accept_logins = True
-
-    def __init__(self, login: dict):
-        self.login = login
-
-    def can_login(self, password: str) -> bool:
-        return self.accept_logins and password == FakePostgres.password
-
-    def set_password(self, current: str, pending: str) -> None:
-        assert current == FakePostgres.password, "connects with the current login"
-        FakePostgres.changes.append((current, pending))
-        FakePostgres.password = pending
+def _database_config(server: Server) -> StackConfig:
+    """The dev stack with its api database pointed at the test server (TLS without certificate checks, as RDS)."""
+    raw = copy.deepcopy(read_stack_file("dev"))
+    raw["eks-platform:secrets"]["services"]["api"]["database"]["database"] = {
+        "host": server.host, "port": server.port, "dbname": "api", "username": "api", "tls": "require"}
+    return from_mapping("dev", raw)
 
 
-@pytest.fixture
-def database(aws, monkeypatch) -> str:
-    monkeypatch.setitem(secret_rotation.TARGETS, "postgres", FakePostgres)
-    monkeypatch.setattr(FakePostgres, "changes", [])
-    monkeypatch.setattr(FakePostgres, "accept_logins", True)
-    spec = SecretSpec(description="api login", kind="database", rotation_days=30, database=DB)
-    arn = _secret("eks-platform/dev/api/database", spec)
+def _empty_database_secret(cfg: StackConfig) -> str:
+    """The secret as `pulumi up` leaves it: described and tagged, rotation on, no value."""
+    arn = _secret(secret_name("dev", "api", "database"), cfg.secrets.services["api"]["database"])
     _enable_rotation(arn)
-    handler({"Step": "initialize", "SecretId": arn}, None)
-    monkeypatch.setattr(FakePostgres, "password", json.loads(_current(arn)[1])["password"])
     return arn
 
 
-def test_database_initialize_writes_the_login_from_tags(database):
-    login = json.loads(_current(database)[1])
-    assert {key: login[key] for key in DB} == DB and login["engine"] == "postgres"
-    assert len(login["password"]) == 32
+@pytest.fixture
+def handed_over(aws, postgres) -> tuple[str, StackConfig]:
+    """The hand-off: a person stores the database's real login with `invoke secrets.set` (the engine it runs)."""
+    postgres.set_password("api", REAL)
+    cfg = _database_config(postgres)
+    arn = _empty_database_secret(cfg)
+    ops_secrets.set_value(ops_secrets.SetSecret(cfg, "api", "database", REAL))
+    return arn, cfg
 
 
-def test_database_rotation_changes_the_password_tests_it_then_promotes_it(database):
-    old = json.loads(_current(database)[1])
+def _login(cfg: StackConfig) -> dict:
+    return cfg.secrets.services["api"]["database"].database.login()
+
+
+def test_initialize_refuses_to_invent_a_database_login(aws, postgres):
+    arn = _empty_database_secret(_database_config(postgres))
+    with pytest.raises(RotationError, match="real credential"):
+        handler({"Step": "initialize", "SecretId": arn}, None)
+    assert _labels(arn) == {}
+
+
+def test_rotation_of_a_login_nobody_handed_over_refuses_to_start(aws, postgres):
+    arn = _empty_database_secret(_database_config(postgres))
+    with pytest.raises(RotationError, match="invoke secrets.set"):
+        _step("createSecret", arn, str(uuid.uuid4()))
+
+
+def test_the_hand_off_stores_the_real_login_the_app_can_use(handed_over, postgres):
+    arn, cfg = handed_over
+    stored = json.loads(_current(arn)[1])
+    assert stored == {**_login(cfg), "password": REAL}
+    assert secret_rotation.Postgres(stored, "require").can_login(stored["password"])
+
+
+def test_secrets_manager_s_configuration_test_passes_for_a_handed_over_login(handed_over):
+    """Scheduling rotation (RotateImmediately=false) makes Secrets Manager stage the current value as AWSPENDING and
+    run testSecret: the handed-over login passes it, so `pulumi up` of the SecretRotation succeeds."""
+    arn, _ = handed_over
+    token = str(uuid.uuid4())
+    _sm().put_secret_value(SecretId=arn, ClientRequestToken=token, SecretString=_current(arn)[1],
+                           VersionStages=["AWSPENDING"])
+    _step("testSecret", arn, token)
+
+
+def test_an_invented_first_value_can_never_pass_that_test(aws, postgres):
+    """What the stack used to do: a random first password the database never had. testSecret cannot log in."""
+    cfg = _database_config(postgres)
+    arn = _empty_database_secret(cfg)
+    invented = json.dumps({**_login(cfg), "password": secret_rotation.generate(32)})
+    _sm().put_secret_value(SecretId=arn, SecretString=invented)
+    token = str(uuid.uuid4())
+    _sm().put_secret_value(SecretId=arn, ClientRequestToken=token, SecretString=invented, VersionStages=["AWSPENDING"])
+    with pytest.raises(RotationError, match="cannot log in as api"):
+        _step("testSecret", arn, token)
+
+
+def test_rotation_changes_the_real_password_tests_it_then_promotes_it(handed_over, postgres):
+    arn, cfg = handed_over
+    old_version, _ = _current(arn)
     token = str(uuid.uuid4())
     for step in ("createSecret", "setSecret", "testSecret", "finishSecret"):
-        _step(step, database, token)
-    new = json.loads(_current(database)[1])
-    assert FakePostgres.changes == [(old["password"], new["password"])]
-    assert new["password"] != old["password"] and {k: new[k] for k in DB} == DB
-    assert _labels(database)[token] == ["AWSCURRENT"]
+        _step(step, arn, token)
+    new = json.loads(_current(arn)[1])
+    assert {k: new[k] for k in _login(cfg)} == _login(cfg) and new["password"] != REAL
+    database = secret_rotation.Postgres(new, "require")
+    assert database.can_login(new["password"]) and not database.can_login(REAL)
+    assert _labels(arn)[token] == ["AWSCURRENT"] and "AWSCURRENT" not in _labels(arn).get(old_version, [])
 
 
-def test_database_rotation_that_cannot_log_in_never_promotes_the_new_password(database, monkeypatch):
-    old_version = _current(database)[0]
+def test_a_password_that_stops_working_is_never_promoted(handed_over, postgres):
+    arn, _ = handed_over
+    old_version = _current(arn)[0]
     token = str(uuid.uuid4())
-    _step("createSecret", database, token)
-    _step("setSecret", database, token)
-    monkeypatch.setattr(FakePostgres, "accept_logins", False)
+    _step("createSecret", arn, token)
+    _step("setSecret", arn, token)
+    postgres.set_password("api", "changed-behind-its-back")
     with pytest.raises(RotationError, match="cannot log in as api"):
-        _step("testSecret", database, token)
-    labels = _labels(database)
+        _step("testSecret", arn, token)
+    labels = _labels(arn)
     assert labels[old_version] == ["AWSCURRENT"] and labels[token] == ["AWSPENDING"]
+
+
+def test_verify_full_refuses_a_server_whose_certificate_it_cannot_check(postgres):
+    postgres.set_password("api", REAL)
+    login = {"host": postgres.host, "port": postgres.port, "dbname": "api", "username": "api"}
+    assert secret_rotation.Postgres(login, "require").can_login(REAL)
+    assert not secret_rotation.Postgres(login, "verify-full").can_login(REAL), "self-signed: must not be trusted"

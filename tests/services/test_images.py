@@ -6,11 +6,14 @@ import json
 import subprocess
 import sys
 
+from infra.identity import BASE_REPOSITORY, repository_name
 from infra.lint import runner
 from infra.ops.deploy import pipeline as deploy
 from tests.support import REPO_ROOT
 from tests.support import deploy_world as fx
 from tests.support.deploy_world import push
+
+BASE = repository_name("dev", BASE_REPOSITORY)  # the stack's base repository, beside eks-platform/dev/<service>
 
 deploy_env, fake_docker = fx.deploy_env, fx.fake_docker  # fixtures
 
@@ -27,14 +30,14 @@ def test_service_dockerfiles_are_hadolint_clean_and_problems_are_findings(tmp_pa
 
 
 def test_deploy_from_source_builds_the_base_first_then_the_service_from_it(deploy_env, fake_docker, monkeypatch):
-    deploy_env.ecr.create_repository(repositoryName=deploy.BASE_REPOSITORY)
+    deploy_env.ecr.create_repository(repositoryName=BASE)
     monkeypatch.setattr(deploy, "git_tag", lambda repo, allow_dirty=False: "0a1b2c3d")
     deploy_env.cluster.script_image(deploy_env.image("0a1b2c3d"), "Ready")
     engine = deploy_env.engine(None)  # build this commit: services/api
     record = engine.run()
     assert record.ok and record.image == deploy_env.image("0a1b2c3d")
     login, base, api = [json.loads(line)["argv"] for line in fake_docker.read_text().splitlines()]
-    base_image = deploy_env.uri.replace("/api", f"/{deploy.BASE_REPOSITORY}") + ":0a1b2c3d"
+    base_image = deploy_env.uri.replace("/api", f"/{BASE_REPOSITORY}") + ":0a1b2c3d"
     assert login[0] == "login"
     assert base[:2] == ["buildx", "build"] and base[-1] == str(REPO_ROOT / "services/base")
     assert base[base.index("--tag") + 1] == base_image and "--push" in base
@@ -44,14 +47,14 @@ def test_deploy_from_source_builds_the_base_first_then_the_service_from_it(deplo
 
 
 def test_base_already_in_ecr_is_not_rebuilt(deploy_env, fake_docker, monkeypatch):
-    deploy_env.ecr.create_repository(repositoryName=deploy.BASE_REPOSITORY)
-    push(deploy_env.ecr, deploy.BASE_REPOSITORY, "4e5f6a7b")
+    deploy_env.ecr.create_repository(repositoryName=BASE)
+    push(deploy_env.ecr, BASE, "4e5f6a7b")
     monkeypatch.setattr(deploy, "git_tag", lambda repo, allow_dirty=False: "4e5f6a7b")
     engine = deploy_env.engine(None, service="worker")
     engine.image()
     builds = [json.loads(line)["argv"] for line in fake_docker.read_text().splitlines()][1:]
     assert len(builds) == 1 and builds[0][-1] == str(REPO_ROOT / "services/worker")
-    assert any(arg.startswith("BASE_IMAGE=") and arg.endswith(f"/{deploy.BASE_REPOSITORY}:4e5f6a7b") for arg in builds[0])
+    assert any(arg.startswith("BASE_IMAGE=") and arg.endswith(f"/{BASE_REPOSITORY}:4e5f6a7b") for arg in builds[0])
 
 
 def test_service_check_runs_the_container_where_a_docker_engine_answers(tmp_path, monkeypatch):

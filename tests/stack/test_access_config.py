@@ -111,3 +111,12 @@ def test_secret_for_an_unknown_service_and_bad_kinds_are_refused():
         s["services"]["api"]["Bad Key"] = {"description": "x"}
     assert "secret key api.Bad Key is invalid" in _problems(_with("dev", "secrets", bad_key))
 
+
+
+def test_previews_need_an_environment_of_their_own():
+    """A preview environment equal to a deploy environment would let pull-request code assume a role that writes."""
+    raw = _with("prod", "access", lambda access: access["github"].__setitem__("preview_environment", "infra-prod"))
+    message = _problems(raw, "prod")
+    assert "eks-platform:access.github" in message and "preview_environment 'infra-prod'" in message
+    raw = _with("prod", "access", lambda access: access["github"].__setitem__("preview_environment", "pr-*"))
+    assert "eks-platform:access.github.preview_environment" in _problems(raw, "prod")

@@ -4,10 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from ruamel.yaml import YAML
 
-from infra.config import from_mapping, load_stack_config, read_stack_file
-from infra.plan.offline import Plan, plan_config, plan_stack
+from infra.config import from_mapping, load_stack_config, read_stack_file, without_path
+from infra.plan.offline import Plan, plan_config
 
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -17,7 +16,12 @@ AWS_AUTH = "kubernetes:core/v1:ConfigMapPatch"
 ENTRY = "aws:eks/accessEntry:AccessEntry"
 ASSOCIATION = "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"
 ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-DEPLOYER = "arn:aws:iam::123456789012:role/access-pulumi-deployer"  # the mocks' ARN of the pulumi-deployer role
+
+
+def deployer(env: str) -> str:
+    """The mocks' ARN of the pulumi-deployer role (under the CI path, out of its own reach)."""
+    return f"arn:aws:iam::123456789012:role/eks-platform-{env}-ci/eks-platform-{env}-pulumi-deployer"
+
 
 # Written out here, independently of infra/components/access.py: the CI group's whole Kubernetes power.
 READ = {"get", "list", "watch"}
@@ -103,26 +107,41 @@ def test_ci_group_role_grants_exactly_the_listed_verbs_in_the_app_namespace_only
 
 
 def _map_roles(plan: Plan) -> list[dict]:
-    (patch,) = plan.of_type(AWS_AUTH)
-    assert patch.inputs["metadata"]["name"] == "aws-auth" and patch.inputs["metadata"]["namespace"] == "kube-system"
-    return YAML(typ="safe").load(patch.inputs["data"]["mapRoles"])
+    """aws-auth as pulumi-eks writes it: the role mappings the program hands to eks.Cluster."""
+    (cluster,) = plan.of_type("eks:index:Cluster")
+    return [{"rolearn": m["roleArn"], "username": m["username"], "groups": m["groups"]}
+            for m in cluster.inputs.get("roleMappings") or []]
 
 
-def test_config_map_modes_manage_aws_auth_with_node_roles_ci_group_and_admin(plans):
+def _principal_entries(plan: Plan) -> dict[str, object]:
+    """Access entries of the mapped principals (the previewer's read-only entry is not one of them)."""
+    return {e.inputs["principalArn"]: e for e in plan.of_type(ENTRY) if e.inputs.get("userName") != "pulumi-previewer"}
+
+
+def test_config_map_modes_hand_aws_auth_to_pulumi_eks_with_ci_group_and_admin(plans):
     cfg = load_stack_config("dev")
     (cluster,) = plans["dev"].of_type("eks:index:Cluster")
     assert cluster.inputs["authenticationMode"] == "API_AND_CONFIG_MAP"
     entries = _map_roles(plans["dev"])
-    node_roles = {group.inputs["nodeRoleArn"] for group in plans["dev"].of_type("aws:eks/nodeGroup:NodeGroup")}
-    nodes = [e for e in entries if e["groups"] == ["system:bootstrappers", "system:nodes"]]
-    assert {e["rolearn"] for e in nodes} == node_roles
-    assert all(e["username"] == "system:node:{{EC2PrivateDNSName}}" for e in nodes)
     by_arn = {e["rolearn"]: e for e in entries}
     masters = {arn for arn, e in by_arn.items() if "system:masters" in e["groups"]}
-    assert masters == {*cfg.access.admin_role_arns, DEPLOYER}  # pulumi_deployer_cluster_admin: true
+    # pulumi_deployer_cluster_admin: true; aws-auth matches role ARNs without their path
+    assert masters == {*cfg.access.admin_role_arns, without_path(deployer("dev"))}
     ci = [e for e in entries if e["username"] == "ci-deployer"]
     assert ci and ci[0]["groups"] == ["eks-platform:ci-deployers"]
+    assert ci[0]["rolearn"] == "arn:aws:iam::123456789012:role/eks-platform-dev-ci-deployer", "aws-auth drops the path"
     assert by_arn["arn:aws:iam::111111111111:role/developers"]["groups"] == ["developers"]
+    # Managed node groups get EKS-made access entries in this mode: aws-auth carries no node role to lose.
+    assert not [e for e in entries if "system:nodes" in e["groups"]]
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_aws_auth_has_one_owner_pulumi_eks(plans, env):
+    """The program writes no aws-auth of its own (pulumi-eks' ConfigMap, patchForce, would overwrite it on the next
+    refresh + up, or the reverse): every writer of kube-system/aws-auth is the eks.Cluster component."""
+    writers = [r for r in plans[env].resources if r.type in (AWS_AUTH, "kubernetes:core/v1:ConfigMap")
+               and r.inputs.get("metadata", {}).get("name") == "aws-auth"]
+    assert writers == []
 
 
 def test_api_mode_declares_access_entries_and_no_aws_auth(plans):
@@ -131,27 +150,27 @@ def test_api_mode_declares_access_entries_and_no_aws_auth(plans):
     (cluster,) = plan.of_type("eks:index:Cluster")
     assert cluster.inputs["authenticationMode"] == "API"
     assert not plan.of_type(AWS_AUTH)
-    entries = {entry.inputs["principalArn"]: entry for entry in plan.of_type(ENTRY)}
+    entries = _principal_entries(plan)
     ci = [e for e in entries.values() if e.inputs.get("userName") == "ci-deployer"]
     assert ci[0].inputs["kubernetesGroups"] == ["eks-platform:ci-deployers"]
     for entry in entries.values():
         assert not any(g.startswith("system:") for g in entry.inputs.get("kubernetesGroups") or [])
-    admins = {a.inputs["principalArn"] for a in plan.of_type(ASSOCIATION)}
+    admins = {a.inputs["principalArn"] for a in plan.of_type(ASSOCIATION) if a.inputs["policyArn"] == ADMIN_POLICY}
     # The creator (platform-admin) got its cluster-admin entry from EKS at CreateCluster: none declared for it.
     assert cfg.access.cluster_creator_arn in cfg.access.admin_role_arns
-    assert admins == {*cfg.access.admin_role_arns, DEPLOYER} - {cfg.access.cluster_creator_arn}
+    assert admins == {*cfg.access.admin_role_arns, deployer("prod")} - {cfg.access.cluster_creator_arn}
     assert cfg.access.cluster_creator_arn not in entries
     for association in plan.of_type(ASSOCIATION):
-        assert association.inputs["policyArn"] == ADMIN_POLICY
         assert association.inputs["accessScope"] == {"type": "cluster"}
 
 
 def test_both_mode_declares_aws_auth_and_access_entries_for_the_same_principals(plans):
     plan = plans["dev"]
-    mapped = {e["rolearn"] for e in _map_roles(plan) if e["groups"] != ["system:bootstrappers", "system:nodes"]}
-    entries = {entry.inputs["principalArn"] for entry in plan.of_type(ENTRY)}
+    mapped = {e["rolearn"] for e in _map_roles(plan)}
+    entries = set(_principal_entries(plan))
     creator = load_stack_config("dev").access.cluster_creator_arn
-    assert mapped == entries | {creator}  # EKS made the creator's entry; aws-auth still maps it
+    assert creator not in entries  # EKS made the creator's entry; aws-auth still maps it
+    assert mapped == {without_path(arn) for arn in entries | {creator}}
     assert set(plan.outputs["accessPrincipals"]) == entries | {creator}
 
 
@@ -168,19 +187,23 @@ def test_config_map_only_mode_has_no_access_entries():
 def test_ci_up_as_the_pulumi_deployer_is_cluster_admin_in_both_stacks(plans, env):
     """CI's `invoke up` applies Kubernetes resources (charts, RBAC, namespaces): without admin every one is a 403."""
     assert load_stack_config(env).access.pulumi_deployer_cluster_admin
-    assert DEPLOYER in {a.inputs["principalArn"] for a in plans[env].of_type(ASSOCIATION)}
+    assert deployer(env) in {a.inputs["principalArn"] for a in plans[env].of_type(ASSOCIATION)}
 
 
 def test_pulumi_deployer_is_cluster_admin_only_when_configured():
     access = read_stack_file("prod")["eks-platform:access"]
-    plain = _variant("prod", {**access, "pulumi_deployer_cluster_admin": False})
-    assert DEPLOYER not in {a.inputs["principalArn"] for a in plain.of_type(ASSOCIATION)}
-    assert DEPLOYER in {a.inputs["principalArn"] for a in plan_stack("prod").of_type(ASSOCIATION)}
+    for admin in (False, True):
+        plan = _variant("prod", {**access, "pulumi_deployer_cluster_admin": admin})
+        assert plan.outputs["pulumiDeployerRoleArn"] == deployer("prod")
+        assert (deployer("prod") in {a.inputs["principalArn"] for a in plan.of_type(ASSOCIATION)}) is admin
 
 
 def _statements(plan: Plan):
-    """Every permission statement the program declares: role policies, managed policies, inline policies."""
-    documents = [(r.name, r.inputs["policy"]) for r in plan.of_type(ROLE_POLICY) + plan.of_type("aws:iam/policy:Policy")]
+    """Every permission statement the program grants: role policies, managed policies (not the boundaries, which are
+    ceilings), inline policies."""
+    managed = [r for r in plan.of_type("aws:iam/policy:Policy")
+               if r.inputs["tags"].get("eks-platform:purpose") != "permissions-boundary"]
+    documents = [(r.name, r.inputs["policy"]) for r in plan.of_type(ROLE_POLICY) + managed]
     documents += [(r.name, inline["policy"]) for r in plan.of_type(ROLE) for inline in r.inputs.get("inlinePolicies") or []]
     for name, document in documents:
         for statement in json.loads(document)["Statement"]:
@@ -199,8 +222,10 @@ def test_no_iam_statement_allows_a_wildcard_action_on_all_resources(plans, env):
             assert action != "*", name
             if "*" in resources:
                 assert not action.endswith(":*"), f"{name}: {action} on every resource"
-        if any(action.startswith("iam:") for action in actions):
-            assert "*" not in resources, f"{name}: IAM changes must be scoped to the account's ARNs"
+        writes = [a for a in actions if a.startswith("iam:") and not a.split(":")[1].startswith(("Get", "List"))]
+        if writes and "*" in resources:  # only service-linked roles, and only of the named services
+            assert writes == ["iam:CreateServiceLinkedRole"], f"{name}: IAM changes must be scoped to the stack's ARNs"
+            assert statement["Condition"]["StringEquals"]["iam:AWSServiceName"]
     assert checked >= 5
 
 
@@ -210,6 +235,7 @@ def test_ci_deployer_policy_only_describes_its_cluster_and_pushes_images(plans):
     assert statements["DescribeCluster"]["Resource"] == "arn:aws:eks:eu-west-1:123456789012:cluster/eks-prod"
     assert statements["EcrLogin"]["Action"] == "ecr:GetAuthorizationToken"
     assert all(a.startswith("ecr:") for a in statements["EcrPush"]["Action"])
+    assert statements["EcrPush"]["Resource"] == "arn:aws:ecr:eu-west-1:123456789012:repository/eks-platform/prod/*"
     assert not any("secretsmanager" in json.dumps(s) for s in statements.values())
 
 
@@ -219,7 +245,7 @@ def test_aws_auth_drops_the_iam_path_that_access_entries_keep():
     plan = _variant("dev", {**access, "role_mappings": [{"role_arn": pathed, "username": "analyst",
                                                          "groups": ["analysts"]}]})
     assert "arn:aws:iam::111111111111:role/analysts" in {e["rolearn"] for e in _map_roles(plan)}
-    assert pathed in {entry.inputs["principalArn"] for entry in plan.of_type(ENTRY)}
+    assert pathed in _principal_entries(plan)
 
 
 # Pulumi resource type -> the IAM service prefix its API calls use (where the module name differs).
@@ -243,18 +269,29 @@ def test_reordering_admins_and_mappings_keeps_every_access_entry_name():
     first = _variant("dev", {**access, "role_mappings": [*access["role_mappings"], extra]})
     second = _variant("dev", {**access, "role_mappings": [extra, *access["role_mappings"]]})
     names = [{e.name: e.inputs["principalArn"] for e in plan.of_type(ENTRY)} for plan in (first, second)]
-    assert names[0] == names[1] and len(names[0]) == 4
+    assert names[0] == names[1] and len(names[0]) == 5  # ci-deployer, admin, developers, auditors, previewer
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
-def test_pull_request_previewer_is_read_only_and_trusts_pull_requests_of_the_repository(plans, env):
+def test_previewer_reads_only_what_preview_calls_and_trusts_the_preview_environment(plans, env):
     roles = _roles(plans[env])
     trust = json.loads(roles[f"eks-platform-{env}-pulumi-previewer"].inputs["assumeRolePolicy"])
     assert trust["Statement"][0]["Condition"] == {"StringEquals": {
         "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-        "token.actions.githubusercontent.com:sub": "repo:acme-platform/eks-platform:pull_request"}}
+        "token.actions.githubusercontent.com:sub": f"repo:acme-platform/eks-platform:environment:preview-{env}"}}
     (policy,) = [p for p in plans[env].of_type(ROLE_POLICY) if p.name == "access-pulumi-previewer"]
-    actions = [a for s in json.loads(policy.inputs["policy"])["Statement"] for a in s["Action"]]
-    assert all(action.split(":")[1].startswith(("Describe", "List", "Get")) for action in actions)
-    assert "secretsmanager:GetSecretValue" not in actions and "ssm:GetParameter" not in actions
-    assert plans[env].outputs["pulumiPreviewerRoleArn"].endswith("access-pulumi-previewer")
+    actions = sorted(a for s in json.loads(policy.inputs["policy"])["Statement"] for a in s["Action"])
+    assert actions == ["ec2:DescribeAvailabilityZones", "ec2:DescribeRegions", "eks:DescribeAddonVersions",
+                       "eks:DescribeCluster", "eks:DescribeClusterVersions"], "an explicit list, no Get* on *"
+    assert plans[env].outputs["pulumiPreviewerRoleArn"].endswith(f"/eks-platform-{env}-pulumi-previewer")
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_previewer_gets_kubernetes_read_access_through_an_access_entry(plans, env):
+    plan = plans[env]
+    previewer = plan.outputs["pulumiPreviewerRoleArn"]
+    (entry,) = [e for e in plan.of_type(ENTRY) if e.inputs["principalArn"] == previewer]
+    assert entry.inputs["userName"] == "pulumi-previewer" and not entry.inputs.get("kubernetesGroups")
+    (association,) = [a for a in plan.of_type(ASSOCIATION) if a.inputs["principalArn"] == previewer]
+    assert association.inputs["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
+    assert association.inputs["accessScope"] == {"type": "cluster"}

@@ -305,6 +305,18 @@ def test_an_endpoint_open_to_the_internet_needs_the_explicit_key():
     assert not ok.cluster.reachable_from_anywhere
 
 
+def test_the_cluster_tells_the_policy_pack_its_waivers_and_its_creator(plans):
+    """clusterTags carry what the pack's rules read: a waiver only for what a key chose on purpose (dev's open
+    endpoint; an EXTENDED upgrade policy), and the creator whose access entry EKS made."""
+    waiver, creator = "eks-platform:policy-waiver", "eks-platform:cluster-creator"
+    tags = {env: plans[env].of_type("eks:index:Cluster")[0].inputs["clusterTags"] for env in ("dev", "prod")}
+    assert tags["dev"] == {waiver: "eks-endpoint-not-world", creator: load_stack_config("dev").access.cluster_creator_arn}
+    assert tags["prod"] == {creator: load_stack_config("prod").access.cluster_creator_arn}
+    raw = _set(read_stack_file("prod"), "eks-platform:cluster", "upgrade_policy", "EXTENDED")
+    (cluster,) = plan_config(from_mapping("prod", raw, today=TODAY), raw).of_type("eks:index:Cluster")
+    assert cluster.inputs["clusterTags"][waiver] == "eks-upgrade-policy-standard"
+
+
 # --- access at bootstrap ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("env", ["dev", "prod"])

@@ -122,7 +122,7 @@ def test_app_namespaces_get_readiness_gates(stack):
 def test_outputs_name_the_certificate_hostnames_and_controller_role(stack):
     env, plan = stack
     assert plan.outputs["edgeHostnames"] == dict(load_stack_config(env).edge.hostnames)
-    assert plan.outputs["loadBalancerControllerRoleArn"].endswith(":role/edge-controller")
+    assert plan.outputs["loadBalancerControllerRoleArn"].endswith(f":role/eks-platform-{env}/edge-controller")  # stack path
 
 
 def _with_edge(env: str, **changes) -> dict:

@@ -65,9 +65,11 @@ def test_plan_dev_prints_tree_grouped_by_component_and_summary():
     assert len(groups) == 4
     assert all(line.startswith(("│   ", "    ")) for line in groups), "node groups sit under their component"
     assert any("amiType=AL2023_x86_64_STANDARD" in line and "availability-zone=eu-west-1b" in line for line in groups)
-    summary = lines[-1]
+    (summary,) = [line for line in lines if line.startswith("dev: ")]  # then the advisory findings table
+    verdict = lines[-1]
     # 2 public + 2 private + 2 NAT probe subnets
     assert summary.startswith("dev: ") and "NodeGroup 4" in summary and "Subnet 6" in summary
+    assert verdict.startswith("policy: 0 mandatory, ")
 
 
 def test_plan_json_is_machine_readable():
@@ -119,8 +121,9 @@ def test_preview_and_up_go_through_the_pulumi_cli(tmp_path):
     assert invoke("preview", "--env", "dev", env=env).returncode == 0
     assert invoke("up", "--env", "prod", "--yes", env=env).returncode == 0
     recorded = calls(log)
-    assert ["preview", "--diff", "--stack", "dev", "--non-interactive"] in recorded
-    assert ["up", "--yes", "--skip-preview", "--stack", "prod", "--non-interactive"] in recorded
+    pack = ["--policy-pack", "infra/policy"]  # the project's CrossGuard pack judges every preview and update
+    assert ["preview", "--diff", *pack, "--stack", "dev", "--non-interactive"] in recorded
+    assert ["up", "--yes", "--skip-preview", *pack, "--stack", "prod", "--non-interactive"] in recorded
 
 
 def test_first_up_needs_to_know_who_creates_the_cluster(tmp_path):

@@ -1,12 +1,13 @@
 """Secrets under Pulumi mocks: KMS on every secret, per-service IRSA scope, rotation, delivery via ESO."""
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 
-from infra.config import load_stack_config, secret_name
-from infra.plan.offline import Plan
+from infra.config import from_mapping, load_stack_config, read_stack_file, secret_name
+from infra.plan.offline import Plan, plan_config
 
 SECRET = "aws:secretsmanager/secret:Secret"
 ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"
@@ -28,7 +29,7 @@ def plans(stack_plans) -> dict[str, Plan]:
 def _service_key(plan: Plan) -> str:
     (key,) = [key for key in plan.of_type("aws:kms/key:Key") if key.name == "secrets-key"]
     assert key.inputs["enableKeyRotation"] is True
-    return f"arn:aws:kms:eu-west-1:123456789012:{key.name}"
+    return plan.outputs["secretsKmsKeyArn"]
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -45,32 +46,53 @@ def test_every_secret_is_encrypted_with_the_customer_managed_key(plans, env):
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
-def test_no_value_is_declared_values_are_made_in_aws(plans, env):
+def test_no_value_is_declared_generated_values_are_made_in_aws(plans, env):
     plan = plans[env]
     assert not plan.of_type("aws:secretsmanager/secretVersion:SecretVersion")
     assert not [r for r in plan.resources if r.type.startswith("random:")]
     first = {json.loads(i.inputs["input"])["SecretId"] for i in _mine(plan, INVOCATION)}
-    made = {s.inputs["name"] for s in _mine(plan, SECRET) if s.inputs["tags"]["eks-platform:kind"] != "external"}
+    generated = {s.inputs["name"] for s in _mine(plan, SECRET) if s.inputs["tags"]["eks-platform:kind"] == "generated"}
     arns = plan.outputs["secretArns"]
-    assert first == {arns[name.split("/")[2]][name.split("/")[3]] for name in made}
+    assert first == {arns[name.split("/")[2]][name.split("/")[3]] for name in generated}
     for invocation in _mine(plan, INVOCATION):
         assert json.loads(invocation.inputs["input"])["Step"] == "initialize"
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_a_database_login_is_never_invented_it_is_handed_over(plans, env):
+    """A database secret starts empty: no initialize run (whose random password the database never had), and no
+    rotation schedule until the config says the real credential was stored (`invoke secrets.set`)."""
+    plan = plans[env]
+    arns = plan.outputs["secretArns"]
+    database = arns["api"]["database"]
+    assert database not in {json.loads(i.inputs["input"])["SecretId"] for i in _mine(plan, INVOCATION)}
+    assert not [r for r in _mine(plan, ROTATION) if r.inputs["secretId"].startswith("secrets-api-database")]
+
+
+def test_a_handed_over_database_login_rotates_on_its_schedule():
+    raw = copy.deepcopy(read_stack_file("prod"))
+    raw["eks-platform:secrets"]["services"]["api"]["database"]["database"]["handed_over"] = True
+    plan = plan_config(from_mapping("prod", raw), raw)
+    (rotation,) = [r for r in _mine(plan, ROTATION) if r.inputs["secretId"].startswith("secrets-api-database")]
+    assert rotation.inputs["rotationRules"]["automaticallyAfterDays"] == 30
+    assert rotation.inputs["rotateImmediately"] is False
 
 
 def test_rotation_schedules_only_in_prod_and_only_where_configured(plans):
     assert not _mine(plans["dev"], ROTATION)
     cfg = load_stack_config("prod")
     rotations = _mine(plans["prod"], ROTATION)
-    wanted = {cfg.secrets.services[svc][key].rotation_days for svc, key, spec in cfg.secrets.entries()
-              if spec.rotation_days}
-    assert {r.inputs["rotationRules"]["automaticallyAfterDays"] for r in rotations} == wanted
-    assert len(rotations) == sum(1 for *_, spec in cfg.secrets.entries() if spec.rotation_days)
+    wanted = [spec for _, _, spec in cfg.secrets.entries() if spec.rotation_days
+              and (not spec.database or spec.database.handed_over)]
+    assert sorted(r.inputs["rotationRules"]["automaticallyAfterDays"] for r in rotations) == sorted(
+        spec.rotation_days for spec in wanted)
     (function,) = [f for f in plans["prod"].of_type("aws:lambda/function:Function") if f.name == "secrets-rotation"]
     assert function.inputs["handler"] == "secret_rotation.handler"
     assert function.inputs["vpcConfig"]["subnetIds"]
+    assert function.inputs["reservedConcurrentExecutions"] >= 1
     for rotation in rotations:
         assert rotation.inputs["rotateImmediately"] is False
-        assert rotation.inputs["rotationLambdaArn"].endswith(":secrets-rotation")
+        assert rotation.inputs["rotationLambdaArn"].endswith(":function:eks-platform-prod-secret-rotation")
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -137,3 +159,37 @@ def test_rotation_code_bundles_the_handler_and_its_postgres_driver():
 
     assets = rotation_code().assets
     assert {"secret_rotation.py", "pg8000", "scramp", "asn1crypto", "dateutil", "six.py"} <= set(assets)
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_each_service_reaches_the_database_its_secret_names_and_nothing_more(plans, env):
+    """The services' own NetworkPolicies allow DNS and HTTPS only; the database port a secret points at is opened
+    from config, for that service's pods, inside the VPC."""
+    cfg = load_stack_config(env)
+    wanted = {(service, spec.database.port) for service, _, spec in cfg.secrets.entries() if spec.database}
+    assert wanted, "the stacks configure a database login"
+    policies = {p.inputs["metadata"]["name"]: p for p in _mine(plans[env], "kubernetes:networking.k8s.io/v1:NetworkPolicy")}
+    assert set(policies) == {f"{service}-database-egress" for service, _ in wanted}
+    for service, port in wanted:
+        spec = policies[f"{service}-database-egress"].inputs["spec"]
+        assert policies[f"{service}-database-egress"].inputs["metadata"]["namespace"] == f"apps-{env}"
+        assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": service}}
+        assert spec["policyTypes"] == ["Egress"] and "ingress" not in spec
+        assert spec["egress"] == [{"to": [{"ipBlock": {"cidr": str(cfg.network.cidr)}}],
+                                   "ports": [{"protocol": "TCP", "port": port}]}]
+
+
+def test_database_egress_follows_the_configured_port(plans):
+    raw = copy.deepcopy(read_stack_file("dev"))
+    raw["eks-platform:secrets"]["services"]["api"]["database"]["database"]["port"] = 6432  # e.g. PgBouncer
+    plan = plan_config(from_mapping("dev", raw), raw)
+    (policy,) = _mine(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    assert policy.inputs["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 6432}]
+    (group,) = [g for g in plan.of_type("aws:ec2/securityGroup:SecurityGroup") if g.name == "secrets-rotation"]
+    assert sorted(rule["fromPort"] for rule in group.inputs["egress"]) == [443, 6432]
+
+
+def test_only_this_account_s_secrets_manager_may_invoke_the_rotation_function(plans):
+    (permission,) = [p for p in plans["prod"].of_type("aws:lambda/permission:Permission") if p.name == "secrets-rotation"]
+    assert permission.inputs["principal"] == "secretsmanager.amazonaws.com"
+    assert permission.inputs["sourceAccount"] == "123456789012", "no confused deputy from another account"

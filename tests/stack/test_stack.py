@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 
 from infra.config import load_stack_config
+from infra.identity import BASE_REPOSITORY, repository_name
+from infra.ops.io.manifests import K8S_ROOT, services
 from infra.plan.offline import SECRET, Plan, plan_config, plan_stack
 from tests.support import REPO_ROOT
 
@@ -209,3 +211,16 @@ def test_main_stops_on_bad_config_with_the_config_error():
     raw["eks-platform:cluster"] = {**raw["eks-platform:cluster"], "version": "1.99"}
     with pytest.raises(pulumi.RunError, match=r"eks-platform:cluster.version: Kubernetes 1.99 is outside"):
         _run_main("dev", raw)
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_registry_holds_every_service_and_the_shared_base_under_the_names_deploy_uses(stack_plans, env):
+    """`invoke deploy` pushes services/base first, then the service FROM it: both repositories must exist, under
+    the stack-prefixed names deploy derives (infra.identity.repository_name)."""
+    plan = stack_plans[env]
+    names = {r.inputs["name"] for r in plan.of_type("aws:ecr/repository:Repository")}
+    wanted = [*services(K8S_ROOT), BASE_REPOSITORY]
+    assert names == {repository_name(env, name) for name in wanted}
+    assert set(plan.outputs["ecrRepositories"]) == set(wanted)
+    lifecycles = plan.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
+    assert len(lifecycles) == len(wanted)

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import boto3
 import pytest
 
+from infra.identity import repository_name
 from infra.ops.deploy import pipeline as deploy
 from infra.ops.deploy import target as catalog
 from infra.ops.deploy.report import Reporter
@@ -77,11 +78,11 @@ def deploy_env(kubesim, aws) -> DeployEnv:
     kube.request("POST", "/api/v1/namespaces",
                  body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     ecr = boto3.client("ecr", region_name=REGION)
-    for repository in ("api", "worker", "scheduler"):
-        ecr.create_repository(repositoryName=repository)
+    for service in ("api", "worker", "scheduler"):  # named as the dev stack declares them
+        ecr.create_repository(repositoryName=repository_name("dev", service))
         for tag in ("v1", "v2", "v3"):
-            push(ecr, repository, tag)
-    uri = ecr.describe_repositories(repositoryNames=["api"])["repositories"][0]["repositoryUri"]
+            push(ecr, repository_name("dev", service), tag)
+    uri = ecr.describe_repositories(repositoryNames=[repository_name("dev", "api")])["repositories"][0]["repositoryUri"]
     return DeployEnv(cluster=kubesim, kube=kube, ecr=ecr, uri=uri)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
+from infra.identity import BASE_REPOSITORY, repository_name
 from infra.ops.deploy import history, notify
 from infra.ops.deploy.edge import public_check
 from infra.ops.deploy.history import CHANGE_CAUSE, DeployRecord
@@ -48,8 +49,6 @@ from infra.ops.errors import Failed, Interrupted  # Interrupted: stopped by SIGI
 from infra.ops.io.docker_cli import Docker
 from infra.ops.io.ecr import Registry
 from infra.ops.io.kube import Kube, KubeError, is_transient, ref
-
-BASE_REPOSITORY = "service-base"  # ECR repository of the shared base image every service builds FROM
 
 
 class DeployFailed(Failed):
@@ -154,10 +153,11 @@ class Deploy:
         if ask.tag and not (ask.allow_dirty or ask.dry_run):
             require_committed(self.target)
         registry = Registry(ask.region)
-        uri = registry.repository_uri(service)
+        repository = repository_name(self.target.env, service)  # what the stack declares and exports
+        uri = registry.repository_uri(repository)
         if ask.tag:
-            if not registry.has_tag(service, ask.tag):
-                raise BadInput(f"--tag {ask.tag} is not in ECR repository {service}; push it first or "
+            if not registry.has_tag(repository, ask.tag):
+                raise BadInput(f"--tag {ask.tag} is not in ECR repository {repository}; push it first or "
                                f"omit --tag to build the current commit")
             return ask.tag, f"{uri}:{ask.tag}"
         tag = git_tag(REPO, ask.allow_dirty or ask.dry_run)
@@ -167,7 +167,7 @@ class Deploy:
         if not (context / "Dockerfile").is_file():
             raise BadInput(f"no Dockerfile in {context} to build {service}; add one, or deploy an "
                            f"image already in ECR with --tag")
-        if registry.has_tag(service, tag):
+        if registry.has_tag(repository, tag):
             self.reporter.event("build", f"{uri}:{tag} already in ECR, not rebuilding", image=f"{uri}:{tag}")
             return tag, f"{uri}:{tag}"
         login = registry.login()
@@ -183,8 +183,9 @@ class Deploy:
         source = context.parent / "base"
         if not (source / "Dockerfile").is_file():
             return None  # a service built on its own, not on the shared base
-        image = f"{registry.repository_uri(BASE_REPOSITORY)}:{tag}"
-        if registry.has_tag(BASE_REPOSITORY, tag):
+        repository = repository_name(self.target.env, BASE_REPOSITORY)
+        image = f"{registry.repository_uri(repository)}:{tag}"
+        if registry.has_tag(repository, tag):
             self.reporter.event("build", f"{image} already in ECR, not rebuilding the base", image=image)
             return image
         self.reporter.event("build", f"docker buildx build {source} -> {image} (the shared base, first)", image=image)

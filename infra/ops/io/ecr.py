@@ -43,8 +43,8 @@ class Registry:
             found = self.ecr.describe_repositories(repositoryNames=[name])["repositories"]
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "RepositoryNotFoundException":
-                raise MissingImage(f"ECR repository {name!r} does not exist in {self.region}; create it with the "
-                                   f"platform stack (`invoke up`) before deploying {name}") from None
+                raise MissingImage(f"ECR repository {name!r} does not exist in {self.region}; the platform stack "
+                                   f"declares it (`invoke up`) for every service of infra/k8s/base") from None
             raise EcrError(f"describe_repositories {name}: {reason(exc)}") from None
         except BotoCoreError as exc:
             raise EcrError(f"describe_repositories {name}: {reason(exc)}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,20 +72,20 @@ class PulumiCLI:
                               f"(exit {result.returncode}){': ' + detail[0] if detail else ''}")
         return result
 
-    def preview(self, diff: bool = True, targets: list[str] | None = None) -> None:
-        self.run("preview", *(["--diff"] if diff else []), *_targets(targets))
+    def preview(self, diff: bool = True, targets: list[str] | None = None, policy_packs: Sequence[str] = ()) -> None:
+        self.run("preview", *(["--diff"] if diff else []), *_targets(targets), *_packs(policy_packs))
 
     def up(self, yes: bool = False, targets: list[str] | None = None,
-           confirm: Callable[[], bool] | None = None) -> None:
+           confirm: Callable[[], bool] | None = None, policy_packs: Sequence[str] = ()) -> None:
         """`pulumi up`. Without `yes`: the preview first, applied only if `confirm()` (a person at a terminal) says
         so; NotConfirmed when declined, ConfirmationNeeded when there is nobody to ask."""
         if not yes:
             if confirm is None:
                 raise ConfirmationNeeded(self.stack)
-            self.preview(targets=targets)
+            self.preview(targets=targets, policy_packs=policy_packs)
             if not confirm():
                 raise NotConfirmed(self.stack)
-        self.run("up", "--yes", "--skip-preview", *_targets(targets))
+        self.run("up", "--yes", "--skip-preview", *_targets(targets), *_packs(policy_packs))
 
     def outputs(self) -> dict[str, Any]:
         """Current stack outputs (secrets stay masked); {} for a stack never deployed."""
@@ -100,6 +100,11 @@ class PulumiCLI:
     def set_config(self, key: str, value: str, path: bool = True) -> None:
         """Set one config value (`--path` addresses nested keys like cluster.version)."""
         self.run("config", "set", *(["--path"] if path else []), key, value)
+
+
+def _packs(policy_packs: Sequence[str]) -> list[str]:
+    """CrossGuard policy packs (directories) pulumi runs against every resource of the preview or update."""
+    return [arg for pack in policy_packs for arg in ("--policy-pack", pack)]
 
 
 def _targets(targets: list[str] | None) -> list[str]:
