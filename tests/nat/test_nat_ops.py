@@ -99,7 +99,7 @@ def outputs_of(world) -> dict:
 
 
 def egress_intact(world) -> None:
-    """Every table points at a running instance: the 'no egress gap' invariant."""
+    """Every table points at a running instance: new connections always have a way out (open flows through a moved table still break)."""
     running = {i["InstanceId"] for r in world.ec2.describe_instances(
         Filters=[{"Name": "instance-state-name", "Values": ["running"]}])["Reservations"] for i in r["Instances"]}
     targets = world.targets()
