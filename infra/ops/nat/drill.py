@@ -42,8 +42,8 @@ class DrillTarget:
     probes: dict[str, str]  # NAT AZ -> probe function name
 
     @classmethod
-    def from_outputs(cls, env: str, outputs: dict[str, Any]) -> DrillTarget:
-        topology = Topology.from_outputs(env, outputs)
+    def from_outputs(cls, env: str, outputs: dict[str, Any], configured: str | None = None) -> DrillTarget:
+        topology = Topology.from_outputs(env, outputs, configured)
         return cls(topology, dict(outputs.get("natGroupNames") or {}), dict(outputs.get("natProbeFunctions") or {}))
 
 
