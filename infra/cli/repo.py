@@ -56,8 +56,9 @@ def new_service(c, name, kind=None, dry_run=False):
         print("dry run: nothing written")
         return
     scaffold.apply(changes)
-    print(f"service {name} ({kind}) scaffolded from services/{scaffold.REFERENCE[kind]}; next: `invoke lint` and "
-          f"`invoke service.check {name}`, then replace the example work in services/{name}")
+    print(f"service {name} ({kind}) scaffolded from services/{scaffold.REFERENCE[kind]}; next: `invoke lint` "
+          f"(it names the secret keys and hostnames to declare in Pulumi.<env>.yaml) and `invoke service.check {name}`, "
+          f"then replace the example work in services/{name}")
 
 
 

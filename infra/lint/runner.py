@@ -119,9 +119,11 @@ def stack_secrets(configs: Mapping[str, Any]) -> dict[str, SecretFacts]:
 
 def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
         versions: Mapping[str, KubeVersion | str] | None = None,
-        say: Callable[[str], None] = lambda _: None, edges: Mapping[str, EdgeFacts] | None = None) -> Report:
+        say: Callable[[str], None] = lambda _: None, edges: Mapping[str, EdgeFacts] | None = None,
+        secrets: Mapping[str, SecretFacts] | None = None) -> Report:
     """Run the checks over every overlay under k8s_root; `versions` maps overlay -> stack Kubernetes version,
-    `edges` overlay -> the stack's public edge (both read from Pulumi.<overlay>.yaml when not given)."""
+    `edges` overlay -> the stack's public edge, `secrets` overlay -> the secret keys it declares (each read from
+    Pulumi.<overlay>.yaml when not given)."""
     overlays = tuple(manifests.overlays(k8s_root))
     report = Report(checks=tuple(checks), overlays=overlays)
     if not overlays:
@@ -134,7 +136,7 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
         versions = stack_versions(configs) if {"schema", "deprecations"} & set(checks) else {}
     versions = dict(versions)
     edges = dict(edges) if edges is not None else stack_edges(configs) if "rules" in checks else {}
-    secrets = stack_secrets(configs) if "rules" in checks else {}
+    secrets = dict(secrets) if secrets is not None else stack_secrets(configs) if "rules" in checks else {}
     rendered: dict[str, list[Manifest]] = {}
     if {"render", "schema", "deprecations", "rules", "checkov"} & set(checks):
         say(f"rendering {', '.join(overlays)}")

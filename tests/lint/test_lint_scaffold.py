@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from infra.config import load_stack_config
 from infra.lint import runner as lint
 from infra.lint import scaffold
 from infra.lint.edge_rules import EdgeFacts
 from infra.lint.scaffold import ScaffoldError
+from infra.lint.secret_rules import SecretFacts
 from infra.ops.io import manifests
 from tests.support import REPO_ROOT
 from tests.support.k8s_tree import FAST_CHECKS, VERSIONS
@@ -39,14 +41,23 @@ def test_all_kinds_scaffold_into_a_tree_that_passes_lint(tmp_path):
     root = copy_tree(tmp_path)
     for name, kind in (("billing", "http"), ("mailer", "worker"), ("nightly-report", "cron")):
         scaffold.apply(scaffold.plan(name, kind, root))
-    # The new public host is not on the stacks' certificates yet: lint names the one config line to add, per stack.
+    # The new public host is not on the stacks' certificates yet and the new services' secrets are not declared:
+    # lint names the config lines to add, per stack.
     report = lint.run(root, checks=(*FAST_CHECKS, "dockerfiles"), versions=VERSIONS)
-    assert sorted((f.rule, f.resource) for f in report.findings) == [
-        ("rules/edge-tls", "Ingress/apps-dev/billing"), ("rules/edge-tls", "Ingress/apps-prod/billing")]
-    assert all("add `billing: billing." in f.fix and "eks-platform:edge.hostnames" in f.fix for f in report.findings)
+    reads = {"billing": ("database",), "mailer": ("database", "queue-token"), "nightly-report": ("database",)}
+    kinds = {"billing": "Deployment", "mailer": "Deployment", "nightly-report": "CronJob"}
+    assert sorted((f.rule, f.resource) for f in report.findings) == sorted(
+        [("rules/edge-tls", f"Ingress/apps-{env}/billing") for env in ("dev", "prod")]
+        + [("rules/secret-declared", f"{kinds[name]}/apps-{env}/{name}") for env in ("dev", "prod")
+           for name, keys in reads.items() for _ in keys])
+    assert all("add `billing: billing." in f.fix and "eks-platform:edge.hostnames" in f.fix
+               for f in report.findings if f.rule == "rules/edge-tls")
     edges = {env: EdgeFacts(frozenset({"alb"}), frozenset({host, f"billing.{env}.example.com"}))
              for env, host in (("dev", "api.dev.example.com"), ("prod", "api.example.com"))}
-    assert lint.run(root, checks=(*FAST_CHECKS, "dockerfiles"), versions=VERSIONS, edges=edges).findings == []
+    secrets = {env: SecretFacts({**SecretFacts.of(load_stack_config(env).secrets, "").declared,
+                                 **{name: frozenset(keys) for name, keys in reads.items()}}) for env in ("dev", "prod")}
+    assert lint.run(root, checks=(*FAST_CHECKS, "dockerfiles"), versions=VERSIONS, edges=edges,
+                    secrets=secrets).findings == []
     assert manifests.services(root) == ["api", "billing", "mailer", "nightly-report", "scheduler", "worker"]
     code = tmp_path / "services"
     assert (code / "nightly-report/nightly_report/__init__.py").read_text().endswith('SERVICE = "nightly-report"\n')
