@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from invoke import Collection
 from invoke.exceptions import Exit
@@ -32,7 +31,7 @@ def platform_status(c, env=None, kubeconfig=None, json_=False, strict=False):
         print(json.dumps(status.to_json(), indent=2))
     else:
         # Piped or in CI there is no terminal width; keep the tables whole rather than 80 columns wide.
-        console(width=None if sys.stdout.isatty() else 160).print(screen(status))
+        console().print(screen(status))
     if strict and not status.healthy:
         raise Exit("platform needs attention", code=1)
 
