@@ -34,8 +34,8 @@ class Finding:
 def table(findings: Iterable[Finding], title: str = "lint findings") -> Table:
     """Every finding in one table, errors first, grouped by file."""
     view = Table(title=title, show_lines=False, expand=False)
-    for column in ("", "File", "Resource", "Rule", "Problem", "Fix"):
-        view.add_column(column, overflow="fold")
+    for column in ("", "File", "Resource", "Rule", "Problem", "Fix"):  # a rule id stays whole: it is searched for
+        view.add_column(column, overflow="fold", no_wrap=column == "Rule")
     for f in sorted(findings, key=lambda f: (not f.failed, f.file, f.resource, f.rule, f.problem)):
         mark = "[red]✗[/red]" if f.failed else "[yellow]![/yellow]"
         # Text cells: a message is shown as written, never read as rich markup or emoji ("[ALL]", ":x:").
