@@ -68,12 +68,15 @@ class SecretsConfig(Section):
     rotation: Switch = False
     recovery_window_days: Count = Field(30, ge=7, le=30)
     eso_chart_version: str = "0.19.2"
-    refresh_interval: str = Field("1h", pattern=r"^\d+[smh]$")
+    refresh_interval: str = "1h"
     services: dict[str, dict[str, SecretSpec]] = Field(default_factory=dict)
 
     @field_validator("refresh_interval")
     @classmethod
     def _refresh(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[smh]", value):
+            raise ValueError(f"{value!r} is not an interval External Secrets understands; write it like 1h, 30m or "
+                             f"90s")
         if int(value[:-1]) == 0:
             raise ValueError(f"{value!r} makes External Secrets fetch each secret once and never again, so a "
                              f"rotated value never reaches pods; use a positive interval like 1h")
