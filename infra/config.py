@@ -48,7 +48,7 @@ from infra.sections.core import (
 )
 from infra.sections.edge import EdgeConfig, edge_issues
 from infra.sections.messages import issues_of
-from infra.sections.nat import NatConfig, _nat_issues, nat_azs, nat_probe_subnets
+from infra.sections.nat import NatConfig, nat_azs, nat_issues, nat_probe_subnets
 from infra.sections.platform import AppNamespaceConfig, PlatformConfig, quantity
 from infra.sections.secrets import SecretsConfig, SecretSpec, _secret_service_issues, secret_name
 from infra.sections.source import config_map, generation_amis
@@ -175,7 +175,7 @@ def _cross_issues(cfg: Validated, today: date) -> list[ConfigIssue]:
     if cfg.secrets:
         issues += _secret_service_issues(cfg.secrets)
     if cfg.nat and network:
-        issues += _nat_issues(cfg)
+        issues += nat_issues(cfg.nat, network)
     if cfg.edge:
         issues += edge_issues(cfg.edge, cfg.region)
     control_plane = KubeVersion.parse(cluster.version) if cluster else None

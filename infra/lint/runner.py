@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import kubernetes_validate
-import kubernetes_validate.utils
-from yamllint import linter
-from yamllint.config import YamlLintConfig
+import kubernetes_validate  # type: ignore[import-untyped, unused-ignore]
+import kubernetes_validate.utils  # type: ignore[import-untyped, unused-ignore]
+from yamllint import linter  # type: ignore[import-untyped, unused-ignore]
+from yamllint.config import YamlLintConfig  # type: ignore[import-untyped, unused-ignore]
 
 from infra import deprecations
 from infra.lint import checkov as checkov_scan

@@ -143,7 +143,8 @@ def generation_amis(config: Mapping[str, Any], source: str) -> dict[str, dict[st
     pools = config.get(key) or {}
     if not isinstance(pools, dict):
         raise ConfigError(source, [wrong(key, "a mapping of pool names to pools", pools)])
-    issues, found = [], {}
+    issues: list[ConfigIssue] = []
+    found: dict[str, dict[str, str]] = {}
     for pool, spec in pools.items():
         if not isinstance(spec or {}, dict):
             issues.append(wrong(f"{key}.{pool}", "a mapping (instance_types, sizes, generations)", spec))
