@@ -4,6 +4,7 @@ from __future__ import annotations
 from invoke import Collection
 
 from infra.cli.common import KUBE_HELP, fail, kube_for, printer, stack_config, task
+from infra.cli.flags import long_only
 
 
 @task(name="upgrade", positional=[], help={
@@ -58,7 +59,7 @@ def cluster_upgrade(c, env=None, to=None, plan_only=False, dry_run=False, resume
 
 # --- cluster.versions: the EKS version calendar -----------------------------------------------------------------
 
-@task(name="versions", positional=[], help={
+@task(name="versions", positional=[], klass=long_only("refresh"), help={
     "refresh": "read EKS's own calendar (DescribeClusterVersions; needs AWS credentials) and show where it differs",
     "env": "stack whose region --refresh asks (default: the AWS region of the environment)"})
 def cluster_versions(c, refresh=False, env=None):

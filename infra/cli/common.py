@@ -266,8 +266,19 @@ def kube_for(env, kubeconfig):
 KUBE_HELP = "kubeconfig file (default: $KUBECONFIG, else a token for the stack's EKS cluster)"
 
 
-def printer():
+def console(**options):
+    """A rich Console for a task's output whose broken pipe (`| head -1`) reaches `run` as the BrokenPipeError it is,
+    ending the task quietly with exit 0; rich's own default exits 1 with no message."""
     from rich.console import Console
 
-    console = Console()
-    return console, lambda event, message: console.print(f"[bold cyan]{event:>11}[/] {message}")
+    class PipedConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return PipedConsole(**options)
+
+
+def printer():
+    shown = console()
+    return shown, lambda event, message: shown.print(f"[bold cyan]{event:>11}[/] {message}")

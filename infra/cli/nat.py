@@ -5,7 +5,8 @@ import json
 
 from invoke import Collection
 
-from infra.cli.common import fail, stack_config, task, whole
+from infra.cli.common import console, fail, stack_config, task, whole
+from infra.cli.flags import long_only
 
 
 @task(name="status", positional=[], help={"env": "environment: dev or prod", "json": "print JSON instead of tables"})
@@ -13,26 +14,26 @@ def nat_status(c, env=None, json_=False):
     """Which NAT instance each private route table points at, and each instance's state and health."""
     from dataclasses import asdict
 
-    from rich.console import Console
-
     from infra.ops.nat import rotation as nat
 
     cfg = stack_config(env)
-    status = nat.read_status(nat.ec2_client(cfg.region), nat.topology_for(cfg.env), nat.policy_of(cfg))
+    status = nat.read_status(nat.ec2_client(cfg.region), nat.topology_for(cfg), nat.policy_of(cfg))
     if json_:
         print(json.dumps(asdict(status), indent=2))
         return
+    shown = console(width=160)
     for table in nat.status_tables(status, cfg.env):
-        Console(width=160).print(table)
+        shown.print(table)
 
 
-@task(name="rotate", positional=[], help={
+@task(name="rotate", positional=[], klass=long_only("take_over"), help={
     "env": "environment: dev or prod", "dry_run": "print the steps (routes to move, pulumi commands) and change nothing",
     "timeout": "whole seconds to wait for each new instance to run and pass status checks (default 900)",
     "abort": "give up an interrupted rotation: lift drain marks, delete the checkpoint, leave routes as they are",
-    "take_over": "take the rotation lock from a holder you know is gone (a killed process, a lost laptop)"})
+    "take_over": "take the rotation lock from a holder you know is gone (a killed process, a lost laptop); with "
+                 "--abort, to give up that holder's rotation"})
 def nat_rotate(c, env=None, dry_run=False, timeout=None, abort=False, take_over=False):
-    """Replace both NAT instances one at a time with no egress gap; rerun (from any machine) to resume.
+    """Replace both NAT instances one at a time; each route move breaks its open flows. Rerun to resume.
 
     Per instance: park its routes on the other one, `pulumi up --target/--replace` it, wait for the new
     instance to pass status checks, move its route tables back one at a time. One rotation per stack at a
@@ -48,7 +49,7 @@ def nat_rotate(c, env=None, dry_run=False, timeout=None, abort=False, take_over=
     request = nat.RotationRequest(env=cfg.env, timeout=float(timeout), take_over=take_over, abort=abort,
                                   dry_run=dry_run)
     cli = PulumiCLI(stack=cfg.env)
-    rotation = nat.Rotation(request, nat.topology_for(cfg.env, cli), nat.ec2_client(cfg.region), cli,
+    rotation = nat.Rotation(request, nat.topology_for(cfg, cli), nat.ec2_client(cfg.region), cli,
                             nat.RotationCheckpoint(nat.ssm_client(cfg.region), cfg.env), policy=nat.policy_of(cfg))
     if request.abort:
         rotation.abort()
@@ -88,7 +89,7 @@ def nat_drill(c, env=None, fault="stop", az=None, yes=False, dry_run=False, time
         raise fail(f"--fault {fault!r} is not a drill; use one of: {', '.join(nat_drill_engine.FAULTS)}")
 
     def engine() -> nat_drill_engine.Drill:
-        target = nat_drill_engine.DrillTarget.from_outputs(cfg.env, PulumiCLI(stack=cfg.env).outputs())
+        target = nat_drill_engine.DrillTarget.from_outputs(cfg.env, PulumiCLI(stack=cfg.env).outputs(), cfg.nat.mode)
         return nat_drill_engine.Drill(
             target, nat.ec2_client(cfg.region), aws.client("autoscaling", cfg.region),
             LambdaProbe(aws.client("lambda", cfg.region), target.probes), fault=fault, az=az,

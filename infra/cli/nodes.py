@@ -4,9 +4,10 @@ from __future__ import annotations
 from invoke import Collection
 
 from infra.cli.common import KUBE_HELP, fail, kube_for, printer, stack_config, task, whole
+from infra.cli.flags import long_only
 
 
-@task(name="migrate", positional=[], help={
+@task(name="migrate", positional=[], klass=long_only("ami_type"), help={
     "env": "stack: dev or prod", "pool": "node pool to migrate, e.g. general",
     "to": "generation to move to, e.g. green", "from": "generation to leave (default: the pool's other one)",
     "add": "declare --to in Pulumi.<env>.yaml first (comments kept); AMI: the AL2023 twin of the old one",

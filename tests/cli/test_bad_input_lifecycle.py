@@ -3,14 +3,50 @@ nothing changed: no stack-file edit, no `pulumi up`, no write to the kubesim clu
 AZs, no checkpoint), no change to the EKS cluster and node groups moto holds (dev as Pulumi.dev.yaml declares it)."""
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from infra.config import load_stack_config
 from tests.support import bad_input as bad
-from tests.support.bad_input import api_answers, no_aws_credentials, outputs, row, stack_edit
+from tests.support.bad_input import api_answers, aws_answers_not_aws, no_aws_credentials, outputs, row, stack_edit
+from tests.support.cli import invoke_into_reader
 from tests.support.fake_pulumi import seed_eks
 
 project, cluster = bad.project, bad.cluster
+CHECKPOINTS = ("eks-platform-migrate-general", "eks-platform-upgrade-eks-dev")
+
+
+def checkpoint(name: str, state: str | None) -> bad.Setup:
+    """ConfigMap kube-system/<name> as an earlier run or a hand edit left it (state None: no data.state at all)."""
+    def put(world: bad.World) -> None:
+        client.CoreV1Api(world.cluster.api_client()).create_namespaced_config_map("kube-system", {
+            "metadata": {"name": name}, "data": {} if state is None else {"state": state}})
+    return put
+
+
+def kubelets_at_the_stack_version(world: bad.World) -> None:
+    """The world's nodes run 1.35 kubelets, as dev's node groups do (kubesim starts them at 1.32, too far behind a
+    1.36 control plane for the preflight), until the case ends."""
+    core = client.CoreV1Api(world.cluster.api_client())
+
+    def run(versions: dict[str, str]) -> None:
+        for name, version in versions.items():
+            core.patch_node_status(name, {"status": {"nodeInfo": {"kubeletVersion": version}}})
+
+    nodes = core.list_node().items
+    run({node.metadata.name: "v1.35.2-eks-1234567" for node in nodes})
+    world.cleanups.append(lambda: run({node.metadata.name: node.status.node_info.kubelet_version for node in nodes}))
+
+
+def no_pulumi(world: bad.World) -> None:
+    """A machine without the Pulumi CLI: PATH without the fake one (python, git and kubectl stay)."""
+    path = [part for part in os.environ["PATH"].split(os.pathsep) if part != str(world.pulumi.bin)]
+    world.monkeypatch.setenv("PATH", os.pathsep.join(path))
+
 
 REQUIRED = "--pool and --to are required"
 MIGRATE = "nodes.migrate --env dev --pool general"
@@ -18,6 +54,10 @@ UPGRADE = "cluster.upgrade --env dev"
 RANGE = "outside the supported range 1.29..1.36"
 NOT_A_MINOR = "is not a Kubernetes minor version"
 ON_DEV_CLUSTER = "is stack dev's cluster eks-dev"  # the kubeconfig reaches dev's cluster (its identity ConfigMap)
+MIGRATE_CM = "ConfigMap kube-system/eks-platform-migrate-general does not hold a readable checkpoint"
+MIGRATE_DELETE = "`kubectl -n kube-system delete configmap eks-platform-migrate-general`"
+UPGRADE_CM = "ConfigMap kube-system/eks-platform-upgrade-eks-dev does not hold a readable checkpoint"
+UPGRADE_DELETE = "`kubectl -n kube-system delete configmap eks-platform-upgrade-eks-dev`"
 
 NODES_MIGRATE = [
     row("migrate-nothing-given", "nodes.migrate", 2, REQUIRED, "--pool general --to green"),
@@ -80,6 +120,26 @@ NODES_MIGRATE = [
     row("migrate-api-401", f"{MIGRATE} --to green --dry-run", 1, "401", setup=api_answers(401)),
     row("migrate-prod-on-dev-cluster", "nodes.migrate --env prod --pool general --to green --dry-run", 2,
         "refusing to act on prod", ON_DEV_CLUSTER),
+    row("migrate-checkpoint-not-json-resume", f"{MIGRATE} --to green --resume", 2, MIGRATE_CM, "is not valid JSON",
+        MIGRATE_DELETE, setup=checkpoint("eks-platform-migrate-general", "{bad")),
+    row("migrate-checkpoint-not-json-dry-run", f"{MIGRATE} --to green --dry-run", 2, MIGRATE_CM, "is not valid JSON",
+        MIGRATE_DELETE, setup=checkpoint("eks-platform-migrate-general", "{bad")),
+    row("migrate-checkpoint-not-json-rollback", f"{MIGRATE} --rollback", 2, MIGRATE_CM, "is not valid JSON",
+        MIGRATE_DELETE, setup=checkpoint("eks-platform-migrate-general", "{bad")),
+    row("migrate-checkpoint-not-json-plain", f"{MIGRATE} --to green", 2, MIGRATE_CM, "is not valid JSON",
+        MIGRATE_DELETE, setup=checkpoint("eks-platform-migrate-general", "{bad")),
+    row("migrate-checkpoint-other-object-resume", f"{MIGRATE} --to green --resume", 2, MIGRATE_CM,
+        "lacks phases, pool, source, target, azs", MIGRATE_DELETE,
+        setup=checkpoint("eks-platform-migrate-general", '{"x": 1}')),
+    row("migrate-checkpoint-list-rollback", f"{MIGRATE} --rollback", 2, MIGRATE_CM, "is a JSON list, not an object",
+        setup=checkpoint("eks-platform-migrate-general", "[1]")),
+    row("migrate-checkpoint-missing-keys-plain", f"{MIGRATE} --to green", 2, MIGRATE_CM, "lacks target, azs",
+        setup=checkpoint("eks-platform-migrate-general", json.dumps({"pool": "general", "source": "blue",
+                                                                     "phases": ["declare"]}))),
+    row("migrate-checkpoint-without-state-dry-run", f"{MIGRATE} --to green --dry-run", 2, MIGRATE_CM,
+        "its state is missing", setup=checkpoint("eks-platform-migrate-general", None)),
+    row("migrate-without-pulumi", f"{MIGRATE} --to green", 1, "`pulumi` CLI not found on PATH",
+        "nothing was checkpointed", setup=no_pulumi),
 ]
 
 CLUSTER_UPGRADE = [
@@ -112,6 +172,20 @@ CLUSTER_UPGRADE = [
         "refusing to act on prod", ON_DEV_CLUSTER),
     row("upgrade-no-aws-credentials", f"{UPGRADE} --to 1.36 --dry-run", 1, "no AWS credentials",
         setup=no_aws_credentials),
+    row("upgrade-checkpoint-not-json-plain", f"{UPGRADE} --to 1.36", 2, UPGRADE_CM, "is not valid JSON",
+        UPGRADE_DELETE, setup=checkpoint("eks-platform-upgrade-eks-dev", "{bad")),
+    row("upgrade-checkpoint-other-object-resume", f"{UPGRADE} --to 1.36 --resume", 2, UPGRADE_CM,
+        "lacks phases, from, to", UPGRADE_DELETE, setup=checkpoint("eks-platform-upgrade-eks-dev", '{"x": 1}')),
+    row("upgrade-checkpoint-list-dry-run", f"{UPGRADE} --to 1.36 --dry-run", 2, UPGRADE_CM,
+        "is a JSON list, not an object", setup=checkpoint("eks-platform-upgrade-eks-dev", "[1]")),
+    row("upgrade-checkpoint-bad-version-plan-only", f"{UPGRADE} --to 1.36 --plan-only", 2, UPGRADE_CM,
+        "to: 'latest' is not a Kubernetes minor version",
+        setup=checkpoint("eks-platform-upgrade-eks-dev", json.dumps({"from": "1.35", "to": "latest", "phases": []}))),
+    row("upgrade-without-pulumi", f"{UPGRADE} --to 1.36", 1, "`pulumi` CLI not found on PATH",
+        "nothing was checkpointed", setup=(kubelets_at_the_stack_version, no_pulumi)),
+    row("upgrade-aws-answers-html-404", f"{UPGRADE} --to 1.36 --dry-run", 1, "describe_cluster failed",
+        "cannot reach AWS at http://127.0.0.1:", "answered HTTP 404 with an HTML page", "AWS_ENDPOINT_URL",
+        absent=("<", "nginx"), setup=aws_answers_not_aws("html")),
 ]
 
 ACCESS_MIGRATE = [
@@ -142,7 +216,16 @@ def world(project, cluster, aws, tmp_path, monkeypatch):
     built = bad.make_world(project, tmp_path, monkeypatch, cluster=cluster, aws=aws)
     seed_eks(load_stack_config("dev"))  # EKS runs dev as the committed stack file declares it
     yield built
+    for cleanup in built.cleanups:  # what a test outside the table set up (a row's ran already)
+        cleanup()
     cluster.clear_faults()
+    core = client.CoreV1Api(cluster.api_client())
+    for name in CHECKPOINTS:  # a row's checkpoint, kept by the task as it must be, goes before the next row
+        try:
+            core.delete_namespaced_config_map(name, "kube-system")
+        except ApiException as error:
+            if error.status != 404:
+                raise
 
 
 @pytest.mark.parametrize("case", TABLE)
@@ -152,3 +235,15 @@ def test_bad_input(world, case):
 
 def test_the_table_is_whole():
     assert bad.ids_are_unique(TABLE) and len(TABLE) >= 60
+
+
+@pytest.mark.parametrize("lines", [0, 1], ids=["closed-before-output", "closes-after-one-line"])
+@pytest.mark.parametrize("command", [f"{MIGRATE} --to green --dry-run", f"{UPGRADE} --to 1.36 --dry-run"])
+def test_a_dry_run_into_a_reader_that_stops_early_ends_quietly(world, command, lines):
+    """`... --dry-run | head -1`: the reader's early close ends the task with exit 0 and nothing on stderr (both dry
+    runs pass their preflight here, so a reader that takes everything sees exit 0 too)."""
+    kubelets_at_the_stack_version(world)
+    code, taken, errors = invoke_into_reader(*command.split(), lines=lines, env=world.env, cwd=world.root,
+                                             timeout=bad.CASE_TIMEOUT_S)
+    assert (code, errors) == (0, ""), errors
+    assert all(taken)  # what was read arrived whole

@@ -14,7 +14,7 @@ from infra.components.secrets import secret_tags
 from infra.config import load_stack_config, secret_name
 from tests.support import bad_input as bad
 from tests.support.bad_input import CLOSED, api_answers, aws_answers_not_aws, no_aws_credentials, outputs, row
-from tests.support.cli import invoke
+from tests.support.cli import invoke, invoke_into_reader
 from tests.support.identity import declare_secrets_key
 from tests.support.nat_world import build
 
@@ -24,6 +24,8 @@ SET = "secrets.set --env dev"
 NO_VALUE = "no value on stdin"
 TYPED_VALUE = "s3cr3t-typed-as-an-argument"  # must never be echoed: not in stderr, not in stdout
 CHECKPOINT, LOCK = "/eks-platform/dev/nat-rotation/checkpoint", "/eks-platform/dev/nat-rotation/lock"
+UNREADABLE = f"SSM parameter {CHECKPOINT} does not hold a readable checkpoint"
+ABORT = "`invoke nat.rotate --env dev --abort` drops it"
 
 
 def no_kubeconfig(world: bad.World) -> None:
@@ -52,12 +54,12 @@ SECRETS_SET = [
     row("set-env-missing", "secrets.set worker queue-token", 2, "--env is required", "dev, prod", stdin="tok\n"),
     row("set-env-unknown", "secrets.set --env staging worker queue-token", 2, "--env 'staging' is not a stack",
         stdin="tok\n"),
-    row("set-service-typo", f"{SET} wroker queue-token", 2, "service 'wroker' has no secrets", "api, worker",
+    row("set-service-typo", f"{SET} wroker queue-token", 2, "service 'wroker' has no secrets", "api, scheduler, worker",
         stdin="tok\n"),
-    row("set-service-uppercase", f"{SET} Worker queue-token", 2, "service 'Worker'", "api, worker", stdin="tok\n"),
-    row("set-service-path-traversal", f"{SET} ../x queue-token", 2, "service '../x'", "api, worker", stdin="tok\n"),
-    row("set-service-empty", f"{SET} '' queue-token", 2, "service ''", "api, worker", stdin="tok\n"),
-    row("set-service-shared-base", f"{SET} shared queue-token", 2, "service 'shared'", "api, worker", stdin="tok\n"),
+    row("set-service-uppercase", f"{SET} Worker queue-token", 2, "service 'Worker'", "api, scheduler, worker", stdin="tok\n"),
+    row("set-service-path-traversal", f"{SET} ../x queue-token", 2, "service '../x'", "api, scheduler, worker", stdin="tok\n"),
+    row("set-service-empty", f"{SET} '' queue-token", 2, "service ''", "api, scheduler, worker", stdin="tok\n"),
+    row("set-service-shared-base", f"{SET} shared queue-token", 2, "service 'shared'", "api, scheduler, worker", stdin="tok\n"),
     row("set-key-typo", f"{SET} worker queue-tokn", 2, "worker has no secret 'queue-tokn'", "queue-token",
         stdin="tok\n"),
     row("set-key-uppercase", f"{SET} worker QUEUE-TOKEN", 2, "'QUEUE-TOKEN'", "queue-token", stdin="tok\n"),
@@ -134,6 +136,12 @@ NAT_STATUS = [
     row("nat-status-not-deployed", "nat.status --env dev", 1, "stack dev has no outputs", "invoke up --env dev"),
     row("nat-status-gateway-mode", "nat.status --env dev", 1, "nat.mode 'gateway'", "dual-instance",
         setup=outputs({"clusterName": "eks-dev", "natMode": "gateway"})),
+    row("nat-status-deployed-before-nat", "nat.status --env dev", 1,
+        "stack dev is not deployed with NAT yet; run `invoke up --env dev`", absent=("set eks-platform:nat.mode",),
+        setup=outputs({"clusterName": "eks-dev"})),
+    row("nat-status-file-without-dual-instance", "nat.status --env dev", 1, "runs nat.mode 'gateway'",
+        "set eks-platform:nat.mode: dual-instance in Pulumi.dev.yaml",
+        setup=(outputs({"clusterName": "eks-dev"}), bad.stack_edit("mode: dual-instance", "mode: gateway"))),
     row("nat-status-no-aws-credentials", "nat.status --env dev", 1, "credentials",
         setup=(nat_deployed, no_aws_credentials)),
     # EC2 speaks XML: an empty 404 is a botocore ResponseParserError, which no engine catches
@@ -154,10 +162,21 @@ NAT_ROTATE = [
     row("rotate-timeout-zero", "nat.rotate --env dev --timeout 0", 2, "--timeout", "0", "--timeout 900",
         setup=nat_deployed),
     row("rotate-not-deployed", "nat.rotate --env dev --dry-run", 1, "stack dev has no outputs"),
-    row("rotate-checkpoint-not-json", "nat.rotate --env dev", 1, "is not valid JSON", "--abort",
+    row("rotate-deployed-before-nat", "nat.rotate --env dev --dry-run", 1,
+        "stack dev is not deployed with NAT yet; run `invoke up --env dev`", setup=outputs({"clusterName": "eks-dev"})),
+    row("rotate-checkpoint-not-json", "nat.rotate --env dev", 2, UNREADABLE, "is not valid JSON", ABORT,
         setup=(nat_deployed, parameter(CHECKPOINT, "{half a checkpoint"))),
-    row("rotate-checkpoint-of-other-stack", "nat.rotate --env dev --dry-run", 1,
-        "does not describe a rotation of dev", "--abort",
+    row("rotate-checkpoint-not-json-dry-run", "nat.rotate --env dev --dry-run", 2, UNREADABLE, "is not valid JSON",
+        ABORT, setup=(nat_deployed, parameter(CHECKPOINT, "{half a checkpoint"))),
+    row("rotate-checkpoint-other-object", "nat.rotate --env dev", 2, UNREADABLE, "lacks phases, env", ABORT,
+        setup=(nat_deployed, parameter(CHECKPOINT, '{"x": 1}'))),
+    row("rotate-checkpoint-list-dry-run", "nat.rotate --env dev --dry-run", 2, UNREADABLE,
+        "is a JSON list, not an object", ABORT, setup=(nat_deployed, parameter(CHECKPOINT, "[1]"))),
+    row("rotate-checkpoint-of-other-stack", "nat.rotate --env dev --dry-run", 2, UNREADABLE,
+        "describes a rotation of prod, not of dev", ABORT,
+        setup=(nat_deployed, parameter(CHECKPOINT, json.dumps({"env": "prod", "phases": ["eu-west-1a/drain"]})))),
+    row("rotate-checkpoint-of-an-older-shape", "nat.rotate --env dev --dry-run", 2, UNREADABLE, "lacks phases",
+        ABORT,
         setup=(nat_deployed, parameter(CHECKPOINT, json.dumps({"env": "prod", "step": "drain", "az": "eu-west-1a"})))),
     row("rotate-locked-by-another-run", "nat.rotate --env dev", 1, "in progress by ops@laptop", "--take-over",
         setup=(nat_deployed, parameter(LOCK, json.dumps({"holder": "ops@laptop", "since": "2026-12-01 08:00:00 UTC"})))),
@@ -243,3 +262,13 @@ def test_nat_drill_dry_run_prints_its_steps_and_changes_nothing(world):
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert result.stdout.splitlines()[0].startswith("fault: suspend HealthCheck") and "dry run: nothing changed" in result.stdout
     assert world.state() == before
+
+
+@pytest.mark.parametrize("lines", [0, 1], ids=["closed-before-output", "closes-after-one-line"])
+def test_nat_status_into_a_reader_that_stops_early_ends_quietly(world, lines):
+    """`nat.status | head -1`: the reader's early close ends the task with exit 0 and nothing on stderr."""
+    nat_deployed(world)
+    code, taken, errors = invoke_into_reader("nat.status", "--env", "dev", lines=lines, env=world.env,
+                                             cwd=world.root, timeout=bad.CASE_TIMEOUT_S)
+    assert (code, errors) == (0, ""), errors
+    assert all(taken)

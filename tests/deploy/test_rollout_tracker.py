@@ -33,6 +33,22 @@ def test_unready_pod_fails_after_the_probe_budget(kubesim):
     # grace in the message show it was the probe budget that ended it, not timeout_s
 
 
+def test_a_pod_without_probes_is_not_judged_unready(kubesim):
+    """Kubernetes counts a container without a readiness probe ready once it runs: while its pod's Ready condition
+    catches up (here the app takes 5 s), there is no probe budget to run out, so the rollout completes (it once
+    ended as "ReadinessTimeout: running but not ready for 0.0s", failing every rollback of such a Deployment)."""
+    kube = from_kubeconfig(kubesim.kubeconfig)
+    kubesim.script_image("repo/web:plain", "Ready:delay=5")
+    manifest = _deployment("repo/web:plain")
+    del manifest["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    applied = kube.apply(manifest, "test")
+    seen: list[int] = []
+    verdict = Rollout(kube, "default", "web", timeout_s=60, on_progress=lambda p: seen.append(p.ready)).track(
+        applied["metadata"]["generation"])
+    assert verdict.ok and verdict.reason is Reason.Complete, verdict
+    assert seen[-1] == 1
+
+
 def test_progress_is_reported_as_replicas_change(kubesim):
     kube = from_kubeconfig(kubesim.kubeconfig)
     seen = []

@@ -8,6 +8,7 @@ SSM parameters on moto) are checked against the same load/save/clear protocol be
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 
 import boto3
@@ -16,8 +17,21 @@ import pytest
 from infra.ops.errors import Failed, PlatformError, Refused
 from infra.ops.io.kube import from_kubeconfig
 from infra.ops.lifecycle.checkpoint import Checkpoint
-from infra.ops.lifecycle.phases import FINISHED, Finished, NextStep, PhaseRunner, ResumeHint, State, Step, UnknownStep
-from infra.ops.nat.rotation import RotationCheckpoint
+from infra.ops.lifecycle.migrate import MigrationState
+from infra.ops.lifecycle.phases import (
+    FINISHED,
+    CorruptState,
+    Finished,
+    NextStep,
+    PhaseRunner,
+    ResumeHint,
+    State,
+    Step,
+    UnknownStep,
+    read_state,
+)
+from infra.ops.lifecycle.upgrade import UpgradeState
+from infra.ops.nat.rotation import RotationCheckpoint, RotationState
 
 STEPS = ("declare", "create", "drain")
 RESUME = "`invoke nodes.migrate --env dev --pool general --to green --resume`"
@@ -225,3 +239,77 @@ def test_runner_resumes_from_either_store(open_store):
     resumed = open_store()
     PhaseRunner(resumed, steps).run(resumed.load())
     assert ran == ["create", "drain"] and store.load() is None
+
+
+# --- a saved state of the wrong shape is refused where the store reads it -------------------------------------------
+
+MIGRATION = {"pool": "general", "source": "blue", "target": "green", FINISHED: ["declare"], "azs": []}
+UPGRADE = {"from": "1.31", "to": "1.33", FINISHED: ["1.32/control-plane"]}
+ROTATION = {"env": "dev", FINISHED: ["eu-west-1a/drain"], "old": "i-1"}
+SHAPES = {"migration": (MigrationState, MIGRATION), "upgrade": (UpgradeState, UPGRADE),
+          "rotation": (RotationState, ROTATION)}
+CORRUPT = [  # (id, shape, the saved text, what the line says about it)
+    ("migration-not-json", "migration", "{bad", "its state is not valid JSON (Expecting property name"),
+    ("migration-other-object", "migration", '{"x": 1}', "its state lacks phases, pool, source, target, azs"),
+    ("migration-list", "migration", "[1]", "its state is a JSON list, not an object"),
+    ("migration-null", "migration", "null", "its state is a JSON null, not an object"),
+    ("migration-missing-keys", "migration", json.dumps({k: v for k, v in MIGRATION.items() if k != "target"}),
+     "its state lacks target;"),
+    ("migration-phases-not-a-list", "migration", json.dumps({**MIGRATION, FINISHED: "declare"}),
+     "its state phases: input should be a valid list"),
+    ("upgrade-not-json", "upgrade", "", "its state is not valid JSON (Expecting value at character 0)"),
+    ("upgrade-other-object", "upgrade", '{"x": 1}', "its state lacks phases, from, to"),
+    ("upgrade-version-not-a-minor", "upgrade", json.dumps({**UPGRADE, "to": "latest"}),
+     "its state to: 'latest' is not a Kubernetes minor version"),
+    ("upgrade-version-a-number", "upgrade", json.dumps({**UPGRADE, "from": 1.31}),
+     "its state from: input should be a valid string"),
+    ("rotation-list", "rotation", "[1]", "its state is a JSON list, not an object"),
+    ("rotation-of-another-stack", "rotation", json.dumps({**ROTATION, "env": "prod"}),
+     "its state describes a rotation of prod, not of dev"),
+]
+
+
+@pytest.mark.parametrize(("shape", "raw", "problem"), [case[1:] for case in CORRUPT], ids=[c[0] for c in CORRUPT])
+def test_a_state_of_the_wrong_shape_is_one_refusal(shape, raw, problem):
+    with pytest.raises(CorruptState) as refused:
+        read_state(raw, SHAPES[shape][0], "ConfigMap kube-system/eks-platform-x", "Delete it to start over.",
+                   context={"env": "dev"})
+    line = str(refused.value)
+    assert line.startswith("ConfigMap kube-system/eks-platform-x does not hold a readable checkpoint: ") and problem in line
+    assert line.endswith("nothing was changed and it is kept as found. Delete it to start over.") and "\n" not in line
+    assert refused.value.exit_code == 2 and isinstance(refused.value, Refused)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_state_of_the_right_shape_comes_back_whole(shape):
+    model, state = SHAPES[shape]
+    assert read_state(json.dumps(state), model, "store", "", context={"env": "dev"}) == state  # extra keys kept
+
+
+def test_the_configmap_store_refuses_a_corrupt_state_and_keeps_it(kubesim):
+    kube = from_kubeconfig(kubesim.kubeconfig)
+    kube.core.create_namespaced_config_map("kube-system", {"metadata": {"name": "eks-platform-migrate-general"},
+                                                           "data": {"state": '{"x": 1}'}})
+    before = kube.core.read_namespaced_config_map("eks-platform-migrate-general", "kube-system")
+    store = Checkpoint(kube, "migrate-general", MigrationState)
+    with pytest.raises(CorruptState, match=r"^ConfigMap kube-system/eks-platform-migrate-general does not hold a "
+                                           r"readable checkpoint: its state lacks .*\(`kubectl -n kube-system delete "
+                                           r"configmap eks-platform-migrate-general`\)$"):
+        store.load()
+    after = kube.core.read_namespaced_config_map("eks-platform-migrate-general", "kube-system")
+    assert after.metadata.resource_version == before.metadata.resource_version and after.data == before.data
+    kube.core.replace_namespaced_config_map("eks-platform-migrate-general", "kube-system", {
+        "metadata": {"name": "eks-platform-migrate-general"}, "data": {"other": "x"}})
+    with pytest.raises(CorruptState, match="its state is missing"):
+        store.load()
+
+
+def test_the_ssm_store_refuses_a_corrupt_state_and_keeps_it(aws):
+    ssm = boto3.client("ssm", region_name="eu-west-1")
+    ssm.put_parameter(Name="/eks-platform/dev/nat-rotation/checkpoint", Value="[1]", Type="String")
+    store = RotationCheckpoint(ssm, "dev", holder="test")
+    with pytest.raises(CorruptState, match=r"^SSM parameter /eks-platform/dev/nat-rotation/checkpoint does not hold "
+                                           r"a readable checkpoint: .*`invoke nat.rotate --env dev --abort` drops it"):
+        store.load()
+    found = ssm.get_parameter(Name="/eks-platform/dev/nat-rotation/checkpoint")["Parameter"]
+    assert (found["Value"], found["Version"]) == ("[1]", 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from infra.config import load_stack_config
-from infra.ops.io.eks import Eks, EksError, addon_versions
+from infra.ops.io.eks import Eks, EksError, NotOffered, addon_versions
 from infra.versions import KubeVersion
 from tests.support.fake_pulumi import seed_eks
 from tests.support.legacy import LEGACY_ROOT
@@ -42,10 +42,37 @@ def test_insights_absent_from_endpoint_is_none(aws):
     assert Eks(cfg.region).insights(cfg.cluster.name, KubeVersion(1, 32)) is None
 
 
-def test_addon_versions_call_is_isolated_and_fails_clearly_where_unsupported(aws):
-    # moto 5.2 has no describe_addon_versions: the one isolated function reports it instead of crashing.
-    with pytest.raises(EksError, match="describe_addon_versions failed"):
+def test_addon_versions_call_is_isolated_and_not_offered_where_unsupported(aws):
+    # moto 5.2 has no describe_addon_versions (it answers an HTML 404 page): the one isolated function says the
+    # endpoint lacks the call, in one line naming the endpoint and the status, never quoting the page.
+    with pytest.raises(NotOffered) as lacking:
         addon_versions("eu-west-1", "vpc-cni", KubeVersion(1, 32))
+    line = str(lacking.value)
+    assert line.startswith(f"describe_addon_versions failed: cannot reach AWS at {aws}: it answered HTTP 404 with an "
+                           f"HTML page")
+    assert "<" not in line and "\n" not in line
+
+
+@pytest.mark.parametrize(("code", "status", "message", "kind", "said"), [
+    ("UnknownOperationException", 400, "", NotOffered, "describe_addon_versions failed: UnknownOperationException"),
+    ("404", 404, "<html><h1>Not Found</h1>\n</html>", NotOffered, "it answered HTTP 404 with an HTML page"),
+    ("502", 502, "<html>Bad Gateway</html>", EksError, "it answered HTTP 502 with an HTML page"),
+    ("AccessDeniedException", 403, "not authorized to\nperform eks:DescribeAddonVersions", EksError,
+     "describe_addon_versions failed: AccessDeniedException: not authorized to perform eks:DescribeAddonVersions"),
+])
+def test_addon_version_failures_are_one_line(code, status, message, kind, said):
+    """What a lookup failure reads as: the endpoint lacking the call (NotOffered: an error code saying so, or a
+    non-AWS 404), another non-AWS answer named by its status, an AWS error by its code; never a page, one line."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("eks", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub, pytest.raises(EksError) as failed:
+        stub.add_client_error("describe_addon_versions", service_error_code=code, service_message=message,
+                              http_status_code=status)
+        addon_versions("eu-west-1", "vpc-cni", KubeVersion(1, 32), client=client)
+    line = str(failed.value)
+    assert type(failed.value) is kind and said in line and "<" not in line and "\n" not in line
 
 
 def test_addon_versions_parses_builds_compatible_with_the_version():

@@ -178,15 +178,23 @@ def test_task_plan_only_prints_the_playbook(cluster, capsys):
     cluster_upgrade(Context(), env="dev", to="1.36", plan_only=True, kubeconfig=sim.kubeconfig)
     out = capsys.readouterr().out
     assert out.startswith("# Upgrade eks-dev (dev) from 1.35 to 1.36")
-    # moto lacks describe_addon_versions: the add-on rows say so instead of guessing
-    assert "| add-on vpc-cni | FAIL | cannot list builds for 1.36" in out
+    # moto lacks describe_addon_versions: the add-on rows say the builds are unknown (and why) instead of guessing,
+    # and the page moto answers with never reaches the Markdown
+    assert "| add-on vpc-cni | UNKNOWN | cannot learn the builds EKS offers for 1.36 (describe_addon_versions " \
+           "failed: cannot reach AWS at http://" in out and "answered HTTP 404 with an HTML page" in out
+    assert "<" not in out and "| add-on vpc-cni | FAIL |" not in out
     before = (ROOT / "Pulumi.dev.yaml").read_text()
-    with pytest.raises(Exit) as failed:  # those FAIL rows make the dry run exit 1, after printing the tables
-        cluster_upgrade(Context(), env="dev", to="1.36", dry_run=True, kubeconfig=sim.kubeconfig)
+    with pytest.raises(Exit) as failed:  # the kubesim nodes run 1.32 kubelets, 4 minors behind 1.36: that FAIL
+        cluster_upgrade(Context(), env="dev", to="1.36", dry_run=True, kubeconfig=sim.kubeconfig)  # exits 1
     out = capsys.readouterr().out
-    assert "eks-dev: 1.35 -> 1.36" in out and "preflight 1.35 -> 1.36" in out
+    assert "eks-dev: 1.35 -> 1.36" in out and "preflight 1.35 -> 1.36" in out and "UNKNOWN" in out
     assert failed.value.code == 1 and str(failed.value.message).startswith("error: dry run, nothing changed: ")
-    assert "preflight check(s) FAIL (1.36: add-on aws-ebs-csi-driver, 1.36: add-on coredns" in failed.value.message
+    assert "preflight check(s) FAIL (1.36: kubelet skew)" in failed.value.message
+    for node in sim.nodes():
+        sim.remove_node(node["metadata"]["name"])
+    sim.add_nodes("general", "green", zones=AZS, per_zone=1, version="v1.35.2-eks-1234567")
+    cluster_upgrade(Context(), env="dev", to="1.36", dry_run=True, kubeconfig=sim.kubeconfig)  # UNKNOWN/WARN: exit 0
+    assert capsys.readouterr().out.rstrip().endswith("dry run: nothing changed")
     assert (ROOT / "Pulumi.dev.yaml").read_text() == before
 
 

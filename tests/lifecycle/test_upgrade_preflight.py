@@ -6,7 +6,7 @@ from rich.console import Console
 from infra import deprecations
 from infra.ops.io.eks import AddonBuild, Insight, NodeGroupFacts, SubnetFacts
 from infra.ops.lifecycle import preflight
-from infra.ops.lifecycle.preflight import FAIL, PASS, SKIP, WARN, Check
+from infra.ops.lifecycle.preflight import FAIL, PASS, SKIP, UNKNOWN, WARN, Check
 from infra.versions import KubeVersion
 
 V = KubeVersion.parse
@@ -44,6 +44,20 @@ def test_addon_without_build_or_lookup_failure_blocks():
     assert (check.status, chosen) == (FAIL, None) and "no coredns build for 1.35" in check.detail
     check, _ = preflight.addon_compatibility("coredns", "v1", None, V("1.32"), error="AccessDenied")
     assert check.status == FAIL and "AccessDenied" in check.detail
+
+
+def test_addon_builds_that_cannot_be_learned_are_unknown_not_failed():
+    """An endpoint without DescribeAddonVersions (moto) leaves the builds unknown: the row says so and why, keeps the
+    current build, names the lookup to do by hand, and blocks nothing."""
+    check, chosen = preflight.addon_compatibility("vpc-cni", "v1.19.2-eksbuild.1", None, V("1.32"),
+                                                  unknown="describe_addon_versions failed: http://x answered HTTP 404")
+    assert (check.status, chosen, check.blocks) == (UNKNOWN, None, False)
+    assert check.detail == ("cannot learn the builds EKS offers for 1.32 (describe_addon_versions failed: http://x "
+                            "answered HTTP 404); the step keeps v1.19.2-eksbuild.1")
+    assert "aws eks describe-addon-versions --addon-name vpc-cni --kubernetes-version 1.32" in check.fix
+    proxy, _ = preflight.addon_compatibility("kube-proxy", "v1.31.3-eksbuild.2", None, V("1.32"), unknown="lacking")
+    assert "kube-proxy should follow the control plane" in proxy.fix
+    assert preflight.blocking([check, proxy, Check("AL2 node groups", WARN, "blue runs AL2")]) == []
 
 
 def test_kubelet_skew_after_the_step():
@@ -84,3 +98,11 @@ def test_table_and_markdown_show_every_row():
     lines = preflight.markdown(checks)
     assert lines[0] == "| check | status | detail | fix |" and "broken / badly" in lines[3]
     assert preflight.blocking(checks) == [checks[1]]
+
+
+def test_markdown_cells_never_carry_markup_or_line_breaks():
+    """An error that quotes a web page stays one row of text in the playbook."""
+    page = "AWS said: <!doctype html>\n<html><h1>Not Found</h1>\n</html>"
+    [_, _, row] = preflight.markdown([Check("add-on coredns", FAIL, page, "retry <later>")])
+    assert row == ("| add-on coredns | FAIL | AWS said: &lt;!doctype html> &lt;html>&lt;h1>Not Found&lt;/h1> &lt;/html> "
+                   "| retry &lt;later> |")

@@ -15,6 +15,7 @@ from rich.console import Console
 from infra.config import ROOT
 from infra.lambdas.nat.health import DRAIN_TAG
 from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
+from infra.ops.lifecycle.phases import CorruptState
 from infra.ops.nat.rotation import (
     NatError,
     Rotation,
@@ -98,7 +99,7 @@ def outputs_of(world) -> dict:
 
 
 def egress_intact(world) -> None:
-    """Every table points at a running instance: the 'no egress gap' invariant."""
+    """Every table points at a running instance: new connections always have a way out (open flows through a moved table still break)."""
     running = {i["InstanceId"] for r in world.ec2.describe_instances(
         Filters=[{"Name": "instance-state-name", "Values": ["running"]}])["Reservations"] for i in r["Instances"]}
     targets = world.targets()
@@ -181,6 +182,74 @@ def test_abort_lifts_the_drain_and_forgets_the_checkpoint(aws, tmp_path, monkeyp
     assert set(world.targets().values()) == {b} and "eu-west-1a step replace" in lines[0]
 
 
+def ssm_parameters() -> dict[str, str]:
+    ssm = boto3.client("ssm", region_name=REGION)
+    return {p["Name"]: p["Value"] for page in ssm.get_paginator("get_parameters_by_path").paginate(
+        Path="/", Recursive=True) for p in page["Parameters"]}
+
+
+def test_abort_with_nothing_to_abort_says_so_and_changes_nothing(aws, tmp_path, monkeypatch):
+    world = build(2)
+    FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    tags = {az: instance_tags(world, instance) for az, instance in world.instances.items()}
+    engine, lines = rotation(world, tmp_path)
+    engine.abort()
+    assert lines == ["nothing to abort: no rotation of dev is in progress (no checkpoint in SSM parameter "
+                     "/eks-platform/dev/nat-rotation/checkpoint, no instance marked draining)"]
+    assert ssm_parameters() == {}  # the lock it held meanwhile is gone too
+    assert {az: instance_tags(world, instance) for az, instance in world.instances.items()} == tags
+
+
+def test_abort_drops_a_checkpoint_no_run_can_read(aws, tmp_path, monkeypatch):
+    """The refusal of an unreadable checkpoint names --abort as the way out: that way out works."""
+    world = build(2)
+    FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    boto3.client("ssm", region_name=REGION).put_parameter(Name="/eks-platform/dev/nat-rotation/checkpoint",
+                                                          Value="{half a checkpoint", Type="String")
+    engine, lines = rotation(world, tmp_path)
+    with pytest.raises(CorruptState, match="`invoke nat.rotate --env dev --abort` drops it"):
+        engine.run()
+    engine.abort()
+    assert lines == ["rotation of dev abandoned (an unreadable checkpoint); drain lifted on no instance; failback is "
+                     "up to the failover Lambda"]
+    assert ssm_parameters() == {}
+
+
+def test_rotate_without_the_pulumi_cli_starts_nothing(aws, tmp_path, monkeypatch):
+    """Every replacement is a `pulumi up`: without the CLI no lock is taken, nothing drained, nothing saved."""
+    world = build(2)
+    FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    engine, _ = rotation(world, tmp_path)
+    engine.cli = PulumiCLI(stack="dev", executable="pulumi-not-installed")
+    before = world.targets()
+    with pytest.raises(PulumiError, match="`pulumi-not-installed` CLI not found on PATH"):
+        engine.run()
+    assert ssm_parameters() == {} and world.targets() == before
+    assert all(DRAIN_TAG not in instance_tags(world, instance) for instance in world.instances.values())
+
+
+def test_abort_takes_over_the_lock_of_a_holder_known_to_be_gone(aws, tmp_path, monkeypatch):
+    """`--abort --take-over` is how an operator gives up a rotation whose process was killed: without --take-over
+    the abort is refused naming the holder (it must not pull drain marks from under a live rotation)."""
+    world = build(2)
+    FakePulumi(tmp_path, monkeypatch, outputs_of(world), fail_ups=1)
+    gone, _ = rotation(world, tmp_path, holder="alice@laptop-a pid 11")
+    with pytest.raises(PulumiError):
+        gone.run()
+    gone.checkpoint.acquire()  # alice reran, and that process was killed: its lock stays behind
+    refused = invoke_task("nat.rotate", "--env", "dev", "--abort")
+    assert refused.returncode == 1 and "by alice@laptop-a pid 11" in refused.stderr and "--take-over" in refused.stderr
+    taken = invoke_task("nat.rotate", "--env", "dev", "--abort", "--take-over")
+    assert taken.returncode == 0, taken.stderr
+    assert "rotation of dev abandoned (eu-west-1a step replace); drain lifted on " in taken.stdout
+    assert ssm_parameters() == {}
+
+
+def invoke_task(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
 def test_dry_run_plans_without_changing_anything(aws, tmp_path, monkeypatch):
     world = build(3)
     fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world))
@@ -251,11 +320,22 @@ def test_status_shows_where_each_table_points(aws, tmp_path, monkeypatch):
     assert "no (failed over)" in text and world.by_az["eu-west-1c"] in text
 
 
-@pytest.mark.parametrize(("outputs", "message"), [
-    ({}, "has no outputs"), ({"natMode": "gateway"}, "nat.mode 'gateway'")])
-def test_topology_refuses_stacks_without_nat_instances(outputs, message):
+@pytest.mark.parametrize(("outputs", "configured", "message"), [
+    ({}, "dual-instance", r"^stack dev has no outputs; deploy it first \(`invoke up --env dev`\)$"),
+    ({"natMode": "gateway"}, None, "nat.mode 'gateway'"),
+    ({"clusterName": "eks-dev"}, "dual-instance", r"^stack dev is not deployed with NAT yet; run `invoke up --env dev`$"),
+    ({"clusterName": "eks-dev"}, None, r"^stack dev is not deployed with NAT yet; run `invoke up --env dev`$"),
+    ({"natMode": "gateway"}, "dual-instance",
+     r"^stack dev is deployed with nat.mode 'gateway' but Pulumi.dev.yaml says dual-instance; run `invoke up --env dev`$"),
+    ({"clusterName": "eks-dev"}, "gateway", r"^stack dev runs nat.mode 'gateway'; nat.status/rotate need dual-instance "
+     r"\(set eks-platform:nat.mode: dual-instance in Pulumi.dev.yaml, then `invoke up --env dev`\)$"),
+    ({"natMode": "none"}, "none", "runs nat.mode 'none'.*set eks-platform:nat.mode: dual-instance"),
+])
+def test_topology_refuses_stacks_without_nat_instances(outputs, configured, message):
+    """The refusal asks for the step still missing: a deploy when the file already says dual-instance, else the
+    setting."""
     with pytest.raises(NatError, match=message):
-        Topology.from_outputs("dev", outputs)
+        Topology.from_outputs("dev", outputs, configured)
 
 
 def test_tasks_reject_unknown_env_with_exit_2():

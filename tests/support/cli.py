@@ -32,3 +32,22 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragmen
     for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
     return lines[0]
+
+
+def invoke_into_reader(*args: str, lines: int, env: dict[str, str] | None = None, cwd: Path = ROOT,
+                       timeout: float = 240) -> tuple[int, list[bytes], str]:
+    """Run `invoke ARGS` with stdout into a reader that takes `lines` lines and closes the pipe, as `| head -N` does;
+    lines=0 closes it before the task writes anything, so the task's first write meets the broken pipe (however fast
+    the task). Returns (exit code, the lines read, stderr)."""
+    read_end, write_end = os.pipe()
+    if not lines:
+        os.close(read_end)
+    with subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=cwd, stdout=write_end, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}) as process:
+        os.close(write_end)
+        taken: list[bytes] = []
+        if lines:
+            with os.fdopen(read_end, "rb") as reader:
+                taken = [reader.readline() for _ in range(lines)]
+        _, errors = process.communicate(timeout=timeout)
+    return process.returncode, taken, errors.decode()

@@ -125,14 +125,17 @@ def _probe_budget(probe: dict[str, Any] | None) -> float:
             * float(probe.get("failureThreshold", 3)) + float(probe.get("timeoutSeconds", 1)))
 
 
-def readiness_grace(template: dict[str, Any]) -> tuple[float, float]:
-    """(startup, readiness) seconds a container may be running but unready, from the pod template's probes.
+def readiness_grace(template: dict[str, Any], containers: set[str] | None = None) -> tuple[float, float]:
+    """(startup, readiness) seconds a container may be running but unready, from the pod template's probes (of the
+    `containers` named, default all).
 
     startup covers the startup probe's whole budget; readiness is how long the readiness probe may fail
     after startup before the pod is certainly not coming up (one extra period of margin).
     """
     startup, readiness = 0.0, 0.0
     for container in (template.get("spec") or {}).get("containers") or []:
+        if containers is not None and container.get("name") not in containers:
+            continue
         startup = max(startup, _probe_budget(container.get("startupProbe")))
         probe = container.get("readinessProbe")
         readiness = max(readiness, _probe_budget(probe) + (float(probe.get("periodSeconds", 10)) if probe else 0.0))
@@ -292,7 +295,6 @@ class Rollout:
     def _failed_pod(self, now: float) -> tuple[Reason | str, str, str] | None:
         """(reason, pod, detail) for the first pod of the new ReplicaSet that certainly will not come up."""
         template = self.deployment["spec"].get("template") or {}
-        startup, readiness = readiness_grace(template)
         for pod in sorted(self._new_pods(), key=lambda p: p["metadata"]["name"]):
             name = pod["metadata"]["name"]
             status = pod.get("status") or {}
@@ -316,11 +318,19 @@ class Rollout:
             ready = _condition(pod, "Ready").get("status") == "True"
             running = status.get("phase") == "Running" and all(
                 (c.get("state") or {}).get("running") for c in status.get("containerStatuses") or [])
-            if ready or not running:
+            # Only a probe can hold a running container unready: Kubernetes counts one without a readiness probe
+            # ready once it runs (and has started), so a pod whose unready containers have no probe left to pass is
+            # waiting on its status (or a readiness gate), not failing; the rollout's own deadlines still bound it.
+            # An explicit grace judges every pod.
+            unready = {c.get("name") for c in status.get("containerStatuses") or [] if not c.get("ready")}
+            startup, readiness = readiness_grace(template, unready)
+            started = all(c.get("started") for c in status.get("containerStatuses") or [])
+            held = readiness > 0 or (startup > 0 and not started) or self.readiness_grace_s is not None
+            if ready or not running or not held:
                 self._unready_since.pop(name, None)
                 continue
             since, budget = self._unready_since.get(name, (now, startup + readiness))
-            if all(c.get("started") for c in status.get("containerStatuses") or []) and budget > readiness:
+            if started and budget > readiness:
                 since, budget = now, readiness  # startup probe passed: only the readiness budget is left
             self._unready_since[name] = (since, budget)
             grace = self.readiness_grace_s if self.readiness_grace_s is not None else budget

@@ -2,7 +2,9 @@
 
 Reads only; changes go through Pulumi. boto3 takes its endpoint from the environment
 (AWS_ENDPOINT_URL), and every call retries throttling and 5xx with botocore's standard mode (infra.ops.io.aws).
-A read that fails is an EksError (exit 1) whose message says why in the words of infra.ops.errors.
+A read that fails is an EksError (exit 1) whose one-line message says why in the words of infra.ops.errors; an
+endpoint that lacks the call (moto has no DescribeAddonVersions or ListInsights: it answers an HTML 404 page) is
+NotOffered, an EksError its caller may treat as "unknown".
 """
 from __future__ import annotations
 
@@ -10,17 +12,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from infra.eks_calendar import Release
-from infra.ops.errors import Failed, aws_unavailable, reason
+from infra.ops.errors import Failed, aws_unavailable, not_aws_answer, reason
 from infra.ops.io import aws
 from infra.versions import KubeVersion
 
-_NOT_OFFERED = ("UnknownOperationException", "InvalidAction", "NotImplemented", "404")
+_NOT_OFFERED = ("UnknownOperationException", "InvalidAction", "NotImplemented")
 
 
 class EksError(RuntimeError, Failed):
     """An EKS/EC2 read failed; the message names the call and the AWS error (or the endpoint, or the credentials)."""
+
+
+class NotOffered(EksError):
+    """The endpoint does not implement the call: what AWS would answer is unknown, which is not a failed check."""
 
 
 @dataclass(frozen=True)
@@ -64,17 +71,25 @@ class SubnetFacts:
     free_ips: int
 
 
-def _failure(operation: str, error: ClientError | BotoCoreError) -> EksError:
-    """ClientError text names the AWS error code; AWS that could not be asked (no credentials, no endpoint, an
-    answer that is not AWS's) and the others get the words of errors.reason."""
-    own = isinstance(error, ClientError) and aws_unavailable(error) is None
-    return EksError(f"{operation} failed: {error if own else reason(error)}")
+def _failure(operation: str, error: Exception) -> EksError:
+    """One line: the AWS error code and message; or, for AWS that could not be asked (no credentials, no endpoint, an
+    answer that is not AWS's: a 404 page, an empty body), the words of errors.reason, which name the endpoint and
+    the status and never quote the body. The call is NotOffered when the endpoint lacks it (a non-AWS 404, or an
+    error code that says so)."""
+    if isinstance(error, ClientError) and aws_unavailable(error) is None:
+        found = error.response.get("Error", {})
+        code, message = str(found.get("Code", "")), " ".join(str(found.get("Message", "")).split())
+        failure = NotOffered if code in _NOT_OFFERED else EksError
+        return failure(f"{operation} failed: {code}: {message}" if message else f"{operation} failed: {code}")
+    lacking = not_aws_answer(error) and getattr(error, "response", {}).get("ResponseMetadata", {}).get(
+        "HTTPStatusCode") == 404
+    return (NotOffered if lacking else EksError)(f"{operation} failed: {reason(error)}")
 
 
 def _call(client, operation: str, **kwargs):
     try:
         return getattr(client, operation)(**kwargs)
-    except (ClientError, BotoCoreError) as error:
+    except (ClientError, BotoCoreError, ResponseParserError) as error:
         raise _failure(operation, error) from None
 
 
@@ -109,16 +124,10 @@ class Eks:
         if not hasattr(self.eks, "list_insights"):
             return None
         try:
-            found = self.eks.list_insights(clusterName=cluster, filter={
+            found = _call(self.eks, "list_insights", clusterName=cluster, filter={
                 "categories": ["UPGRADE_READINESS"], "kubernetesVersions": [str(target)]})
-        except ClientError as error:
-            response = error.response
-            if (response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
-                    or response.get("Error", {}).get("Code") in _NOT_OFFERED):
-                return None
-            raise _failure("list_insights", error) from None
-        except BotoCoreError as error:
-            raise _failure("list_insights", error) from None
+        except NotOffered:
+            return None
         return [Insight(name=item.get("name", "?"), status=(item.get("insightStatus") or {}).get("status", "UNKNOWN"),
                         reason=(item.get("insightStatus") or {}).get("reason", ""),
                         recommendation=item.get("description", ""))
@@ -133,7 +142,7 @@ class Eks:
 
 
 def addon_versions(region: str, addon: str, kubernetes: KubeVersion, client=None) -> list[AddonBuild]:
-    """Builds of an add-on EKS offers for a Kubernetes version (the one call moto cannot serve)."""
+    """Builds of an add-on EKS offers for a Kubernetes version; NotOffered where the endpoint lacks the call (moto)."""
     client = client or aws.client("eks", region)
     found = _call(client, "describe_addon_versions", addonName=addon, kubernetesVersion=str(kubernetes))
     builds = []

@@ -55,6 +55,11 @@ class PulumiCLI:
                               f"(https://www.pulumi.com/docs/install/) or use `invoke plan` offline")
         return found
 
+    def require(self) -> None:
+        """PulumiError now when the CLI is missing: an operation that will need `pulumi up` asks before its first
+        change, so it never stops halfway for want of it."""
+        self._binary()
+
     def run(self, *args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
         command = [self._binary(), *args, "--stack", self.stack, "--non-interactive"]
         self.calls.append(command)

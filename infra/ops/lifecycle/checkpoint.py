@@ -2,8 +2,9 @@
 
 The state lives next to what it describes, so a migration interrupted on one laptop can be resumed
 (or rolled back) from another, and two operators see the same progress. `Checkpoint` is the phase
-runner's store (infra.ops.lifecycle.phases) for migrations and upgrades; `stops` is how either of them
-ends early: a one-line error that offers --resume only when this checkpoint holds progress.
+runner's store (infra.ops.lifecycle.phases) for migrations and upgrades, each reading its state back against
+its own `Progress` model; `stops` is how either of them ends early: a one-line error that offers --resume only
+when this checkpoint holds progress.
 """
 from __future__ import annotations
 
@@ -18,17 +19,18 @@ from kubernetes.client.exceptions import ApiException
 
 from infra.ops.io.kube import Kube
 from infra.ops.lifecycle.errors import RESUMABLE
-from infra.ops.lifecycle.phases import ResumeHint
+from infra.ops.lifecycle.phases import Progress, ResumeHint, read_state
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "eks-platform"}
 
 
 @dataclass
 class Checkpoint:
-    """One operation's state (a JSON object) in ConfigMap `eks-platform-<name>`."""
+    """One operation's state (a JSON object of `shape`) in ConfigMap `eks-platform-<name>`."""
 
     kube: Kube
     name: str
+    shape: type[Progress] = Progress
     namespace: str = "kube-system"
     exists: bool = field(default=False, init=False)  # as this process last loaded, saved or cleared it
 
@@ -48,9 +50,16 @@ class Checkpoint:
                 self.exists = False
                 return None
             raise
-        state = json.loads((found.data or {}).get("state", "null"))
-        self.exists = state is not None
+        state = read_state((found.data or {}).get("state"), self.shape, self.where, self.repair)
+        self.exists = True
         return state
+
+    @property
+    def repair(self) -> str:
+        """How an operator fixes or drops a state that cannot be read."""
+        kubectl = f"kubectl -n {self.namespace}"
+        return (f"Fix its data.state (`{kubectl} edit configmap {self.configmap}`), or delete it to start over "
+                f"(`{kubectl} delete configmap {self.configmap}`)")
 
     def save(self, state: dict[str, Any]) -> None:
         body = client.V1ConfigMap(

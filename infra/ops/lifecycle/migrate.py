@@ -24,7 +24,7 @@ from infra.ops.lifecycle.checkpoint import Checkpoint, stops
 from infra.ops.lifecycle.drain import ZONE, Drain, DrainPolicy, Events, claims, pod_key, quiet
 from infra.ops.lifecycle.errors import MigrationRefused, PreflightFailed
 from infra.ops.lifecycle.health import is_ready, unhealthy_workloads, wait_until
-from infra.ops.lifecycle.phases import Event, NextStep, PhaseRunner, Step
+from infra.ops.lifecycle.phases import Event, NextStep, PhaseRunner, Progress, Step
 from infra.ops.lifecycle.preflight import FAIL, PASS, WARN, Check
 
 AL2023_FOR = {"AL2_x86_64": "AL2023_x86_64_STANDARD", "AL2_ARM_64": "AL2023_ARM_64_STANDARD"}
@@ -48,6 +48,15 @@ class MigrationRequest:
     @property
     def resume_command(self) -> str:
         return f"`invoke nodes.migrate --env {self.env} --pool {self.pool} --to {self.to} --resume` (or --rollback)"
+
+
+class MigrationState(Progress):
+    """A migration's checkpoint: the generations it moves between and the AZs already drained."""
+
+    pool: str
+    source: str
+    target: str
+    azs: list[str]
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,7 @@ class Migration:
         self.timeouts = timeouts or MigrationTimeouts()
         self.on_event = on_event
         self.drain = Drain(kube, replace(policy or DrainPolicy(), parallelism=request.parallelism), on_event)
-        self.checkpoint = Checkpoint(kube, f"migrate-{self.pool}")
+        self.checkpoint = Checkpoint(kube, f"migrate-{self.pool}", MigrationState)
 
     def _stops(self) -> AbstractContextManager[None]:
         return stops(self.checkpoint, self.request.resume_command)
@@ -295,6 +304,7 @@ class Migration:
                                    f"use --to {state['target']} --resume, or --rollback")
         if plan.blocked and not state:
             raise PreflightFailed("; ".join(f"{c.check}: {c.detail}" for c in plan.blocked))
+        self.cli.require()  # before the checkpoint and the stack-file edit: creating nodes needs `pulumi up`
         runner.run(state or {"pool": self.pool, "source": plan.source, "target": self.target, "phases": [],
                              "azs": []})
         self.on_event("done", f"pool {self.pool} runs on {self.target}")

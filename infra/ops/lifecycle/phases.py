@@ -8,14 +8,19 @@ SSM parameters for NAT), under the same rules for all three:
 - each finished step is saved at once; a rerun starts at the first unfinished step;
 - the store is cleared when the last step has finished;
 - a saved step the run does not have is refused, never skipped;
+- a saved state that is not the operation's (bad JSON, another shape) is refused where the store reads it
+  (`read_state`, against the engine's `Progress` model), for every entry point alike, and left as found;
 - a stop says how to go on, and offers resuming only when the store holds progress (`ResumeHint`).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from infra.ops.errors import Interrupted, Refused
 
@@ -23,8 +28,68 @@ State = dict[str, Any]
 FINISHED = "phases"  # the state's list of finished step names (the key migration checkpoints always used)
 
 
+class Progress(BaseModel):
+    """The shape every saved state has: the finished steps. Engines subclass it with the keys they read back, so a
+    state missing one is refused when loaded, not a KeyError halfway through a run. Steps may keep more."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    phases: list[str]
+
+
+class CorruptState(Refused):
+    """The store holds something that is not this operation's state: nothing ran, and it was left as found."""
+
+
+def read_state(raw: str | None, shape: type[Progress], where: str, repair: str,
+               context: dict[str, Any] | None = None) -> State:
+    """`raw` (the store's JSON text; None: the object has none) as a state of `shape`, or CorruptState naming `where`,
+    the problem and `repair` (how to fix or drop it). `context` reaches the shape's validators (e.g. the stack a
+    state must belong to)."""
+    state, problem = _parsed(raw, shape, context)
+    if problem:
+        raise CorruptState(f"{where} does not hold a readable checkpoint: its state {problem}; nothing was changed "
+                           f"and it is kept as found. {repair}")
+    return state
+
+
+def _parsed(raw: str | None, shape: type[Progress], context: dict[str, Any] | None) -> tuple[State, str]:
+    """(the state, "") or ({}, what is wrong with it)."""
+    if raw is None:
+        return {}, "is missing"
+    try:
+        state = json.loads(raw)
+    except json.JSONDecodeError as error:
+        return {}, f"is not valid JSON ({error.msg} at character {error.pos})"
+    if not isinstance(state, dict):
+        return {}, f"is a JSON {_json_kind(state)}, not an object"
+    try:
+        shape.model_validate(state, context=context)
+    except ValidationError as error:
+        return {}, _problems(error)
+    return state, ""
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "null")
+
+
+def _problems(error: ValidationError) -> str:
+    """Pydantic's errors in a few words: "lacks source, target; phases: input should be a valid list"."""
+    missing = [".".join(map(str, e["loc"])) for e in error.errors() if e["type"] == "missing"]
+    wrong = [": ".join(filter(None, [".".join(map(str, e["loc"])), _message(e["msg"])])) for e in error.errors()
+             if e["type"] != "missing"]
+    return "; ".join([f"lacks {', '.join(missing)}"] * bool(missing) + wrong)
+
+
+def _message(text: str) -> str:
+    text = text.removeprefix("Value error, ")  # a shape's own validator already says what is wrong
+    return text[:1].lower() + text[1:]
+
+
 class Store(Protocol):
-    """Load/save/clear of one operation's state; `exists`: it holds progress, as this process last saw it."""
+    """Load/save/clear of one operation's state; `exists`: it holds progress, as this process last saw it. `load`
+    reads through `read_state`: a state of the wrong shape is CorruptState, never half-used."""
 
     exists: bool
 

@@ -17,6 +17,7 @@ from infra.ops.io.eks import AddonBuild, Insight, NodeGroupFacts, SubnetFacts
 from infra.versions import KubeVersion, skew_problem
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "FAIL", "skip"
+UNKNOWN = "UNKNOWN"  # the facts could not be learned (the endpoint lacks the call): a person looks, nothing blocks
 # IPs one surge node takes from its subnet with the VPC CNI's default warm ENI (node IP + one ENI of pod IPs).
 IPS_PER_SURGE_NODE = 30
 
@@ -41,7 +42,7 @@ def table(checks: Iterable[Check], title: str) -> Table:
     view = Table(title=title)
     for column in ("check", "status", "detail", "fix"):
         view.add_column(column, overflow="fold")
-    colour = {PASS: "green", WARN: "yellow", FAIL: "red", SKIP: "dim"}
+    colour = {PASS: "green", WARN: "yellow", FAIL: "red", SKIP: "dim", UNKNOWN: "magenta"}
     for check in checks:
         view.add_row(check.check, f"[{colour[check.status]}]{check.status}[/]", check.detail, check.fix)
     return view
@@ -49,9 +50,13 @@ def table(checks: Iterable[Check], title: str) -> Table:
 
 def markdown(checks: Iterable[Check]) -> list[str]:
     lines = ["| check | status | detail | fix |", "| --- | --- | --- | --- |"]
-    lines += [f"| {c.check} | {c.status} | {c.detail.replace('|', '/')} | {c.fix.replace('|', '/')} |"
-              for c in checks]
+    lines += [f"| {c.check} | {c.status} | {_cell(c.detail)} | {_cell(c.fix)} |" for c in checks]
     return lines
+
+
+def _cell(text: str) -> str:
+    """Text as one Markdown table cell: one line, no column break, no markup (an error quoting a page stays text)."""
+    return " ".join(text.split()).replace("|", "/").replace("<", "&lt;")
 
 
 # --- upgrade checks ---------------------------------------------------------------------------------
@@ -69,9 +74,17 @@ def deprecated_apis(findings: list[ApiFinding], target: KubeVersion) -> Check:
 
 
 def addon_compatibility(addon: str, current: str | None, builds: list[AddonBuild] | None,
-                        target: KubeVersion, error: str | None = None) -> tuple[Check, str | None]:
-    """(row, version to set at this step): keep a compatible build, else take the target's default."""
+                        target: KubeVersion, error: str | None = None,
+                        unknown: str | None = None) -> tuple[Check, str | None]:
+    """(row, version to set at this step): keep a compatible build, else take the target's default. `unknown`: why
+    the builds could not be learned (the endpoint lacks the call), so the step keeps `current` and a person checks."""
     name = f"add-on {addon}"
+    if unknown:
+        lookup = f"`aws eks describe-addon-versions --addon-name {addon} --kubernetes-version {target}`"
+        follow = (f"; kube-proxy should follow the control plane: set cluster.addons.kube-proxy to a {target} build"
+                  if addon == "kube-proxy" else "")
+        return Check(name, UNKNOWN, f"cannot learn the builds EKS offers for {target} ({unknown}); the step keeps "
+                     f"{current or 'the EKS default'}", f"check them with {lookup}{follow}"), None
     if error:
         return Check(name, FAIL, f"cannot list builds for {target}: {error}",
                      "check AWS credentials and region, then rerun"), None

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from pydantic import Field, field_validator
 
 from infra import deprecations, eks_calendar
 from infra.config import StackConfig
-from infra.ops.io.eks import AddonBuild, ClusterFacts, Eks, EksError, addon_versions
+from infra.ops.io.eks import AddonBuild, ClusterFacts, Eks, EksError, NotOffered, addon_versions
 from infra.ops.io.kube import Kube
 from infra.ops.io.pulumi_cli import PulumiCLI
 from infra.ops.io.stack_file import StackFile
@@ -28,7 +29,7 @@ from infra.ops.lifecycle.checkpoint import Checkpoint, stops
 from infra.ops.lifecycle.drain import Events, quiet
 from infra.ops.lifecycle.errors import PreflightFailed, UpgradeRefused
 from infra.ops.lifecycle.health import wait_healthy, wait_until
-from infra.ops.lifecycle.phases import Event, Finished, NextStep, PhaseRunner, State, Step
+from infra.ops.lifecycle.phases import Event, Finished, NextStep, PhaseRunner, Progress, State, Step
 from infra.ops.lifecycle.preflight import Check
 from infra.versions import KubeVersion, supported_range
 
@@ -59,6 +60,19 @@ def upgrade_path(current: KubeVersion, to: str) -> list[tuple[KubeVersion, KubeV
         steps.append((version, version.next()))
         version = version.next()
     return steps
+
+
+class UpgradeState(Progress):
+    """An upgrade's checkpoint: the control plane version it started from and the target, e.g. "1.31", "1.33"."""
+
+    source: str = Field(alias="from")
+    to: str
+
+    @field_validator("source", "to")
+    @classmethod
+    def _minor(cls, value: str) -> str:
+        KubeVersion.parse(value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -220,7 +234,7 @@ class Upgrade:
         self.objects = objects or (lambda: rendered_objects(cfg.env) + live_objects(kube))
         self.on_event = on_event
         self.timeouts = timeouts or Timeouts()
-        self.checkpoint = Checkpoint(kube, "upgrade-" + cfg.cluster.name.lower().replace("_", "-"))
+        self.checkpoint = Checkpoint(kube, "upgrade-" + cfg.cluster.name.lower().replace("_", "-"), UpgradeState)
 
     def _stops(self) -> AbstractContextManager[None]:
         return stops(self.checkpoint, self.request.resume_command)
@@ -270,11 +284,14 @@ class Upgrade:
         checks = [preflight.deprecated_apis(deprecations.scan(objects, target), target)]
         chosen: dict[str, str] = {}
         for addon, current in sorted(addons.items()):
+            builds, error, unknown = None, None, None
             try:
-                builds, error = self.addon_builds(self.cfg.region, addon, target), None
+                builds = self.addon_builds(self.cfg.region, addon, target)
+            except NotOffered as lacking:
+                unknown = str(lacking)
             except EksError as failure:
-                builds, error = None, str(failure)
-            check, version = preflight.addon_compatibility(addon, current, builds, target, error)
+                error = str(failure)
+            check, version = preflight.addon_compatibility(addon, current, builds, target, error, unknown)
             checks.append(check)
             if version:
                 chosen[addon] = version
@@ -333,6 +350,7 @@ class Upgrade:
         if plan.blocked:
             raise PreflightFailed("; ".join(f"{step.target}: {check.check}: {check.detail}"
                                             for step, check in plan.blocked))
+        self.cli.require()  # before the checkpoint and the first stack-file edit
         runner.run(state or {"from": str(plan.current), "to": str(plan.target), "phases": []})
 
     def _control_plane(self, step: UpgradeStep) -> None:

@@ -1,11 +1,13 @@
-"""`invoke nat.status` and `invoke nat.rotate`: where egress goes, and replacing NAT instances with no gap.
+"""`invoke nat.status` and `invoke nat.rotate`: where egress goes, and replacing NAT instances one at a time.
 
 Rotation, per NAT AZ in turn: mark the instance draining (tag, so the failover Lambda neither fails
 back to it nor away from the survivor), move every route table off it to the other instance, replace
 it through Pulumi (`pulumi up --target <urn> --replace <urn> --target-dependents`, so its EIP, probe
 route and event rule follow and Pulumi state never drifts), wait until the new instance runs and
 passes EC2 status checks (and is not marked down by the Lambda), then move its home tables back one
-at a time. Egress never stops: at every moment each table points at a running instance.
+at a time. At every moment each table points at a running instance, so new connections always have a way
+out; but each route move breaks the flows established through the old instance (the new one has no
+connection state and another public IP), as a failover does (docs/nat.md).
 
 One rotation per stack at a time, from any machine: its lock and its progress are SSM parameters
 (`RotationCheckpoint`, the phase runner's store, infra/ops/lifecycle/phases.py), so a second operator
@@ -24,6 +26,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from pydantic import ValidationInfo, model_validator
+
 from infra.config import StackConfig
 from infra.lambdas.nat import routes as nat_routes
 from infra.lambdas.nat.contract import DRAIN_TAG, drain_mark
@@ -32,11 +36,21 @@ from infra.ops.deploy.lock import identity
 from infra.ops.errors import Failed
 from infra.ops.io import aws
 from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
-from infra.ops.lifecycle.phases import FINISHED, PhaseRunner, ResumeHint, State, Step
+from infra.ops.lifecycle.phases import (
+    FINISHED,
+    CorruptState,
+    PhaseRunner,
+    Progress,
+    ResumeHint,
+    State,
+    Step,
+    read_state,
+)
 
 # The drain mark expires on its own (`rotate;until=<epoch>`): an abandoned rotation cannot pin routes forever.
 # It lasts the replacement wait plus an hour for `pulumi up`.
 DRAIN_MARGIN_S = 3600.0
+DUAL = "dual-instance"  # the one nat.mode with instances to show and rotate
 
 
 class NatError(Failed):
@@ -54,13 +68,20 @@ class Topology:
     urns: dict[str, str]
 
     @classmethod
-    def from_outputs(cls, env: str, outputs: dict[str, Any]) -> Topology:
+    def from_outputs(cls, env: str, outputs: dict[str, Any], configured: str | None = None) -> Topology:
+        """The deployed NAT; `configured` is the stack file's nat.mode, so a refusal asks for the step still missing
+        (a deploy, or the setting)."""
+        up = f"`invoke up --env {env}`"
         if not outputs:
-            raise NatError(f"stack {env} has no outputs; deploy it first (`invoke up --env {env}`)")
+            raise NatError(f"stack {env} has no outputs; deploy it first ({up})")
         mode = outputs.get("natMode")
-        if mode != "dual-instance":
-            raise NatError(f"stack {env} runs nat.mode {mode!r}; nat.status/rotate need dual-instance "
-                           f"(set eks-platform:nat.mode in Pulumi.{env}.yaml and `invoke up --env {env}`)")
+        if mode is None and configured in (DUAL, None):
+            raise NatError(f"stack {env} is not deployed with NAT yet; run {up}")
+        if mode not in (DUAL, None) and configured == DUAL:
+            raise NatError(f"stack {env} is deployed with nat.mode {mode!r} but Pulumi.{env}.yaml says {DUAL}; run {up}")
+        if mode != DUAL:
+            raise NatError(f"stack {env} runs nat.mode {mode or configured!r}; nat.status/rotate need {DUAL} (set "
+                           f"eks-platform:nat.mode: {DUAL} in Pulumi.{env}.yaml, then {up})")
         return cls(env=env, stack=outputs["clusterName"], tables=dict(outputs["natRouteTableIds"]),
                    homes=dict(outputs["natRouteHomes"]), urns=dict(outputs["natInstanceUrns"]))
 
@@ -155,6 +176,19 @@ def status_tables(status: NatStatus, env: str) -> list[Any]:
         instances.add_row(item.az, item.id, item.state, item.checks, f"[{color}]{item.health}[/{color}]", item.streak,
                           "yes" if item.draining else "")
     return [routes, instances]
+
+
+class RotationState(Progress):
+    """A rotation's checkpoint: the stack it rotates (and, per step, the instances it replaces)."""
+
+    env: str
+
+    @model_validator(mode="after")
+    def _this_stack(self, info: ValidationInfo) -> RotationState:
+        wanted = (info.context or {}).get("env")
+        if wanted and self.env != wanted:
+            raise ValueError(f"describes a rotation of {self.env}, not of {wanted}")
+        return self
 
 
 @dataclass
@@ -261,15 +295,8 @@ class RotationCheckpoint:
         self.exists = raw is not None
         if raw is None:
             return None
-        try:
-            state = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise NatError(f"{self.where} is not valid JSON ({exc}); inspect it, then `invoke nat.rotate --env "
-                           f"{self.env} --abort` to start over") from None
-        if not isinstance(state, dict) or state.get("env") != self.env or not isinstance(state.get(FINISHED), list):
-            raise NatError(f"{self.where} does not describe a rotation of {self.env}; `invoke nat.rotate --env "
-                           f"{self.env} --abort` to start over")
-        return state
+        return read_state(raw, RotationState, self.where, f"`invoke nat.rotate --env {self.env} --abort` drops it "
+                          f"(and lifts drain marks) to start over", context={"env": self.env})
 
     def save(self, state: dict[str, Any]) -> None:
         """Replace the progress in one write: a reader sees the old state or the new one, never half of it."""
@@ -304,7 +331,7 @@ class RotationRequest:
 
 @dataclass
 class Rotation:
-    """Rolling replacement of both NAT instances with no egress gap (see module docstring)."""
+    """Rolling replacement of both NAT instances, each table always on a running one (see module docstring)."""
 
     request: RotationRequest
     topology: Topology
@@ -366,7 +393,9 @@ class Rotation:
         return lines
 
     def run(self) -> None:
-        """Rotate both instances under the stack's lock, resuming from the checkpoint when there is one."""
+        """Rotate both instances under the stack's lock, resuming from the checkpoint when there is one. Every
+        replacement is a `pulumi up`: without the CLI nothing starts (no lock, no drain, no checkpoint)."""
+        self.cli.require()
         with self.request.resume_hint.around(self.checkpoint), self.checkpoint.held(self.request.take_over):
             self._run()
 
@@ -388,12 +417,19 @@ class Rotation:
             self._abort()
 
     def _abort(self) -> None:
-        state = self.checkpoint.load()
+        try:
+            state, where = self.checkpoint.load(), ""
+        except CorruptState:  # what --abort is for: dropping a checkpoint no run can use
+            state, where = None, "an unreadable checkpoint"
         drained = [i.id for i in self._instances().values() if i.draining]
+        if not (state or where or drained):
+            self.report(f"nothing to abort: no rotation of {self.topology.env} is in progress (no checkpoint in "
+                        f"{self.checkpoint.where}, no instance marked draining)")
+            return
         if drained:
             self.ec2.delete_tags(Resources=drained, Tags=[{"Key": DRAIN_TAG}])
         self.checkpoint.clear()
-        where = "{} step {}".format(*self._position(state)) if state else "no checkpoint"
+        where = where or ("{} step {}".format(*self._position(state)) if state else "no checkpoint")
         self.report(f"rotation of {self.topology.env} abandoned ({where}); drain lifted on "
                     f"{', '.join(drained) or 'no instance'}; failback is up to the failover Lambda")
 
@@ -485,5 +521,5 @@ def policy_of(cfg: StackConfig) -> Policy:
                   failback_min_seconds=cfg.nat.failback_min_seconds)
 
 
-def topology_for(env: str, cli: PulumiCLI | None = None) -> Topology:
-    return Topology.from_outputs(env, (cli or PulumiCLI(stack=env)).outputs())
+def topology_for(cfg: StackConfig, cli: PulumiCLI | None = None) -> Topology:
+    return Topology.from_outputs(cfg.env, (cli or PulumiCLI(stack=cfg.env)).outputs(), cfg.nat.mode)
