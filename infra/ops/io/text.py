@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infra.ops.errors import Refused
 
-class NotUtf8(ValueError):
-    """The bytes are not UTF-8; str() reads "not UTF-8 text (byte 0xff at offset 12, line 2)"."""
+
+class NotUtf8(Refused, ValueError):
+    """The bytes are not UTF-8 (bad input: exit 2); str() reads "not UTF-8 text (byte 0xff at offset 12, line 2)"."""
 
 
 def utf8(data: bytes) -> str:
