@@ -20,7 +20,6 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from infra import eks_calendar
-from infra.ops.errors import Refused
 from infra.sections.access import (
     ADMIN_GROUP,
     AUTH_MODES,
@@ -28,9 +27,10 @@ from infra.sections.access import (
     GitHubConfig,
     RoleMapping,
     check_auth_mode_history,
+    principal_issues,
     without_path,
 )
-from infra.sections.base import PROJECT, ConfigIssue, Name, Section, Version, app_namespace
+from infra.sections.base import PROJECT, ConfigError, ConfigIssue, Name, Section, Version, app_namespace
 from infra.sections.core import (
     ADDONS,
     AmiType,
@@ -48,9 +48,10 @@ from infra.sections.core import (
 )
 from infra.sections.edge import EdgeConfig, edge_issues
 from infra.sections.messages import issues_of
-from infra.sections.nat import NatConfig, _nat_issues, nat_azs, nat_probe_subnets
+from infra.sections.nat import NatConfig, nat_azs, nat_issues, nat_probe_subnets
 from infra.sections.platform import AppNamespaceConfig, PlatformConfig, quantity
 from infra.sections.secrets import SecretsConfig, SecretSpec, _secret_service_issues, secret_name
+from infra.sections.source import config_map, generation_amis
 from infra.versions import KubeVersion, skew_problem
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,22 +65,6 @@ __all__ = ["ADDONS", "ADMIN_GROUP", "AUTH_MODES", "PROJECT", "ROOT", "AccessConf
            "check_version_history", "committed_ami_types", "deployed_ami_types", "from_mapping", "known_envs", "load_stack_config",
            "nat_azs", "nat_probe_subnets", "quantity", "read_stack_file", "secret_name", "stack_file",
            "stack_warnings", "subnet_plan", "without_path"]
-
-
-class ConfigError(Refused):
-    """All problems found in one stack config, reported together (exit 2: its text is the whole rendering)."""
-
-    def __init__(self, source: str, issues: list[ConfigIssue]):
-        self.source = source
-        self.issues = issues
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        if len(self.issues) == 1:
-            return f"{self.source}: {self.issues[0]}"
-        lines = [f"{self.source}: {len(self.issues)} config problems:"]
-        lines += [f"  {issue}" for issue in self.issues]
-        return "\n".join(lines)
 
 
 class StackConfig(Section):
@@ -135,10 +120,11 @@ class Validated:
     platform: PlatformConfig | None = None
     nat: NatConfig | None = None
     edge: EdgeConfig | None = None
+    every_pool: bool = True  # False: a pool failed on its own, so checks over all pools would judge a part
 
     @classmethod
     def of(cls, cfg: StackConfig) -> Validated:
-        return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__})
+        return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__ if name != "every_pool"})
 
     @classmethod
     def parts_of(cls, data: Mapping[str, Any]) -> Validated:
@@ -149,21 +135,20 @@ class Validated:
             except ValidationError:
                 return None
 
+        def part(name: str, model: type[BaseModel], defaulted: bool = False) -> Any:
+            """The section validated alone; absent: its default (when it has one) or None."""
+            return alone(model, data[name]) if name in data else model() if defaulted else None
+
         region = data.get("region")
-        sections = {name: alone(model, data[name]) if name in data else model()
-                    for name, model in _DEFAULTED.items()}
         pools = data.get("node_pools")
+        given = pools if isinstance(pools, dict) else {}
+        valid = {str(name): pool for name, value in given.items() if (pool := alone(NodePool, value)) is not None}
         return cls(env=str(data.get("env")), region=region if isinstance(region, str) and _REGION.match(region) else None,
-                   network=alone(NetworkConfig, data["network"]) if "network" in data else None,
-                   cluster=alone(ClusterConfig, data["cluster"]) if "cluster" in data else None,
-                   node_pools={str(name): pool for name, value in (pools.items() if isinstance(pools, dict) else ())
-                               if (pool := alone(NodePool, value)) is not None},
-                   edge=alone(EdgeConfig, data["edge"]) if "edge" in data else None, **sections)
-
-
-# Sections that have a default when the key is absent.
-_DEFAULTED: dict[str, type[Section]] = {"access": AccessConfig, "secrets": SecretsConfig, "platform": PlatformConfig,
-                                        "nat": NatConfig}
+                   network=part("network", NetworkConfig), cluster=part("cluster", ClusterConfig),
+                   node_pools=valid, every_pool=bool(given) and len(valid) == len(given),
+                   access=part("access", AccessConfig, True), secrets=part("secrets", SecretsConfig, True),
+                   platform=part("platform", PlatformConfig, True), nat=part("nat", NatConfig, True),
+                   edge=part("edge", EdgeConfig))
 
 
 def _cross_issues(cfg: Validated, today: date) -> list[ConfigIssue]:
@@ -173,9 +158,10 @@ def _cross_issues(cfg: Validated, today: date) -> list[ConfigIssue]:
     network, cluster = cfg.network, cfg.cluster
     if cluster:
         issues += version_issues(cfg.env, cluster, today) + endpoint_issues(cluster)
-    issues += addon_host_issues(cfg.node_pools)
+    if cfg.every_pool:
+        issues += addon_host_issues(cfg.node_pools)
     if cfg.access:
-        issues += _principal_issues(cfg.env, cfg.access)
+        issues += principal_issues(cfg.env, cfg.access)
     if network and cfg.region:
         for index, az in enumerate(network.azs):
             if not re.fullmatch(re.escape(cfg.region) + r"[a-z]", az):
@@ -189,7 +175,7 @@ def _cross_issues(cfg: Validated, today: date) -> list[ConfigIssue]:
     if cfg.secrets:
         issues += _secret_service_issues(cfg.secrets)
     if cfg.nat and network:
-        issues += _nat_issues(cfg)
+        issues += nat_issues(cfg.nat, network)
     if cfg.edge:
         issues += edge_issues(cfg.edge, cfg.region)
     control_plane = KubeVersion.parse(cluster.version) if cluster else None
@@ -210,31 +196,6 @@ def _cross_issues(cfg: Validated, today: date) -> list[ConfigIssue]:
                 issues.append(ConfigIssue(key=f"{key}.ami_type", problem=(
                     f"{gen.ami_type} needs {arch} instance types but {whose} {', '.join(types)}; match ami_type "
                     f"and instance_types (a generation may set its own instance_types)")))
-    return issues
-
-
-# Roles the program itself creates and maps (infra/components/access.py names them eks-platform-<env>-<what>).
-_PROGRAM_ROLES = ("ci-deployer", "pulumi-deployer", "pulumi-previewer")
-
-
-def _principal_issues(env: str, access: AccessConfig) -> list[ConfigIssue]:
-    """Every IAM principal gets at most one access entry: EKS refuses a second (409 ResourceInUseException), and
-    it already made one for the cluster's creator (pulumi-eks sets bootstrapClusterCreatorAdminPermissions)."""
-    issues, key = [], f"{PROJECT}:access"
-    for index, arn in enumerate(access.admin_role_arns):
-        if arn in access.admin_role_arns[:index]:
-            issues.append(ConfigIssue(key=f"{key}.admin_role_arns[{index}]", problem=(
-                f"lists {arn} twice; EKS refuses a second access entry for one principal (409): keep one")))
-    own = {f"eks-platform-{env}-{what}": what for what in _PROGRAM_ROLES}
-    listed = [(f"{key}.admin_role_arns[{i}]", arn) for i, arn in enumerate(access.admin_role_arns)]
-    listed += [(f"{key}.role_mappings[{i}].role_arn", m.role_arn) for i, m in enumerate(access.role_mappings)]
-    for where, arn in listed:
-        what = own.get(arn.rsplit("/", 1)[-1])
-        if what:
-            fix = ("set access.pulumi_deployer_cluster_admin: true instead" if what == "pulumi-deployer"
-                   else "the program maps it already; remove it here")
-            issues.append(ConfigIssue(key=where, problem=(
-                f"{arn} is the {what} role this stack creates and maps itself; a second entry fails with 409: {fix}")))
     return issues
 
 
@@ -316,6 +277,48 @@ def _decode(value: Any) -> Any:
     return value
 
 
+# pulumi-aws 7.51.1's provider settings, the names after `aws:` (pulumi_aws/config/vars.py, checked 2026-12-05;
+# tests/stack/test_config_messages.py compares them with the installed provider).
+AWS_SETTINGS = ("accessKey", "allowedAccountIds", "assumeRoleWithWebIdentity", "assumeRoles", "customCaBundle",
+                "defaultTags", "ec2MetadataServiceEndpoint", "ec2MetadataServiceEndpointMode", "endpoints",
+                "forbiddenAccountIds", "httpProxy", "httpsProxy", "ignoreTags", "insecure", "maxRetries", "noProxy",
+                "profile", "region", "retryMode", "s3UsEast1RegionalEndpoint", "s3UsePathStyle", "secretKey",
+                "sharedConfigFiles", "sharedCredentialsFiles", "skipCredentialsValidation", "skipMetadataApiCheck",
+                "skipRegionValidation", "skipRequestingAccountId", "stsRegion", "tagPolicyCompliance", "token",
+                "tokenBucketRateLimiterCapacity", "useDualstackEndpoint", "useFipsEndpoint", "userAgents")
+# The namespaces this stack's keys live in and the names each knows; keys of other namespaces (another provider's)
+# are left alone unless their namespace is a near miss of one of these.
+NAMESPACES: dict[str, tuple[str, ...]] = {PROJECT: tuple(SECTIONS), "aws": AWS_SETTINGS}
+
+
+def _unknown_key(key: str) -> ConfigIssue | None:
+    """A key no one reads (a typo in its namespace or name, or no namespace at all), with the closest real key."""
+    namespace, colon, name = key.partition(":")
+    known = NAMESPACES.get(namespace)
+    if colon and known is not None:
+        if name in known:
+            return None
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = (f"did you mean {namespace}:{close[0]}?" if close else f"known keys: {', '.join(SECTIONS)}"
+                if namespace == PROJECT else "see the pulumi-aws provider's configuration settings")
+        what = "unknown key" if namespace == PROJECT else "not a pulumi-aws setting, so the provider never reads it"
+        return ConfigIssue(key=key, problem=f"{what}; remove it or fix the spelling ({hint})")
+    everything = [f"{ns}:{each}" for ns, names in NAMESPACES.items() for each in names]
+    if not colon:
+        owners = {each: f"{ns}:{each}" for ns, names in reversed(NAMESPACES.items()) for each in names}
+        close = difflib.get_close_matches(key, list(owners), n=1, cutoff=0.8)
+        hint = f"did you mean {owners[close[0]]}?" if close else f"{PROJECT}: keys are {', '.join(SECTIONS)}"
+        return ConfigIssue(key=key, problem=f"has no namespace, so the program never reads it; write it as "
+                                            f"namespace:name ({hint})")
+    close_namespace = difflib.get_close_matches(namespace, list(NAMESPACES), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(f"{close_namespace[0]}:{name}", everything, n=1, cutoff=0.8) \
+        if close_namespace else []
+    if close:
+        return ConfigIssue(key=key, problem=f"unknown namespace {namespace!r}, so no one reads this key; did you "
+                                            f"mean {close[0]}?")
+    return None
+
+
 def from_mapping(env: str, raw: Mapping[str, Any], source: str | None = None, today: date | None = None) -> StackConfig:
     """Validate a flat Pulumi config map (`ns:key` -> value) into a StackConfig, or raise ConfigError with every
     problem: unknown keys, each section's own errors, and the cross-section checks on the sections that validated.
@@ -332,17 +335,11 @@ def from_mapping(env: str, raw: Mapping[str, Any], source: str | None = None, to
         issues.append(ConfigIssue(key="aws:region", problem="required but missing; add aws:region: <region>"))
     for key, value in raw.items():
         namespace, _, name = key.partition(":")
-        if namespace != PROJECT:
-            if name in SECTIONS and difflib.get_close_matches(namespace, [PROJECT], n=1, cutoff=0.8):
-                issues.append(ConfigIssue(key=key, problem=f"unknown namespace {namespace!r}, so this section is "
-                                                           f"ignored; did you mean {PROJECT}:{name}?"))
-            continue
-        if name not in SECTIONS:
-            close = difflib.get_close_matches(name, list(SECTIONS), n=1)
-            hint = f"did you mean {PROJECT}:{close[0]}?" if close else f"known keys: {', '.join(SECTIONS)}"
-            issues.append(ConfigIssue(key=key, problem=f"unknown key; remove it or fix the spelling ({hint})"))
-            continue
-        data[SECTIONS[name]] = _decode(value)
+        unknown = _unknown_key(key)
+        if unknown:
+            issues.append(unknown)
+        elif namespace == PROJECT:
+            data[SECTIONS[name]] = _decode(value)
     try:
         cfg = StackConfig.model_validate(data)
     except ValidationError as exc:
@@ -364,64 +361,30 @@ def known_envs(root: Path = ROOT) -> list[str]:
     return sorted(path.name[len("Pulumi."):-len(".yaml")] for path in root.glob("Pulumi.*.yaml"))
 
 
-class SourceFloat(float):
-    """A float read from a stack file that remembers how it was written: YAML reads an unquoted 1.30 as 1.3, and
-    the hint to quote it must show the 1.30 the person typed."""
-
-    source_text: str = ""
-
-
-def _stack_yaml() -> Any:
-    """A safe YAML loader whose floats are SourceFloat (a private constructor class: other loaders are untouched)."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.constructor import SafeConstructor
-
-    class Constructor(SafeConstructor):
-        def construct_yaml_float(self, node: Any) -> SourceFloat:
-            value = SourceFloat(super().construct_yaml_float(node))
-            value.source_text = str(node.value)
-            return value
-
-    Constructor.add_constructor("tag:yaml.org,2002:float", Constructor.construct_yaml_float)
-    yaml = YAML(typ="safe")
-    yaml.Constructor = Constructor
-    return yaml
-
-
 def read_stack_file(env: str, root: Path = ROOT) -> dict[str, Any]:
-    """The raw `config:` map of Pulumi.<env>.yaml; unknown env -> ConfigError listing the valid ones."""
-    from ruamel.yaml import YAMLError
-
+    """The raw `config:` map of Pulumi.<env>.yaml; unknown env -> ConfigError listing the valid ones, a file that
+    is not UTF-8, not YAML, gives a key twice or has no `config:` map -> ConfigError naming it (sections/source.py)."""
     path = stack_file(env, root)
     if not path.is_file():
         raise ConfigError("--env", [ConfigIssue(key=env, problem=(
             f"no such stack (no {path.name}); use one of: {', '.join(known_envs(root)) or 'none found'}"))])
-    try:
-        document = _stack_yaml().load(path.read_text()) or {}
-    except YAMLError as exc:
-        raise ConfigError(path.name, [ConfigIssue(key="(file)", problem=f"not valid YAML: {exc}".replace("\n", " "))]) from None
-    config = document.get("config") if isinstance(document, dict) else None
-    if not isinstance(config, dict):
-        raise ConfigError(path.name, [ConfigIssue(key="config", problem="missing the top-level `config:` map; add it")])
-    return config
+    return config_map(path.read_bytes(), path.name)
 
 
-def committed_ami_types(env: str, rev: str, root: Path = ROOT) -> dict[str, dict[str, str]]:
-    """pool -> generation -> AMI type as Pulumi.<env>.yaml had them at git revision `rev` (e.g. origin/main)."""
+def committed_ami_types(env: str, rev: str, root: Path = ROOT, commit: str | None = None) -> dict[str, dict[str, str]]:
+    """pool -> generation -> AMI type as Pulumi.<env>.yaml had them at git revision `rev` (e.g. origin/main; read at
+    `commit` when the caller resolved it already). A file there that is not UTF-8, not YAML or not a stack file's
+    shape is a ConfigError naming "Pulumi.<env>.yaml at <rev>"."""
     import subprocess
 
-    from ruamel.yaml import YAML
-
-    shown = subprocess.run(["git", "show", f"{rev}:{stack_file(env, root).name}"], cwd=root, capture_output=True,
-                           text=True)
+    name = stack_file(env, root).name
+    shown = subprocess.run(["git", "show", f"{commit or rev}:{name}"], cwd=root, capture_output=True, check=False)
     if shown.returncode != 0:
+        reason = shown.stderr.decode(errors="replace").strip() or "git failed"
         raise ConfigError("--against", [ConfigIssue(key=rev, problem=(
-            f"cannot read {stack_file(env, root).name} at that revision ({shown.stderr.strip() or 'git failed'}); "
-            f"name a commit or branch that has it"))])
-    config = (YAML(typ="safe").load(shown.stdout) or {}).get("config") or {}
-    pools = config.get(f"{PROJECT}:node_pools") or {}
-    return {pool: {gen: str((spec or {}).get("ami_type")) for gen, spec in ((p or {}).get("generations") or {}).items()}
-            for pool, p in pools.items() if isinstance(p, dict)}
+            f"cannot read {name} at that revision ({reason}); name a commit or branch that has it"))])
+    source = f"{name} at {rev}"
+    return generation_amis(config_map(shown.stdout, source), source)
 
 
 def load_stack_config(env: str, root: Path = ROOT, today: date | None = None) -> StackConfig:

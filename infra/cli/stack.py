@@ -68,13 +68,11 @@ def plan(c, env, json_=False, diff=None, against=None):
 
 def _deployed_ami_types(env: str, rev: str):
     """AMI types of Pulumi.<env>.yaml at git revision `rev`, resolved to a commit first, so a revision that looks
-    like an option (`--against=--output=x`) never reaches git as one; a stack file there that is not YAML, or not
-    a stack file's shape, is a ConfigError naming the revision and the file (exit 2)."""
+    like an option (`--against=--output=x`) never reaches git as one. A stack file there that is not YAML, or not
+    a stack file's shape, is config.py's ConfigError naming the file at the revision (exit 2)."""
     import subprocess
 
-    from ruamel.yaml import YAMLError
-
-    from infra.config import ROOT, ConfigError, ConfigIssue, committed_ami_types, stack_file
+    from infra.config import ROOT, committed_ami_types
 
     try:
         done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
@@ -84,14 +82,7 @@ def _deployed_ami_types(env: str, rev: str):
     if done.returncode != 0:
         raise fail(f"--against {rev!r} is not a commit in this repository; name a commit or branch, e.g. "
                    f"--against origin/main")
-    source = f"{stack_file(env).name} at {rev}"
-    try:
-        return committed_ami_types(env, done.stdout.strip())
-    except YAMLError as error:
-        problem = f"not valid YAML: {error}".replace("\n", " ")
-    except (AttributeError, TypeError):  # valid YAML, but `config:`, node_pools or generations is not a map
-        problem = "not a stack file's shape: config, its node_pools and each pool's generations must be maps"
-    raise ConfigError(source, [ConfigIssue(key="(file)", problem=problem)])
+    return committed_ami_types(env, rev, commit=done.stdout.strip())
 
 
 def _refuse_generation_changes(cfg, deployed) -> None:

@@ -170,7 +170,7 @@ def _backend_pods(service: str, namespace: str | None, manifests: Sequence[Manif
     """The containers of the workloads the Service selects (in the Ingress's namespace)."""
     found = next((m for m in manifests if m.kind == "Service" and m.name == service and m.namespace == namespace), None)
     selector = ((found.obj.get("spec") or {}).get("selector") or {}) if found else {}
-    containers = []
+    containers: list[dict[str, Any]] = []
     for m in manifests:
         if m.kind not in ("Deployment", "StatefulSet") or m.namespace != namespace or not selector:
             continue

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
-import kubernetes_validate.utils
-from yamllint import linter
-from yamllint.config import YamlLintConfig
+import kubernetes_validate  # type: ignore[import-untyped, unused-ignore]
+import kubernetes_validate.utils  # type: ignore[import-untyped, unused-ignore]
+from yamllint import linter  # type: ignore[import-untyped, unused-ignore]
+from yamllint.config import YamlLintConfig  # type: ignore[import-untyped, unused-ignore]
 
 from infra import deprecations
 from infra.lint import checkov as checkov_scan
@@ -26,6 +26,7 @@ from infra.lint.secret_rules import SecretFacts
 from infra.ops.errors import Refused
 from infra.ops.io import manifests
 from infra.ops.io.manifests import Manifest
+from infra.ops.io.text import NotUtf8, read_utf8
 from infra.versions import KubeVersion
 
 CHECKS = ("yamllint", "render", "schema", "deprecations", "rules", "checkov", "dockerfiles", "policy")
@@ -224,10 +225,16 @@ def yamllint(k8s_root: Path, config: Path = YAMLLINT_CONFIG) -> list[Finding]:
     conf = YamlLintConfig(file=str(config))
     findings = []
     for path in sorted([*k8s_root.rglob("*.yaml"), *k8s_root.rglob("*.yml")]):
-        if conf.is_file_ignored(str(path)):
+        if not path.is_file() or conf.is_file_ignored(str(path)):
             continue
         where = manifests.shown_path(path)
-        for problem in linter.run(path.read_text(), conf, str(path)):
+        try:
+            text = read_utf8(path)
+        except (NotUtf8, OSError) as error:  # kubectl and yamllint read UTF-8 only
+            findings.append(Finding(where, "", "yamllint/encoding", str(error).removeprefix(f"{path}: "),
+                                    "save it as UTF-8 (or remove it if it is no manifest)"))
+            continue
+        for problem in linter.run(text, conf, str(path)):
             findings.append(Finding(f"{where}:{problem.line}", "", f"yamllint/{problem.rule or 'syntax'}",
                                     problem.desc, "see .yamllint.yml; `yamllint -c .yamllint.yml FILE`",
                                     ERROR if problem.level == "error" else WARNING))

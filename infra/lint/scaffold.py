@@ -22,6 +22,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from infra.identity import BASE_REPOSITORY
 from infra.ops.errors import Refused
 from infra.ops.io.manifests import K8S_ROOT, SHARED, shown_path
+from infra.ops.io.text import NotUtf8, read_utf8
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KINDS = {
@@ -85,9 +86,17 @@ def check_request(name: str, kind: str, k8s_root: Path = K8S_ROOT) -> None:
     if not overlays:
         raise ScaffoldError(f"no overlays under {k8s_root / 'overlays'}; create overlays/<env>/kustomization.yaml first")
     for path in overlays:
-        if f"../../base/{name}" in path.read_text():
+        if f"../../base/{name}" in _text(path):
             raise ScaffoldError(f"NAME {name!r}: {path.parent.name} overlay already lists base/{name}; "
                                 f"remove the stale entry or pick another name")
+
+
+def _text(path: Path) -> str:
+    """A file the scaffold reads or edits; ScaffoldError naming it when it is not UTF-8 (before anything is written)."""
+    try:
+        return read_utf8(path)
+    except NotUtf8 as error:
+        raise ScaffoldError(f"{shown_path(path)} is {error}; save it as UTF-8 before adding a service") from None
 
 
 def plan(name: str, kind: str, k8s_root: Path = K8S_ROOT) -> list[FileChange]:
@@ -131,7 +140,7 @@ def describe(changes: list[FileChange]) -> list[str]:
             lines.append(f"create {shown} ({len(change.content.splitlines())} lines)")
             continue
         lines.append(f"update {shown}")
-        lines += difflib.unified_diff(change.path.read_text().splitlines(), change.content.splitlines(),
+        lines += difflib.unified_diff(_text(change.path).splitlines(), change.content.splitlines(),
                                       f"a/{shown}", f"b/{shown}", lineterm="", n=1)
     return lines
 
@@ -148,7 +157,7 @@ def service_code(repo: Path, name: str, kind: str) -> list[FileChange]:
         relative = path.relative_to(source)
         if relative.parts[0] == reference and len(relative.parts) > 1:
             relative = Path(package, *relative.parts[1:])
-        text = rename(path.read_text(), relative, reference, name, package, kind)
+        text = rename(_text(path), relative, reference, name, package, kind)
         changes.append(FileChange(repo / "services" / name / relative, text, True))
     init = next((c for c in changes if c.path == repo / "services" / name / package / "__init__.py"), None)
     if init is None or f'SERVICE = "{name}"' not in init.content:
@@ -215,7 +224,7 @@ def _kustomization(yaml: YAML, path: Path):
 
     shown = shown_path(path)
     try:
-        doc = yaml.load(path.read_text())
+        doc = yaml.load(_text(path))
     except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}: {getattr(error, 'problem', None) or 'invalid'})" if mark else ""
@@ -241,7 +250,7 @@ def _add_to_cd(workflow: Path, name: str) -> str:
     """
     from infra.lint.workflows import SERVICE_PATHS
 
-    lines = workflow.read_text().splitlines(keepends=True)
+    lines = _text(workflow).splitlines(keepends=True)
     shown = shown_path(workflow)
     try:
         start = next(i for i, line in enumerate(lines) if line.strip() == "filters: |")

@@ -25,6 +25,7 @@ from ruamel.yaml.error import YAMLError
 from infra.lint.findings import Finding
 from infra.ops.errors import Failed
 from infra.ops.io import manifests
+from infra.ops.io.text import NotUtf8, read_utf8
 
 NAME = "workflows"  # the name of this check inside `invoke lint --only/--skip`
 TOOL_TIMEOUT_S = 120
@@ -52,13 +53,34 @@ class Sources:
     root: Path
     workflows: tuple[Path, ...]
     actions: tuple[Path, ...]
+    unreadable: tuple[Finding, ...] = ()  # named like a workflow or action but no UTF-8 file: no tool gets them
 
     @classmethod
     def of(cls, root: Path) -> Sources:
         github = root / ".github"
-        return cls(root=root,
-                   workflows=tuple(sorted([*github.glob("workflows/*.yml"), *github.glob("workflows/*.yaml")])),
-                   actions=tuple(sorted([*github.glob("actions/*/action.yml"), *github.glob("actions/*/action.yaml")])))
+        unreadable: list[Finding] = []
+
+        def readable(paths: list[Path]) -> tuple[Path, ...]:
+            kept = []
+            for path in sorted(paths):
+                where = path.relative_to(root).as_posix()
+                if path.is_dir():
+                    unreadable.append(Finding(where, "", "sources", "is a directory named like a workflow file, so "
+                                              "GitHub runs nothing from it", "rename or remove it (workflows are "
+                                              "files directly in .github/workflows)"))
+                    continue
+                try:
+                    read_utf8(path)
+                except (NotUtf8, OSError) as error:
+                    unreadable.append(Finding(where, "", "sources", str(error).removeprefix(f"{path}: "),
+                                              "save it as UTF-8 (GitHub reads workflow files as UTF-8)"))
+                    continue
+                kept.append(path)
+            return tuple(kept)
+
+        return cls(root=root, workflows=readable([*github.glob("workflows/*.yml"), *github.glob("workflows/*.yaml")]),
+                   actions=readable([*github.glob("actions/*/action.yml"), *github.glob("actions/*/action.yaml")]),
+                   unreadable=tuple(unreadable))
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -71,15 +93,15 @@ def check(root: Path = manifests.REPO) -> list[Finding]:
     """Every finding over root/.github; the four checkers run side by side."""
     src = Sources.of(root)
     if not src.all():
-        return [Finding(".github", "", "sources", "no workflows or composite actions found",
-                        "add .github/workflows/*.yml (see docs/ci-cd.md)")]
+        return [*src.unreadable, Finding(".github", "", "sources", "no workflows or composite actions found",
+                                         "add .github/workflows/*.yml (see docs/ci-cd.md)")]
     checkers: dict[str, Callable[[Sources], list[Finding]]] = {
         "actionlint": actionlint, "zizmor": zizmor, "rules": rules,
         "check-jsonschema workflows": lambda s: schemas(s, "vendor.github-workflows", s.workflows),
         "check-jsonschema actions": lambda s: schemas(s, "vendor.github-actions", s.actions)}
     with ThreadPoolExecutor(max_workers=len(checkers)) as pool:
         futures = {name: pool.submit(fn, src) for name, fn in checkers.items()}
-    found: list[Finding] = []
+    found: list[Finding] = list(src.unreadable)
     for name, future in futures.items():
         try:
             found.extend(future.result())

@@ -115,8 +115,9 @@ def probes(w: Workload, _: Sequence[Manifest]) -> Iterator[tuple[str, str, str]]
 
 
 def _quantity(value: Any) -> Decimal | None:
-    """A resource quantity ("512Mi", "0.5Gi", "250m") as a number; None when it is not one (schema reports it)."""
-    from kubernetes.utils.quantity import parse_quantity  # the client's own parser; imported only when rules run
+    """A resource quantity ("512Mi", "0.5Gi", "250m") as a number, by the client's own parser (imported only when
+    rules run); None when it is not one (schema reports it)."""
+    from kubernetes.utils.quantity import parse_quantity  # type: ignore[import-untyped, unused-ignore]
 
     try:
         return parse_quantity(value)
@@ -139,8 +140,8 @@ def resources(w: Workload, _: Sequence[Manifest]) -> Iterator[tuple[str, str, st
             yield "resources-memory", f"container {name} memory limit {limits['memory']} differs from its request " \
                 f"{requests['memory']}", "set resources.limits.memory equal to resources.requests.memory (memory " \
                 "is not throttled but OOM-killed: a pod must not rely on memory its node did not reserve)"
-        cpu = [_quantity(requests.get("cpu")), _quantity(limits.get("cpu"))]
-        if None not in cpu and cpu[1] < cpu[0]:
+        cpu_request, cpu_limit = _quantity(requests.get("cpu")), _quantity(limits.get("cpu"))
+        if cpu_request is not None and cpu_limit is not None and cpu_limit < cpu_request:
             yield "resources", f"container {name} cpu limit {limits['cpu']} is below its request {requests['cpu']}", \
                 "raise resources.limits.cpu to at least the request (the API server refuses it otherwise)"
 

@@ -133,11 +133,7 @@ class AccessConfig(Section):
 
     @model_validator(mode="after")
     def _mappings(self) -> AccessConfig:
-        seen: set[str] = set()
         for index, mapping in enumerate(self.role_mappings):
-            if mapping.role_arn in seen:
-                raise ValueError(f"role_mappings[{index}] maps {mapping.role_arn} twice; merge the entries")
-            seen.add(mapping.role_arn)
             if ADMIN_GROUP in mapping.groups and mapping.role_arn not in self.admin_role_arns:
                 raise ValueError(f"role_mappings[{index}] maps {mapping.role_arn} to {ADMIN_GROUP}, which only the "
                                  f"configured admin roles get; bind a namespaced group with RBAC instead, or list the "
@@ -151,6 +147,68 @@ class AccessConfig(Section):
     @property
     def uses_access_entries(self) -> bool:
         return self.authentication_mode != "CONFIG_MAP"
+
+
+# Roles the program itself creates and maps (infra/components/access.py names them eks-platform-<env>-<what>).
+PROGRAM_ROLES = ("ci-deployer", "pulumi-deployer", "pulumi-previewer")
+
+
+def role_identity(arn: str) -> tuple[str, str]:
+    """(account, role name) of a role ARN. IAM role names are unique in an account whatever their path, and "names
+    are not distinguished by case" (IAM CreateRole, RoleName; checked 2026-12-05): two ARNs with the same identity
+    name one role."""
+    head, _, rest = arn.partition(":role/")
+    return head.rsplit(":", 1)[0].rsplit(":", 1)[-1], rest.rsplit("/", 1)[-1].lower()
+
+
+def principal_issues(env: str, access: AccessConfig) -> list[ConfigIssue]:
+    """Every IAM role gets at most one access entry and one aws-auth mapping: EKS refuses a second entry for one
+    principal (409 ResourceInUseException) and made one for the cluster's creator already (pulumi-eks sets
+    bootstrapClusterCreatorAdminPermissions). An admin role listed in role_mappings with the same ARN is one
+    principal (the mapping gives it its username and groups); under another path or case it would be two."""
+    key = f"{PROJECT}:access"
+    issues: list[ConfigIssue] = []
+    admins: dict[tuple[str, str], tuple[str, str]] = {}
+    mapped: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def other(arn: str, before: str) -> str:
+        return "" if arn == before else f" as {before}: a role's path and case do not make it another role"
+
+    for index, arn in enumerate(access.admin_role_arns):
+        where, role = f"{key}.admin_role_arns[{index}]", role_identity(arn)
+        if role in admins:
+            first, before = admins[role]
+            issues.append(ConfigIssue(key=where, problem=(
+                f"{arn} is listed twice (also {first.removeprefix(key + '.')}{other(arn, before)}); EKS refuses a "
+                f"second access entry for one principal (409): keep one")))
+        admins.setdefault(role, (where, arn))
+    for index, mapping in enumerate(access.role_mappings):
+        where, arn, role = f"{key}.role_mappings[{index}].role_arn", mapping.role_arn, role_identity(mapping.role_arn)
+        if role in mapped:
+            first, before = mapped[role]
+            issues.append(ConfigIssue(key=where, problem=(
+                f"maps {arn} twice (also {first.removeprefix(key + '.')}{other(arn, before)}); merge the entries")))
+        elif role in admins and admins[role][1] != arn:
+            first, before = admins[role]
+            issues.append(ConfigIssue(key=where, problem=(
+                f"{arn} is the admin role {before} ({first.removeprefix(key + '.')}) under another path or case, so "
+                f"it would get a second entry (409); write the same ARN in both (they merge) or remove one")))
+        mapped.setdefault(role, (where, arn))
+    creator = access.cluster_creator_arn
+    listed = (admins.get(role_identity(creator)) or mapped.get(role_identity(creator))) if creator else None
+    if creator and listed and listed[1] != creator:
+        issues.append(ConfigIssue(key=f"{key}.cluster_creator_arn", problem=(
+            f"{creator} is {listed[1]} ({listed[0].removeprefix(key + '.')}) under another path or case; EKS "
+            f"already gives the creator an entry, and the program skips only the exact ARN: write the same ARN")))
+    own = {f"eks-platform-{env}-{what}": what for what in PROGRAM_ROLES}
+    for where, arn in [*admins.values(), *mapped.values()]:
+        what = own.get(arn.rsplit("/", 1)[-1])
+        if what:
+            fix = ("set access.pulumi_deployer_cluster_admin: true instead" if what == "pulumi-deployer"
+                   else "the program maps it already; remove it here")
+            issues.append(ConfigIssue(key=where, problem=(
+                f"{arn} is the {what} role this stack creates and maps itself; a second entry fails with 409: {fix}")))
+    return issues
 
 
 def check_auth_mode_history(cfg: StackConfig, deployed: str | None) -> list[ConfigIssue]:

@@ -7,11 +7,13 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictFloat, StrictInt
 
+from infra.ops.errors import Refused
 from infra.versions import KubeVersion, supported_range
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$|^[a-z]$")
 
 PROJECT = "eks-platform"
+FILE = ""  # the key of a problem with the stack file as a whole: "Pulumi.dev.yaml is not UTF-8 text (...)"
 
 _CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
@@ -23,7 +25,24 @@ class ConfigIssue(BaseModel):
     problem: str
 
     def __str__(self) -> str:
-        return f"{self.key}: {self.problem}"
+        return f"{self.key}: {self.problem}" if self.key != FILE else self.problem
+
+
+class ConfigError(Refused):
+    """All problems found in one stack config, reported together (exit 2: its text is the whole rendering)."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]):
+        self.source = source
+        self.issues = issues
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        if len(self.issues) == 1:
+            issue = self.issues[0]
+            return f"{self.source} {issue}" if issue.key == FILE else f"{self.source}: {issue}"
+        lines = [f"{self.source}: {len(self.issues)} config problems:"]
+        lines += [f"  {issue}" for issue in self.issues]
+        return "\n".join(lines)
 
 
 def _version(value: Any) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import typing
 from datetime import date
 from typing import Literal
 
@@ -15,6 +16,7 @@ from infra.sections.base import PROJECT, Cidr, ConfigIssue, Count, Name, Section
 AmiType = Literal["AL2_x86_64", "AL2_ARM_64", "AL2023_x86_64_STANDARD", "AL2023_ARM_64_STANDARD",
                   "BOTTLEROCKET_x86_64", "BOTTLEROCKET_ARM_64"]
 LogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
+ALL_LOG_TYPES: tuple[LogType, ...] = typing.get_args(LogType)
 UpgradePolicy = Literal["STANDARD", "EXTENDED"]
 ADDONS = ("vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver")
 # Taints the EKS coredns and aws-ebs-csi-driver add-ons tolerate by default (their configuration schemas'
@@ -36,8 +38,8 @@ class NetworkConfig(Section):
 
     cidr: Cidr
     azs: list[str] = Field(min_length=1, max_length=6)
-    private_subnet_prefix: Count = Field(19, ge=16, le=27)
-    public_subnet_prefix: Count = Field(24, ge=16, le=28)
+    private_subnet_prefix: Count = Field(default=19, ge=16, le=27)
+    public_subnet_prefix: Count = Field(default=24, ge=16, le=28)
 
     @field_validator("cidr")
     @classmethod
@@ -90,8 +92,7 @@ class ClusterConfig(Section):
     endpoint_private_access: Switch = True
     public_access_cidrs: list[Cidr] = Field(default_factory=list)
     service_cidr: Cidr = ipaddress.IPv4Network("172.20.0.0/16")
-    log_types: list[LogType] = Field(default_factory=lambda: ["api", "audit", "authenticator",
-                                                               "controllerManager", "scheduler"])
+    log_types: list[LogType] = Field(default_factory=lambda: list(ALL_LOG_TYPES))
     log_retention_days: Count = 90
     deletion_protection: Switch = False
     addons: dict[str, str] = Field(default_factory=dict)
@@ -197,7 +198,7 @@ class Generation(Section):
     ami_type: AmiType
     version: Version | None = None
     release_version: str | None = None
-    instance_types: list[str] | None = Field(None, min_length=1)
+    instance_types: list[str] | None = Field(default=None, min_length=1)
 
     @field_validator("instance_types")
     @classmethod
@@ -221,11 +222,11 @@ class NodePool(Section):
 
     instance_types: list[str] = Field(min_length=1)
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
-    disk_size_gib: Count = Field(50, ge=20, le=2000)
+    disk_size_gib: Count = Field(default=50, ge=20, le=2000)
     min_size: Count = Field(ge=0)
     desired_size: Count = Field(ge=0)
     max_size: Count = Field(gt=0, le=450)
-    max_unavailable: Count = Field(1, ge=1, le=100)
+    max_unavailable: Count = Field(default=1, ge=1, le=100)
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
     azs: list[str] | None = None

@@ -6,12 +6,14 @@ their unquoted 1.30 as the number 1.3 and that `version: "1.30"` is the fix.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from infra.sections.base import PROJECT, ConfigIssue
 
@@ -27,13 +29,33 @@ _TYPE_ERRORS = {
     "dict_type": ("a mapping of keys to values", "write it as `key: value` lines"),
     "model_type": ("a mapping of keys to values", "write it as `key: value` lines"),
 }
-_CONSTRAINTS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long",
-                "literal_error", "string_pattern_mismatch", "string_too_short", "string_too_long")
+_BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+# What to write into a list or mapping that must not be empty, by field name (the hint after "is empty; ").
+_WHEN_EMPTY = {
+    "azs": "list the AZs to spread the VPC's subnets over, e.g. [eu-west-1a, eu-west-1b] (two or more for NAT "
+           "failover and a highly available control plane)",
+    "node_pools": "add a pool, e.g. general: {instance_types: [m6i.large], min_size: 1, desired_size: 2, "
+                  "max_size: 3, generations: {blue: {ami_type: AL2023_x86_64_STANDARD}}}",
+    "generations": "add the generation the pool's nodes run, e.g. blue: {ami_type: AL2023_x86_64_STANDARD}",
+    "instance_types": "list at least one EC2 instance type, e.g. [m6i.large]",
+    "groups": "list the Kubernetes groups the role joins, e.g. [developers] (bound with RBAC)",
+    "hostnames": "map each public service to its hostname, e.g. api: api.example.com, or remove the edge section",
+    "probe_targets": "list at least one, e.g. [https://checkip.amazonaws.com/, tcp://1.1.1.1:443]",
+}
+# Why a list or mapping has a maximum, by field name (the hint after "at most N").
+_WHEN_LONG = {
+    "azs": "EKS and the subnet plan use up to 6 AZs; remove some",
+    "generations": "blue/green needs two, a third only while one is being replaced; remove a generation "
+                   "`invoke nodes.migrate` has finished with",
+    "probe_targets": "each probe round calls them all; keep the most telling ones",
+}
 
 
 def _parts(loc: tuple[Any, ...]) -> list[str | int]:
-    """The loc without pydantic's validator and dict-key markers: the path a person wrote in the file."""
-    return [part for part in loc if isinstance(part, int)
+    """The loc without pydantic's validator and dict-key markers: the path a person wrote in the file (a mapping
+    key YAML read as a number stays a key, not a list index)."""
+    return [str(part) if isinstance(part, int) and loc[index + 1:index + 2] == ("[key]",) else part
+            for index, part in enumerate(loc) if isinstance(part, int)
             or (part != "[key]" and not str(part).startswith(("function-", "lax-")))]
 
 
@@ -102,8 +124,49 @@ def _needs_text(key: str, value: Any) -> str:
     return f"must be text, got {shown(value)}; write it as a string"
 
 
-def problem(error: Mapping[str, Any], allowed: list[str]) -> str:
-    """What is wrong at the error's key and how to fix it, in the file's own terms."""
+def _bounds(info: FieldInfo | None, error: Mapping[str, Any]) -> str:
+    """The whole allowed range of a number field ("from 20 to 2000"), from its metadata when the field is known,
+    else the one bound the error names."""
+    found = {name: getattr(item, name) for item in (info.metadata if info else []) for name in ("gt", "ge", "lt", "le")
+             if hasattr(item, name)} or dict(error.get("ctx") or {})
+    if "ge" in found and "le" in found:
+        return f"from {found['ge']} to {found['le']}"
+    words = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
+    return " and ".join(f"{words[name]} {found[name]}" for name in words if name in found)
+
+
+def _one_of(error: Mapping[str, Any]) -> str:
+    """A Literal field: the allowed values as the file must spell them, and the closest one to what was given."""
+    expected = str((error.get("ctx") or {}).get("expected", ""))
+    allowed = re.findall(r"'([^']*)'", expected)
+    value = error.get("input")
+    by_form = {re.sub(r"[^a-z0-9]", "", option.lower()): option for option in allowed}
+    close = by_form.get(re.sub(r"[^a-z0-9]", "", str(value).lower())) or next(
+        iter(difflib.get_close_matches(str(value), allowed, n=1)), None)
+    hint = f"; did you mean {close!r}?" if close and len(allowed) > 1 else ""
+    return f"must be {expected}, got {shown(value)}{hint}"
+
+
+def _size(kind: str, error: Mapping[str, Any], field: str) -> str:
+    """A list, mapping or text that is empty or too long, in the file's words and with what to write."""
+    ctx, value = error.get("ctx") or {}, error.get("input")
+    if kind == "string_too_short":
+        return "is empty; write a value (an empty string is not one)"
+    if kind == "string_too_long":
+        return f"is {len(str(value))} characters long, at most {ctx.get('max_length')} allowed; shorten it"
+    noun = "entries" if isinstance(value, dict) else "items"
+    least, most = ctx.get("min_length"), ctx.get("max_length")
+    actual = len(value) if isinstance(value, list | dict) else ctx.get("actual_length")  # pydantic leaves some None
+    if kind == "too_short":
+        if not value:
+            return f"is empty; {_WHEN_EMPTY.get(field) or f'give at least {least} {noun}'}"
+        return f"has {actual} {noun}, needs at least {least}"
+    return f"has {actual} {noun}, at most {most} allowed; {_WHEN_LONG.get(field) or 'remove some'}"
+
+
+def problem(error: Mapping[str, Any], allowed: list[str], info: FieldInfo | None = None) -> str:
+    """What is wrong at the error's key and how to fix it, in the file's own terms (never pydantic's sentence).
+    `info` is the field's definition when known (its full range for a number)."""
     kind = error["type"]
     value = error.get("input")
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -116,12 +179,19 @@ def problem(error: Mapping[str, Any], allowed: list[str]) -> str:
     if kind == "missing":
         return "required but missing; add it"
     if kind == "string_type":
-        return _needs_text("" if parts and isinstance(parts[-1], int) else f"{field}: ", value)
+        bare = (parts and isinstance(parts[-1], int)) or tuple(error["loc"])[-1:] == ("[key]",)  # list item or key
+        return _needs_text("" if bare else f"{field}: ", value)
     if kind in _TYPE_ERRORS:
         wanted, fix = _TYPE_ERRORS[kind]
         return f"must be {wanted}, got {shown(value)} ({_kind(value)}); {fix}"
-    if kind in _CONSTRAINTS:
-        return f"{message}; got {shown(value)}"
+    if kind in _BOUNDS:
+        return f"must be {_bounds(info, error)}, got {shown(value)}"
+    if kind == "literal_error":
+        return _one_of(error)
+    if kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
+        return _size(kind, error, field)
+    if kind == "string_pattern_mismatch":
+        return f"{shown(value)} does not have the form {(error.get('ctx') or {}).get('pattern')}; rewrite it so"
     return message
 
 
@@ -143,9 +213,9 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model that holds the last part of `loc`, walking through dict keys, list indexes and
-    optional sections, for 'did you mean' hints; [] when the holder is not a model."""
+def _holder(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    """The annotation that holds the last part of `loc` (a model, dict or list), walking through dict keys, list
+    indexes and optional sections; None when the path leaves the models."""
     current: Any = model
     for part in _parts(loc)[:-1]:
         current = _unwrap(current)
@@ -157,11 +227,24 @@ def allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         elif origin is list and isinstance(part, int):
             current = typing.get_args(current)[0]
         else:
-            return []
-    current = _unwrap(current)
-    return list(current.model_fields) if _is_model(current) else []
+            return None
+    return _unwrap(current)
 
 
-def issues_of(errors: list[Mapping[str, Any]], model: type[BaseModel]) -> list[ConfigIssue]:
-    return [ConfigIssue(key=issue_key(tuple(e["loc"])), problem=problem(e, allowed_keys(model, tuple(e["loc"]))))
+def allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that holds the last part of `loc`, for 'did you mean' hints; [] when the holder
+    is not a model."""
+    holder = _holder(model, loc)
+    return list(holder.model_fields) if _is_model(holder) else []
+
+
+def field_info(model: type[BaseModel], loc: tuple[Any, ...]) -> FieldInfo | None:
+    """The definition of the field at `loc` (its bounds, lengths), or None for a dict value or list item."""
+    holder, parts = _holder(model, loc), _parts(loc)
+    return holder.model_fields.get(parts[-1]) if _is_model(holder) and parts and isinstance(parts[-1], str) else None
+
+
+def issues_of(errors: Sequence[Mapping[str, Any]], model: type[BaseModel]) -> list[ConfigIssue]:
+    return [ConfigIssue(key=issue_key(tuple(e["loc"])), problem=problem(e, allowed_keys(model, tuple(e["loc"])),
+                                                                        field_info(model, tuple(e["loc"]))))
             for e in errors]

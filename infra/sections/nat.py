@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator, model_validator
 
 from infra.sections.base import PROJECT, ConfigIssue, Count, Number, Section
-from infra.sections.core import _INSTANCE, subnet_plan
+from infra.sections.core import _INSTANCE, NetworkConfig, subnet_plan
 
 if TYPE_CHECKING:
-    from infra.config import StackConfig, Validated
+    from infra.config import StackConfig
 
 NatMode = Literal["dual-instance", "gateway", "none"]
 ProbeMode = Literal["echo", "tcp"]
@@ -36,16 +36,16 @@ class NatConfig(Section):
                                      min_length=1, max_length=5)
     probe_mode: ProbeMode = "echo"
     probe_echo_url: str = "https://checkip.amazonaws.com/"
-    probe_unknown_limit: Count = Field(10, ge=1, le=600)
-    probe_interval_seconds: Number = Field(1.0, ge=0.5, le=30)
-    probe_timeout_seconds: Number = Field(1.0, ge=0.2, le=10)
-    failure_threshold: Count = Field(2, ge=1, le=10)
-    failback_checks: Count = Field(30, ge=1, le=1000)
-    failback_min_seconds: Count = Field(120, ge=0, le=3600)
-    probe_window_seconds: Count = Field(55, ge=10, le=55)
-    probe_subnet_prefix: Count = Field(28, ge=24, le=28)
+    probe_unknown_limit: Count = Field(default=10, ge=1, le=600)
+    probe_interval_seconds: Number = Field(default=1.0, ge=0.5, le=30)
+    probe_timeout_seconds: Number = Field(default=1.0, ge=0.2, le=10)
+    failure_threshold: Count = Field(default=2, ge=1, le=10)
+    failback_checks: Count = Field(default=30, ge=1, le=1000)
+    failback_min_seconds: Count = Field(default=120, ge=0, le=3600)
+    probe_window_seconds: Count = Field(default=55, ge=10, le=55)
+    probe_subnet_prefix: Count = Field(default=28, ge=24, le=28)
     # CPU comes with memory (1,769 MB = one vCPU): more shortens a cold start on the event path, at a price.
-    failover_memory_mb: Count = Field(128, ge=128, le=3008)
+    failover_memory_mb: Count = Field(default=128, ge=128, le=3008)
     alarm_emails: list[str] = Field(default_factory=list)
 
     @field_validator("instance_type")
@@ -98,40 +98,47 @@ class NatConfig(Section):
 
 def nat_azs(cfg: StackConfig) -> list[str]:
     """AZs of the two NAT instances (or gateways): configured, else the first two network AZs."""
-    return list(cfg.nat.azs or cfg.network.azs[:2])
+    return _azs(cfg.nat, cfg.network)
 
 
 def nat_probe_subnets(cfg: StackConfig) -> dict[str, str]:
     """NAT AZ -> CIDR of its probe subnet, carved from the public-size block just below the public subnets."""
-    network = cfg.network
+    return _probe_subnets(cfg.nat, cfg.network)
+
+
+def _azs(nat: NatConfig, network: NetworkConfig) -> list[str]:
+    return list(nat.azs or network.azs[:2])
+
+
+def _probe_subnets(nat: NatConfig, network: NetworkConfig) -> dict[str, str]:
     blocks = list(network.cidr.subnets(new_prefix=network.public_subnet_prefix))
     block = blocks[-len(network.azs) - 1]
-    if cfg.nat.probe_subnet_prefix < block.prefixlen:
-        raise ValueError(f"probe_subnet_prefix /{cfg.nat.probe_subnet_prefix} is larger than the "
+    if nat.probe_subnet_prefix < block.prefixlen:
+        raise ValueError(f"probe_subnet_prefix /{nat.probe_subnet_prefix} is larger than the "
                          f"/{block.prefixlen} block reserved for probe subnets; use /{block.prefixlen} or longer")
     private = [ipaddress.IPv4Network(priv) for _, priv in subnet_plan(network).values()]
     if any(block.overlaps(subnet) for subnet in private):
         raise ValueError(f"no free block for NAT probe subnets: {block} overlaps the private subnets; use a "
                          f"larger VPC CIDR or longer private_subnet_prefix")
-    probes = block.subnets(new_prefix=cfg.nat.probe_subnet_prefix)
-    return {az: str(next(probes)) for az in nat_azs(cfg)}
+    probes = block.subnets(new_prefix=nat.probe_subnet_prefix)
+    return {az: str(next(probes)) for az in _azs(nat, network)}
 
 
-def _nat_issues(cfg: StackConfig | Validated) -> list[ConfigIssue]:
+def nat_issues(nat: NatConfig, network: NetworkConfig) -> list[ConfigIssue]:
     """NAT instances need two AZs of the VPC and room for their probe subnets."""
-    if cfg.nat.mode == "none":
+    if nat.mode == "none":
         return []
     key = f"{PROJECT}:nat"
-    unknown = [az for az in cfg.nat.azs or [] if az not in cfg.network.azs]
+    unknown = [az for az in nat.azs or [] if az not in network.azs]
     if unknown:
         return [ConfigIssue(key=f"{key}.azs", problem=f"{', '.join(unknown)} not in network.azs; "
-                                                      f"pick two of {', '.join(cfg.network.azs)}")]
-    if len(nat_azs(cfg)) < 2:
-        return [ConfigIssue(key=f"{key}.mode", problem=f"{cfg.nat.mode} needs two AZs but network.azs has one; "
+                                                      f"pick two of {', '.join(network.azs)}")]
+    if len(_azs(nat, network)) < 2:
+        return [ConfigIssue(key=f"{key}.mode", problem=f"{nat.mode} needs two AZs but network.azs has one; "
                                                        f"add an AZ or set nat.mode: none")]
-    if cfg.nat.mode == "dual-instance":
+    if nat.mode == "dual-instance":
         try:
-            nat_probe_subnets(cfg)
+            _probe_subnets(nat, network)
         except ValueError as exc:
             return [ConfigIssue(key=f"{key}.probe_subnet_prefix", problem=str(exc))]
     return []

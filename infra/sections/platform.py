@@ -41,9 +41,9 @@ class Quota(Section):
     limits_cpu: Quantity = "8"
     limits_memory: Quantity = "16Gi"
     requests_storage: Quantity = "100Gi"
-    pods: Count = Field(50, ge=1, le=5000)
-    persistent_volume_claims: Count = Field(10, ge=0, le=1000)
-    services_load_balancers: Count = Field(2, ge=0, le=100)
+    pods: Count = Field(default=50, ge=1, le=5000)
+    persistent_volume_claims: Count = Field(default=10, ge=0, le=1000)
+    services_load_balancers: Count = Field(default=2, ge=0, le=100)
 
     @model_validator(mode="after")
     def _requests_within_limits(self) -> Quota:
@@ -81,8 +81,8 @@ class AppNamespaceConfig(Section):
 class StorageConfig(Section):
     """The default gp3 StorageClass. Retain keeps the EBS volume when a PVC is deleted by mistake."""
 
-    iops: Count = Field(3000, ge=3000, le=16000)
-    throughput_mibps: Count = Field(125, ge=125, le=1000)
+    iops: Count = Field(default=3000, ge=3000, le=16000)
+    throughput_mibps: Count = Field(default=125, ge=125, le=1000)
     reclaim_policy: Literal["Delete", "Retain"] = "Delete"
 
 
@@ -90,10 +90,10 @@ class AutoscalerConfig(Section):
     """cluster-autoscaler scale-down behaviour; scale-down always honours PodDisruptionBudgets."""
 
     expander: Literal["least-waste", "random", "most-pods", "priority", "price"] = "least-waste"
-    scale_down_utilization_threshold: Number = Field(0.5, gt=0, lt=1)
+    scale_down_utilization_threshold: Number = Field(default=0.5, gt=0, lt=1)
     scale_down_unneeded_time: str = "10m"
     scale_down_delay_after_add: str = "10m"
-    max_graceful_termination_sec: Count = Field(600, ge=30, le=3600)
+    max_graceful_termination_sec: Count = Field(default=600, ge=30, le=3600)
 
     @field_validator("scale_down_unneeded_time", "scale_down_delay_after_add")
     @classmethod
@@ -107,10 +107,10 @@ class MonitoringConfig(Section):
     """kube-prometheus-stack sizing: metrics kept `retention` long, capped below the volume size."""
 
     retention: str = "15d"
-    storage_gib: Count = Field(50, ge=5, le=16384)
-    prometheus_replicas: Count = Field(1, ge=1, le=3)
-    alertmanager_storage_gib: Count = Field(5, ge=1, le=1024)
-    grafana_storage_gib: Count = Field(10, ge=1, le=1024)
+    storage_gib: Count = Field(default=50, ge=5, le=16384)
+    prometheus_replicas: Count = Field(default=1, ge=1, le=3)
+    alertmanager_storage_gib: Count = Field(default=5, ge=1, le=1024)
+    grafana_storage_gib: Count = Field(default=10, ge=1, le=1024)
     runbook_url: str = "https://github.com/eks-platform/eks-platform/blob/main/infra/observability/runbooks.md"
     # Name of a Secret in `monitoring` whose key `url` is a Slack incoming webhook; unset: alerts only show in
     # Alertmanager, Grafana and `invoke platform.status`. The URL itself never enters config or state.

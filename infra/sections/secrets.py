@@ -24,7 +24,7 @@ class DatabaseTarget(Section):
 
     engine: Literal["postgres"] = "postgres"
     host: str = Field(min_length=1)
-    port: Count = Field(5432, ge=1, le=65535)
+    port: Count = Field(default=5432, ge=1, le=65535)
     dbname: str = Field(min_length=1)
     username: str = Field(min_length=1)
     # TLS to the database: `require` encrypts without checking the server's certificate (RDS certificates are
@@ -47,8 +47,8 @@ class SecretSpec(Section):
 
     description: str = Field(min_length=1, max_length=2048)
     kind: Literal["generated", "database", "external"] = "generated"
-    length: Count = Field(32, ge=16, le=128)
-    rotation_days: Count | None = Field(None, ge=1, le=365)
+    length: Count = Field(default=32, ge=16, le=128)
+    rotation_days: Count | None = Field(default=None, ge=1, le=365)
     database: DatabaseTarget | None = None
 
     @model_validator(mode="after")
@@ -66,14 +66,17 @@ class SecretsConfig(Section):
     """Per-service secrets in Secrets Manager and how they reach pods (External Secrets Operator)."""
 
     rotation: Switch = False
-    recovery_window_days: Count = Field(30, ge=7, le=30)
+    recovery_window_days: Count = Field(default=30, ge=7, le=30)
     eso_chart_version: str = "0.19.2"
-    refresh_interval: str = Field("1h", pattern=r"^\d+[smh]$")
+    refresh_interval: str = "1h"
     services: dict[str, dict[str, SecretSpec]] = Field(default_factory=dict)
 
     @field_validator("refresh_interval")
     @classmethod
     def _refresh(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[smh]", value):
+            raise ValueError(f"{value!r} is not an interval External Secrets understands; write it like 1h, 30m or "
+                             f"90s")
         if int(value[:-1]) == 0:
             raise ValueError(f"{value!r} makes External Secrets fetch each secret once and never again, so a "
                              f"rotated value never reaches pods; use a positive interval like 1h")

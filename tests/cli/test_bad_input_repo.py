@@ -7,7 +7,7 @@ import pytest
 
 from infra.lint import runner, workflows
 from tests.support import bad_input as bad
-from tests.support.bad_input import file_edit, remove_file, row, write_file
+from tests.support.bad_input import file_edit, make_directory, remove_file, row, write_bytes, write_file
 
 project = bad.project
 
@@ -80,6 +80,16 @@ LINT_MANIFESTS = [
         setup=file_edit(DEV_OVERLAY, "  - ../../base/scheduler\n", "  - ../../base/scheduler\n  - ../../base/billing\n")),
     row("lint-schema-port-not-a-number", "lint --only schema", 1, "lint FAILED", out=("schema",),
         setup=file_edit(API, "containerPort: 8080", "containerPort: eighty")),
+    row("lint-memory-limit-below-request", "lint --only rules", 1, LINT_FAILED,
+        out=("resources-memory", "memory limit 128Mi differs from its request 192Mi"),
+        setup=first_only(DEV_API_PATCH, "              cpu: \"1\"\n              memory: 192Mi",
+                         "              cpu: \"1\"\n              memory: 128Mi")),
+    # files that are not UTF-8 are findings naming the file, the byte and the line, never a traceback
+    row("lint-manifest-not-utf8", "lint --only yamllint", 1, LINT_FAILED,
+        out=("infra/k8s/base/api/x.yaml", "yamllint/encoding", "not UTF-8 text (byte 0xff at offset 6, line 1)"),
+        setup=write_bytes("infra/k8s/base/api/x.yaml", b"a: caf\xff\n", append=False)),
+    row("lint-listed-manifest-not-utf8", "lint --only yamllint,render", 1, "lint FAILED",
+        out=(API, "not UTF-8 text (byte 0xe9"), setup=write_bytes(API, b"# caf\xe9\n")),
 ]
 
 NEW_SERVICE = [
@@ -122,6 +132,10 @@ NEW_SERVICE = [
         "line ", setup=file_edit(DEV_OVERLAY, "resources:\n", "resources: [\n")),
     row("new-service-overlay-not-a-map", "new-service billing --kind worker", 2, f"{DEV_OVERLAY} is not a kustomization",
         setup=write_file(DEV_OVERLAY, "- ../../base/api\n")),
+    row("new-service-overlay-not-utf8", "new-service billing --kind http", 2,
+        f"{DEV_OVERLAY} is not UTF-8 text (byte 0xff", "save it as UTF-8", setup=write_bytes(DEV_OVERLAY, b"# \xff\n")),
+    row("new-service-cd-workflow-not-utf8", "new-service billing --kind worker --dry-run", 2,
+        ".github/workflows/cd.yml is not UTF-8 text (byte 0xfe", setup=write_bytes(".github/workflows/cd.yml", b"#\xfe\n")),
     row("new-service-overlay-resources-not-a-list", "new-service billing --kind cron", 2,
         f"{DEV_OVERLAY}: resources is not a list", setup=file_edit(DEV_OVERLAY, "resources:\n", "resources: x\nold:\n")),
 ]
@@ -139,6 +153,17 @@ CI_CHECK = [
                          "run: echo ${{ github.event.pull_request.title }}")),
     row("ci-workflow-not-yaml", "ci.check", 1, CI_FAILED, out=("ci.yml",),
         setup=first_only(CI, "jobs:\n", "jobs: [\n")),
+    row("ci-workflow-not-utf8", "ci.check --json", 1, CI_FAILED,
+        out=('"file": ".github/workflows/late.yml"', "not UTF-8 text (byte 0xff at offset 10, line 2)"),
+        setup=write_bytes(".github/workflows/late.yml", b"name: x\n# \xff\n", append=False)),
+    row("ci-workflow-directory", "ci.check --json", 1, CI_FAILED,
+        out=('"file": ".github/workflows/nightly.yml"', "is a directory named like a workflow file"),
+        setup=make_directory(".github/workflows/nightly.yml")),
+    row("ci-action-not-utf8", "ci.check --json", 1, CI_FAILED,
+        out=('"file": ".github/actions/setup/action.yml"', "not UTF-8 text (byte 0xc0"),
+        setup=write_bytes(".github/actions/setup/action.yml", b"# \xc0\n")),
+    row("lint-workflows-not-utf8", "lint --only workflows", 1, "lint FAILED", out=("late.yml", "not UTF-8 text"),
+        setup=write_bytes(".github/workflows/late.yml", b"\xff", append=False)),
 ]
 
 TABLE = LINT_SELECTION + LINT_MANIFESTS + NEW_SERVICE + CI_CHECK

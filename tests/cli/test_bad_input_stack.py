@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
-from infra.config import load_stack_config
+from infra.config import ROOT, load_stack_config
 from tests.support import bad_input as bad
-from tests.support.bad_input import committed_on_branch, outputs, row, stack_edit
+from tests.support.bad_input import committed_on_branch, outputs, row, stack_edit, write_bytes
 
 project = bad.project
 
@@ -18,6 +19,24 @@ DEV = load_stack_config("dev").version
 BLUE = "ami_type: AL2023_x86_64_STANDARD\n        green:"  # blue's AMI line (green's is followed by its types)
 GREEN = "ami_type: AL2023_x86_64_STANDARD\n          instance_types: [t3a.large]"
 DEPLOYED_AL2_GREEN = {"nodeGroupAmiTypes": {"general": {"blue": "AL2023_x86_64_STANDARD", "green": "AL2_x86_64"}}}
+DEV_TEXT = (ROOT / "Pulumi.dev.yaml").read_text()
+MAX_SIZE_LINE = DEV_TEXT.splitlines().index("      max_size: 3") + 1
+REGION_LINE = DEV_TEXT.splitlines().index("  aws:region: eu-west-1") + 1
+NOT_UTF8 = "Pulumi.dev.yaml is not UTF-8 text (byte 0x"
+END = f"at offset {len(DEV_TEXT.encode())}, line {DEV_TEXT.count(chr(10)) + 1})"  # a byte added after the last line
+ADMIN = "arn:aws:iam::111111111111:role/platform-admin"
+ADMINS = f"admin_role_arns: [{ADMIN}]"
+# pydantic's own sentences: a config problem is said in the file's words, never in these.
+PYDANTIC = ("Input should", "after validation", "String should", "Field required", "Extra inputs", "Value error")
+
+
+def replace_between(first: str, upto: str, new: str) -> bad.Setup:
+    """Pulumi.dev.yaml with the text from `first` up to (not including) `upto` replaced: a whole block."""
+    def edit(world: bad.World) -> None:
+        text = world.stack_path.read_text()
+        start = text.index(first)
+        world.stack_path.write_text(text[:start] + new + text[text.index(upto, start):])
+    return edit
 
 ARGUMENTS = [
     row("plan-env-missing", "plan", 2, "--env is required", "dev, prod"),
@@ -71,6 +90,25 @@ ARGUMENTS = [
         setup=committed_on_branch("pools-as-list", "Pulumi.dev.yaml", "config:\n  eks-platform:node_pools: [general]\n")),
     row("plan-against-stack-file-a-list", "plan --env dev --against file-a-list", 2, "Pulumi.dev.yaml at file-a-list",
         "not a stack file's shape", setup=committed_on_branch("file-a-list", "Pulumi.dev.yaml", "- config\n")),
+    row("plan-against-stack-file-not-utf8", "plan --env dev --against latin1", 2,
+        "Pulumi.dev.yaml at latin1 is not UTF-8 text (byte 0xe9 at offset", "save it as UTF-8",
+        setup=committed_on_branch("latin1", "Pulumi.dev.yaml", "config:\n  aws:region: caf\xe9\n".encode("latin-1"))),
+    row("plan-against-duplicate-key", "plan --env dev --against twice", 2,
+        "Pulumi.dev.yaml at twice: eks-platform:node_pools.general: given twice (lines 3 and 4); remove one",
+        setup=committed_on_branch("twice", "Pulumi.dev.yaml",
+                                  "config:\n  eks-platform:node_pools:\n    general: {}\n    general: {}\n")),
+    row("plan-against-generations-a-list", "plan --env dev --against gens-as-list", 2,
+        "Pulumi.dev.yaml at gens-as-list: eks-platform:node_pools.general.generations", "not a stack file's shape",
+        "got a list", setup=committed_on_branch("gens-as-list", "Pulumi.dev.yaml",
+                                                "config:\n  eks-platform:node_pools:\n    general:\n"
+                                                "      generations: [blue]\n")),
+    # a stack file that is not UTF-8: every task that reads it says so (the byte, its offset and line), exit 2
+    row("plan-stack-file-not-utf8", "plan --env dev", 2, f"{NOT_UTF8}ff {END}", "save it as UTF-8",
+        setup=write_bytes("Pulumi.dev.yaml", b"\xff# caf\n")),
+    row("preview-stack-file-not-utf8", "preview --env dev", 2, NOT_UTF8, setup=write_bytes("Pulumi.dev.yaml", b"\xff")),
+    row("up-stack-file-not-utf8", "up --env dev --yes", 2, NOT_UTF8, setup=write_bytes("Pulumi.dev.yaml", b"\xff")),
+    row("nodes-migrate-dry-run-stack-file-not-utf8", "nodes.migrate --env dev --pool general --to green --dry-run", 2,
+        f"{NOT_UTF8}c3 {END}", setup=write_bytes("Pulumi.dev.yaml", b"\xc3\x28")),
     row("plan-extra-argument", "plan --env dev prod", 2, "plan takes no further argument 'prod'"),
     row("preview-flag-of-up", "preview --env dev --yes", 2, "preview has no option --yes"),
     row("task-unknown", "plna --env dev", 2, "no task named 'plna'", "did you mean plan"),
@@ -169,50 +207,101 @@ CONFIGS = [
     ("yaml-broken-indent", "  aws:region: eu-west-1\n", " aws:region: eu-west-1\n", ("not valid YAML",)),
     ("typo-secret-service", "      worker:\n        database:", "      wroker:\n        database:",
      ("eks-platform:secrets.services.wroker", "worker")),
+    ("duplicate-key", "max_size: 3", "max_size: 3\n      max_size: 4",
+     (f"{GEN}.max_size: given twice (lines {MAX_SIZE_LINE} and {MAX_SIZE_LINE + 1}); remove one",)),
+    ("duplicate-top-level-key", "  aws:region: eu-west-1\n", "  aws:region: eu-west-1\n  aws:region: eu-west-2\n",
+     (f"aws:region: given twice (lines {REGION_LINE} and {REGION_LINE + 1})",)),
+    ("yaml-control-character", "name: eks-dev", "name: eks-dev\x01", ("not valid YAML", "U+0001", "remove it")),
+    ("azs-empty", "azs: [eu-west-1a, eu-west-1b]", "azs: []",
+     ("eks-platform:network.azs: is empty", "list the AZs", "[eu-west-1a, eu-west-1b]")),
+    ("azs-too-many", "azs: [eu-west-1a, eu-west-1b]", f"azs: [{', '.join(f'eu-west-1{z}' for z in 'abcdefg')}]",
+     ("eks-platform:network.azs: has 7 items, at most 6 allowed",)),
+    ("generations-too-many", "          instance_types: [t3a.large]\n",
+     "          instance_types: [t3a.large]\n" + "".join(f"        {g}:\n          ami_type: AL2023_x86_64_STANDARD\n"
+                                                        for g in ("red", "gold")),
+     (f"{GEN}.generations: has 4 entries, at most 3 allowed", "nodes.migrate")),
+    ("admin-arn-listed-twice", ADMINS, f"admin_role_arns: [{ADMIN}, {ADMIN}]",
+     ("eks-platform:access.admin_role_arns[1]", "listed twice", "keep one")),
+    ("admin-arn-twice-other-path", ADMINS, f"admin_role_arns: [{ADMIN}, {ADMIN.replace('role/', 'role/ops/')}]",
+     ("eks-platform:access.admin_role_arns[1]", "listed twice", "path and case do not make it another role")),
+    ("admin-arn-mapped-under-other-path", "role_arn: arn:aws:iam::111111111111:role/developers",
+     "role_arn: arn:aws:iam::111111111111:role/team/platform-admin",
+     ("eks-platform:access.role_mappings[0].role_arn", f"is the admin role {ADMIN}", "write the same ARN")),
+    ("creator-arn-other-path", f"cluster_creator_arn: {ADMIN}", f"cluster_creator_arn: {ADMIN.replace('role/', 'role/x/')}",
+     ("eks-platform:access.cluster_creator_arn", "under another path", "write the same ARN")),
+    ("key-without-namespace", "  eks-platform:nat:\n", "  nat:\n",
+     ("nat: has no namespace", "did you mean eks-platform:nat?")),
+    ("aws-namespace-typo", "  aws:region: eu-west-1\n", "  aws:region: eu-west-1\n  asw:profile: ops\n",
+     ("asw:profile", "unknown namespace 'asw'", "did you mean aws:profile?")),
+    ("ami-type-lowercase", BLUE, BLUE.replace("AL2023_x86_64_STANDARD", "al2023_x86_64_standard"),
+     (f"{GEN}.generations.blue.ami_type", "did you mean 'AL2023_x86_64_STANDARD'?")),
+    ("secret-description-empty", "description: Signing key for API session cookies", "description: ''",
+     ("eks-platform:secrets.services.api.session-key.description: is empty",)),
+    ("refresh-interval-words", "recovery_window_days: 7", "recovery_window_days: 7\n    refresh_interval: hourly",
+     ("eks-platform:secrets.refresh_interval", "'hourly' is not an interval", "1h")),
+    ("probe-targets-empty", "failback_min_seconds: 120", "failback_min_seconds: 120\n    probe_targets: []",
+     ("eks-platform:nat.probe_targets: is empty", "tcp://1.1.1.1:443")),
 ]
+
+def several(id: str, *fragments: str, setup: bad.Setup | tuple[bad.Setup, ...]) -> Any:
+    """A config with several problems for `plan --env dev`: every one reported at once, one line each under a
+    counting header, none in pydantic's words."""
+    return row(id, "plan --env dev", 2, *fragments, setup=setup, lines=None, absent=PYDANTIC)
+
 
 # Configs with several problems: every one is reported at once, one line each under a counting header.
 SEVERAL = [
-    row("unknown-key-suggests-spelling", "plan --env dev", 2, f"{GEN}.min_sise", "did you mean 'min_size'",
-        f"{GEN}.min_size: required", setup=stack_edit("min_size: 1", "min_sise: 1"), lines=None),
-    row("network-key-typo", "plan --env dev", 2, "eks-platform:network.cdir", "did you mean 'cidr'",
-        setup=stack_edit("cidr: 10.10.0.0/16", "cdir: 10.10.0.0/16"), lines=None),
-    row("region-unknown-names-every-az", "plan --env dev", 2, "eks-platform:network.azs[0]",
-        "eks-platform:network.azs[1]", "eu-west-9", setup=stack_edit("aws:region: eu-west-1", "aws:region: eu-west-9"),
-        lines=None),
-    row("four-sections-at-once", "plan --env dev", 2, "4 config problems", "eks-platform:network.cidr", GEN,
+    several("unknown-key-suggests-spelling", f"{GEN}.min_sise", "did you mean 'min_size'",
+        f"{GEN}.min_size: required", setup=stack_edit("min_size: 1", "min_sise: 1")),
+    several("network-key-typo", "eks-platform:network.cdir", "did you mean 'cidr'",
+        setup=stack_edit("cidr: 10.10.0.0/16", "cdir: 10.10.0.0/16")),
+    several("region-unknown-names-every-az", "eks-platform:network.azs[0]",
+        "eks-platform:network.azs[1]", "eu-west-9", setup=stack_edit("aws:region: eu-west-1", "aws:region: eu-west-9")),
+    several("four-sections-at-once", "4 config problems", "eks-platform:network.cidr", GEN,
         "eks-platform:secrets.services.worker.queue-token.kind", "eks-platform:nat.mode",
         setup=(stack_edit("cidr: 10.10.0.0/16", "cidr: 10.10.0.1/16"), stack_edit("min_size: 1", "min_size: 4"),
-               stack_edit("mode: dual-instance", "mode: dual"), stack_edit("kind: external", "kind: manual")),
-        lines=None),
-    row("cross-section-network-behind-pools", "plan --env dev", 2, "2 config problems",
+               stack_edit("mode: dual-instance", "mode: dual"), stack_edit("kind: external", "kind: manual"))),
+    several("cross-section-network-behind-pools", "2 config problems",
         "eks-platform:network.azs[0]", GEN,
         setup=(stack_edit("azs: [eu-west-1a, eu-west-1b]", "azs: [us-east-1a, eu-west-1b]"),
-               stack_edit("min_size: 1", "min_size: 4")), lines=None),
-    row("cross-section-secrets-behind-pools", "plan --env dev", 2, "2 config problems",
+               stack_edit("min_size: 1", "min_size: 4"))),
+    several("cross-section-secrets-behind-pools", "2 config problems",
         "eks-platform:secrets.services.wroker", GEN,
         setup=(stack_edit("      worker:\n        database:", "      wroker:\n        database:"),
-               stack_edit("min_size: 1", "min_size: 4")), lines=None),
-    row("min-size-true-beside-cidr", "plan --env dev", 2, "2 config problems", f"{GEN}.min_size",
+               stack_edit("min_size: 1", "min_size: 4"))),
+    several("min-size-true-beside-cidr", "2 config problems", f"{GEN}.min_size",
         "eks-platform:network.cidr",
-        setup=(stack_edit("min_size: 1", "min_size: true"), stack_edit("cidr: 10.10.0.0/16", "cidr: 10.10.0.1/16")),
-        lines=None),
-    row("al2-refused-from-1.33", "plan --env dev", 2, f"{GEN}.generations.blue.ami_type", "invoke nodes.migrate",
+        setup=(stack_edit("min_size: 1", "min_size: true"), stack_edit("cidr: 10.10.0.0/16", "cidr: 10.10.0.1/16"))),
+    several("al2-refused-from-1.33", f"{GEN}.generations.blue.ami_type", "invoke nodes.migrate",
         setup=(stack_edit('version: "1.35"', 'version: "1.33"'),
                stack_edit("upgrade_policy: STANDARD", "upgrade_policy: EXTENDED"),
                stack_edit("kube-proxy: v1.35.3-eksbuild.13", "kube-proxy: v1.33.0-eksbuild.2"),
-               stack_edit(BLUE, BLUE.replace("AL2023_x86_64_STANDARD", "AL2_x86_64"))), lines=None),
-    row("endpoint-unreachable", "plan --env dev", 2, "unreachable",
+               stack_edit(BLUE, BLUE.replace("AL2023_x86_64_STANDARD", "AL2_x86_64")))),
+    several("aws-region-typo", "2 config problems", "aws:region: required but missing",
+        "aws:regoin: not a pulumi-aws setting", "did you mean aws:region?",
+        setup=stack_edit("aws:region: eu-west-1", "aws:regoin: eu-west-1")),
+    several("node-pools-empty", "eks-platform:node_pools: is empty", "add a pool",
+        "generations: {blue: {ami_type: AL2023_x86_64_STANDARD}}",
+        setup=replace_between("  eks-platform:node_pools:\n", "  # Cluster access", "  eks-platform:node_pools: {}\n")),
+    several("generations-empty", f"{GEN}.generations: is empty",
+        "e.g. blue: {ami_type: AL2023_x86_64_STANDARD}",
+        setup=replace_between("      generations:\n", "  # Cluster access", "      generations: {}\n")),
+    several("duplicate-keys-all-at-once", "3 config problems", f"{GEN}.max_size: given twice",
+        "eks-platform:network.cidr: given twice", f"{GEN}.generations.blue.ami_type: given twice",
+        setup=(stack_edit("max_size: 3", "max_size: 3\n      max_size: 4"),
+               stack_edit("cidr: 10.10.0.0/16", "cidr: 10.10.0.0/16\n    cidr: 10.20.0.0/16"),
+               stack_edit(BLUE, BLUE.replace("green:", "").rstrip() + "\n          ami_type: AL2_x86_64\n        green:"))),
+    several("endpoint-unreachable", "unreachable",
         setup=(stack_edit("endpoint_public_access: true", "endpoint_public_access: false"),
                stack_edit("endpoint_private_access: true", "endpoint_private_access: false"),
-               stack_edit("public_access_cidrs: [0.0.0.0/0]", "public_access_cidrs: []")), lines=None),
+               stack_edit("public_access_cidrs: [0.0.0.0/0]", "public_access_cidrs: []"))),
 ]
 
 TYPO_SECRET_SERVICE_ABSENT = ("shared",)  # the shared base has no ServiceAccount: never a secret's service
 
 TABLE = ARGUMENTS + [
     row(f"config-{name}", "plan --env dev", 2, *fragments, setup=stack_edit(old, new),
-        absent=TYPO_SECRET_SERVICE_ABSENT if name == "typo-secret-service" else ())
+        absent=PYDANTIC + (TYPO_SECRET_SERVICE_ABSENT if name == "typo-secret-service" else ()))
     for name, old, new, fragments in CONFIGS
 ] + SEVERAL
 

@@ -12,6 +12,7 @@ import pytest
 
 import infra.lint
 import infra.ops
+import infra.sections
 from infra.ops import errors
 from tests.support.cli import invoke, one_line_error
 
@@ -20,7 +21,7 @@ CONTRACT = (errors.Refused, errors.Failed, errors.Interrupted)
 
 def _engine_modules() -> list[str]:
     names = ["infra.config"]
-    for package in (infra.ops, infra.lint):
+    for package in (infra.ops, infra.lint, infra.sections):
         names += [info.name for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")]
     return sorted(names)
 
@@ -34,7 +35,7 @@ def _exceptions_defined_in(module_name: str) -> list[type[BaseException]]:
 def test_the_walk_sees_the_engines():
     """The walk below is only as good as what it finds: the packages' modules and their known error classes."""
     modules = _engine_modules()
-    assert {"infra.config", "infra.ops.secrets", "infra.ops.io.kube", "infra.ops.deploy.pipeline",
+    assert {"infra.config", "infra.sections.base", "infra.ops.secrets", "infra.ops.io.kube", "infra.ops.deploy.pipeline",
             "infra.lint.scaffold"} <= set(modules)
     found = {cls.__name__ for name in modules for cls in _exceptions_defined_in(name)}
     assert {"ConfigError", "SecretInputError", "KubeError", "DeployFailed", "ScaffoldError", "ToolFailure"} <= found

@@ -207,3 +207,18 @@ def test_a_local_action_path_must_name_an_action_of_this_repository(tmp_path):
     found = {(f.file, f.problem.split(" ")[0]) for f in ci_check.rules(Sources.of(root)) if f.rule == "local-uses"}
     assert found == {(".github/workflows/ci.yml", "$/.github/action/setup"),
                      (".github/workflows/cd.yml", "./.github/actions/deploy-servce")}
+
+
+def test_files_no_tool_can_read_are_findings_and_stay_out_of_the_tools(tmp_path):
+    """A workflow that is not UTF-8, or a directory named like one, is a `sources` finding; the tools check the
+    rest (a file they cannot read would crash them or hide every other finding)."""
+    root = scratch_repo(tmp_path)
+    workflows = root / ".github" / "workflows"
+    (workflows / "latin1.yml").write_bytes(b"name: caf\xe9\non: push\n")
+    (workflows / "folder.yaml").mkdir()
+    src = Sources.of(root)
+    assert not {"latin1.yml", "folder.yaml"} & {path.name for path in src.all()} and src.workflows
+    assert sorted((f.file, f.rule, f.problem) for f in src.unreadable) == [
+        (".github/workflows/folder.yaml", "sources", "is a directory named like a workflow file, so GitHub runs "
+                                                    "nothing from it"),
+        (".github/workflows/latin1.yml", "sources", "not UTF-8 text (byte 0xe9 at offset 9, line 1)")]

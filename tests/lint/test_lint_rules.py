@@ -349,3 +349,12 @@ def test_an_overlay_that_renders_nothing_fails_instead_of_passing_every_check(tm
     [finding] = run(root).findings
     assert (finding.rule, finding.resource, finding.failed) == ("render", "overlay dev", True)
     assert "renders no objects" in finding.problem
+
+
+def test_yamllint_names_a_file_that_is_not_utf8_and_skips_a_directory_named_like_yaml(tmp_path):
+    root = copy_tree(tmp_path)
+    (root / "base/api/notes.yaml").write_bytes(b"a: 1\nb: caf\xe9\n")
+    (root / "base/api/old.yaml").mkdir()
+    report = lint.run(root, checks=("yamllint",), versions=VERSIONS)
+    assert [(f.rule, f.file.rsplit("/", 1)[-1], f.problem) for f in report.findings] == [
+        ("yamllint/encoding", "notes.yaml", "not UTF-8 text (byte 0xe9 at offset 11, line 2)")]

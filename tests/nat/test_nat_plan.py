@@ -245,7 +245,7 @@ def test_none_mode_declares_no_egress():
     ({"instance_type": "t3.nano"}, "eks-platform:nat", "match them"),
     ({"probe_targets": ["ftp://x"]}, "eks-platform:nat.probe_targets", "tcp://host:port"),
     ({"probe_timeout_seconds": 5, "probe_interval_seconds": 2}, "eks-platform:nat", "probe_timeout_seconds"),
-    ({"failure_threshold": 0}, "eks-platform:nat.failure_threshold", "greater than or equal"),
+    ({"failure_threshold": 0}, "eks-platform:nat.failure_threshold", "must be from 1 to 10, got 0"),
     ({"probe_mode": "icmp"}, "eks-platform:nat.probe_mode", "echo"),
     ({"probe_echo_url": "ftp://x"}, "eks-platform:nat.probe_echo_url", "http(s)://host"),
     ({"probe_echo_url": ""}, "eks-platform:nat", "probe_mode: tcp"),

@@ -120,3 +120,28 @@ def test_previews_need_an_environment_of_their_own():
     assert "eks-platform:access.github" in message and "preview_environment 'infra-prod'" in message
     raw = _with("prod", "access", lambda access: access["github"].__setitem__("preview_environment", "pr-*"))
     assert "eks-platform:access.github.preview_environment" in _problems(raw, "prod")
+
+
+@pytest.mark.parametrize("change, key, words", [
+    (lambda a: a["admin_role_arns"].append(ADMIN), "admin_role_arns[1]", "listed twice (also admin_role_arns[0])"),
+    (lambda a: a["admin_role_arns"].append(ADMIN.replace("role/platform-admin", "role/ops/Platform-Admin")),
+     "admin_role_arns[1]", "path and case do not make it another role"),
+    (lambda a: a["role_mappings"].append({"role_arn": "arn:aws:iam::111111111111:role/x/developers", "username": "d",
+                                          "groups": ["g"]}), "role_mappings[1].role_arn", "maps"),
+    (lambda a: a["role_mappings"][0].__setitem__("role_arn", ADMIN.replace("role/", "role/team/")),
+     "role_mappings[0].role_arn", f"is the admin role {ADMIN} (admin_role_arns[0]) under another path"),
+    (lambda a: a.__setitem__("cluster_creator_arn", ADMIN.replace("platform-admin", "Platform-Admin")),
+     "cluster_creator_arn", "under another path or case"),
+])
+def test_one_iam_role_gets_one_entry_whatever_its_path_or_case(change, key, words):
+    """IAM role names are unique per account regardless of path and case, so two spellings are one principal:
+    EKS would refuse its second access entry (409) and aws-auth would map it twice."""
+    message = _problems(_with("dev", "access", change))
+    assert f"eks-platform:access.{key}: " in message and words in message, message
+
+
+def test_an_admin_listed_in_role_mappings_with_the_same_arn_is_one_principal():
+    """The mapping only gives the admin its username and groups (infra/components/access.py merges them)."""
+    def change(access):
+        access["role_mappings"].append({"role_arn": ADMIN, "username": "admin:{{SessionName}}", "groups": ["ops"]})
+    assert from_mapping("dev", _with("dev", "access", change)).access.role_mappings[-1].role_arn == ADMIN

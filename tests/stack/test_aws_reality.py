@@ -332,7 +332,7 @@ def test_a_principal_listed_twice_or_already_made_by_the_program_is_refused():
     raw = read_stack_file("dev")
     admin = "arn:aws:iam::111111111111:role/platform-admin"
     [issue] = _issues(_set(raw, "eks-platform:access", "admin_role_arns", [admin, admin]))
-    assert issue.startswith("eks-platform:access.admin_role_arns[1]: lists") and "409" in issue
+    assert issue.startswith("eks-platform:access.admin_role_arns[1]: ") and "listed twice" in issue and "409" in issue
     deployer = "arn:aws:iam::111111111111:role/eks-platform-dev-pulumi-deployer"
     [issue] = _issues(_set(raw, "eks-platform:access", "admin_role_arns", [admin, deployer]))
     assert "is the pulumi-deployer role this stack creates" in issue and "pulumi_deployer_cluster_admin" in issue

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import copy
 import typing
+from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from infra.config import ROOT, ConfigError, StackConfig, from_mapping, load_stack_config, read_stack_file
 
@@ -215,3 +216,130 @@ def test_log_shipper_retention_suggests_the_nearest_allowed_value(dev_raw):
 def test_a_public_endpoint_without_cidrs_is_not_silently_open_to_the_world(dev_raw):
     issues = _issues(_set(dev_raw, "eks-platform:cluster", "public_access_cidrs", []))
     assert any(i.startswith("eks-platform:cluster:") and "0.0.0.0/0" in i for i in issues), issues
+
+
+# pydantic's own sentences: every message a config can produce is said in the file's words instead.
+PYDANTIC = ("Input should", "after validation", "String should", "Field required", "Extra inputs", "Value error",
+            "should have", "Dictionary", "List should")
+ODD_VALUES = [None, True, "x", "", -1, 0, 10**9, 1.5, [], {}, [1], ["x"], {"a": 1}, {"a": "b"}, 1.3, [None], "a" * 3000,
+              ["x"] * 7, {f"g{i}": {} for i in range(4)}]
+
+
+def test_no_problem_of_any_field_is_said_in_pydantic_words():
+    """Every field of every section, given values YAML can hand over: each problem names the fix in plain words
+    (this is the whole list of pydantic error kinds the config can produce, fields added later included)."""
+    from infra.sections.messages import issues_of
+
+    models: set[type[BaseModel]] = set()
+    _models(StackConfig, models)
+    kinds, leaks = set(), []
+    for model in models:
+        for name in model.model_fields:
+            for value in ODD_VALUES:
+                try:
+                    model.model_validate({name: value})
+                except ValidationError as error:
+                    kinds |= {e["type"] for e in error.errors()}
+                    leaks += [f"{model.__name__}.{name}={value!r}: {issue.problem}"
+                              for issue in issues_of(error.errors(), model)
+                              if any(words in issue.problem for words in PYDANTIC)]
+    assert leaks == []
+    assert {"too_short", "too_long", "literal_error", "greater_than", "less_than_equal", "string_too_short",
+            "string_too_long", "missing", "extra_forbidden", "bool_type", "int_type"} <= kinds
+
+
+@pytest.mark.parametrize("section, path, value, key, words", [
+    (GEN, "general.disk_size_gib", 0, f"{GEN}.general.disk_size_gib", "must be from 20 to 2000, got 0"),
+    (GEN, "general.max_size", 0, f"{GEN}.general.max_size", "must be greater than 0 and at most 450, got 0"),
+    ("eks-platform:platform", "autoscaler.scale_down_utilization_threshold", 1.0,
+     "eks-platform:platform.autoscaler.scale_down_utilization_threshold",
+     "must be greater than 0 and less than 1, got 1.0"),
+    (GEN, "general.capacity_type", "spot", f"{GEN}.general.capacity_type",
+     "must be 'ON_DEMAND' or 'SPOT', got 'spot'; did you mean 'SPOT'?"),
+    ("eks-platform:network", "azs", [], "eks-platform:network.azs", "is empty; list the AZs"),
+    (GEN, "general.generations", {}, f"{GEN}.general.generations", "is empty; add the generation"),
+    ("eks-platform:access", "role_mappings.0.username", "u" * 129, "eks-platform:access.role_mappings[0].username",
+     "is 129 characters long, at most 128 allowed"),
+])
+def test_constraints_name_the_whole_range_and_what_to_write(dev_raw, section, path, value, key, words):
+    issues = _issues(_set(dev_raw, section, path, value))
+    assert any(i.startswith(f"{key}: {words}") for i in issues), issues
+
+
+def test_aws_settings_are_the_installed_providers():
+    """The pulumi-aws keys a typo is compared with are the pinned provider's (its config/vars.py)."""
+    import re
+
+    import pulumi_aws
+
+    from infra.config import AWS_SETTINGS
+
+    source = (Path(pulumi_aws.__file__).parent / "config" / "vars.py").read_text()
+    assert sorted(AWS_SETTINGS) == sorted(set(re.findall(r"__config__\.get\w*\('(\w+)'", source)))
+
+
+@pytest.mark.parametrize("key, words", [
+    ("aws:regoin", "not a pulumi-aws setting, so the provider never reads it; remove it or fix the spelling (did you "
+                   "mean aws:region?)"),
+    ("aws:profle", "did you mean aws:profile?"),
+    ("asw:region", "unknown namespace 'asw', so no one reads this key; did you mean aws:region?"),
+    ("region", "has no namespace, so the program never reads it; write it as namespace:name (did you mean "
+               "aws:region?)"),
+])
+def test_keys_outside_the_project_namespace_are_checked_too(dev_raw, key, words):
+    raw = {**copy.deepcopy(dev_raw), key: "eu-west-1"}
+    assert any(issue.startswith(f"{key}: ") and words in issue for issue in _issues(raw)), _issues(raw)
+
+
+def test_other_providers_keys_are_left_alone(dev_raw):
+    raw = {**copy.deepcopy(dev_raw), "kubernetes:context": "x", "aws:profile": "ops", "random:seed": 1}
+    assert from_mapping("dev", raw).region == "eu-west-1"
+
+
+def test_addon_hosts_are_not_judged_on_the_pools_that_validated(dev_raw):
+    """With the pool that hosts CoreDNS failing on its own, the pools left over would all look unable to host it:
+    that check waits for every pool, and only the real problem is reported."""
+    spare = {**copy.deepcopy(dev_raw[GEN]["general"]), "min_size": 0, "desired_size": 0}
+    raw = _set(_set(dev_raw, GEN, "spare", spare), GEN, "general.max_size", 0)
+    issues = _issues(raw)
+    assert [i.split(":", 2)[1] for i in issues] == ["node_pools.general.max_size"], issues
+
+
+def test_a_stack_file_that_is_not_utf8_names_the_byte_and_line(tmp_path):
+    text = (ROOT / "Pulumi.dev.yaml").read_bytes()
+    (tmp_path / "Pulumi.dev.yaml").write_bytes(text.replace(b"name: eks-dev", b"name: eks-d\xe9v"))
+    line = text[:text.index(b"name: eks-dev")].count(b"\n") + 1
+    with pytest.raises(ConfigError) as caught:
+        read_stack_file("dev", tmp_path)
+    offset = text.index(b"name: eks-dev") + len(b"name: eks-d")
+    assert str(caught.value) == (f"Pulumi.dev.yaml is not UTF-8 text (byte 0xe9 at offset {offset}, line {line}); "
+                                 f"save it as UTF-8")
+
+
+def test_every_duplicate_key_is_named_with_its_lines():
+    from ruamel.yaml import YAML
+
+    from infra.sections.source import duplicate_keys
+
+    text = ("config:\n  aws:region: a\n  eks-platform:access:\n    role_mappings:\n      - role_arn: x\n"
+            "        role_arn: y\n  aws:region: b\n  aws:region: c\n")
+    assert [str(issue) for issue in duplicate_keys(YAML(typ="safe").compose(text))] == [
+        "eks-platform:access.role_mappings[0].role_arn: given twice (lines 5 and 6); remove one",
+        "aws:region: given 3 times (lines 2, 7 and 8); keep one"]
+
+
+def test_a_committed_stack_file_is_checked_for_shape_only():
+    """An old revision's values need not pass today's checks; an empty pool or a generation without an AMI type
+    has nothing to compare, and a wrong shape names every key at once."""
+    from infra.sections.source import generation_amis
+
+    config = {"eks-platform:node_pools": {"general": {"generations": {"blue": {"ami_type": "AL2_x86_64"},
+                                                                      "green": None, "red": {}}},
+                                          "spare": None, "legacy": {"instance_types": ["m5.large"]}}}
+    assert generation_amis(config, "f") == {"general": {"blue": "AL2_x86_64"}, "spare": {}, "legacy": {}}
+    broken = {"eks-platform:node_pools": {"a": ["x"], "b": {"generations": "blue"}, "c": {"generations": {"g": 3}}}}
+    with pytest.raises(ConfigError) as caught:
+        generation_amis(broken, "Pulumi.dev.yaml at v1")
+    assert [issue.key for issue in caught.value.issues] == [
+        "eks-platform:node_pools.a", "eks-platform:node_pools.b.generations", "eks-platform:node_pools.c.generations.g"]
+    assert caught.value.render().startswith("Pulumi.dev.yaml at v1: 3 config problems:")

@@ -320,6 +320,19 @@ def write_file(path: str, text: str) -> Setup:
     return write
 
 
+def write_bytes(path: str, data: bytes, append: bool = True) -> Setup:
+    """A project file with raw bytes added at its end (or written whole): e.g. a Latin-1 byte in a UTF-8 file."""
+    def write(world: World) -> None:
+        target = world.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((target.read_bytes() if append and target.exists() else b"") + data)
+    return write
+
+
+def make_directory(path: str) -> Setup:
+    return lambda world: (world.root / path).mkdir(parents=True)
+
+
 def remove_file(path: str) -> Setup:
     return lambda world: (world.root / path).unlink()
 
@@ -377,16 +390,17 @@ def path_without(*commands: str) -> Setup:
     return strip
 
 
-def committed_on_branch(branch: str, path: str, text: str) -> Setup:
-    """A branch whose last commit has `path` with `text`, made beside HEAD: the working tree, the index and HEAD
-    stay as they were (later rows of the table see the same project)."""
+def committed_on_branch(branch: str, path: str, text: str | bytes) -> Setup:
+    """A branch whose last commit has `path` with `text` (bytes: exactly those), made beside HEAD: the working
+    tree, the index and HEAD stay as they were (later rows of the table see the same project)."""
     def commit(world: World) -> None:
         index = world.scratch / f"index-{branch}"
         env = {**os.environ, "GIT_INDEX_FILE": str(index)}
 
-        def git(*args: str, stdin: str | None = None) -> str:
-            return subprocess.run([*GIT, *args], cwd=world.root, env=env, input=stdin, check=True, text=True,
-                                  capture_output=True, timeout=60).stdout.strip()
+        def git(*args: str, stdin: str | bytes | None = None) -> str:
+            data = stdin.encode() if isinstance(stdin, str) else stdin
+            return subprocess.run([*GIT, *args], cwd=world.root, env=env, input=data, check=True,
+                                  capture_output=True, timeout=60).stdout.decode().strip()
         git("read-tree", "HEAD")
         blob = git("hash-object", "-w", "--stdin", stdin=text)
         git("update-index", "--cacheinfo", f"100644,{blob},{path}")

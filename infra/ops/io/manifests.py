@@ -76,7 +76,7 @@ def kustomize(directory: Path) -> str:
     """`kubectl kustomize DIR` output, or RenderError with kustomize's message."""
     try:
         done = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True,
-                              timeout=RENDER_TIMEOUT_S, check=False)
+                              errors="replace", timeout=RENDER_TIMEOUT_S, check=False)
     except FileNotFoundError:
         raise RenderError("kubectl is not on PATH; install kubectl (it bundles kustomize)") from None
     if done.returncode != 0:
