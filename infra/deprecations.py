@@ -103,11 +103,11 @@ def check(obj: Mapping[str, Any], target: KubeVersion) -> ApiFinding | None:
     row = lookup(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
     if row is None or row.deprecated_in > target:
         return None
-    removed = row.removed_in is not None and row.removed_in <= target
+    removed_in = row.removed_in if row.removed_in is not None and row.removed_in <= target else None
     meta = obj.get("metadata") or {}
     return ApiFinding(kind=row.kind, name=str(meta.get("name", "?")), namespace=meta.get("namespace"),
-                      api_version=row.api_version, removed=removed,
-                      since=row.removed_in if removed else row.deprecated_in, target=target,
+                      api_version=row.api_version, removed=removed_in is not None,
+                      since=row.deprecated_in if removed_in is None else removed_in, target=target,
                       replacement=row.replacement)
 
 

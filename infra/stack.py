@@ -102,7 +102,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         "ecrRepositories": registry.urls,
     }
     if edge is not None:
-        outputs.update({"edgeCertificateArn": edge.certificate_arn, "edgeHostnames": dict(cfg.edge.hostnames),
+        outputs.update({"edgeCertificateArn": edge.certificate_arn, "edgeHostnames": dict(edge.edge.hostnames),
                         "loadBalancerControllerRoleArn": edge.controller_role.arn})
     for key, value in outputs.items():
         pulumi.export(key, value)

@@ -55,7 +55,7 @@ def deploy(c, service, env=None, tag=None, allow_dirty=False, dry_run=False, no_
                             public_host=cfg.edge.hostnames.get(service) if cfg.edge else None)
     reporter = Reporter.for_terminal(json_logs)
     result = Deploy(kube, request, reporter=reporter).run()
-    if dry_run:
+    if isinstance(result, list):  # --dry-run: the diff lines
         print("\n".join(result) if result else f"no changes: {service} in {env} is already what the overlay renders")
         print("dry run: nothing applied")
         return

@@ -33,7 +33,7 @@ def nat_status(c, env=None, json_=False):
     "take_over": "take the rotation lock from a holder you know is gone (a killed process, a lost laptop); with "
                  "--abort, to give up that holder's rotation"})
 def nat_rotate(c, env=None, dry_run=False, timeout=None, abort=False, take_over=False):
-    """Replace both NAT instances one at a time with no egress gap; rerun (from any machine) to resume.
+    """Replace both NAT instances one at a time; each route move breaks its open flows. Rerun to resume.
 
     Per instance: park its routes on the other one, `pulumi up --target/--replace` it, wait for the new
     instance to pass status checks, move its route tables back one at a time. One rotation per stack at a

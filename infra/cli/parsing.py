@@ -33,7 +33,7 @@ def install(program_class: Any = None) -> None:
     from invoke.exceptions import Exit, ParseError
     from invoke.program import Program
 
-    cls = program_class or Program
+    cls: type[Any] = program_class or Program  # Any: its methods are replaced below, which mypy forbids on Program
     if getattr(cls.parse_tasks, _WRAPPED, False):
         return
     parse_tasks, parse_cleanup = cls.parse_tasks, cls.parse_cleanup
@@ -89,7 +89,7 @@ def line(error: Exception, program: Any = None) -> str:
     eaten = [arg.value for arg in getattr(context, "positional_args", ()) if str(arg.value or "").startswith("-")]
     if eaten and eaten[0] not in ("-h", "--help"):  # an unknown option filled a positional, so a later token was extra
         token = eaten[0]
-    if task is None:
+    if task is None or context is None:  # a task name comes from a parser context: both or neither
         if token.startswith("-"):
             return f"error: unknown option {token}; see `invoke --help`"
         names = sorted(getattr(getattr(program, "parser", None), "contexts", None) or ())

@@ -17,7 +17,7 @@ import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from infra.components import iam
-from infra.config import ADMIN_GROUP, StackConfig, app_namespace, without_path
+from infra.config import ADMIN_GROUP, GitHubConfig, StackConfig, app_namespace, without_path
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 STS_AUDIENCE = "sts.amazonaws.com"
@@ -143,7 +143,7 @@ class Access(pulumi.ComponentResource):
         self.pulumi_previewer_role_arn: pulumi.Output[str] | None = None
         if access.github:
             github = access.github
-            provider_arn = self._github_provider(name, cfg, args.tags)
+            provider_arn = self._github_provider(name, github, args.tags)
             ci_role = self._role(f"{name}-ci-deployer", f"eks-platform-{cfg.env}-ci-deployer", provider_arn,
                                  github.subject(github.deploy_environment),
                                  account.apply(lambda acct: ci_deployer_policy(acct, cfg.region, cfg.cluster.name,
@@ -199,9 +199,8 @@ class Access(pulumi.ComponentResource):
                               description="permissions boundary (ceiling, not a grant) of eks-platform roles",
                               tags={**self.tags, iam.PURPOSE_TAG: iam.BOUNDARY}, opts=self._child)
 
-    def _github_provider(self, name: str, cfg: StackConfig, tags: dict[str, str]) -> pulumi.Input[str]:
+    def _github_provider(self, name: str, github: GitHubConfig, tags: dict[str, str]) -> pulumi.Input[str]:
         """GitHub's OIDC provider is one per account: reuse the configured one when another stack owns it."""
-        github = cfg.access.github
         if github.oidc_provider_arn:
             return github.oidc_provider_arn
         provider = aws.iam.OpenIdConnectProvider(

@@ -11,7 +11,9 @@ Add-on versions come from config so a version upgrade moves them deliberately, s
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -98,7 +100,7 @@ class Cluster(pulumi.ComponentResource):
             create_oidc_provider=True,
             encryption_config_key_arn=self.secrets_key.arn,
             enabled_cluster_log_types=list(cfg.log_types),
-            authentication_mode=args.authentication_mode,
+            authentication_mode=eks.AuthenticationMode(args.authentication_mode),
             role_mappings=args.role_mappings,
             deletion_protection=cfg.deletion_protection,
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=cfg.upgrade_policy),
@@ -135,7 +137,7 @@ class Cluster(pulumi.ComponentResource):
         self.node_addons: list[aws.eks.Addon] = []
         self.register_outputs({"name": cfg.name, "endpoint": self.endpoint})
 
-    def add_node_addons(self, node_groups: list[pulumi.Resource]) -> list[aws.eks.Addon]:
+    def add_node_addons(self, node_groups: Sequence[pulumi.Resource]) -> list[aws.eks.Addon]:
         """coredns and aws-ebs-csi-driver, once the node groups that will run their pods exist."""
         roles = {"aws-ebs-csi-driver": self.ebs_csi_role.arn}
         policies = {"aws-ebs-csi-driver": [self._ebs_csi_policy]}  # the controller starts with its permissions
@@ -159,7 +161,7 @@ class Cluster(pulumi.ComponentResource):
 
 def _endpoint_of(kubeconfig: object) -> str:
     """The API server URL inside the generated kubeconfig (a plain output, unlike resource refs)."""
-    document = json.loads(kubeconfig) if isinstance(kubeconfig, str) else kubeconfig
+    document: Any = json.loads(kubeconfig) if isinstance(kubeconfig, str) else kubeconfig  # any shape: caught below
     try:
         return document["clusters"][0]["cluster"]["server"]
     except (KeyError, IndexError, TypeError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pulumi
@@ -80,6 +81,11 @@ def _field(option: Any, name: str) -> str:
     return str(getattr(option, name))
 
 
+def _option_for(host: str, options: list[Any]) -> Any:
+    """The certificate's domain validation option for `host`."""
+    return next(o for o in options if _field(o, "domain_name") == host)
+
+
 class Edge(pulumi.ComponentResource):
     """One stack's public edge; `certificate_arn` is the validated certificate the class serves."""
 
@@ -97,7 +103,8 @@ class Edge(pulumi.ComponentResource):
         self.controller = self._controller(name, after)
         in_crds = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.controller])
         self.class_params = self._class_params(name, in_crds)
-        self.ingress_class = k8s.networking.v1.IngressClass(
+        # pulumi-kubernetes' *ArgsDict stubs want snake_case keys; camelCase works as-is (pulumi/pulumi#16646)
+        self.ingress_class = k8s.networking.v1.IngressClass(  # type: ignore[call-overload]
             f"{name}-class", metadata={"name": INGRESS_CLASS,
                                        "annotations": {"ingressclass.kubernetes.io/is-default-class": "false"}},
             spec={"controller": INGRESS_CONTROLLER, "parameters": {
@@ -121,8 +128,7 @@ class Edge(pulumi.ComponentResource):
             tags={**self.args.tags, "Name": f"{self.args.config.cluster.name}-edge"}, opts=child)
         records = []
         for service, host in self.edge.hostnames.items():
-            option = cert.domain_validation_options.apply(
-                lambda options, host=host: next(o for o in options if _field(o, "domain_name") == host))
+            option = cert.domain_validation_options.apply(partial(_option_for, host))
             records.append(aws.route53.Record(
                 f"{name}-validation-{service}", zone_id=self.edge.zone_id, allow_overwrite=True, ttl=300,
                 name=option.apply(lambda o: _field(o, "resource_record_name")),

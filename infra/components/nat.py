@@ -170,10 +170,10 @@ class Nat(pulumi.ComponentResource):
             template = self._template()
             self._addresses()
             self._probes()
-            ready = self._failover()
+            failover, topic, ready = self._failover()
             self._groups(template, ready)
-            self._schedule()
-            self._alarms()
+            self._schedule(failover)
+            self._alarms(topic)
             # The launch hook creates the default routes before a group's instance enters service, and a
             # group is created only when its instance is in service: depending on the groups is depending on egress.
             self.routes = list(self.groups.values())
@@ -301,8 +301,9 @@ class Nat(pulumi.ComponentResource):
                 vpc_config=aws.lambda_.FunctionVpcConfigArgs(subnet_ids=[subnet.id], security_group_ids=[group.id]),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[logs]))
 
-    def _failover(self) -> list[pulumi.Resource]:
-        """The failover function and its event triggers; returns what a NAT group needs before its first launch."""
+    def _failover(self) -> tuple[aws.lambda_.Function, aws.sns.Topic, list[pulumi.Resource]]:
+        """The failover function and its event triggers; returns them and what a NAT group needs before its first
+        launch."""
         cfg, nat = self.args.config, self.args.config.nat
         identity, partition = aws.get_caller_identity_output(), aws.get_partition_output()
         self.topic_key = aws.kms.Key(
@@ -376,30 +377,32 @@ class Nat(pulumi.ComponentResource):
         for kind, pattern in patterns.items():
             rule = aws.cloudwatch.EventRule(f"{self.name}-{kind}", name=f"{self.stack}-nat-{kind}",
                                             event_pattern=json.dumps(pattern), tags=self.args.tags, opts=self._child)
-            ready += self._target(kind, rule, max_age=HOOK_TIMEOUT_S - 10 if kind == "launch" else 300, retries=3)
-        return ready
+            ready += self._target(kind, rule, self.failover, max_age=HOOK_TIMEOUT_S - 10 if kind == "launch" else 300,
+                                  retries=3)
+        return self.failover, self.topic, ready
 
-    def _target(self, kind: str, rule: aws.cloudwatch.EventRule, max_age: int, retries: int) -> list[pulumi.Resource]:
+    def _target(self, kind: str, rule: aws.cloudwatch.EventRule, failover: aws.lambda_.Function, max_age: int,
+                retries: int) -> list[pulumi.Resource]:
         target = aws.cloudwatch.EventTarget(
-            f"{self.name}-{kind}", rule=rule.name, arn=self.failover.arn,
+            f"{self.name}-{kind}", rule=rule.name, arn=failover.arn,
             retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(maximum_event_age_in_seconds=max_age,
                                                                    maximum_retry_attempts=retries),
             opts=self._child)
         permission = aws.lambda_.Permission(f"{self.name}-{kind}", action="lambda:InvokeFunction",
-                                            function=self.failover.name, principal="events.amazonaws.com",
+                                            function=failover.name, principal="events.amazonaws.com",
                                             source_arn=rule.arn, opts=self._child)
         return [target, permission]
 
-    def _schedule(self) -> None:
+    def _schedule(self, failover: aws.lambda_.Function) -> None:
         """The once-a-minute probe loop, started only once the groups' instances are in service."""
         rule = aws.cloudwatch.EventRule(f"{self.name}-schedule", name=f"{self.stack}-nat-schedule",
                                         schedule_expression="rate(1 minute)", tags=self.args.tags,
                                         opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.groups.values())))
-        self._target("schedule", rule, max_age=60, retries=0)
+        self._target("schedule", rule, failover, max_age=60, retries=0)
 
-    def _alarms(self) -> None:
+    def _alarms(self, events: aws.sns.Topic) -> None:
         """Fleet health from the Lambda's metrics, probes that cannot judge, AWS trouble, Lambda errors."""
-        topic, nat, stack = [self.topic.arn], self.args.config.nat, {"Stack": self.stack}
+        topic, nat, stack = [events.arn], self.args.config.nat, {"Stack": self.stack}
         function_name = f"{self.stack}-nat-failover"
 
         def alarm(suffix: str, description: str, resource: str | None = None, **spec) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pulumi
@@ -94,10 +95,12 @@ class Platform(pulumi.ComponentResource):
             f"{name}-identity", metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
             data=identity_of(self.args.config), opts=self.k8s_opts)
         meta = {"name": READER, "namespace": NAMESPACE, "labels": LABELS}
-        reader = k8s.rbac.v1.Role(f"{name}-identity-reader", metadata=meta, rules=[{
+        # pulumi-kubernetes' *ArgsDict stubs want snake_case keys; camelCase works as-is (pulumi/pulumi#16646)
+        reader = k8s.rbac.v1.Role(f"{name}-identity-reader", metadata=meta, rules=[{  # type: ignore[call-overload]
             "apiGroups": [""], "resources": ["configmaps"], "resourceNames": [NAME], "verbs": ["get"]}],
             opts=self.k8s_opts)
-        k8s.rbac.v1.RoleBinding(
+        # pulumi-kubernetes' *ArgsDict stubs want snake_case keys; camelCase works as-is (pulumi/pulumi#16646)
+        k8s.rbac.v1.RoleBinding(  # type: ignore[call-overload]
             f"{name}-identity-reader", metadata=meta,
             role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": READER},
             subjects=[{"kind": "Group", "name": READERS_GROUP, "apiGroup": "rbac.authorization.k8s.io"}],
@@ -164,7 +167,8 @@ class Platform(pulumi.ComponentResource):
                                       "persistentvolumeclaims": str(quota.persistent_volume_claims),
                                       "services.loadbalancers": str(quota.services_load_balancers)}},
                                   opts=in_ns)
-        k8s.core.v1.LimitRange(f"{name}-limits-{namespace}", metadata={"name": "container-defaults",
+        # pulumi-kubernetes' *ArgsDict stubs want snake_case keys; camelCase works as-is (pulumi/pulumi#16646)
+        k8s.core.v1.LimitRange(f"{name}-limits-{namespace}", metadata={"name": "container-defaults",  # type: ignore[call-overload]
                                                                         "namespace": namespace},
                                spec={"limits": [{
                                    "type": "Container",
@@ -174,7 +178,8 @@ class Platform(pulumi.ComponentResource):
                                    "max": {"cpu": limits.max_cpu, "memory": limits.max_memory}}]},
                                opts=in_ns)
         # The services' own policies deny all ingress but their callers; scraping is the platform's business.
-        k8s.networking.v1.NetworkPolicy(
+        # pulumi-kubernetes' *ArgsDict stubs want snake_case keys; camelCase works as-is (pulumi/pulumi#16646)
+        k8s.networking.v1.NetworkPolicy(  # type: ignore[call-overload]
             f"{name}-allow-scrape-{namespace}", metadata={"name": "allow-prometheus-scrape", "namespace": namespace},
             spec={"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{
                 "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}},
@@ -238,8 +243,7 @@ class Platform(pulumi.ComponentResource):
         tags = []
         for (pool_name, pool, generation, az), group in zip(declared, self.args.node_groups, strict=True):
             group_name = f"{pool_name}-{generation}-{az[-1]}"
-            asg = pulumi.Output.all(group.node_group_name, group.resources).apply(
-                lambda found, expected=group_name: autoscaling_group_of(expected, *found))
+            asg = pulumi.Output.all(group.node_group_name, group.resources).apply(partial(_group_of, group_name))
             for key, value in discovery_tags(cfg.cluster.name, pool_name, generation, az, pool).items():
                 if key.startswith(TEMPLATE):
                     slug = key.removeprefix(f"{TEMPLATE}/").replace("/", "-").replace(".", "-")
@@ -274,6 +278,11 @@ class Platform(pulumi.ComponentResource):
             "priorityClassName": PLATFORM_PRIORITY,
             "tolerations": [{"operator": "Exists"}],
         }, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[group])))
+
+
+def _group_of(expected: str, found: list[Any]) -> str:
+    """`autoscaling_group_of` over Output.all's [node_group_name, resources]."""
+    return autoscaling_group_of(expected, *found)
 
 
 def autoscaling_group_of(expected: str, node_group_name: str, resources: Any) -> str:

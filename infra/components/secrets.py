@@ -254,7 +254,8 @@ class Secrets(pulumi.ComponentResource):
         cfg = args.config
         opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=args.depends_on)
         for service, ports in database_ports(cfg).items():
-            k8s.networking.v1.NetworkPolicy(
+            # pulumi-kubernetes' *ArgsDict stubs want snake_case keys; camelCase works as-is (pulumi/pulumi#16646)
+            k8s.networking.v1.NetworkPolicy(  # type: ignore[call-overload]
                 f"{name}-{service}-database-egress",
                 metadata={"name": f"{service}-database-egress", "namespace": self.namespace,
                           "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": service}},

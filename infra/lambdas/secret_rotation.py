@@ -156,7 +156,11 @@ def _database(metadata: dict, sm, arn: str, token: str) -> tuple | None:
         raise RotationError(f"{arn} has no current value to rotate from; store the real login with "
                             f"`invoke secrets.set` first")
     current = json.loads(current_text)
-    pending = json.loads(_value(sm, arn, VersionId=token, VersionStage=PENDING))
+    pending_text = _value(sm, arn, VersionId=token, VersionStage=PENDING)
+    if pending_text is None:
+        raise RotationError(f"{arn} version {token} has no pending value (createSecret puts it); rotate the "
+                            f"secret again")
+    pending = json.loads(pending_text)
     return TARGETS[pending.get("engine", "postgres")](pending, tags.get(DB_TAGS["tls"], "verify-full")), current, pending
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import kubernetes_validate.utils
@@ -18,9 +19,10 @@ from yamllint.config import YamlLintConfig
 
 from infra import deprecations
 from infra.lint import checkov as checkov_scan
-from infra.lint import edge_rules, workload_rules
+from infra.lint import edge_rules, secret_rules, workload_rules
 from infra.lint.edge_rules import EdgeFacts
 from infra.lint.findings import ERROR, WARNING, Finding
+from infra.lint.secret_rules import SecretFacts
 from infra.ops.errors import Refused
 from infra.ops.io import manifests
 from infra.ops.io.manifests import Manifest
@@ -77,30 +79,42 @@ def select(only: Sequence[str] = (), skip: Sequence[str] = (), known: Sequence[s
     return chosen
 
 
-def stack_versions(overlays: Sequence[str]) -> dict[str, KubeVersion | str]:
-    """Overlay -> the Kubernetes version of the stack of the same name, or why it could not be read."""
+def stack_configs(overlays: Sequence[str]) -> dict[str, Any]:
+    """Overlay -> the config of the stack of the same name, or why it could not be read (a str)."""
     from infra.config import ConfigError, load_stack_config
 
-    versions: dict[str, KubeVersion | str] = {}
+    configs: dict[str, Any] = {}
     for overlay in overlays:
         try:
-            versions[overlay] = KubeVersion.parse(load_stack_config(overlay).cluster.version)
+            configs[overlay] = load_stack_config(overlay)
         except (ConfigError, FileNotFoundError, ValueError) as error:
+            configs[overlay] = str(error).splitlines()[0]
+    return configs
+
+
+def stack_versions(configs: Mapping[str, Any]) -> dict[str, KubeVersion | str]:
+    """Overlay -> the Kubernetes version of the stack of the same name, or why it could not be read."""
+    versions: dict[str, KubeVersion | str] = {}
+    for overlay, config in configs.items():
+        try:
+            versions[overlay] = config if isinstance(config, str) else KubeVersion.parse(config.cluster.version)
+        except ValueError as error:
             versions[overlay] = str(error).splitlines()[0]
     return versions
 
 
-def stack_edges(overlays: Sequence[str]) -> dict[str, EdgeFacts]:
-    """Overlay -> what the stack of the same name serves publicly; an unreadable stack is left unknown."""
-    from infra.config import ConfigError, load_stack_config
+def stack_edges(configs: Mapping[str, Any]) -> dict[str, EdgeFacts]:
+    """Overlay -> what the stack of the same name serves publicly; an unreadable stack is left unknown
+    (stack-config reports it where versions are read)."""
+    return {overlay: edge_rules.UNKNOWN if isinstance(config, str) else EdgeFacts.of(config.edge, f"Pulumi.{overlay}.yaml")
+            for overlay, config in configs.items()}
 
-    edges = {}
-    for overlay in overlays:
-        try:
-            edges[overlay] = EdgeFacts.of(load_stack_config(overlay).edge, f"Pulumi.{overlay}.yaml")
-        except (ConfigError, FileNotFoundError, ValueError):
-            edges[overlay] = edge_rules.UNKNOWN  # stack-config reports it where versions are read
-    return edges
+
+def stack_secrets(configs: Mapping[str, Any]) -> dict[str, SecretFacts]:
+    """Overlay -> the secret keys the stack of the same name declares per service; unreadable: unknown."""
+    return {overlay: secret_rules.UNKNOWN if isinstance(config, str)
+            else SecretFacts.of(config.secrets, f"Pulumi.{overlay}.yaml")
+            for overlay, config in configs.items()}
 
 
 def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
@@ -115,10 +129,12 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
                                        "add an overlay per environment"))
         report.findings += policy(say) if "policy" in checks else []
         return report
-    if versions is None:  # reading the stack files is needed only by the version-aware checks
-        versions = stack_versions(overlays) if {"schema", "deprecations"} & set(checks) else {}
+    configs = stack_configs(overlays) if {"schema", "deprecations", "rules"} & set(checks) else {}
+    if versions is None:  # reading the stack files is needed only by the version-aware checks and the rules
+        versions = stack_versions(configs) if {"schema", "deprecations"} & set(checks) else {}
     versions = dict(versions)
-    edges = dict(edges) if edges is not None else stack_edges(overlays) if "rules" in checks else {}
+    edges = dict(edges) if edges is not None else stack_edges(configs) if "rules" in checks else {}
+    secrets = stack_secrets(configs) if "rules" in checks else {}
     rendered: dict[str, list[Manifest]] = {}
     if {"render", "schema", "deprecations", "rules", "checkov"} & set(checks):
         say(f"rendering {', '.join(overlays)}")
@@ -155,6 +171,7 @@ def run(k8s_root: Path = manifests.K8S_ROOT, checks: Sequence[str] = CHECKS,
             report.findings += deprecated_apis(objects, version)
         if "rules" in checks:
             report.findings += workload_rules.check(objects, edges.get(overlay, edge_rules.UNKNOWN))
+            report.findings += secret_rules.check(objects, secrets.get(overlay, secret_rules.UNKNOWN))
     if "dockerfiles" in checks:
         say("hadolint")
         report.findings += dockerfiles(k8s_root.parent.parent / "services")

@@ -54,7 +54,7 @@ def _snake(name: str) -> str:
 def cloudwatch_metrics() -> set[str]:
     """Prometheus names the CloudWatch exporter produces: <namespace>_<metric>_<statistic>, snake case."""
     config = _yaml(HERE / "cloudwatch-exporter.yaml")
-    names = set()
+    names: set[str] = set()
     for metric in config["metrics"]:
         base = re.sub(r"[^a-zA-Z0-9_]", "_", f"{metric['aws_namespace'].lower()}_{_snake(metric['aws_metric_name'])}")
         names.update(f"{base}_{statistic.lower()}" for statistic in metric["aws_statistics"])

@@ -22,6 +22,7 @@ from pulumi_policy import (
     ResourceValidationArgs,
     ResourceValidationPolicy,
     StackValidationArgs,
+    StackValidationPolicy,
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
@@ -97,9 +98,11 @@ def evaluate(resources: Sequence[PlannedResource], policies: Iterable[Policy] | 
                 args = ResourceValidationArgs(resource.type, _props(resource), resource.urn, resource.name,
                                               _options(resource), None, config.get(policy.name))
                 policy.validate(args, reporter(policy, resource.urn))
-        else:
+        elif isinstance(policy, StackValidationPolicy):
             stack = stack if stack is not None else _stack(resources)
             policy.validate(StackValidationArgs(stack, config.get(policy.name)), reporter(policy, ""))
+        else:  # pulumi_policy.Policy is abstract: the analyzer runs only these two kinds
+            raise TypeError(f"policy {policy.name} is neither a ResourceValidationPolicy nor a StackValidationPolicy")
     return sorted(violations, key=lambda v: (not v.mandatory, v.policy, v.resource, v.message))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -33,11 +33,11 @@ ResourceCheck = Callable[[Mapping[str, Any], ResourceValidationArgs], Iterable[s
 StackCheck = Callable[[Sequence[PolicyResource]], Iterable[tuple[str | None, str]]]
 
 
-def is_map(value: Any) -> bool:
+def is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
     return isinstance(value, Mapping)
 
 
-def is_list(value: Any) -> bool:
+def is_list(value: Any) -> TypeGuard[Sequence[Any]]:
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 

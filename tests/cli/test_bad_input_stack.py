@@ -165,7 +165,7 @@ CONFIGS = [
      ("eks-platform:nodepools", "did you mean eks-platform:node_pools")),
     ("config-map-missing", "config:\n", "conf:\n", ("config", "add it")),
     ("yaml-broken-indent", "  aws:region: eu-west-1\n", " aws:region: eu-west-1\n", ("not valid YAML",)),
-    ("typo-secret-service", "      worker:\n        queue-token:", "      wroker:\n        queue-token:",
+    ("typo-secret-service", "      worker:\n        database:", "      wroker:\n        database:",
      ("eks-platform:secrets.services.wroker", "worker")),
 ]
 
@@ -189,7 +189,7 @@ SEVERAL = [
                stack_edit("min_size: 1", "min_size: 4")), lines=None),
     row("cross-section-secrets-behind-pools", "plan --env dev", 2, "2 config problems",
         "eks-platform:secrets.services.wroker", GEN,
-        setup=(stack_edit("      worker:\n        queue-token:", "      wroker:\n        queue-token:"),
+        setup=(stack_edit("      worker:\n        database:", "      wroker:\n        database:"),
                stack_edit("min_size: 1", "min_size: 4")), lines=None),
     row("min-size-true-beside-cidr", "plan --env dev", 2, "2 config problems", f"{GEN}.min_size",
         "eks-platform:network.cidr",

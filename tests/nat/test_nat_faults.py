@@ -511,6 +511,19 @@ def test_the_drill_refuses_unless_everything_is_at_home_and_its_plan_changes_not
     assert world.describe(world.instances["eu-west-1a"])["State"]["Name"] == "running"
 
 
+def test_the_drill_refuses_a_table_whose_home_az_has_no_instance_left(aws):
+    """A third NAT AZ whose instance is gone (terminated, not yet replaced): its table cannot be at home, and the
+    drill says so in one line instead of failing on the missing instance."""
+    world = build(3)
+    outputs = drill_outputs(world)
+    outputs["natRouteHomes"]["eu-west-1c"] = "eu-west-1c"
+    drill = Drill(DrillTarget.from_outputs("dev", outputs), world.ec2, boto3.client("autoscaling", region_name=REGION),
+                  WorldProbe(world), policy=POLICY)
+    with pytest.raises(DrillRefused, match=f"route tables {world.by_az['eu-west-1c']} are not at home"):
+        drill.plan()
+    assert world.describe(world.instances["eu-west-1a"])["State"]["Name"] == "running"
+
+
 @pytest.mark.parametrize(("args", "code", "fragment"), [
     (["--help"], 0, "--dry-run"),
     (["--env", "dev", "--fault", "melt"], 2, "--fault 'melt' is not a drill; use one of: stop, blackhole"),

@@ -215,3 +215,25 @@ def test_verify_full_refuses_a_server_whose_certificate_it_cannot_check(tls_post
     login = {"host": tls_postgres.host, "port": tls_postgres.port, "dbname": "api", "username": "api"}
     assert secret_rotation.Postgres(login, "require").can_login(REAL)
     assert not secret_rotation.Postgres(login, "verify-full").can_login(REAL), "self-signed: must not be trusted"
+
+
+def test_a_database_step_without_a_pending_value_refuses_in_one_line():
+    """Secrets Manager stages the token before createSecret puts its value: a setSecret reaching a token with no
+    value (createSecret failed, or the step was invoked by hand) says so instead of failing on json.loads(None).
+    Secrets Manager answers through botocore's Stubber: moto cannot stage a version without a value."""
+    from botocore.stub import Stubber
+
+    sm = boto3.client("secretsmanager", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    arn, token = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:eks-platform/dev/api/database-AbCdEf", "t" * 36
+    stub = Stubber(sm)
+    stub.add_response("describe_secret", {
+        "ARN": arn, "RotationEnabled": True, "Tags": [{"Key": "eks-platform:kind", "Value": "database"}],
+        "VersionIdsToStages": {"v" * 36: ["AWSCURRENT"], token: ["AWSPENDING"]}}, {"SecretId": arn})
+    login = {"host": "db.internal", "port": 5432, "dbname": "api", "username": "api", "password": REAL}
+    stub.add_response("get_secret_value", {"ARN": arn, "SecretString": json.dumps(login)},
+                      {"SecretId": arn, "VersionStage": "AWSCURRENT"})
+    stub.add_client_error("get_secret_value", service_error_code="ResourceNotFoundException", http_status_code=400,
+                          expected_params={"SecretId": arn, "VersionId": token, "VersionStage": "AWSPENDING"})
+    with stub, pytest.raises(RotationError, match=f"version {token} has no pending value"):
+        handler({"Step": "setSecret", "SecretId": arn, "ClientRequestToken": token}, None, sm=sm)
+    stub.assert_no_pending_responses()

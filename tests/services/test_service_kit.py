@@ -64,7 +64,7 @@ def test_settings_secrets_and_the_shutdown_deadline(monkeypatch, tmp_path):
     monkeypatch.setenv("PORT", "http")
     with pytest.raises(settings.SettingError, match="PORT='http' is not a number"):
         settings.port(8080)
-    secret = tmp_path / "database-url"
+    secret = tmp_path / "database"
     secret.write_text("postgresql://u@db/x\n")
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("DATABASE_URL_FILE", str(secret))
@@ -82,3 +82,29 @@ def test_settings_secrets_and_the_shutdown_deadline(monkeypatch, tmp_path):
     assert before + 9 <= shutdown.deadline <= after + 9 and not shutdown.forced.is_set()  # grace less the margin
     shutdown.request()
     assert shutdown.forced.is_set() and shutdown.expired  # a second signal means now
+
+
+def test_a_database_secret_is_a_url_or_the_platform_s_json_login(monkeypatch, tmp_path):
+    """The mounted `database` key holds what Secrets Manager holds (the rotation Lambda's JSON login): the service
+    turns it into a libpq connection string, TLS on, and reads it again at each connect (a rotated password)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    secret = tmp_path / "database"
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL_FILE", str(secret))
+    secret.write_text("postgresql://u@db/x")
+    assert settings.database() == "postgresql://u@db/x"
+    login = {"engine": "postgres", "host": "api-db.dev.internal", "port": 5432, "dbname": "api",
+             "username": "worker", "password": "p w'd"}
+    secret.write_text(json.dumps(login))
+    assert conninfo_to_dict(settings.database()) == {"host": "api-db.dev.internal", "port": "5432", "dbname": "api",
+                                                     "user": "worker", "password": "p w'd", "sslmode": "require"}
+    secret.write_text(json.dumps({**login, "password": "rotated", "tls": "verify-full"}))
+    assert conninfo_to_dict(settings.database())["password"] == "rotated"
+    assert conninfo_to_dict(settings.database())["sslmode"] == "verify-full"
+    secret.write_text(json.dumps({**login, "password": ""}))
+    with pytest.raises(settings.SettingError, match="lacks password"):
+        settings.database()
+    secret.write_text("{not json")
+    with pytest.raises(settings.SettingError, match="neither a URL nor a JSON database login"):
+        settings.database()

@@ -149,8 +149,10 @@ def test_rotation_lambda_may_touch_only_generated_secrets(plans):
     (policy,) = [p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy") if p.name == "secrets-rotation"]
     statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
     arns = plan.outputs["secretArns"]
-    assert statements["RotateGeneratedSecrets"]["Resource"] == sorted([arns["api"]["database"],
-                                                                       arns["api"]["session-key"]])
+    generated = [arns[service][key] for service, key, spec in load_stack_config("prod").secrets.entries()
+                 if spec.kind != "external"]
+    assert "worker" in str(generated) and arns["worker"]["queue-token"] not in generated  # both kinds are there
+    assert statements["RotateGeneratedSecrets"]["Resource"] == sorted(generated)
     assert "secretsmanager:DeleteSecret" not in statements["RotateGeneratedSecrets"]["Action"]
 
 
@@ -183,10 +185,12 @@ def test_database_egress_follows_the_configured_port(plans):
     raw = copy.deepcopy(read_stack_file("dev"))
     raw["eks-platform:secrets"]["services"]["api"]["database"]["database"]["port"] = 6432  # e.g. PgBouncer
     plan = plan_config(from_mapping("dev", raw), raw)
-    (policy,) = _mine(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
-    assert policy.inputs["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 6432}]
+    ports = {p.inputs["metadata"]["name"]: p.inputs["spec"]["egress"][0]["ports"]
+             for p in _mine(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy")}
+    assert ports["api-database-egress"] == [{"protocol": "TCP", "port": 6432}]
+    assert ports["worker-database-egress"] == [{"protocol": "TCP", "port": 5432}]  # each login its own port
     (group,) = [g for g in plan.of_type("aws:ec2/securityGroup:SecurityGroup") if g.name == "secrets-rotation"]
-    assert sorted(rule["fromPort"] for rule in group.inputs["egress"]) == [443, 6432]
+    assert sorted(rule["fromPort"] for rule in group.inputs["egress"]) == [443, 5432, 6432]
 
 
 def test_only_this_account_s_secrets_manager_may_invoke_the_rotation_function(plans):

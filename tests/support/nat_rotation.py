@@ -1,6 +1,7 @@
 """A NAT rotation on the moto NAT world (tests/support/nat_world.py): the stack outputs Pulumi would report, a
 fake `pulumi` whose `up --replace` replaces the instance, and the Rotation engine as one operator's machine builds
-it (a request object, no invoke), with the 'no egress gap' invariant checked at every line it reports."""
+it (a request object, no invoke), with the egress invariant (every table points at a running instance) checked at
+every line it reports."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,7 +31,8 @@ def install_pulumi(world: World, tmp_path: Path, monkeypatch, fail_on_up: int | 
 
 
 def egress_intact(world: World) -> None:
-    """Every table points at a running instance: the 'no egress gap' invariant."""
+    """Every table points at a running instance: new connections always have a way out (open flows through a moved
+    table still break)."""
     running = {i["InstanceId"] for r in world.ec2.describe_instances(
         Filters=[{"Name": "instance-state-name", "Values": ["running"]}])["Reservations"] for i in r["Instances"]}
     targets = world.targets()

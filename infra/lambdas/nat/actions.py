@@ -5,7 +5,9 @@ SNS and CloudWatch are best-effort: their failure is logged and counted, never a
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from infra.lambdas.nat import routes as nat_routes
@@ -68,8 +70,8 @@ def converge(runtime: Runtime, instances: dict[str, NatInstance],
     for move, changed in outcomes:
         if not changed:
             continue
-        record = {"table": move.table, "from": move.source or "-", "to": move.target, "reason": move.reason,
-                  "at": runtime.clock()}
+        record: dict[str, Any] = {"table": move.table, "from": move.source or "-", "to": move.target,
+                                  "reason": move.reason, "at": runtime.clock()}
         log("route_moved", **record)
         tally.moves.append(record)
         if move.reason != "probe":
@@ -101,7 +103,7 @@ def notify(runtime: Runtime, tally: Tally, subject: str, body: dict[str, Any]) -
         TopicArn=runtime.settings.topic_arn, Subject=subject[:99], Message=message))
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def _stats(values: Sequence[float]) -> dict[str, float]:
     return {"SampleCount": float(len(values)), "Sum": float(sum(values)), "Minimum": float(min(values)),
             "Maximum": float(max(values))}
 
@@ -127,5 +129,5 @@ def publish_metrics(runtime: Runtime, tally: Tally) -> None:
     data.append({"MetricName": Metric.AWS_ERRORS, "Dimensions": stack, "Value": errors, "Unit": "Count"})
     for start in range(0, len(data), 20):
         chunk = data[start:start + 20]
-        tally.attempt("publish metrics", lambda chunk=chunk: runtime.clients.cloudwatch.put_metric_data(
-            Namespace=NAMESPACE, MetricData=chunk))
+        tally.attempt("publish metrics", partial(runtime.clients.cloudwatch.put_metric_data,
+                                                 Namespace=NAMESPACE, MetricData=chunk))

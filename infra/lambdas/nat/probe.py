@@ -66,14 +66,12 @@ def echo(url: str, timeout: float) -> tuple[str | None, float, str]:
 
 def probe(targets: list[str], timeout: float, echo_url: str = "") -> dict:
     """{"reached": any target or the echo answered, "source_ip": what the echo saw, "latency_ms", "detail"}."""
-    jobs = [(lambda t=target: reach(t, timeout)) for target in targets]
-    if echo_url:
-        jobs.append(lambda: echo(echo_url, timeout))
-    if not jobs:
+    if not targets and not echo_url:
         return {"reached": False, "source_ip": None, "latency_ms": None, "detail": "no probe targets configured"}
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        results = list(pool.map(lambda job: job(), jobs))
-    seen = results.pop() if echo_url else None
+    with ThreadPoolExecutor(max_workers=len(targets) + bool(echo_url)) as pool:
+        echoed = pool.submit(echo, echo_url, timeout) if echo_url else None
+        results = list(pool.map(reach, targets, [timeout] * len(targets)))
+        seen = echoed.result() if echoed else None
     answered = [ms for ok, ms, _ in results if ok] + ([seen[1]] if seen and seen[0] else [])
     details = [detail for ok, _, detail in results if not ok] + ([seen[2]] if seen else [])
     return {"reached": bool(answered), "source_ip": seen[0] if seen else None,

@@ -127,8 +127,8 @@ def decide(tables: dict[str, RouteTable], instances: dict[str, NatInstance], pol
     for table in sorted(tables.values(), key=lambda item: item.id):
         current = instances.get(table.target or "")
         home = home_instance(table.home_az, instances)
-        stranded = current is None or not current.serviceable(policy) or (bool(usable) and not current.usable(policy))
-        if stranded:
+        if current is None or not current.serviceable(policy) or (bool(usable) and not current.usable(policy)):
+            # stranded: its target is gone, cannot serve, or is draining while a usable one exists
             if candidates:
                 target = best_target(candidates, table.home_az, policy, now)
                 if current is None or target.id != current.id:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
@@ -77,7 +77,7 @@ class Settings:
                    prove_path=mode == "echo", window=read("NAT_PROBE_WINDOW", float, 55.0))
 
 
-def wait_for(futures: set[Future], timeout: float) -> set[Future]:
+def wait_for(futures: Iterable[Future], timeout: float) -> set[Future]:
     """The futures done within `timeout` seconds (the round's deadline); the rest keep running unawaited."""
     return wait_futures(futures, timeout=max(0.0, timeout)).done
 
@@ -89,7 +89,7 @@ class Runtime:
     probe: Callable[[NatInstance], Any]
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
-    wait: Callable[[set[Future], float], set[Future]] = wait_for
+    wait: Callable[[Mapping[Future, str], float], set[Future]] = wait_for  # (future -> instance ID, timeout)
 
     def __post_init__(self) -> None:
         self.clients.budget.clock, self.clients.budget.sleep = self.clock, self.sleep

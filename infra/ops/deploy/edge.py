@@ -32,7 +32,7 @@ class NotServed(Failed):
 
 def resolve(host: str, port: int) -> list[str]:
     """The addresses `host` resolves to from here (the system resolver, as a client would use)."""
-    return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ class Drill:
     sleep: Callable[[float], None] = time.sleep
     report: Callable[[str], None] = print
     timeline: Timeline = field(default_factory=Timeline)
+    victim_az: str = field(init=False)  # `az`, or the first NAT AZ, once checked
 
     def __post_init__(self) -> None:
         if self.fault not in FAULTS:
@@ -89,6 +90,7 @@ class Drill:
             self.az = azs[0] if azs else None
         if self.az not in azs:
             raise DrillRefused(f"--az {self.az!r} has no NAT instance; use one of: {', '.join(azs)}")
+        self.victim_az = self.az
 
     @property
     def stack(self) -> str:
@@ -100,26 +102,30 @@ class Drill:
     def _pair(self) -> tuple[NatInstance, NatInstance, list[str]]:
         """(victim, survivor, tables using the victim), refusing unless both are healthy and tables are home."""
         instances = self._instances()
-        victim = nat_routes.home_instance(self.az, instances)
-        others = sorted({i.az for i in instances.values()} - {self.az})
-        survivor = nat_routes.home_instance(others[0], instances) if others else None
+        victim = self._healthy("victim", nat_routes.home_instance(self.victim_az, instances))
+        others = sorted({i.az for i in instances.values()} - {self.victim_az})
+        survivor = self._healthy("survivor", nat_routes.home_instance(others[0], instances) if others else None)
         env = self.target.topology.env
-        for role, instance in (("victim", victim), ("survivor", survivor)):
-            if instance is None or not instance.usable(self.policy):
-                raise DrillRefused(f"the drill's {role} is not a healthy NAT instance "
-                                   f"({instance.id + ' ' + instance.health.status(self.policy) if instance else 'none'}"
-                                   f"); fix it first, see `invoke nat.status --env {env}`")
         tables = nat_routes.read_tables(self.ec2, self.target.topology.table_homes, instances)
-        away = sorted(t.id for t in tables.values() if t.target != nat_routes.home_instance(t.home_az, instances).id)
+        # A table whose home AZ has no live instance (terminated, not yet replaced) is not at home either.
+        away = sorted(t.id for t in tables.values()
+                      if (home := nat_routes.home_instance(t.home_az, instances)) is None or t.target != home.id)
         if away:
             raise DrillRefused(f"route tables {', '.join(away)} are not at home (a failover or rotation is under way); "
                                f"wait until `invoke nat.status --env {env}` shows every table at home")
         return victim, survivor, sorted(t.id for t in tables.values() if t.target == victim.id)
 
+    def _healthy(self, role: str, instance: NatInstance | None) -> NatInstance:
+        if instance is None or not instance.usable(self.policy):
+            raise DrillRefused(f"the drill's {role} is not a healthy NAT instance "
+                               f"({instance.id + ' ' + instance.health.status(self.policy) if instance else 'none'}"
+                               f"); fix it first, see `invoke nat.status --env {self.target.topology.env}`")
+        return instance
+
     def plan(self) -> list[str]:
         """The steps `run` would take, for --dry-run; reads AWS, changes nothing."""
         victim, survivor, moving = self._pair()
-        group = self.target.groups.get(self.az, "?")
+        group = self.target.groups.get(self.victim_az, "?")
         fault = (f"suspend {', '.join(SUSPENDED)} on {group}; stop {victim.id}" if self.fault == "stop" else
                  f"swap the security groups of {victim.id} for an empty drill group (blackholes its egress)")
         return [f"fault: {fault}",
@@ -153,7 +159,7 @@ class Drill:
 
     def _inject(self, victim: NatInstance, undo: list[Callable[[], None]]) -> None:
         if self.fault == "stop":
-            group = self.target.groups.get(self.az)
+            group = self.target.groups.get(self.victim_az)
             if group:
                 self.autoscaling.suspend_processes(AutoScalingGroupName=group, ScalingProcesses=SUSPENDED)
                 undo.append(lambda: self.autoscaling.resume_processes(AutoScalingGroupName=group,
@@ -204,9 +210,10 @@ class Drill:
         def moved() -> str | None:
             homes = {table: self.target.topology.table_homes[table] for table in moving}
             tables = nat_routes.read_tables(self.ec2, homes, {victim.id: victim, survivor.id: survivor})
-            if any(tables[table].target in (victim.id, None) for table in moving if table in tables):
+            targets = [tables[table].target for table in moving if table in tables]  # a stale ID is not waited on
+            if victim.id in targets or None in targets:
                 return None
-            return f"routes moved: {', '.join(moving)} -> {', '.join(sorted({tables[t].target for t in moving}))}"
+            return f"routes moved: {', '.join(moving)} -> {', '.join(sorted({t for t in targets if t is not None}))}"
 
         self._await(moved, "route move")
 

@@ -1,11 +1,13 @@
-"""`invoke nat.status` and `invoke nat.rotate`: where egress goes, and replacing NAT instances with no gap.
+"""`invoke nat.status` and `invoke nat.rotate`: where egress goes, and replacing NAT instances one at a time.
 
 Rotation, per NAT AZ in turn: mark the instance draining (tag, so the failover Lambda neither fails
 back to it nor away from the survivor), move every route table off it to the other instance, replace
 it through Pulumi (`pulumi up --target <urn> --replace <urn> --target-dependents`, so its EIP, probe
 route and event rule follow and Pulumi state never drifts), wait until the new instance runs and
 passes EC2 status checks (and is not marked down by the Lambda), then move its home tables back one
-at a time. Egress never stops: at every moment each table points at a running instance.
+at a time. At every moment each table points at a running instance, so new connections always have a way
+out; but each route move breaks the flows established through the old instance (the new one has no
+connection state and another public IP), as a failover does (docs/nat.md).
 
 One rotation per stack at a time, from any machine: its lock and its progress are SSM parameters
 (`RotationCheckpoint`, the phase runner's store, infra/ops/lifecycle/phases.py), so a second operator
@@ -329,7 +331,7 @@ class RotationRequest:
 
 @dataclass
 class Rotation:
-    """Rolling replacement of both NAT instances with no egress gap (see module docstring)."""
+    """Rolling replacement of both NAT instances, each table always on a running one (see module docstring)."""
 
     request: RotationRequest
     topology: Topology

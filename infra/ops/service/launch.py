@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from infra.ops.io.docker_cli import Docker, DockerError
 from infra.ops.service.contract import BASE, Service
@@ -23,16 +24,18 @@ from infra.ops.service.contract import BASE, Service
 class Running:
     """A started service: its output lines so far, signals, exit code."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen[str]  # started with stdout=PIPE, text=True
     stop: list[str] = field(default_factory=list)   # a command that stops it for good (containers)
     lines: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.reader = threading.Thread(target=self._read, daemon=True)
+        if self.process.stdout is None:
+            raise ValueError("Running needs a process started with stdout=subprocess.PIPE")
+        self.reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
         self.reader.start()
 
-    def _read(self) -> None:
-        for line in self.process.stdout:
+    def _read(self, stdout: IO[str]) -> None:
+        for line in stdout:
             self.lines.append(line.rstrip("\n"))
 
     def signal(self, signum: int = signal.SIGTERM) -> float:

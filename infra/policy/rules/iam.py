@@ -221,15 +221,15 @@ def _beyond_boundary(resources: Sequence[PolicyResource]) -> Iterator[tuple[str 
     docs = role_documents(resources)
     for role in of_type(resources, ROLE):
         arn = role.props.get("permissionsBoundary")
-        ceiling = boundaries.get(arn.rsplit("/", 1)[-1]) if isinstance(arn, str) else None
-        if ceiling is None:
+        name = arn.rsplit("/", 1)[-1] if isinstance(arn, str) else None
+        ceiling = boundaries.get(name) if name is not None else None
+        if name is None or ceiling is None:
             continue  # no boundary, or one the stack does not declare: nothing to compare with
         allowed = [statement for statement in statements(ceiling) if allows(statement)]
         beyond = sorted({action for doc in docs[role.urn] for statement in statements(doc) if allows(statement)
                          for action in patterns(statement, "Action")
                          if not any(grants(ceiling_statement, action) for ceiling_statement in allowed)})
         if beyond:
-            name = arn.rsplit("/", 1)[-1]
             yield role.urn, (f"{label(role)} is granted {', '.join(beyond)}, which its permissions boundary {name} "
                              f"does not allow: every such call is denied at run time")
 

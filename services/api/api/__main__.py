@@ -12,7 +12,7 @@ import sys
 
 import uvicorn
 from service_kit import Dependency, Shutdown, configure_logging, grace_seconds, port
-from service_kit.settings import SettingError, number, secret
+from service_kit.settings import SettingError, database, number
 
 from . import SERVICE, store
 from .app import Api
@@ -56,14 +56,14 @@ class DrainingServer(uvicorn.Server):
 def main() -> int:
     configure_logging(SERVICE)
     try:
-        secret("DATABASE_URL")  # present at start (bad configuration is exit 2); re-read at each connect
+        database()  # present at start (bad configuration is exit 2); re-read at each connect
         listen = port(8080)
         shutdown = Shutdown(grace_seconds())
         pool_size = int(number("DB_POOL_SIZE", 10, minimum=1))
     except SettingError as error:
         log.error("bad configuration: %s", error)
         return 2
-    db = Dependency("postgres", lambda: store.connect(secret("DATABASE_URL"), pool_size), shutdown.requested,
+    db = Dependency("postgres", lambda: store.connect(database(), pool_size), shutdown.requested,
                     close=lambda pool: pool.close(timeout=1)).start()
     api = Api(db, shutdown)
     shutdown.watchdog(lambda: f"{api.in_flight} request(s)" if api.in_flight else None)

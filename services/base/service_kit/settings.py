@@ -53,3 +53,26 @@ def secret(name: str) -> str:
     if not value:
         raise SettingError(f"{name}_FILE={path} is empty")
     return value
+
+
+def database(name: str = "DATABASE_URL") -> str:
+    """A libpq connection string from the secret `name`: a URL or conninfo as is, or the JSON login the platform's
+    Secrets Manager secret holds (host, port, dbname, username, password, tls; what the rotation Lambda keeps), so
+    a rotated password is used at the next connect."""
+    import json
+
+    from psycopg.conninfo import make_conninfo
+
+    value = secret(name)
+    if not value.startswith("{"):
+        return value
+    try:
+        login = json.loads(value)
+        missing = [key for key in ("host", "dbname", "username", "password") if not login.get(key)]
+    except (ValueError, AttributeError):
+        raise SettingError(f"{name} is neither a URL nor a JSON database login") from None
+    if missing:
+        raise SettingError(f"{name}'s database login lacks {', '.join(missing)}")
+    return make_conninfo(host=login["host"], port=str(login.get("port") or 5432), dbname=login["dbname"],
+                         user=login["username"], password=login["password"],
+                         sslmode="verify-full" if login.get("tls") == "verify-full" else "require")

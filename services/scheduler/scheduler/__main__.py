@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 
 from service_kit import Dependency, HealthServer, Shutdown, configure_logging, grace_seconds, port
-from service_kit.settings import SettingError, number, secret
+from service_kit.settings import SettingError, database, number
 
 from . import SERVICE, snapshot
 
@@ -20,7 +20,7 @@ log = logging.getLogger(SERVICE)
 def main() -> int:
     configure_logging(SERVICE)
     try:
-        secret("DATABASE_URL")  # present at start; re-read at each connect
+        database()  # present at start; re-read at each connect
         minutes = int(number("PERIOD_MINUTES", 15, minimum=1))
         connect_s = number("CONNECT_TIMEOUT_SECONDS", 120, minimum=1)
         shutdown = Shutdown(grace_seconds()).install()
@@ -30,7 +30,7 @@ def main() -> int:
         return 2
     period = snapshot.window(datetime.now(UTC), minutes)
     running: dict[str, str] = {}
-    db = Dependency("postgres", lambda: snapshot.connect(secret("DATABASE_URL")), shutdown.requested, close=lambda c: c.close())
+    db = Dependency("postgres", lambda: snapshot.connect(database()), shutdown.requested, close=lambda c: c.close())
     HealthServer(listen, lambda: db.up and not shutdown.requested.is_set(), lambda: {
         "service": SERVICE, "period": period.isoformat(), "running": running.get("run"),
         "dependencies": {"postgres": db.state()}}).start()

@@ -6,7 +6,7 @@ import os
 import sys
 
 from service_kit import Dependency, HealthServer, Shutdown, configure_logging, grace_seconds, port
-from service_kit.settings import SettingError, number, secret
+from service_kit.settings import SettingError, database, number, secret
 
 from . import SERVICE, ledger
 from .consumer import Consumer, connect_broker
@@ -18,7 +18,7 @@ def main() -> int:
     logging.getLogger("pika").setLevel(logging.WARNING)  # pika narrates every frame at INFO; the config may lower it
     configure_logging(SERVICE)
     try:
-        secret("AMQP_URL"), secret("DATABASE_URL")  # present at start; re-read at each connect
+        secret("AMQP_URL"), database()  # present at start; re-read at each connect
         queue = (os.environ.get("QUEUE") or "ledger").strip()
         max_attempts = int(number("MAX_ATTEMPTS", 5, minimum=1))
         shutdown = Shutdown(grace_seconds()).install()
@@ -28,7 +28,7 @@ def main() -> int:
         return 2
     broker = Dependency("rabbitmq", lambda: connect_broker(secret("AMQP_URL"), queue), shutdown.requested,
                         close=lambda pair: pair[0].close())
-    db = Dependency("postgres", lambda: ledger.connect(secret("DATABASE_URL")), shutdown.requested, close=lambda c: c.close())
+    db = Dependency("postgres", lambda: ledger.connect(database()), shutdown.requested, close=lambda c: c.close())
     consumer = Consumer(queue, broker, db, shutdown, max_attempts)
     HealthServer(listen, lambda: consumer.ready, lambda: {
         "service": SERVICE, "status": "draining" if shutdown.requested.is_set() else "ok" if consumer.ready
