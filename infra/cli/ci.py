@@ -6,7 +6,7 @@ import json
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from infra.cli.common import task
+from infra.cli.common import console, task
 
 
 @task(name="check", help={"json": "print the findings as JSON instead of a table"})
@@ -16,8 +16,6 @@ def ci_check(c, json_=False):
     covering every service). One table of findings; exit 1 on any. Also part of `invoke lint`."""
     from dataclasses import asdict
 
-    from rich.console import Console
-
     from infra.lint import workflows as engine
     from infra.lint.findings import table
 
@@ -25,7 +23,7 @@ def ci_check(c, json_=False):
     if json_:
         print(json.dumps([asdict(f) for f in findings], indent=2))
     elif findings:
-        Console().print(table(findings, "workflow findings"))
+        console().print(table(findings, "workflow findings"))
     if any(f.failed for f in findings):
         raise Exit(engine.summary(findings), code=1)
     if not json_:

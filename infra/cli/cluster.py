@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from infra.cli.common import KUBE_HELP, fail, kube_for, printer, stack_config, task
+from infra.cli.common import KUBE_HELP, console, fail, kube_for, printer, stack_config, task
 from infra.cli.flags import long_only
 
 
@@ -70,8 +70,6 @@ def cluster_versions(c, refresh=False, env=None):
     """
     import sys
 
-    from rich.console import Console
-
     from infra import eks_calendar
 
     try:
@@ -87,8 +85,8 @@ def cluster_versions(c, refresh=False, env=None):
         differences = eks_calendar.differences(calendar, fetched)
         calendar = calendar.merged(fetched)
     table, sources = _calendar_table(calendar, today)
-    console = Console(width=None if sys.stdout.isatty() else 120)  # a pipe gets the whole table, not 80 columns
-    console.print(table)
+    shown = console(width=None if sys.stdout.isatty() else 120)  # a pipe gets the whole table, not 80 columns
+    shown.print(table)
     for number, source in enumerate(sources, 1):
         print(f"[{number}] {source}")
     for line in differences:

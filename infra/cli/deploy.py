@@ -5,7 +5,7 @@ import json
 
 from invoke import Collection
 
-from infra.cli.common import KUBE_HELP, fail, help_if_asked, kube_for, require_env, task, whole
+from infra.cli.common import KUBE_HELP, console, fail, help_if_asked, kube_for, require_env, task, whole
 
 
 def _deploy_target(service, env, task_name):
@@ -90,7 +90,6 @@ def history(c, service, env=None, json_=False, kubeconfig=None):
     """Recent deploys and rollbacks of a service (who, tag, when, verdict), newest last."""
     from dataclasses import asdict
 
-    from rich.console import Console
     from rich.table import Table
 
     from infra.ops.deploy import history as records
@@ -111,7 +110,7 @@ def history(c, service, env=None, json_=False, kubeconfig=None):
     for r in found:
         table.add_row(r.started, r.action + (f" r{r.revision}" if r.revision else ""), r.tag, r.who,
                       "ok" if r.ok else r.verdict, r.rollback_verdict if r.rolled_back else "", r.finished)
-    Console(width=160).print(table)
+    console(width=160).print(table)
 
 
 

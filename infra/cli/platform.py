@@ -7,7 +7,7 @@ import sys
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from infra.cli.common import KUBE_HELP, kube_for, task
+from infra.cli.common import KUBE_HELP, console, kube_for, task
 
 
 @task(name="status", positional=[], help={
@@ -20,7 +20,6 @@ def platform_status(c, env=None, kubeconfig=None, json_=False, strict=False):
     Desired sizes come from EKS, the rest from the cluster; firing alerts come from Alertmanager through the
     API server's service proxy (no port-forward). A source that cannot be read is listed under problems.
     """
-    from rich.console import Console
 
     from infra.ops.platform.edge import public_hosts
     from infra.ops.platform.status import collect, eks_scaling
@@ -33,7 +32,7 @@ def platform_status(c, env=None, kubeconfig=None, json_=False, strict=False):
         print(json.dumps(status.to_json(), indent=2))
     else:
         # Piped or in CI there is no terminal width; keep the tables whole rather than 80 columns wide.
-        Console(width=None if sys.stdout.isatty() else 160).print(screen(status))
+        console(width=None if sys.stdout.isatty() else 160).print(screen(status))
     if strict and not status.healthy:
         raise Exit("platform needs attention", code=1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from infra.cli.common import csv_list, fail, help_if_asked, task
+from infra.cli.common import console, csv_list, fail, help_if_asked, task
 
 
 @task(help={"only": "comma-separated checks to run: yamllint,render,schema,deprecations,rules,checkov,dockerfiles,"
@@ -16,7 +16,6 @@ def lint(c, only=None, skip=None):
     workload rules; hadolint on the services' Dockerfiles; the policy pack over each stack's offline plan
     (mandatory violations are errors); and the
     .github/ workflows (`invoke ci.check`). One table of findings; exit 1 on any error."""
-    from rich.console import Console
 
     from infra.lint import runner as engine
     from infra.lint import workflows as ci_check
@@ -28,18 +27,18 @@ def lint(c, only=None, skip=None):
     selected = engine.select(csv_list(only), csv_list(skip), known=(*engine.CHECKS, ci_check.NAME))  # exit 2 when bad
     checks = tuple(name for name in selected if name != ci_check.NAME)
     workflows = ci_check.start() if ci_check.NAME in selected else None
-    console = Console()
-    with console.status("lint") as status:
+    shown = console()
+    with shown.status("lint") as status:
         report = engine.run(checks=checks, say=lambda step: status.update(f"lint: {step}"))
         if workflows is not None:
             status.update(f"lint: {ci_check.NAME}")
             report.findings += workflows.result()
             report.checks += (ci_check.NAME,)
     if report.findings:
-        console.print(table(report.findings))
+        shown.print(table(report.findings))
     if report.failed:
         raise Exit(report.summary, code=1)
-    console.print(report.summary)
+    shown.print(report.summary)
 
 
 @task(positional=["name"], help={"name": "service name: lowercase letters, digits, '-' (DNS-1123), e.g. billing",

@@ -5,7 +5,7 @@ import json
 
 from invoke import Collection
 
-from infra.cli.common import fail, help_fills_positionals, help_if_asked, stack_config, task
+from infra.cli.common import console, fail, help_fills_positionals, help_if_asked, stack_config, task
 
 
 @task(name="set", klass=help_fills_positionals(), positional=["service", "key"], help={
@@ -45,9 +45,8 @@ def secrets_list(c, env=None, json_=False):
         print(json.dumps([{**row.__dict__, "last_rotated": str(row.last_rotated or ""),
                            "last_changed": str(row.last_changed or "")} for row in rows], indent=2))
         return
-    from rich.console import Console
 
-    Console(width=180).print(secrets.table(rows, env))
+    console(width=180).print(secrets.table(rows, env))
 
 
 

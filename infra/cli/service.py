@@ -4,7 +4,7 @@ from __future__ import annotations
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from infra.cli.common import help_if_asked, task
+from infra.cli.common import console, help_if_asked, task
 
 
 @task(name="check", positional=["svc"], help={"svc": "a service under services/ (e.g. api, worker, scheduler)"})
@@ -15,7 +15,6 @@ def service_check(c, svc):
     the deadline). Runs the container where a Docker engine answers, else the process from services/SVC; starts
     PostgreSQL/RabbitMQ (Debian packages) on free ports. One table of rules; exit 1 on any failure, 2 for an
     unknown service."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -23,21 +22,21 @@ def service_check(c, svc):
     from infra.ops.service import check as engine
 
     help_if_asked(svc, "service.check")
-    console = Console()
-    with console.status(f"service.check {svc}") as status:
+    shown = console()
+    with shown.status(f"service.check {svc}") as status:
         report = engine.run_check(REPO, svc, say=lambda step: status.update(f"service.check {svc}: {step}"))
     view = Table(title=f"service contract: {svc} (run as a {report.how})")
     for column in ("", "Rule", "Detail"):
         view.add_column(column, overflow="fold")
     for result in report.results:
         view.add_row("[green]pass[/green]" if result.ok else "[red]FAIL[/red]", Text(result.rule), Text(result.detail))
-    console.print(view)
+    shown.print(view)
     if report.how == "process":
-        console.print("no Docker engine answered: ran the process from services/ (the image rules are read from its "
+        shown.print("no Docker engine answered: ran the process from services/ (the image rules are read from its "
                       "Dockerfile)")
     if not report.ok:
         raise Exit(f"service.check {svc} FAILED: {', '.join(report.failed())}", code=1)
-    console.print(f"service.check {svc} passed: {len(report.results)} rules")
+    shown.print(f"service.check {svc} passed: {len(report.results)} rules")
 
 
 ns = Collection("service", service_check)

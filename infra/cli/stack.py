@@ -6,7 +6,7 @@ import sys
 
 from invoke import Collection
 
-from infra.cli.common import confirm, fail, require_env, stack_config, task
+from infra.cli.common import confirm, console, fail, require_env, stack_config, task
 
 # The project's CrossGuard pack (relative to the project directory pulumi runs in): every resource of a preview
 # or update is checked by the same rules `invoke plan` evaluates offline (docs/policy.md).
@@ -25,8 +25,6 @@ def plan(c, env, json_=False, diff=None, against=None):
     (use `invoke preview` for that, which runs the same policy pack).
     """
     from dataclasses import asdict
-
-    from rich.console import Console
 
     from infra.lint.findings import table
     from infra.plan import view as plan_view
@@ -56,11 +54,11 @@ def plan(c, env, json_=False, diff=None, against=None):
     if json_:
         print(json.dumps({**plans[0].to_json(), "policy": [asdict(v) for v in violations]}, indent=2))
     else:
-        console = Console()
-        console.print(plan_view.tree(plans[0]))
+        shown = console()
+        shown.print(plan_view.tree(plans[0]))
         print(plan_view.summary(plans[0]))
         if violations:
-            console.print(table(findings(plans[0], violations), "policy violations (infra/policy)"))
+            shown.print(table(findings(plans[0], violations), "policy violations (infra/policy)"))
         print(verdict_line(violations))
     mandatory = sum(v.mandatory for v in violations)
     if mandatory:

@@ -4,17 +4,11 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+from service_kit import db
 
 from . import SERVICE
 
-# Shared schema of the reference services (each creates what it uses; migrations are out of scope here).
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    id text PRIMARY KEY,
-    balance bigint NOT NULL DEFAULT 0 CHECK (balance >= 0),
-    updated_at timestamptz NOT NULL DEFAULT now()
-)
-"""
+SCHEMA = db.ACCOUNTS
 # Transient failures: the connection or the server went away. Anything else is a bug or bad input.
 UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 

@@ -3,6 +3,16 @@ from __future__ import annotations
 
 import psycopg
 
+# The accounts every reference service reads or writes, in one place (each service adds the tables only it uses;
+# migrations are out of scope for the reference services).
+ACCOUNTS = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id text PRIMARY KEY,
+    balance bigint NOT NULL DEFAULT 0 CHECK (balance >= 0),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
 
 def connect(url: str, application_name: str, schema: str) -> psycopg.Connection:
     """Connect (bounded by connect_timeout: the caller retries with backoff) and create the schema if missing."""

@@ -12,12 +12,7 @@ from service_kit import db
 
 from . import SERVICE
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    id text PRIMARY KEY,
-    balance bigint NOT NULL DEFAULT 0 CHECK (balance >= 0),
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
+SCHEMA = db.ACCOUNTS + """
 CREATE TABLE IF NOT EXISTS snapshot_runs (
     period timestamptz PRIMARY KEY,
     accounts integer,

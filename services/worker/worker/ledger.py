@@ -13,12 +13,7 @@ from service_kit import db
 
 from . import SERVICE
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    id text PRIMARY KEY,
-    balance bigint NOT NULL DEFAULT 0 CHECK (balance >= 0),
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
+SCHEMA = db.ACCOUNTS + """
 CREATE TABLE IF NOT EXISTS processed_messages (
     id text PRIMARY KEY,
     account text NOT NULL,
