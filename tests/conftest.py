@@ -5,7 +5,15 @@ import urllib.request
 
 import pytest
 
-pytest_plugins = ["tests.kubesim.fixtures"]  # the `kubesim` / `kubesim_factory` fixtures (Kubernetes API emulator)
+# Every fixture shared across folders, one module per world (tests/support/fixtures/), and kubesim's own.
+pytest_plugins = [
+    "tests.kubesim.fixtures",  # kubesim / kubesim_factory: the Kubernetes API emulator
+    "tests.support.fixtures.bad_input",  # bad_input_project / bad_input_cluster: one per bad-input table
+    "tests.support.fixtures.deploy",  # deploy_env / deployed_v1 / fake_docker / webhook
+    "tests.support.fixtures.secrets",  # tls_postgres: the PostgreSQL whose login the rotation Lambda rotates
+    "tests.support.fixtures.services",  # postgres / rabbitmq / database / services: the services' dependencies
+    "tests.support.fixtures.upgrade",  # upgrade_cluster: moto EKS + kubesim for cluster.upgrade
+]
 
 # The day tests judge Kubernetes versions against (the EKS calendar was checked then): the same verdicts on any
 # day the suite runs, subprocesses included. A test about the real date unsets it.

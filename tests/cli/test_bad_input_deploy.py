@@ -19,8 +19,6 @@ from tests.support.bad_input import (
 )
 from tests.support.deploy_world import push
 
-project, cluster = bad.project, bad.cluster
-
 SERVICES = "use one of: api, scheduler, worker"
 LONG_TAG = "v" * 200
 KUBECONFIG_HINT = "--kubeconfig"
@@ -167,11 +165,11 @@ def _registry() -> None:
 
 
 @pytest.fixture
-def world(project, cluster, aws, tmp_path, monkeypatch):
-    built = bad.make_world(project, tmp_path, monkeypatch, cluster=cluster, aws=aws)
+def world(bad_input_project, bad_input_cluster, aws, tmp_path, monkeypatch):
+    built = bad.make_world(bad_input_project, tmp_path, monkeypatch, cluster=bad_input_cluster, aws=aws)
     _registry()
     yield built
-    cluster.clear_faults()
+    bad_input_cluster.clear_faults()
 
 
 @pytest.mark.parametrize("case", TABLE)

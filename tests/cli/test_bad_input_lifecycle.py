@@ -16,7 +16,6 @@ from tests.support.bad_input import api_answers, aws_answers_not_aws, no_aws_cre
 from tests.support.cli import invoke_into_reader
 from tests.support.fake_pulumi import seed_eks
 
-project, cluster = bad.project, bad.cluster
 CHECKPOINTS = ("eks-platform-migrate-general", "eks-platform-upgrade-eks-dev")
 
 
@@ -212,14 +211,14 @@ TABLE = NODES_MIGRATE + CLUSTER_UPGRADE + ACCESS_MIGRATE
 
 
 @pytest.fixture
-def world(project, cluster, aws, tmp_path, monkeypatch):
-    built = bad.make_world(project, tmp_path, monkeypatch, cluster=cluster, aws=aws)
+def world(bad_input_project, bad_input_cluster, aws, tmp_path, monkeypatch):
+    built = bad.make_world(bad_input_project, tmp_path, monkeypatch, cluster=bad_input_cluster, aws=aws)
     seed_eks(load_stack_config("dev"))  # EKS runs dev as the committed stack file declares it
     yield built
     for cleanup in built.cleanups:  # what a test outside the table set up (a row's ran already)
         cleanup()
-    cluster.clear_faults()
-    core = client.CoreV1Api(cluster.api_client())
+    bad_input_cluster.clear_faults()
+    core = client.CoreV1Api(bad_input_cluster.api_client())
     for name in CHECKPOINTS:  # a row's checkpoint, kept by the task as it must be, goes before the next row
         try:
             core.delete_namespaced_config_map(name, "kube-system")

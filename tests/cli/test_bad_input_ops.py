@@ -18,8 +18,6 @@ from tests.support.cli import invoke, invoke_into_reader
 from tests.support.identity import declare_secrets_key
 from tests.support.nat_world import build
 
-project, cluster = bad.project, bad.cluster
-
 SET = "secrets.set --env dev"
 NO_VALUE = "no value on stdin"
 TYPED_VALUE = "s3cr3t-typed-as-an-argument"  # must never be echoed: not in stderr, not in stdout
@@ -207,12 +205,12 @@ def _declare_secrets() -> None:
 
 
 @pytest.fixture
-def world(project, cluster, aws, tmp_path, monkeypatch):
+def world(bad_input_project, bad_input_cluster, aws, tmp_path, monkeypatch):
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # describing moto's default images takes ~20 s
-    built = bad.make_world(project, tmp_path, monkeypatch, cluster=cluster, aws=aws)
+    built = bad.make_world(bad_input_project, tmp_path, monkeypatch, cluster=bad_input_cluster, aws=aws)
     _declare_secrets()
     yield built
-    cluster.clear_faults()
+    bad_input_cluster.clear_faults()
 
 
 @pytest.mark.parametrize("case", TABLE)

@@ -9,8 +9,6 @@ from infra.lint import runner, workflows
 from tests.support import bad_input as bad
 from tests.support.bad_input import file_edit, make_directory, remove_file, row, write_bytes, write_file
 
-project = bad.project
-
 CHECKS = "choose from " + ", ".join((*runner.CHECKS, workflows.NAME))
 NAME_RULE = "use 1-40 lowercase letters, digits and '-' (DNS-1123)"
 KINDS = "use one of http, worker, cron"
@@ -170,8 +168,8 @@ TABLE = LINT_SELECTION + LINT_MANIFESTS + NEW_SERVICE + CI_CHECK
 
 
 @pytest.fixture
-def world(project, tmp_path, monkeypatch):
-    return bad.make_world(project, tmp_path, monkeypatch)
+def world(bad_input_project, tmp_path, monkeypatch):
+    return bad.make_world(bad_input_project, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("case", TABLE)

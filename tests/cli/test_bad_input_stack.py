@@ -3,7 +3,6 @@ nothing changed (no file, no `pulumi up`). Each config row is a variant of the r
 from __future__ import annotations
 
 import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -11,8 +10,7 @@ import pytest
 from infra.config import ROOT, load_stack_config
 from tests.support import bad_input as bad
 from tests.support.bad_input import committed_on_branch, outputs, row, stack_edit, write_bytes
-
-project = bad.project
+from tests.support.cli import invoke, spawn
 
 GEN = "eks-platform:node_pools.general"
 DEV = load_stack_config("dev").version
@@ -307,8 +305,8 @@ TABLE = ARGUMENTS + [
 
 
 @pytest.fixture
-def world(project, tmp_path, monkeypatch):
-    return bad.make_world(project, tmp_path, monkeypatch)
+def world(bad_input_project, tmp_path, monkeypatch):
+    return bad.make_world(bad_input_project, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("case", TABLE)
@@ -324,8 +322,7 @@ def test_plan_into_a_full_disk_is_one_line(world):
     """`invoke plan --env dev > /dev/full`: the write fails (ENOSPC); one line, exit 1, nothing changed."""
     before = bad.file_hashes(world.root)
     with open("/dev/full", "w") as full:
-        task = subprocess.run([sys.executable, "-m", "invoke", "plan", "--env", "dev"], cwd=world.root, stdout=full,
-                              stderr=subprocess.PIPE, text=True, timeout=bad.CASE_TIMEOUT_S)
+        task = invoke("plan", "--env", "dev", cwd=world.root, stdout=full, timeout=bad.CASE_TIMEOUT_S)
     lines = task.stderr.strip().splitlines()
     assert task.returncode == 1 and "Traceback" not in task.stderr, task.stderr
     assert lines == ["error: cannot write the output (stdout): No space left on device; free space or send it "
@@ -337,8 +334,8 @@ def test_plan_json_into_a_closed_pipe_ends_quietly(world):
     """`invoke plan --json | head -1`: the reader leaves after one line (the plan is ~190 KB, more than a pipe
     holds), so the task meets a closed pipe mid-write; it must end without a traceback or a second error."""
     before = bad.file_hashes(world.root)
-    task = subprocess.Popen([sys.executable, "-m", "invoke", "plan", "--env", "dev", "--json"], cwd=world.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    task = spawn("plan", "--env", "dev", "--json", cwd=world.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 text=True)
     assert task.stdout.readline().strip() == "{"
     task.stdout.close()
     try:

@@ -5,9 +5,6 @@ anything else; otherwise exit 2, one line naming both, nothing changed. Tasks ru
 missing proof could not change the real stack files."""
 from __future__ import annotations
 
-import os
-import shutil
-
 import boto3
 import pytest
 
@@ -16,13 +13,10 @@ from infra.identity import NAME, NAMESPACE, READER, READERS_GROUP, identity_of, 
 from infra.ops import identity
 from infra.ops.errors import explain
 from infra.ops.io.kube import from_kubeconfig
-from tests.stack.test_plan_task import calls, fake_pulumi
-from tests.support import deploy_world as fx
-from tests.support.cli import ROOT, invoke, one_line_error
-from tests.support.fake_pulumi import seed_eks
+from tests.support.cli import invoke, one_line_error
+from tests.support.fake_pulumi import FakePulumi, seed_eks
 from tests.support.identity import IDENTITY_PATH, declare_identity, declare_secrets_key
-
-deploy_env = fx.deploy_env  # fixture
+from tests.support.project import copy_task_files
 
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 K8S_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
@@ -44,22 +38,17 @@ CLUSTER_TASKS = {
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A copy of the project (tasks, stack files, infra) with a recording fake `pulumi` first on PATH."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("tasks.py", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "__main__.py"):
-        shutil.copy(ROOT / name, root / name)
-    shutil.copytree(ROOT / "infra", root / "infra", ignore=shutil.ignore_patterns("__pycache__"))
-    return root
+    return copy_task_files(tmp_path_factory.mktemp("project"))
 
 
 @pytest.fixture
-def pulumi_log(project, tmp_path):
-    return fake_pulumi(tmp_path, outputs=OUTPUTS)
+def pulumi(project, tmp_path) -> FakePulumi:
+    return FakePulumi(tmp_path, outputs=OUTPUTS)
 
 
-def _run(project, tmp_path, *args: str, stdin: str | None = None, **env: str):
+def _run(project, pulumi: FakePulumi | None, *args: str, stdin: str | None = None, **env: str):
     """`invoke ARGS` in the project copy, with this test's fake `pulumi` (if any) first on PATH."""
-    path = f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    return invoke(*args, cwd=project, stdin=stdin, env={"PATH": path, **env})
+    return invoke(*args, cwd=project, stdin=stdin, env={**(pulumi.env() if pulumi else {}), **env})
 
 
 def _stack_files(project) -> dict[str, str]:
@@ -70,41 +59,41 @@ def _stack_files(project) -> dict[str, str]:
 
 @pytest.mark.parametrize("task", CLUSTER_TASKS)
 def test_a_kubeconfig_at_another_stacks_cluster_is_refused_before_anything(task, kubesim, project, tmp_path,
-                                                                           pulumi_log):
+                                                                           pulumi):
     declare_identity(kubesim, "prod")
     before = _stack_files(project)
     kubesim.requests.clear()
-    result = _run(project, tmp_path, *CLUSTER_TASKS[task], KUBECONFIG=kubesim.kubeconfig)
+    result = _run(project, pulumi, *CLUSTER_TASKS[task], KUBECONFIG=kubesim.kubeconfig)
     line = one_line_error(result, 2, "refusing to act on dev", "kubeconfig context 'kubesim'", kubesim.url,
                           "stack prod's cluster eks-prod (eu-west-1)", "not stack dev's cluster eks-dev (eu-west-1)",
                           "aws eks update-kubeconfig --name eks-dev --region eu-west-1", "--kubeconfig")
     assert line.startswith("error: ")
     assert {(method, path) for method, path, _ in kubesim.requests} == {("GET", "/version"), ("GET", IDENTITY_PATH)}, \
         "the connect check and the identity are the only things read, and nothing is written"
-    _assert_unchanged(kubesim, project, before, pulumi_log)
+    _assert_unchanged(kubesim, project, before, pulumi)
 
 
 @pytest.mark.parametrize("task", CLUSTER_TASKS)
-def test_a_cluster_without_identity_is_refused_before_anything(task, kubesim, project, tmp_path, pulumi_log):
+def test_a_cluster_without_identity_is_refused_before_anything(task, kubesim, project, tmp_path, pulumi):
     before = _stack_files(project)
     kubesim.requests.clear()
-    result = _run(project, tmp_path, *CLUSTER_TASKS[task], "--kubeconfig", kubesim.kubeconfig)
+    result = _run(project, pulumi, *CLUSTER_TASKS[task], "--kubeconfig", kubesim.kubeconfig)
     one_line_error(result, 2, f"kubeconfig context 'kubesim' ({kubesim.url}) has no eks-platform identity "
                               f"(ConfigMap {NAMESPACE}/{NAME}), so it is not proven to be stack dev's cluster eks-dev "
                               f"(eu-west-1)",
                    "aws eks update-kubeconfig --name eks-dev --region eu-west-1")
     assert {(method, path) for method, path, _ in kubesim.requests} == {("GET", "/version"), ("GET", IDENTITY_PATH)}
-    _assert_unchanged(kubesim, project, before, pulumi_log)
+    _assert_unchanged(kubesim, project, before, pulumi)
 
 
-def _assert_unchanged(kubesim, project, before, pulumi_log) -> None:
+def _assert_unchanged(kubesim, project, before, pulumi) -> None:
     assert kubesim.store.get("namespaces/apps-dev") is None
     assert kubesim.store.list("deployments", None)[0] == []
     config_maps = {cm["metadata"]["name"] for cm in kubesim.store.list("configmaps", None)[0]}
     assert config_maps <= {NAME}, f"no checkpoint, history or lock was written: {config_maps}"
     assert all(not node["spec"].get("unschedulable") for node in kubesim.nodes()), "no node was cordoned"
     assert _stack_files(project) == before
-    assert [call for call in calls(pulumi_log) if call[:1] == ["up"]] == []
+    assert pulumi.ups() == []
 
 
 @pytest.mark.parametrize(("mismatch", "said"), [
@@ -157,7 +146,7 @@ def test_matching_cluster_history_proceeds(kubesim, project, tmp_path):
     declare_identity(kubesim, "dev")
     assert identity.prove(from_kubeconfig(kubesim.kubeconfig), load_stack_config("dev"),
                           kubesim.kubeconfig) == identity_of(load_stack_config("dev"))
-    result = _run(project, tmp_path, "history", "api", "--env", "dev", KUBECONFIG=kubesim.kubeconfig)
+    result = _run(project, None, "history", "api", "--env", "dev", KUBECONFIG=kubesim.kubeconfig)
     assert result.returncode == 0, result.stderr
     assert "no deploys of api in dev recorded yet" in result.stdout
 
@@ -171,31 +160,31 @@ def test_matching_cluster_deploy_dry_run_proceeds_and_applies_nothing(deploy_env
     assert deploy_env.cluster.store.list("deployments", "apps-dev")[0] == []
 
 
-def test_matching_cluster_upgrade_plan_and_status_proceed(kubesim, aws, project, tmp_path, pulumi_log):
+def test_matching_cluster_upgrade_plan_and_status_proceed(kubesim, aws, project, tmp_path, pulumi):
     cfg = load_stack_config("dev")
     seed_eks(cfg)
     declare_identity(kubesim, "dev")
-    upgrade = _run(project, tmp_path, "cluster.upgrade", "--env", "dev", "--to", "1.36", "--plan-only",
+    upgrade = _run(project, pulumi, "cluster.upgrade", "--env", "dev", "--to", "1.36", "--plan-only",
                    "--kubeconfig", kubesim.kubeconfig)
     assert upgrade.returncode == 0, upgrade.stderr
     assert upgrade.stdout.startswith("# Upgrade eks-dev (dev) from 1.35 to 1.36")
-    status = _run(project, tmp_path, "platform.status", "--env", "dev", "--json", "--kubeconfig", kubesim.kubeconfig)
+    status = _run(project, pulumi, "platform.status", "--env", "dev", "--json", "--kubeconfig", kubesim.kubeconfig)
     assert status.returncode == 0, status.stderr
     assert '"node_groups"' in status.stdout
 
 
-def test_matching_cluster_access_migrate_dry_run_proceeds(kubesim, project, tmp_path, pulumi_log):
+def test_matching_cluster_access_migrate_dry_run_proceeds(kubesim, project, tmp_path, pulumi):
     declare_identity(kubesim, "dev")
     before = _stack_files(project)
-    result = _run(project, tmp_path, "access.migrate", "--env", "dev", "--to", "API", "--dry-run",
+    result = _run(project, pulumi, "access.migrate", "--env", "dev", "--to", "API", "--dry-run",
                   "--kubeconfig", kubesim.kubeconfig)
     assert result.returncode == 0, result.stderr
     assert "would verify every aws-auth mapping has an access entry, then move to API" in result.stdout
-    assert _stack_files(project) == before and [c for c in calls(pulumi_log) if c[:1] == ["up"]] == []
+    assert _stack_files(project) == before and pulumi.ups() == []
 
 
 def test_access_migrate_refuses_going_back_before_asking_any_cluster(project, tmp_path):
-    result = _run(project, tmp_path, "access.migrate", "--env", "dev", "--to", "CONFIG_MAP",
+    result = _run(project, None, "access.migrate", "--env", "dev", "--to", "CONFIG_MAP",
                   KUBECONFIG=str(tmp_path / "no-such-kubeconfig"))
     one_line_error(result, 2, "--to CONFIG_MAP would go back from API_AND_CONFIG_MAP")
 
@@ -220,7 +209,7 @@ def test_secrets_in_an_account_without_the_stacks_key_are_refused(aws, task, pro
     _queue_token_secret()
     args = ["secrets.set", "--env", "dev", "worker", "queue-token"] if task == "secrets.set" else \
         ["secrets.list", "--env", "dev"]
-    result = _run(project, tmp_path, *args, stdin="a-token-value\n")
+    result = _run(project, None, *args, stdin="a-token-value\n")
     one_line_error(result, 2, "refusing to touch dev's secrets: AWS account 123456789012 in eu-west-1 has no "
                               f"{secrets_key_alias('dev')}", "not dev's account", "AWS_PROFILE",
                    "invoke up --env dev")
@@ -231,7 +220,7 @@ def test_secrets_in_an_account_without_the_stacks_key_are_refused(aws, task, pro
 def test_secrets_key_of_another_stack_under_the_alias_is_refused(aws, project, tmp_path):
     declare_secrets_key("dev", tags=secrets_key_tags("prod"))
     _queue_token_secret()
-    result = _run(project, tmp_path, "secrets.set", "--env", "dev", "worker", "queue-token", stdin="a-token\n")
+    result = _run(project, None, "secrets.set", "--env", "dev", "worker", "queue-token", stdin="a-token\n")
     one_line_error(result, 2, f"has {secrets_key_alias('dev')} but its key is tagged project=eks-platform, "
                               "environment=prod, not project=eks-platform, environment=dev")
     assert _versions() == {}
@@ -241,10 +230,10 @@ def test_secrets_in_the_stacks_account_proceed(aws, project, tmp_path):
     arn = declare_secrets_key("dev")
     _queue_token_secret()
     assert identity.prove_secrets(load_stack_config("dev")) == arn
-    listing = _run(project, tmp_path, "secrets.list", "--env", "dev", "--json")
+    listing = _run(project, None, "secrets.list", "--env", "dev", "--json")
     assert listing.returncode == 0, listing.stderr
     assert QUEUE_TOKEN in listing.stdout
-    stored = _run(project, tmp_path, "secrets.set", "--env", "dev", "worker", "queue-token", stdin="a-token\n")
+    stored = _run(project, None, "secrets.set", "--env", "dev", "worker", "queue-token", stdin="a-token\n")
     assert stored.returncode == 0, stored.stderr
     assert len(_versions()) == 1
 

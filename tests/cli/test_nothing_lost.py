@@ -15,7 +15,6 @@ import pty
 import select
 import shutil
 import subprocess
-import sys
 import time
 
 import boto3
@@ -35,18 +34,16 @@ from infra.ops.io.pulumi_cli import PulumiError
 from infra.ops.io.stack_file import StackFile
 from infra.ops.lifecycle.checkpoint import Checkpoint
 from infra.ops.nat.rotation import RotationCheckpoint, RotationLocked
-from tests.nat.test_nat_ops import FakePulumi, instance_tags, outputs_of, rotation
-from tests.support import deploy_world as fx
 from tests.support import fake_pulumi
-from tests.support.cli import invoke, one_line_error
+from tests.support.cli import invoke, one_line_error, spawn
 from tests.support.deploy_world import NAMESPACE, REGION
 from tests.support.identity import declare_identity
 from tests.support.legacy import LEGACY_DEV
+from tests.support.nat_rotation import install_pulumi, instance_tags, rotation
 from tests.support.nat_world import build
 
 # --- deploy history ------------------------------------------------------------------------------------------
 
-deploy_env = fx.deploy_env  # fixture, also for the --tag tests
 HISTORY = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
 
 
@@ -252,12 +249,11 @@ def test_tag_deploy_outside_a_checkout_needs_allow_dirty(deploy_env, tmp_path):
 
 # --- invoke up ---------------------------------------------------------------------------------------------------
 
-def _on_a_terminal(args: list[str], answer: bytes, log) -> tuple[int, str, list[dict]]:
+def _on_a_terminal(args: list[str], answer: bytes, pulumi) -> tuple[int, str, list[dict]]:
     """Run invoke with a pty as stdin/stdout/stderr; type `answer` at the prompt. (exit code, output, pulumi calls
     seen while the prompt waited)."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, stdin=follower, stdout=follower,
-                            stderr=follower, env=dict(os.environ), close_fds=True)
+    proc = spawn(*args, stdin=follower, stdout=follower, stderr=follower, close_fds=True)
     os.close(follower)
     output, at_prompt = b"", None
     deadline = time.monotonic() + 120  # a bound, not a measurement: the loop ends as soon as the output does
@@ -274,7 +270,7 @@ def _on_a_terminal(args: list[str], answer: bytes, log) -> tuple[int, str, list[
                 break
             output += chunk
             if at_prompt is None and b"Apply this preview" in output:
-                at_prompt = fake_pulumi.calls(log)  # every pulumi run so far has exited
+                at_prompt = pulumi.calls()  # every pulumi run so far has exited
                 os.write(leader, answer)
         code = proc.wait(timeout=60)
     finally:
@@ -289,29 +285,29 @@ def _argv(calls: list[dict]) -> list[list[str]]:
 
 
 def test_up_on_a_terminal_shows_the_preview_and_applies_once_confirmed(tmp_path, monkeypatch):
-    log = fake_pulumi.install(tmp_path, monkeypatch)
-    code, output, at_prompt = _on_a_terminal(["up", "--env", "dev"], b"y\n", log)
+    pulumi = fake_pulumi.install(tmp_path, monkeypatch)
+    code, output, at_prompt = _on_a_terminal(["up", "--env", "dev"], b"y\n", pulumi)
     assert code == 0, output
     pack = ["--policy-pack", "infra/policy"]
     assert _argv(at_prompt) == [["stack", "output", "--json"], ["preview", "--diff", *pack]]  # preview, then the question
-    assert _argv(fake_pulumi.calls(log))[2:] == [["up", "--yes", "--skip-preview", *pack]]
+    assert _argv(pulumi.calls())[2:] == [["up", "--yes", "--skip-preview", *pack]]
 
 
 def test_up_on_a_terminal_declined_applies_nothing(tmp_path, monkeypatch):
-    log = fake_pulumi.install(tmp_path, monkeypatch)
-    code, output, _ = _on_a_terminal(["up", "--env", "dev"], b"n\n", log)
+    pulumi = fake_pulumi.install(tmp_path, monkeypatch)
+    code, output, _ = _on_a_terminal(["up", "--env", "dev"], b"n\n", pulumi)
     assert code == 1 and "not confirmed: nothing was applied to stack dev" in output
-    assert [argv[0] for argv in _argv(fake_pulumi.calls(log))] == ["stack", "preview"]
+    assert [argv[0] for argv in _argv(pulumi.calls())] == ["stack", "preview"]
 
 
 def test_up_without_a_terminal_needs_yes(tmp_path, monkeypatch):
-    log = fake_pulumi.install(tmp_path, monkeypatch)
+    pulumi = fake_pulumi.install(tmp_path, monkeypatch)
     refused = invoke("up", "--env", "dev", stdin="")
     one_line_error(refused, 2, "stdin is not a terminal", "pass --yes")
-    assert fake_pulumi.calls(log) == []
+    assert pulumi.calls() == []
     applied = invoke("up", "--env", "dev", "--yes", stdin="")
     assert applied.returncode == 0, applied.stderr
-    assert _argv(fake_pulumi.calls(log)) == [["stack", "output", "--json"],
+    assert _argv(pulumi.calls()) == [["stack", "output", "--json"],
                                              ["up", "--yes", "--skip-preview", "--policy-pack", "infra/policy"]]
 
 
@@ -324,7 +320,7 @@ def nat_world(aws, tmp_path, monkeypatch):
 
 
 def test_a_second_rotation_is_refused_naming_the_holder(nat_world, tmp_path, monkeypatch):
-    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(nat_world))
+    fake = install_pulumi(nat_world, tmp_path, monkeypatch)
     refusals: list[str] = []
 
     def meanwhile_on_another_laptop(line: str) -> None:
@@ -345,7 +341,7 @@ def test_a_second_rotation_is_refused_naming_the_holder(nat_world, tmp_path, mon
 
 
 def test_an_interrupted_rotation_resumes_from_another_machine(nat_world, tmp_path, monkeypatch):
-    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(nat_world), fail_ups=1)
+    fake = install_pulumi(nat_world, tmp_path, monkeypatch, fail_on_up=1)
     first, _ = rotation(nat_world, tmp_path, holder="alice@laptop-a pid 11")
     with pytest.raises(PulumiError):
         first.run()
@@ -358,7 +354,7 @@ def test_an_interrupted_rotation_resumes_from_another_machine(nat_world, tmp_pat
 
 
 def test_a_lock_left_by_a_killed_rotation_is_taken_over_only_when_asked(nat_world, tmp_path, monkeypatch):
-    FakePulumi(tmp_path, monkeypatch, outputs_of(nat_world), fail_ups=1)
+    install_pulumi(nat_world, tmp_path, monkeypatch, fail_on_up=1)
     gone, _ = rotation(nat_world, tmp_path, holder="alice@laptop-a pid 11")
     with pytest.raises(PulumiError):
         gone.run()
@@ -378,7 +374,7 @@ def test_a_lock_left_by_a_killed_rotation_is_taken_over_only_when_asked(nat_worl
 
 
 def test_task_refuses_a_second_rotation_in_one_line(nat_world, tmp_path, monkeypatch):
-    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(nat_world))
+    fake = install_pulumi(nat_world, tmp_path, monkeypatch)
     held = RotationCheckpoint(boto3.client("ssm", region_name=REGION), "dev", holder="alice@laptop-a pid 11")
     held.acquire()
     before = nat_world.targets()
@@ -439,22 +435,22 @@ def test_resume_hint_only_with_a_checkpoint(kubesim):
 def test_an_upgrade_failing_in_its_first_up_can_be_resumed(aws, kubesim_factory, tmp_path, monkeypatch):
     """The stack file is edited before the first `pulumi up`: a failure there must leave a checkpoint (the rerun
     would otherwise be refused, the file saying 1.33 while EKS runs 1.32)."""
-    from tests.lifecycle.test_upgrade_executor import AZS, _stack, _upgrade
     from tests.support import node_world as world
+    from tests.support.upgrade_world import AZS, legacy_stack, upgrade
 
     sim = kubesim_factory(nodes=False)
     sim.add_nodes("general", "green", zones=AZS, per_zone=1)
     kube = from_kubeconfig(sim.kubeconfig)
     world.namespace(kube.api)
-    stack = _stack(tmp_path, al2=False)
+    stack = legacy_stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
-    log = fake_pulumi.install(tmp_path, monkeypatch, fail_on_up=1)
-    engine = _upgrade(stack, kube, "1.33")
+    pulumi = fake_pulumi.install(tmp_path, monkeypatch, fail_on_up=1)
+    engine = upgrade(stack, kube, "1.33")
     with pytest.raises(PulumiError):
         engine.execute(engine.plan())
     assert engine.checkpoint.exists and 'version: "1.33"' in stack.path.read_text()
-    monkeypatch.delenv("FAKE_PULUMI_FAIL_ON_UP")
-    resumed = _upgrade(stack, kube, "1.33", resume=True)
-    with fake_pulumi.EksFollower(log):
+    pulumi.set(fail_on_up=None)
+    resumed = upgrade(stack, kube, "1.33", resume=True)
+    with fake_pulumi.EksFollower(pulumi.log):
         resumed.execute(resumed.plan())
     assert resumed.checkpoint.load() is None and load_stack_config("dev", tmp_path).cluster.version == "1.33"

@@ -13,10 +13,8 @@ import os
 import pty
 import re
 import socket
-import stat
 import struct
 import subprocess
-import sys
 import termios
 import threading
 from pathlib import Path
@@ -29,7 +27,8 @@ from infra.ops.errors import Refused
 from infra.ops.io import aws, retry
 from infra.ops.io.kube import Kube, KubeError, from_kubeconfig, load_client
 from tests.kubesim import start
-from tests.support.cli import ROOT, invoke, one_line_error
+from tests.support.cli import invoke, one_line_error, spawn
+from tests.support.fake_pulumi import FakePulumi
 from tests.support.identity import declare_identity
 
 BUDGET_S = "2"
@@ -84,17 +83,12 @@ def machine(tmp_path, monkeypatch) -> Path:
     for name in ("KUBECONFIG", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                  "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "pulumi"
-    script.write_text(f"#!{sys.executable}\nimport sys\nif sys.argv[1:3] == ['stack', 'output']:\n"
-                      f"    print({json.dumps(json.dumps(OUTPUTS))})\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    pulumi = FakePulumi(tmp_path, outputs=OUTPUTS)
     for name, value in {"HOME": str(home), "AWS_CONFIG_FILE": str(home / "no-config"),
                         "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-credentials"),
                         "AWS_EC2_METADATA_DISABLED": "true",  # not on EC2: do not wait for an instance role
                         "EKS_PLATFORM_CONNECT_BUDGET_S": BUDGET_S,
-                        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}.items():
+                        "PATH": pulumi.path}.items():
         monkeypatch.setenv(name, value)
     return tmp_path
 
@@ -207,9 +201,8 @@ def _stderr_on_a_terminal(*args: str) -> tuple[int, str]:
     """Run `invoke ARGS` with stderr on a pseudo-terminal (stdout piped); its exit code and what stderr showed."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))  # wide: no wrapped lines
-    process = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=terminal,
-                               env={**os.environ, "TERM": "xterm", "COLUMNS": "250"})  # rich may not ask the pty
+    process = spawn(*args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal,
+                    env={"TERM": "xterm", "COLUMNS": "250"})  # rich may not ask the pty
     os.close(terminal)
     shown = []
     while True:
@@ -349,8 +342,7 @@ def test_a_bad_connect_budget_is_bad_input(machine, monkeypatch):
 # -- a reader that stops early ------------------------------------------------------------------------------
 
 def test_plan_json_into_a_reader_that_stops_after_one_line_ends_quietly():
-    process = subprocess.Popen([sys.executable, "-m", "invoke", "plan", "--env", "dev", "--json"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = spawn("plan", "--env", "dev", "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout.readline().strip() == b"{"
     process.stdout.close()  # what `| head -1` does; the plan is far bigger than a pipe buffer
     errors = process.stderr.read().decode()

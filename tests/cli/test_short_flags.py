@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from tests.cli.test_tasks_help import TASKS, _invoke
+from tests.support.cli import invoke, task_names
 
 OPTION = re.compile(r"^  -(\w)(?:[ =][^\s,]+)?(?:, --([\w-]+))?", re.MULTILINE)  # "  -e STRING, --env=STRING", "  -k STRING"
 
@@ -34,8 +34,8 @@ SHARED = {
 def short_flags() -> dict[str, dict[str, set[str]]]:
     """letter -> option it stands for -> tasks, from each task's --help."""
     found: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for task in TASKS:
-        shown = _invoke("--help", task)
+    for task in task_names():
+        shown = invoke("--help", task)
         assert shown.returncode == 0, shown.stderr
         for letter, long in OPTION.findall(shown.stdout):
             found[letter][f"--{long}" if long else f"-{letter}"].add(task)

@@ -1,30 +1,11 @@
 """Every task answers `invoke TASK --help` with its usage, including tasks whose first argument is positional."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from tests.support import REPO_ROOT
+from tests.support.cli import invoke, task_names
 
-ROOT = REPO_ROOT
-
-
-def _invoke(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-
-
-def _task_names() -> list[str]:
-    listing = json.loads(_invoke("--list", "--list-format=json").stdout)
-    names = [task["name"] for task in listing["tasks"]]
-    names += [f"{col['name']}.{task['name']}" for col in listing["collections"] for task in col["tasks"]]
-    return names
-
-
-TASKS = _task_names()
+TASKS = task_names()
 
 
 def test_the_documented_tasks_exist():
@@ -35,7 +16,7 @@ def test_the_documented_tasks_exist():
 
 @pytest.mark.parametrize("name", TASKS)
 def test_task_help_after_the_task_name(name):
-    result = _invoke(name, "--help")
+    result = invoke(name, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"Usage: inv[oke] [--core-opts] {name} ")
     assert "Docstring:" in result.stdout and "Options:" in result.stdout
@@ -45,6 +26,6 @@ def test_task_help_after_the_task_name(name):
                                   ("secrets.set", "--env", "dev", "--help")], ids=" ".join)
 def test_two_positional_task_shows_help_wherever_help_lands(args):
     """invoke hands --help to whichever positional is still empty; the task answers with its help either way."""
-    result = _invoke(*args)
+    result = invoke(*args)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: inv[oke] [--core-opts] secrets.set ") and "--service" in result.stdout

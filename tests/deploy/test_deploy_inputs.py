@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,10 +22,9 @@ from infra.ops.io.docker_cli import Docker, DockerError
 from infra.ops.io.ecr import MissingImage, Registry
 from infra.ops.io.kube import EKS_TOKEN_TTL_S, eks_token, from_eks
 from tests.support import REPO_ROOT
-from tests.support import deploy_world as fx
+from tests.support.cli import invoke
 
 REGION = "eu-west-1"
-fake_docker, webhook = fx.fake_docker, fx.webhook
 ROOT = REPO_ROOT
 
 
@@ -40,13 +38,11 @@ def test_resolve_lists_valid_services_and_envs():
 
 
 def test_invoke_deploy_bad_input_exits_2_with_one_line():
-    run = subprocess.run([sys.executable, "-m", "invoke", "deploy", "billing", "--env", "dev"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    run = invoke("deploy", "billing", "--env", "dev")
     assert run.returncode == 2
     assert run.stderr.strip() == ("error: service 'billing' is not in infra/k8s/base; use one of: api, scheduler, "
                                   "worker")
-    run = subprocess.run([sys.executable, "-m", "invoke", "rollback", "api", "--env", "dev", "--to-revision", "x"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    run = invoke("rollback", "api", "--env", "dev", "--to-revision", "x")
     assert run.returncode == 2 and "--to-revision takes a revision number" in run.stderr
 
 

@@ -16,10 +16,7 @@ from infra.ops.deploy import target as catalog
 from infra.ops.deploy.lock import DeployLock, LockHeld
 from infra.ops.deploy.requests import HistoryRequest, RollbackRequest
 from infra.ops.deploy.rollout import Reason
-from tests.support import deploy_world as fx
 from tests.support.deploy_world import NAMESPACE, REGION
-
-deploy_env, deployed_v1, fake_docker, webhook = fx.deploy_env, fx.deployed_v1, fx.fake_docker, fx.webhook  # fixtures
 
 
 def _versions(env) -> dict[str, str]:

@@ -5,20 +5,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from infra.ops.deploy import history
 from infra.ops.deploy.rollout import Reason
-from tests.support import REPO_ROOT
-from tests.support import deploy_world as fx
+from tests.support.cli import invoke, spawn
 from tests.support.deploy_world import NAMESPACE
 from tests.support.identity import declare_identity
-
-ROOT = REPO_ROOT
-
-deploy_env, deployed_v1 = fx.deploy_env, fx.deployed_v1  # fixtures
 
 
 @pytest.fixture(autouse=True)
@@ -27,17 +21,13 @@ def dev_identity(kubesim):
     declare_identity(kubesim, "dev")
 
 
-def _invoke(*args: str) -> list[str]:
-    return [sys.executable, "-m", "invoke", *args]
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_mid_rollout_rolls_back_and_exits_130(deployed_v1, signum):
     env = deployed_v1
     env.cluster.script_image(env.image("v2"), "NeverReady")
-    proc = subprocess.Popen(_invoke("deploy", "api", "--env", "dev", "--tag", "v2", "--allow-dirty", "--kubeconfig",
-                                    env.cluster.kubeconfig, "--readiness-grace", "120", "--json-logs"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn("deploy", "api", "--env", "dev", "--tag", "v2", "--allow-dirty", "--kubeconfig",
+                 env.cluster.kubeconfig, "--readiness-grace", "120", "--json-logs",
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         env.cluster.wait_for(lambda: any(c["image"] == env.image("v2") for p in env.cluster.pods(NAMESPACE)
                                          for c in p["spec"]["containers"]), timeout=30, message="a v2 pod")
@@ -58,20 +48,18 @@ def test_signal_mid_rollout_rolls_back_and_exits_130(deployed_v1, signum):
 def test_invoke_deploy_failure_then_history(deployed_v1):
     env = deployed_v1
     env.cluster.script_image(env.image("v2"), "ErrImagePull")
-    run = subprocess.run(_invoke("deploy", "api", "--env", "dev", "--tag", "v2", "--allow-dirty", "--kubeconfig",
-                                 env.cluster.kubeconfig), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = invoke("deploy", "api", "--env", "dev", "--tag", "v2", "--allow-dirty", "--kubeconfig",
+                 env.cluster.kubeconfig)
     assert run.returncode == 1 and "failed: " in run.stderr and "rolled back (Complete" in run.stderr
     assert "event=verdict" in run.stdout and "ok=False" in run.stdout  # not a TTY: structured lines
-    run = subprocess.run(_invoke("history", "api", "--env", "dev", "--kubeconfig", env.cluster.kubeconfig, "--json"),
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = invoke("history", "api", "--env", "dev", "--kubeconfig", env.cluster.kubeconfig, "--json")
     records = json.loads(run.stdout)
     assert [(r["tag"], r["ok"], r["rolled_back"]) for r in records] == [("v1", True, False), ("v2", False, True)]
     assert records[-1]["verdict"] in (Reason.ErrImagePull, Reason.ImagePullBackOff)
 
 
 def test_missing_tag_exits_2_and_changes_nothing(deploy_env):
-    run = subprocess.run(_invoke("deploy", "api", "--env", "dev", "--tag", "nope", "--kubeconfig",
-                                 deploy_env.cluster.kubeconfig), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    run = invoke("deploy", "api", "--env", "dev", "--tag", "nope", "--kubeconfig", deploy_env.cluster.kubeconfig)
     assert run.returncode == 2
     assert run.stderr.strip() == ("error: --tag nope is not in ECR repository eks-platform/dev/api; push it first or omit --tag to "
                                   "build the current commit")
@@ -81,8 +69,7 @@ def test_missing_tag_exits_2_and_changes_nothing(deploy_env):
 def test_invoke_rollback_by_hand(deployed_v1):
     env = deployed_v1
     env.engine("v2").run()
-    run = subprocess.run(_invoke("rollback", "api", "--env", "dev", "--kubeconfig", env.cluster.kubeconfig,
-                                 "--json-logs"), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = invoke("rollback", "api", "--env", "dev", "--kubeconfig", env.cluster.kubeconfig, "--json-logs")
     assert run.returncode == 0, run.stderr
     done = json.loads(run.stdout.splitlines()[-1])
     assert done["event"] == "done" and f"rolled back to revision 1 ({env.image('v1')})" in done["message"]

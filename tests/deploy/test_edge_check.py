@@ -116,9 +116,6 @@ def test_the_public_path_is_the_rendered_readiness_path_and_a_service_without_on
 
 # -- through the deploy pipeline (kubesim + moto): the public check runs after the in-cluster smoke check -------
 from infra.ops.deploy import pipeline as deploy  # noqa: E402
-from tests.support import deploy_world as fx  # noqa: E402
-
-deploy_env, deployed_v1 = fx.deploy_env, fx.deployed_v1  # fixtures
 
 
 def test_a_deploy_the_edge_does_not_serve_fails_naming_the_edge_check_and_rolls_back(deployed_v1):

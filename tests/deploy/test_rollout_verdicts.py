@@ -10,7 +10,6 @@ from infra.ops.deploy import history, snapshot
 from infra.ops.deploy import pipeline as deploy
 from infra.ops.deploy import target as catalog
 from infra.ops.deploy.rollout import Reason
-from tests.support import deploy_world as fx
 from tests.support.deploy_world import NAMESPACE
 
 FAILURES = [  # kubesim behaviour of the new image -> verdicts that name it
@@ -22,8 +21,6 @@ FAILURES = [  # kubesim behaviour of the new image -> verdicts that name it
     ("OOMKilled", {Reason.OOMKilled}),
     ("NeverReady", {Reason.ReadinessTimeout}),
 ]
-
-deploy_env, deployed_v1 = fx.deploy_env, fx.deployed_v1  # fixtures
 
 
 def test_success_records_history_and_change_cause(deploy_env):

@@ -70,7 +70,7 @@ def world_dev(kubesim_factory, tmp_path, monkeypatch):
         pool = config["eks-platform:node_pools"]["general"]
         pool["desired_size"], pool["max_size"] = PER_ZONE, 3
         del pool["generations"]["green"]
-    log = fake_pulumi.install(tmp_path, monkeypatch)
+    log = fake_pulumi.install(tmp_path, monkeypatch).log
     sim = kubesim_factory(nodes=False)
     sim.add_nodes("general", "blue", zones=AZS, per_zone=PER_ZONE)
     kube = from_kubeconfig(sim.kubeconfig)  # the engines' client, as the CLI builds it

@@ -6,15 +6,13 @@ from datetime import date
 
 import pytest
 
-from infra.ops.io.eks import Eks
-from infra.ops.io.pulumi_cli import PulumiCLI
 from infra.ops.lifecycle.errors import UpgradeRefused
 from infra.ops.lifecycle.preflight import FAIL, PASS, WARN, support_window
-from infra.ops.lifecycle.upgrade import Timeouts, Upgrade, UpgradeRequest
+from infra.ops.lifecycle.upgrade import Upgrade, UpgradeRequest
 from infra.versions import KubeVersion
-from tests.lifecycle.test_upgrade_executor import _stack, builds, cluster  # noqa: F401 - the fixture
 from tests.support import fake_pulumi
 from tests.support.identity import declare_identity
+from tests.support.upgrade_world import legacy_stack, upgrade
 
 V = KubeVersion.parse
 TODAY = date(2026, 12, 5)
@@ -36,15 +34,12 @@ def test_each_step_says_how_long_its_version_is_supported(target, final, status,
 
 
 def _proposing(stack, kube, today: date = TODAY, **flags) -> Upgrade:
-    cfg = stack.config()
-    return Upgrade(UpgradeRequest(env="dev", to=None, **flags), cfg, stack, Eks(cfg.region), kube,
-                   PulumiCLI(stack="dev", cwd=stack.root), addon_builds=builds, objects=lambda: [],
-                   timeouts=Timeouts(healthy=30, converge=30, poll=0.05), today=today)
+    return upgrade(stack, kube, None, today=today, **flags)
 
 
-def test_plan_only_without_a_target_proposes_the_one_reaching_standard_support(cluster, tmp_path):  # noqa: F811
-    sim, kube = cluster
-    stack = _stack(tmp_path, al2=False)  # 1.32: extended support until 2027-03-23
+def test_plan_only_without_a_target_proposes_the_one_reaching_standard_support(upgrade_cluster, tmp_path):
+    sim, kube = upgrade_cluster
+    stack = legacy_stack(tmp_path, al2=False)  # 1.32: extended support until 2027-03-23
     fake_pulumi.seed_eks(stack.config())
     plan = _proposing(stack, kube, plan_only=True).plan()
     assert plan.proposed and str(plan.target) == "1.35"
@@ -59,9 +54,9 @@ def test_plan_only_without_a_target_proposes_the_one_reaching_standard_support(c
     assert "| support calendar | pass | 1.35: standard support until 2027-03-27, 112 days left |" in playbook
 
 
-def test_the_proposal_moves_with_the_day(cluster, tmp_path):  # noqa: F811
-    sim, kube = cluster
-    stack = _stack(tmp_path, al2=False)
+def test_the_proposal_moves_with_the_day(upgrade_cluster, tmp_path):
+    sim, kube = upgrade_cluster
+    stack = legacy_stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
     later = _proposing(stack, kube, today=date(2027, 4, 1), dry_run=True).plan()  # 1.35 in extended by then
     assert str(later.target) == "1.36" and len(later.steps) == 4
@@ -72,13 +67,13 @@ def test_an_upgrade_needs_a_target_the_proposal_is_only_shown():
         UpgradeRequest(env="dev", to=None)
 
 
-def test_task_plan_only_without_to_on_a_stack_in_standard_support(cluster, capsys):  # noqa: F811
+def test_task_plan_only_without_to_on_a_stack_in_standard_support(upgrade_cluster, capsys):
     from invoke import Context
 
     from infra.cli.cluster import cluster_upgrade
     from infra.config import load_stack_config
 
-    sim, _ = cluster
+    sim, _ = upgrade_cluster
     fake_pulumi.seed_eks(load_stack_config("dev"))  # the real dev: 1.35, in standard support
     declare_identity(sim, "dev")
     cluster_upgrade(Context(), env="dev", plan_only=True, kubeconfig=sim.kubeconfig)

@@ -2,87 +2,39 @@
 config change and `up`, and makes moto's EKS follow the stack file like a real `pulumi up` would."""
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from infra.config import ROOT
-from infra.ops.io.eks import AddonBuild, Eks
-from infra.ops.io.kube import from_kubeconfig
-from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
-from infra.ops.io.stack_file import StackFile
-from infra.ops.lifecycle.upgrade import (
-    PreflightFailed,
-    Timeouts,
-    Upgrade,
-    UpgradeRefused,
-    UpgradeRequest,
-    live_objects,
-)
+from infra.ops.io.eks import Eks
+from infra.ops.io.pulumi_cli import PulumiError
+from infra.ops.lifecycle.upgrade import PreflightFailed, UpgradeRefused, live_objects
 from infra.versions import KubeVersion
 from tests.support import fake_pulumi
-from tests.support import node_world as world
 from tests.support.identity import declare_identity
-from tests.support.legacy import LEGACY_DEV
-
-AZS = ("eu-west-1a", "eu-west-1b")
+from tests.support.upgrade_world import AZS, legacy_stack, upgrade
 
 
-def builds(region: str, addon: str, version: KubeVersion) -> list[AddonBuild]:
-    """What describe_addon_versions would offer (moto lacks it): one default build per add-on and version."""
-    if addon == "kube-proxy":
-        return [AddonBuild(f"v{version}.0-eksbuild.1", True)]
-    return [AddonBuild(f"v1.{version.minor - 10}.0-eksbuild.1", True)]
+def _ups(fake):
+    return [fake_pulumi.snapshot(c) for c in fake.ups()]
 
 
-def _stack(tmp_path, al2: bool) -> StackFile:
-    shutil.copy(LEGACY_DEV, tmp_path / "Pulumi.dev.yaml")  # 1.32 with an AL2 generation
-    stack = StackFile("dev", tmp_path)
-    if not al2:
-        stack.remove_generation("general", "blue")
-    return stack
-
-
-@pytest.fixture
-def cluster(aws, kubesim_factory):
-    sim = kubesim_factory(nodes=False)
-    sim.add_nodes("general", "green", zones=AZS, per_zone=1)
-    kube = from_kubeconfig(sim.kubeconfig)  # the engines' client, as the CLI builds it
-    world.namespace(kube.api)
-    world.deployment(kube.api, "api", 2, max_unavailable=1)
-    world.wait_running(sim, 2)
-    return sim, kube
-
-
-def _upgrade(stack, kube, to: str, objects=None, resume: bool = False) -> Upgrade:
-    """The engine as a test builds it: a request object, no invoke."""
-    cfg = stack.config()
-    return Upgrade(UpgradeRequest(env="dev", to=to, resume=resume), cfg, stack, Eks(cfg.region), kube,
-                   PulumiCLI(stack="dev", cwd=stack.root), addon_builds=builds,
-                   objects=objects or (lambda: []), timeouts=Timeouts(healthy=30, converge=30, poll=0.05))
-
-
-def _ups(log):
-    return [fake_pulumi.snapshot(c) for c in fake_pulumi.calls(log) if c["argv"][:1] == ["up"]]
-
-
-def test_two_step_upgrade_runs_control_plane_nodes_addons_in_order(cluster, tmp_path, monkeypatch):
-    sim, kube = cluster
-    stack = _stack(tmp_path, al2=False)
+def test_two_step_upgrade_runs_control_plane_nodes_addons_in_order(upgrade_cluster, tmp_path, monkeypatch):
+    sim, kube = upgrade_cluster
+    stack = legacy_stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
-    log = fake_pulumi.install(tmp_path, monkeypatch)
-    engine = _upgrade(stack, kube, "1.34")
+    fake = fake_pulumi.install(tmp_path, monkeypatch)
+    engine = upgrade(stack, kube, "1.34")
     plan = engine.plan()
     assert [str(s.target) for s in plan.steps] == ["1.33", "1.34"] and not plan.blocked
     assert plan.steps[0].addons["kube-proxy"] == "v1.33.0-eksbuild.1"
     events: list[tuple[str, str]] = []
     engine.on_event = lambda event, message: events.append((event, message))
-    with fake_pulumi.EksFollower(log):
+    with fake_pulumi.EksFollower(fake.log):
         engine.execute(plan)
     assert [m for e, m in events if e == "step"] == ["cluster at 1.33", "cluster at 1.34"]
     assert [m for e, m in events if e == "phase"][:4] == [
         "1.32 -> 1.33: control-plane", "1.32 -> 1.33: node-groups", "1.32 -> 1.33: add-ons", "1.32 -> 1.33: verified"]
-    ups = _ups(log)
+    ups = _ups(fake)
     shape = [(u["cluster"], u["generations"]["general/green"]["version"], u["addons"]["kube-proxy"],
               u["addons"]["vpc-cni"]) for u in ups]
     assert shape == [
@@ -101,38 +53,38 @@ def test_two_step_upgrade_runs_control_plane_nodes_addons_in_order(cluster, tmp_
                 if cm.metadata.name.startswith("eks-platform-upgrade")]
 
 
-def test_failed_up_is_resumed_from_the_checkpoint(cluster, tmp_path, monkeypatch):
-    sim, kube = cluster
-    stack = _stack(tmp_path, al2=False)
+def test_failed_up_is_resumed_from_the_checkpoint(upgrade_cluster, tmp_path, monkeypatch):
+    sim, kube = upgrade_cluster
+    stack = legacy_stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
-    log = fake_pulumi.install(tmp_path, monkeypatch, fail_on_up=2)
-    with fake_pulumi.EksFollower(log):  # stopped even if the test fails: it must not play into the next test
-        engine = _upgrade(stack, kube, "1.33")
+    fake = fake_pulumi.install(tmp_path, monkeypatch, fail_on_up=2)
+    with fake_pulumi.EksFollower(fake.log):  # stopped even if the test fails: it must not play into the next test
+        engine = upgrade(stack, kube, "1.33")
         with pytest.raises(PulumiError, match="pulumi up.*; progress is checkpointed: fix the cause, then `invoke "
                                               "cluster.upgrade --env dev --to 1.33 --resume`"):
             engine.execute(engine.plan())
         with pytest.raises(UpgradeRefused, match="in progress.*rerun with --resume"):
-            again = _upgrade(stack, kube, "1.33")
+            again = upgrade(stack, kube, "1.33")
             again.execute(again.plan())
-        monkeypatch.delenv("FAKE_PULUMI_FAIL_ON_UP")
-        resumed = _upgrade(stack, kube, "1.33", resume=True)
+        fake.set(fail_on_up=None)
+        resumed = upgrade(stack, kube, "1.33", resume=True)
         plan = resumed.plan()
         assert str(plan.current) == "1.32"  # the checkpoint remembers where the upgrade started
         resumed.execute(plan)
-    ups = _ups(log)
+    ups = _ups(fake)
     assert [(u["cluster"], u["generations"]["general/green"]["version"]) for u in ups] == [
         ("1.33", "1.32"), ("1.33", None), ("1.33", None), ("1.33", None)]  # failed nodes up retried, not the CP
     assert Eks("eu-west-1").cluster("eks-dev").version == KubeVersion(1, 33)
 
 
-def test_al2_and_removed_apis_block_before_any_change(cluster, tmp_path, monkeypatch):
-    sim, kube = cluster
-    stack = _stack(tmp_path, al2=True)
+def test_al2_and_removed_apis_block_before_any_change(upgrade_cluster, tmp_path, monkeypatch):
+    sim, kube = upgrade_cluster
+    stack = legacy_stack(tmp_path, al2=True)
     fake_pulumi.seed_eks(stack.config())
-    log = fake_pulumi.install(tmp_path, monkeypatch)
+    fake = fake_pulumi.install(tmp_path, monkeypatch)
     removed = [{"apiVersion": "flowcontrol.apiserver.k8s.io/v1beta3", "kind": "FlowSchema",
                 "metadata": {"name": "legacy"}}]
-    engine = _upgrade(stack, kube, "1.34", objects=lambda: removed)
+    engine = upgrade(stack, kube, "1.34", objects=lambda: removed)
     plan = engine.plan()
     blocked = {(str(step.target), check.check) for step, check in plan.blocked}
     assert blocked == {("1.33", "removed APIs"), ("1.34", "removed APIs"), ("1.33", "AL2 node groups"),
@@ -140,39 +92,39 @@ def test_al2_and_removed_apis_block_before_any_change(cluster, tmp_path, monkeyp
     before = stack.path.read_text()
     with pytest.raises(PreflightFailed, match="AL2 node groups"):
         engine.execute(plan)
-    assert _ups(log) == [] and stack.path.read_text() == before
+    assert _ups(fake) == [] and stack.path.read_text() == before
 
 
-def test_refusals_need_no_change(cluster, tmp_path, monkeypatch):
-    sim, kube = cluster
-    stack = _stack(tmp_path, al2=False)
+def test_refusals_need_no_change(upgrade_cluster, tmp_path, monkeypatch):
+    sim, kube = upgrade_cluster
+    stack = legacy_stack(tmp_path, al2=False)
     fake_pulumi.seed_eks(stack.config())
     with pytest.raises(UpgradeRefused, match="older than the control plane"):
-        _upgrade(stack, kube, "1.31").plan()
+        upgrade(stack, kube, "1.31").plan()
     stack.update_cluster(version="1.33", addons={"kube-proxy": "v1.33.0-eksbuild.1"})
     with pytest.raises(UpgradeRefused, match="has cluster.version 1.33 but EKS runs 1.32"):
-        _upgrade(stack, kube, "1.34").plan()
+        upgrade(stack, kube, "1.34").plan()
 
 
-def test_playbook_is_markdown_with_preflight_and_actions(cluster, tmp_path):
-    sim, kube = cluster
-    stack = _stack(tmp_path, al2=True)
+def test_playbook_is_markdown_with_preflight_and_actions(upgrade_cluster, tmp_path):
+    sim, kube = upgrade_cluster
+    stack = legacy_stack(tmp_path, al2=True)
     fake_pulumi.seed_eks(stack.config())
-    playbook = _upgrade(stack, kube, "1.34").plan().playbook()
+    playbook = upgrade(stack, kube, "1.34").plan().playbook()
     assert playbook.startswith("# Upgrade eks-dev (dev) from 1.32 to 1.34")
     assert "Steps: 1.32 -> 1.33 -> 1.34" in playbook and "## Step 2: 1.33 -> 1.34" in playbook
     assert "| AL2 node groups | FAIL |" in playbook and "| kubelet skew | pass |" in playbook
     assert '1. Set `cluster.version: "1.33"` and `addons.kube-proxy: v1.33.0-eksbuild.1`' in playbook
 
 
-def test_task_plan_only_prints_the_playbook(cluster, capsys):
+def test_task_plan_only_prints_the_playbook(upgrade_cluster, capsys):
     from invoke import Context
     from invoke.exceptions import Exit
 
     from infra.cli.cluster import cluster_upgrade
     from infra.config import load_stack_config
 
-    sim, kube = cluster
+    sim, kube = upgrade_cluster
     fake_pulumi.seed_eks(load_stack_config("dev"))
     declare_identity(sim, "dev")
     cluster_upgrade(Context(), env="dev", to="1.36", plan_only=True, kubeconfig=sim.kubeconfig)
@@ -198,8 +150,8 @@ def test_task_plan_only_prints_the_playbook(cluster, capsys):
     assert (ROOT / "Pulumi.dev.yaml").read_text() == before
 
 
-def test_live_objects_report_the_api_version_writers_used(cluster):
-    sim, kube = cluster
+def test_live_objects_report_the_api_version_writers_used(upgrade_cluster):
+    sim, kube = upgrade_cluster
     found = live_objects(kube)
     assert {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "api", "namespace": "apps-dev"}} in found

@@ -5,13 +5,13 @@ import os
 import re
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from infra.config import known_envs, load_stack_config
 from infra.ops.io.manifests import REPO
+from tests.support.cli import invoke
 from tests.support.github_tree import ACTIONS, WORKFLOWS, load, steps
 
 
@@ -135,8 +135,7 @@ def test_deploy_service_passes_a_tag_and_never_evaluates_inputs_as_shell(fake_in
 
 
 def test_deploy_service_uses_only_flags_the_deploy_task_has():
-    done = subprocess.run([sys.executable, "-m", "invoke", "--help", "deploy"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = invoke("--help", "deploy", cwd=REPO)
     assert done.returncode == 0, done.stderr
     script, _ = _step_script("deploy-service", "invoke deploy")
     for flag in re.findall(r"(--[a-z-]+)", script):

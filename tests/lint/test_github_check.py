@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,7 @@ import pytest
 from infra.lint import workflows as ci_check
 from infra.lint.workflows import Sources
 from infra.ops.io.manifests import REPO
+from tests.support.cli import invoke
 from tests.support.github_tree import scratch_repo
 
 BAD_WORKFLOW = """\
@@ -155,10 +154,6 @@ def test_a_missing_tool_fails_the_check_instead_of_passing_silently(tmp_path, mo
 
 
 def test_invoke_ci_check_passes_on_the_repo_and_lint_includes_it():
-    def invoke(*args):
-        return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, capture_output=True, text=True,
-                              timeout=240, check=False)
-
     done = invoke("ci.check", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout) == []

@@ -6,8 +6,6 @@ timeout; CI prepares .venv-checkov beforehand. They are not skipped: the target 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -15,6 +13,7 @@ from infra.lint import checkov as checkov_scan
 from infra.lint import runner as lint
 from infra.ops.io.manifests import K8S_ROOT
 from tests.support import REPO_ROOT
+from tests.support.cli import invoke
 from tests.support.k8s_tree import VERSIONS, container, copy_tree, edit
 
 REPO = REPO_ROOT
@@ -22,8 +21,7 @@ REPO = REPO_ROOT
 
 @pytest.mark.timeout(1800)
 def test_full_lint_task_passes_on_the_real_tree_with_checkov():
-    done = subprocess.run([sys.executable, "-m", "invoke", "lint"], cwd=REPO, capture_output=True, text=True,
-                          timeout=1700, check=False)
+    done = invoke("lint", timeout=1700)
     assert done.returncode == 0, done.stdout + done.stderr
     # Warnings: the policy pack's advisory rules only (Lambda concurrency and dead-letter targets, docs/policy.md).
     assert re.search(r"lint passed: 0 error\(s\), \d+ warning\(s\); checks yamllint, render, schema, deprecations, "

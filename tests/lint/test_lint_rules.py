@@ -8,6 +8,7 @@ import pytest
 from infra.lint import runner as lint
 from infra.ops.io import manifests
 from infra.ops.io.manifests import K8S_ROOT
+from tests.support.cli import invoke
 from tests.support.k8s_tree import FAST_CHECKS, VERSIONS, container, copy_tree, edit, pod
 
 # Seeded breaks need only the checks that can see them (schema and yamllint are the slow ones); the
@@ -309,8 +310,6 @@ def test_kustomize_error_is_one_line_of_kustomizes_own_message(stderr, message):
 
 def test_pre_commit_hooks_run_the_same_checks():
     import shlex
-    import subprocess
-    import sys
 
     import yaml
 
@@ -324,8 +323,7 @@ def test_pre_commit_hooks_run_the_same_checks():
         covered += lint.select(only=words[3].split(","))
     assert set(covered) == set(lint.CHECKS)
     yamllint_hook = next(h for h in hooks if h["id"] == "yamllint")
-    done = subprocess.run([sys.executable, "-m", "invoke", *shlex.split(yamllint_hook["entry"])[1:]],
-                          cwd=repo, capture_output=True, text=True, timeout=120, check=False)
+    done = invoke(*shlex.split(yamllint_hook["entry"])[1:], cwd=repo)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -3,8 +3,6 @@ nothing written. That generated services also pass `service.check` is in tests/s
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from infra.lint.scaffold import ScaffoldError
 from infra.lint.secret_rules import SecretFacts
 from infra.ops.io import manifests
 from tests.support import REPO_ROOT
+from tests.support.cli import invoke
 from tests.support.k8s_tree import FAST_CHECKS, VERSIONS
 from tests.support.k8s_tree import copy_tree as copy_k8s
 
@@ -141,11 +140,6 @@ def test_stale_overlay_entry_is_refused(tmp_path):
                                                                "  - ../../base/scheduler\n  - ../../base/ghost\n"))
     with pytest.raises(ScaffoldError, match="prod overlay already lists base/ghost"):
         scaffold.plan("ghost", "worker", root)
-
-
-def invoke(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, check=False)
 
 
 def test_tasks_exit_2_with_one_line_errors():

@@ -22,6 +22,7 @@ from infra.lambdas.nat.failover import handle
 from infra.lambdas.nat.health import Health, NatInstance, Policy
 from infra.ops.nat.drill import Drill, DrillRefused, DrillTarget
 from tests.support import nat_world
+from tests.support.cli import invoke
 from tests.support.nat_world import (
     REGION,
     SCHEDULE,
@@ -534,13 +535,7 @@ def test_the_drill_refuses_a_table_whose_home_az_has_no_instance_left(aws):
     (["--env", "staging"], 2, "staging"),
 ])
 def test_the_drill_task_rejects_bad_input_in_one_line(args, code, fragment):
-    import subprocess
-    import sys
-
-    from infra.config import ROOT
-
-    result = subprocess.run([sys.executable, "-m", "invoke", "nat.drill", *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = invoke("nat.drill", *args)
     assert result.returncode == code, result.stderr
     assert fragment in (result.stdout if code == 0 else result.stderr)
     if code:

@@ -1,68 +1,24 @@
 """`nat.status` / `nat.rotate` engines against moto server, with a fake `pulumi` on PATH that replaces instances."""
 from __future__ import annotations
 
-import json
-import os
-import stat
-import subprocess
-import sys
-from pathlib import Path
-
 import boto3
 import pytest
 from rich.console import Console
 
-from infra.config import ROOT
 from infra.lambdas.nat.health import DRAIN_TAG
 from infra.ops.io.pulumi_cli import PulumiCLI, PulumiError
 from infra.ops.lifecycle.phases import CorruptState
 from infra.ops.nat.rotation import (
     NatError,
-    Rotation,
     RotationCheckpoint,
     RotationRequest,
     Topology,
     read_status,
     status_tables,
 )
-from tests.support.nat_world import REGION, STACK, build
-
-# A `pulumi` that serves stack outputs from a JSON file and, on `up --replace <urn>`, does what Pulumi (and the
-# group's launch hook) would: launch the replacement instance (same subnet, tags, the AZ's EIP) and terminate the old one.
-FAKE = r'''
-import json, os, sys
-import boto3
-state_path, log_path = os.environ["NAT_FAKE_STATE"], os.environ["NAT_FAKE_LOG"]
-argv = sys.argv[1:]
-with open(log_path, "a") as log:
-    log.write(json.dumps(argv) + "\n")
-state = json.load(open(state_path))
-if argv[:3] == ["stack", "output", "--json"]:
-    print(json.dumps(state["outputs"]))
-    sys.exit(0)
-if argv[:1] == ["up"]:
-    if state.get("fail_ups", 0) > 0:
-        state["fail_ups"] -= 1
-        json.dump(state, open(state_path, "w"))
-        print("error: update interrupted", file=sys.stderr)
-        sys.exit(255)
-    urn = argv[argv.index("--replace") + 1]
-    az = {u: a for a, u in state["outputs"]["natInstanceUrns"].items()}[urn]
-    ec2 = boto3.client("ec2")
-    old = ec2.describe_instances(InstanceIds=[state["outputs"]["natInstanceIds"][az]])["Reservations"][0]["Instances"][0]
-    tags = [t for t in old["Tags"] if t["Key"] in ("eks-platform:nat-stack", "eks-platform:nat-az")]
-    if state.get("launch", True):
-        new = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t4g.nano",
-                                SubnetId=old["SubnetId"], TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
-        state["outputs"]["natInstanceIds"][az] = new["Instances"][0]["InstanceId"]
-        # what the group's launch hook does (infra/lambdas/nat/launch.py): the AZ's EIP moves to the new instance
-        for address in ec2.describe_addresses(Filters=[{"Name": "instance-id", "Values": [old["InstanceId"]]}])["Addresses"]:
-            ec2.associate_address(AllocationId=address["AllocationId"], InstanceId=new["Instances"][0]["InstanceId"],
-                                  AllowReassociation=True)
-    ec2.terminate_instances(InstanceIds=[old["InstanceId"]])
-    json.dump(state, open(state_path, "w"))
-sys.exit(0)
-'''
+from tests.support.cli import invoke
+from tests.support.nat_rotation import egress_intact, install_pulumi, instance_tags, rotation
+from tests.support.nat_world import REGION, build
 
 
 @pytest.fixture(autouse=True)
@@ -70,78 +26,18 @@ def _lean_moto(monkeypatch):
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 
-class FakePulumi:
-    def __init__(self, tmp_path: Path, monkeypatch, outputs: dict, fail_ups: int = 0, launch: bool = True):
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        script = bin_dir / "pulumi"
-        script.write_text(f"#!{sys.executable}\n{FAKE}")
-        script.chmod(script.stat().st_mode | stat.S_IXUSR)
-        self.state, self.log = tmp_path / "pulumi-state.json", tmp_path / "pulumi-calls.jsonl"
-        self.state.write_text(json.dumps({"outputs": outputs, "fail_ups": fail_ups, "launch": launch}))
-        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-        monkeypatch.setenv("NAT_FAKE_STATE", str(self.state))
-        monkeypatch.setenv("NAT_FAKE_LOG", str(self.log))
-
-    def calls(self) -> list[list[str]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
-
-    def ups(self) -> list[list[str]]:
-        return [call for call in self.calls() if call[:1] == ["up"]]
-
-
-def outputs_of(world) -> dict:
-    homes = {az: world.tables[table] for az, table in world.by_az.items()}
-    return {"clusterName": STACK, "natMode": "dual-instance", "natRouteTableIds": dict(world.by_az),
-            "natRouteHomes": homes, "natInstanceIds": dict(world.instances),
-            "natInstanceUrns": {az: f"urn:pulumi:dev::eks-platform::eks-platform:nat:Nat$aws:ec2/instance:Instance::nat-{az[-1]}"
-                                for az in world.instances}}
-
-
-def egress_intact(world) -> None:
-    """Every table points at a running instance: new connections always have a way out (open flows through a moved table still break)."""
-    running = {i["InstanceId"] for r in world.ec2.describe_instances(
-        Filters=[{"Name": "instance-state-name", "Values": ["running"]}])["Reservations"] for i in r["Instances"]}
-    targets = world.targets()
-    assert all(target in running for target in targets.values()), targets
-
-
-def rotation(world, tmp_path, holder="operator@laptop pid 1", report=None, timeout: float = 900.0,
-             **kwargs) -> tuple[Rotation, list[str]]:
-    """A Rotation as one operator's machine builds it (a request object, no invoke); the checkpoint and lock live
-    in moto's SSM."""
-    lines: list[str] = []
-
-    def record(line: str) -> None:
-        lines.append(line)
-        egress_intact(world)
-        if report:
-            report(line)
-
-    cli = PulumiCLI(stack="dev")
-    topology = Topology.from_outputs("dev", cli.outputs())
-    checkpoint = RotationCheckpoint(boto3.client("ssm", region_name=REGION), "dev", holder=holder)
-    return Rotation(RotationRequest(env="dev", timeout=timeout), topology, world.ec2, cli, checkpoint, report=record,
-                    poll=0, sleep=lambda _: None, **kwargs), lines
-
-
-def instance_tags(world, instance_id) -> dict:
-    found = world.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
-    return {t["Key"]: t["Value"] for t in found.get("Tags", [])}
-
-
 @pytest.mark.parametrize("az_count", [2, 3])
 def test_rotate_replaces_both_instances_without_an_egress_gap(aws, tmp_path, monkeypatch, az_count):
     world = build(az_count)
-    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    fake = install_pulumi(world, tmp_path, monkeypatch)
     engine, lines = rotation(world, tmp_path)
     old = dict(world.instances)
     engine.run()
-    ups = fake.ups()
+    ups = [call["argv"] for call in fake.ups()]
     assert [up[up.index("--replace") + 1].rsplit("-", 1)[1] for up in ups] == ["a", "b"]
     assert all("--target-dependents" in up and up[up.index("--target") + 1] == up[up.index("--replace") + 1]
                for up in ups)
-    new = json.loads(fake.state.read_text())["outputs"]["natInstanceIds"]
+    new = fake.outputs()["natInstanceIds"]
     assert set(new.values()).isdisjoint(old.values())
     homes = {az: world.tables[table] for az, table in world.by_az.items()}
     assert world.targets() == {world.by_az[az]: new[homes[az]] for az in world.by_az}
@@ -152,7 +48,7 @@ def test_rotate_replaces_both_instances_without_an_egress_gap(aws, tmp_path, mon
 
 def test_interrupted_rotation_resumes_from_its_checkpoint(aws, tmp_path, monkeypatch):
     world = build(3)
-    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world), fail_ups=1)
+    fake = install_pulumi(world, tmp_path, monkeypatch, fail_on_up=1)
     a, b = world.instances["eu-west-1a"], world.instances["eu-west-1b"]
     engine, _ = rotation(world, tmp_path)
     with pytest.raises(PulumiError, match="progress is kept, rerun `invoke nat.rotate --env dev` to resume"):
@@ -171,7 +67,7 @@ def test_interrupted_rotation_resumes_from_its_checkpoint(aws, tmp_path, monkeyp
 
 def test_abort_lifts_the_drain_and_forgets_the_checkpoint(aws, tmp_path, monkeypatch):
     world = build(2)
-    FakePulumi(tmp_path, monkeypatch, outputs_of(world), fail_ups=1)
+    install_pulumi(world, tmp_path, monkeypatch, fail_on_up=1)
     a, b = world.instances["eu-west-1a"], world.instances["eu-west-1b"]
     engine, _ = rotation(world, tmp_path)
     with pytest.raises(PulumiError):
@@ -190,7 +86,7 @@ def ssm_parameters() -> dict[str, str]:
 
 def test_abort_with_nothing_to_abort_says_so_and_changes_nothing(aws, tmp_path, monkeypatch):
     world = build(2)
-    FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    install_pulumi(world, tmp_path, monkeypatch)
     tags = {az: instance_tags(world, instance) for az, instance in world.instances.items()}
     engine, lines = rotation(world, tmp_path)
     engine.abort()
@@ -203,7 +99,7 @@ def test_abort_with_nothing_to_abort_says_so_and_changes_nothing(aws, tmp_path, 
 def test_abort_drops_a_checkpoint_no_run_can_read(aws, tmp_path, monkeypatch):
     """The refusal of an unreadable checkpoint names --abort as the way out: that way out works."""
     world = build(2)
-    FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    install_pulumi(world, tmp_path, monkeypatch)
     boto3.client("ssm", region_name=REGION).put_parameter(Name="/eks-platform/dev/nat-rotation/checkpoint",
                                                           Value="{half a checkpoint", Type="String")
     engine, lines = rotation(world, tmp_path)
@@ -218,7 +114,7 @@ def test_abort_drops_a_checkpoint_no_run_can_read(aws, tmp_path, monkeypatch):
 def test_rotate_without_the_pulumi_cli_starts_nothing(aws, tmp_path, monkeypatch):
     """Every replacement is a `pulumi up`: without the CLI no lock is taken, nothing drained, nothing saved."""
     world = build(2)
-    FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    install_pulumi(world, tmp_path, monkeypatch)
     engine, _ = rotation(world, tmp_path)
     engine.cli = PulumiCLI(stack="dev", executable="pulumi-not-installed")
     before = world.targets()
@@ -232,27 +128,22 @@ def test_abort_takes_over_the_lock_of_a_holder_known_to_be_gone(aws, tmp_path, m
     """`--abort --take-over` is how an operator gives up a rotation whose process was killed: without --take-over
     the abort is refused naming the holder (it must not pull drain marks from under a live rotation)."""
     world = build(2)
-    FakePulumi(tmp_path, monkeypatch, outputs_of(world), fail_ups=1)
+    install_pulumi(world, tmp_path, monkeypatch, fail_on_up=1)
     gone, _ = rotation(world, tmp_path, holder="alice@laptop-a pid 11")
     with pytest.raises(PulumiError):
         gone.run()
     gone.checkpoint.acquire()  # alice reran, and that process was killed: its lock stays behind
-    refused = invoke_task("nat.rotate", "--env", "dev", "--abort")
+    refused = invoke("nat.rotate", "--env", "dev", "--abort")
     assert refused.returncode == 1 and "by alice@laptop-a pid 11" in refused.stderr and "--take-over" in refused.stderr
-    taken = invoke_task("nat.rotate", "--env", "dev", "--abort", "--take-over")
+    taken = invoke("nat.rotate", "--env", "dev", "--abort", "--take-over")
     assert taken.returncode == 0, taken.stderr
     assert "rotation of dev abandoned (eu-west-1a step replace); drain lifted on " in taken.stdout
     assert ssm_parameters() == {}
 
 
-def invoke_task(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-
-
 def test_dry_run_plans_without_changing_anything(aws, tmp_path, monkeypatch):
     world = build(3)
-    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    fake = install_pulumi(world, tmp_path, monkeypatch)
     before = world.targets()
     engine, _ = rotation(world, tmp_path)
     plan = engine.plan()
@@ -265,7 +156,7 @@ def test_dry_run_plans_without_changing_anything(aws, tmp_path, monkeypatch):
 def test_the_engine_takes_its_settings_from_the_request(aws, tmp_path, monkeypatch):
     """A RotationRequest built without invoke: its timeout shapes the plan, its take_over the lock verdict."""
     world = build(2)
-    FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    install_pulumi(world, tmp_path, monkeypatch)
     engine, _ = rotation(world, tmp_path, timeout=120)
     assert engine.request == RotationRequest(env="dev", timeout=120)
     RotationCheckpoint(boto3.client("ssm", region_name=REGION), "dev", holder="alice@laptop-a pid 11").acquire()
@@ -278,7 +169,7 @@ def test_the_engine_takes_its_settings_from_the_request(aws, tmp_path, monkeypat
 
 def test_rotation_refuses_when_the_survivor_is_unhealthy(aws, tmp_path, monkeypatch):
     world = build(2)
-    fake = FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    fake = install_pulumi(world, tmp_path, monkeypatch)
     world.ec2.stop_instances(InstanceIds=[world.instances["eu-west-1b"]])
     before = world.targets()
     engine, _ = rotation(world, tmp_path)
@@ -290,7 +181,7 @@ def test_rotation_refuses_when_the_survivor_is_unhealthy(aws, tmp_path, monkeypa
 
 def test_replacement_that_never_gets_healthy_times_out_with_routes_parked(aws, tmp_path, monkeypatch):
     world = build(2)
-    FakePulumi(tmp_path, monkeypatch, outputs_of(world), launch=False)  # the new instance never shows up
+    install_pulumi(world, tmp_path, monkeypatch, launch=False)  # the new instance never shows up
     ticks = iter(range(0, 10_000, 100))
     engine, lines = rotation(world, tmp_path, timeout=250, clock=lambda: next(ticks))
     with pytest.raises(NatError, match="no healthy replacement after 250s"):
@@ -303,7 +194,7 @@ def test_replacement_that_never_gets_healthy_times_out_with_routes_parked(aws, t
 
 def test_status_shows_where_each_table_points(aws, tmp_path, monkeypatch):
     world = build(3)
-    FakePulumi(tmp_path, monkeypatch, outputs_of(world))
+    install_pulumi(world, tmp_path, monkeypatch)
     world.ec2.replace_route(RouteTableId=world.by_az["eu-west-1a"], DestinationCidrBlock="0.0.0.0/0",
                             InstanceId=world.instances["eu-west-1b"])
     topology = Topology.from_outputs("dev", PulumiCLI(stack="dev").outputs())
@@ -339,9 +230,7 @@ def test_topology_refuses_stacks_without_nat_instances(outputs, configured, mess
 
 
 def test_tasks_reject_unknown_env_with_exit_2():
-    result = subprocess.run([sys.executable, "-m", "invoke", "nat.status", "--env", "staging"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = invoke("nat.status", "--env", "staging")
     assert result.returncode == 2 and "staging" in result.stderr
-    helped = subprocess.run([sys.executable, "-m", "invoke", "nat.rotate", "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    helped = invoke("nat.rotate", "--help")
     assert helped.returncode == 0 and "--dry-run" in helped.stdout

@@ -2,8 +2,6 @@
 real stacks."""
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -19,8 +17,11 @@ from ruamel.yaml import YAML
 from infra.plan.verdict import evaluate
 from infra.policy import POLICIES
 from tests.support import REPO_ROOT
+from tests.support.cli import invoke
+from tests.support.project import copy_task_files
 
 PACK = REPO_ROOT / "infra" / "policy"
+WIDE = {"COLUMNS": "250"}  # rich tables keep rule names on one line
 
 
 def test_pack_has_at_least_25_rules_each_with_a_level_and_a_source():
@@ -88,17 +89,10 @@ def test_real_plans_have_no_mandatory_violation(stack_plans, env):
     assert not mandatory, "\n".join(f"{v.policy}: {v.resource}: {v.message}" for v in mandatory)
 
 
-def invoke(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "250"}, timeout=300)
-
-
 @pytest.fixture
 def project_on_config_map(tmp_path: Path) -> Path:
     """A copy of the project whose dev stack went back to the aws-auth-only authentication mode."""
-    for name in ("tasks.py", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "__main__.py", "pyproject.toml"):
-        shutil.copy(REPO_ROOT / name, tmp_path / name)
-    shutil.copytree(REPO_ROOT / "infra", tmp_path / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_task_files(tmp_path, "pyproject.toml")
     stack = tmp_path / "Pulumi.dev.yaml"
     stack.write_text(stack.read_text().replace("authentication_mode: API_AND_CONFIG_MAP",
                                                "authentication_mode: CONFIG_MAP"))
@@ -106,7 +100,7 @@ def project_on_config_map(tmp_path: Path) -> Path:
 
 
 def test_plan_prints_the_verdict_after_the_tree_and_exits_1_on_a_mandatory_violation(project_on_config_map):
-    result = invoke("plan", "--env", "dev", cwd=project_on_config_map)
+    result = invoke("plan", "--env", "dev", cwd=project_on_config_map, env=WIDE, timeout=300)
     assert result.returncode == 1
     assert result.stdout.index("stack eks-platform/dev") < result.stdout.index("policy violations")
     assert "policy/eks-access-entries-enabled" in result.stdout
@@ -116,7 +110,7 @@ def test_plan_prints_the_verdict_after_the_tree_and_exits_1_on_a_mandatory_viola
 
 
 def test_lint_only_policy_reports_in_the_findings_table(project_on_config_map):
-    result = invoke("lint", "--only", "policy", cwd=project_on_config_map)
+    result = invoke("lint", "--only", "policy", cwd=project_on_config_map, env=WIDE, timeout=300)
     assert result.returncode == 1
     assert "lint findings" in result.stdout and "policy/eks-access-entries-enabled" in result.stdout
     assert "Pulumi.dev.yaml" in result.stdout and "Traceback" not in result.stderr

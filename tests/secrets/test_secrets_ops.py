@@ -5,7 +5,6 @@ import getpass
 import io
 import json
 import logging
-import os
 import subprocess
 import sys
 
@@ -18,6 +17,7 @@ from infra.lambdas.secret_rotation import handler
 from infra.ops import secrets as ops
 from infra.ops.secrets import SecretInputError, SecretsError, SetSecret, read_value
 from tests.support import REPO_ROOT
+from tests.support.cli import invoke
 from tests.support.identity import declare_secrets_key
 
 ROOT = REPO_ROOT
@@ -44,8 +44,7 @@ def _declare(env: str = "dev", skip: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def _invoke(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, input=stdin, capture_output=True,
-                          text=True, timeout=120, env=dict(os.environ))
+    return invoke(*args, stdin=stdin)
 
 
 class Tty(io.StringIO):

@@ -4,7 +4,7 @@ moto's own rotate_secret without a Lambda moves AWSCURRENT to a version without 
 used to switch rotation on while the secret has no version yet; `initialize` (generated secrets) or the
 hand-off `invoke secrets.set` (database logins) then puts the first value, and the four steps are driven
 here, as Secrets Manager drives them, asserting the labels after each. Database steps log in to a real
-PostgreSQL 15 over TLS (tests/secrets/postgres.py), not a test double.
+PostgreSQL 15 over TLS (tests/support/postgres.py, the `tls_postgres` fixture), not a test double.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from infra.config import SecretSpec, StackConfig, from_mapping, read_stack_file,
 from infra.lambdas import secret_rotation
 from infra.lambdas.secret_rotation import ALPHABET, RotationError, handler
 from infra.ops import secrets as ops_secrets
-from tests.secrets.postgres import Server
+from tests.support.postgres import Server
 
 REAL = "the-real-password"
 
@@ -129,10 +129,10 @@ def _empty_database_secret(cfg: StackConfig) -> str:
 
 
 @pytest.fixture
-def handed_over(aws, postgres) -> tuple[str, StackConfig]:
+def handed_over(aws, tls_postgres) -> tuple[str, StackConfig]:
     """The hand-off: a person stores the database's real login with `invoke secrets.set` (the engine it runs)."""
-    postgres.set_password("api", REAL)
-    cfg = _database_config(postgres)
+    tls_postgres.set_password("api", REAL)
+    cfg = _database_config(tls_postgres)
     arn = _empty_database_secret(cfg)
     ops_secrets.set_value(ops_secrets.SetSecret(cfg, "api", "database", REAL))
     return arn, cfg
@@ -142,20 +142,20 @@ def _login(cfg: StackConfig) -> dict:
     return cfg.secrets.services["api"]["database"].database.login()
 
 
-def test_initialize_refuses_to_invent_a_database_login(aws, postgres):
-    arn = _empty_database_secret(_database_config(postgres))
+def test_initialize_refuses_to_invent_a_database_login(aws, tls_postgres):
+    arn = _empty_database_secret(_database_config(tls_postgres))
     with pytest.raises(RotationError, match="real credential"):
         handler({"Step": "initialize", "SecretId": arn}, None)
     assert _labels(arn) == {}
 
 
-def test_rotation_of_a_login_nobody_handed_over_refuses_to_start(aws, postgres):
-    arn = _empty_database_secret(_database_config(postgres))
+def test_rotation_of_a_login_nobody_handed_over_refuses_to_start(aws, tls_postgres):
+    arn = _empty_database_secret(_database_config(tls_postgres))
     with pytest.raises(RotationError, match="invoke secrets.set"):
         _step("createSecret", arn, str(uuid.uuid4()))
 
 
-def test_the_hand_off_stores_the_real_login_the_app_can_use(handed_over, postgres):
+def test_the_hand_off_stores_the_real_login_the_app_can_use(handed_over, tls_postgres):
     arn, cfg = handed_over
     stored = json.loads(_current(arn)[1])
     assert stored == {**_login(cfg), "password": REAL}
@@ -172,9 +172,9 @@ def test_secrets_manager_s_configuration_test_passes_for_a_handed_over_login(han
     _step("testSecret", arn, token)
 
 
-def test_an_invented_first_value_can_never_pass_that_test(aws, postgres):
+def test_an_invented_first_value_can_never_pass_that_test(aws, tls_postgres):
     """What the stack used to do: a random first password the database never had. testSecret cannot log in."""
-    cfg = _database_config(postgres)
+    cfg = _database_config(tls_postgres)
     arn = _empty_database_secret(cfg)
     invented = json.dumps({**_login(cfg), "password": secret_rotation.generate(32)})
     _sm().put_secret_value(SecretId=arn, SecretString=invented)
@@ -184,7 +184,7 @@ def test_an_invented_first_value_can_never_pass_that_test(aws, postgres):
         _step("testSecret", arn, token)
 
 
-def test_rotation_changes_the_real_password_tests_it_then_promotes_it(handed_over, postgres):
+def test_rotation_changes_the_real_password_tests_it_then_promotes_it(handed_over, tls_postgres):
     arn, cfg = handed_over
     old_version, _ = _current(arn)
     token = str(uuid.uuid4())
@@ -197,22 +197,22 @@ def test_rotation_changes_the_real_password_tests_it_then_promotes_it(handed_ove
     assert _labels(arn)[token] == ["AWSCURRENT"] and "AWSCURRENT" not in _labels(arn).get(old_version, [])
 
 
-def test_a_password_that_stops_working_is_never_promoted(handed_over, postgres):
+def test_a_password_that_stops_working_is_never_promoted(handed_over, tls_postgres):
     arn, _ = handed_over
     old_version = _current(arn)[0]
     token = str(uuid.uuid4())
     _step("createSecret", arn, token)
     _step("setSecret", arn, token)
-    postgres.set_password("api", "changed-behind-its-back")
+    tls_postgres.set_password("api", "changed-behind-its-back")
     with pytest.raises(RotationError, match="cannot log in as api"):
         _step("testSecret", arn, token)
     labels = _labels(arn)
     assert labels[old_version] == ["AWSCURRENT"] and labels[token] == ["AWSPENDING"]
 
 
-def test_verify_full_refuses_a_server_whose_certificate_it_cannot_check(postgres):
-    postgres.set_password("api", REAL)
-    login = {"host": postgres.host, "port": postgres.port, "dbname": "api", "username": "api"}
+def test_verify_full_refuses_a_server_whose_certificate_it_cannot_check(tls_postgres):
+    tls_postgres.set_password("api", REAL)
+    login = {"host": tls_postgres.host, "port": tls_postgres.port, "dbname": "api", "username": "api"}
     assert secret_rotation.Postgres(login, "require").can_login(REAL)
     assert not secret_rotation.Postgres(login, "verify-full").can_login(REAL), "self-signed: must not be trusted"
 

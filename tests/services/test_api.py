@@ -10,7 +10,7 @@ import pytest
 from infra.ops.service.check import http
 from infra.ops.service.local import LocalPostgres, free_port
 from infra.ops.service.relay import Relay
-from tests.services.conftest import ready, wait_for
+from tests.support.services import ready, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

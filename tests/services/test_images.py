@@ -3,19 +3,16 @@ building the shared base first, then the service FROM it (fake docker, ECR on mo
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 from infra.identity import BASE_REPOSITORY, repository_name
 from infra.lint import runner
 from infra.ops.deploy import pipeline as deploy
 from tests.support import REPO_ROOT
-from tests.support import deploy_world as fx
+from tests.support.cli import invoke
 from tests.support.deploy_world import push
 
 BASE = repository_name("dev", BASE_REPOSITORY)  # the stack's base repository, beside eks-platform/dev/<service>
-
-deploy_env, fake_docker = fx.deploy_env, fx.fake_docker  # fixtures
 
 
 def test_service_dockerfiles_are_hadolint_clean_and_problems_are_findings(tmp_path):
@@ -24,8 +21,7 @@ def test_service_dockerfiles_are_hadolint_clean_and_problems_are_findings(tmp_pa
     (tmp_path / "bad" / "Dockerfile").write_text("FROM python\nUSER root\nRUN pip install flask\n")
     found = {f.rule for f in runner.dockerfiles(tmp_path)}
     assert {"dockerfiles/DL3006", "dockerfiles/DL3013", "dockerfiles/DL3042", "dockerfiles/DL3002"} <= found
-    done = subprocess.run([sys.executable, "-m", "invoke", "lint", "--only", "dockerfiles"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = invoke("lint", "--only", "dockerfiles")
     assert done.returncode == 0 and "checks dockerfiles" in " ".join(done.stdout.split()), done.stdout + done.stderr
 
 

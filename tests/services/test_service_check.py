@@ -3,8 +3,6 @@ rule, for services that break it: a liveness probe that checks the database, a w
 mid-task, multi-line logs, a startup that blocks on the broker."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +10,9 @@ import pytest
 from infra.lint import scaffold
 from infra.ops.service import check as engine
 from infra.ops.service.contract import UnknownService
-from tests.services.conftest import copy_repo
 from tests.support import REPO_ROOT
+from tests.support.cli import invoke
+from tests.support.services import copy_repo
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -113,8 +112,7 @@ def test_generated_services_keep_the_contract_as_generated(deps, tmp_path, name,
 def test_unknown_service_is_refused_naming_the_valid_ones():
     with pytest.raises(UnknownService, match="choose from api, scheduler, worker"):
         engine.run_check(REPO_ROOT, "nope")
-    done = subprocess.run([sys.executable, "-m", "invoke", "service.check", "nope"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = invoke("service.check", "nope")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: SVC 'nope' is not a service; choose from api, scheduler, worker (a service has "

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import subprocess
-import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,8 @@ from infra.config import ConfigError, from_mapping, load_stack_config, read_stac
 from infra.eks_calendar import CALENDAR, Support, UnknownVersion
 from infra.plan.offline import Plan, PlannedResource, plan_config
 from tests.support import REPO_ROOT
+from tests.support.cli import invoke
+from tests.support.project import copy_task_files
 
 ADDON = "aws:eks/addon:Addon"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
@@ -429,16 +429,8 @@ def test_the_in_vpc_runner_is_admitted_to_the_private_endpoint(plans):
 
 # --- the task and the plan as a user runs them --------------------------------------------------------------
 
-def _project(tmp_path: Path) -> Path:
-    for name in ("tasks.py", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "__main__.py"):
-        shutil.copy(REPO_ROOT / name, tmp_path / name)
-    shutil.copytree(REPO_ROOT / "infra", tmp_path / "infra", ignore=shutil.ignore_patterns("__pycache__"))
-    return tmp_path
-
-
 def _invoke(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"}, timeout=120)
+    return invoke(*args, cwd=root, env={"COLUMNS": "200"})
 
 
 @pytest.mark.parametrize("edit, line", [
@@ -450,7 +442,7 @@ def _invoke(root: Path, *args: str) -> subprocess.CompletedProcess:
      "error: Pulumi.dev.yaml: eks-platform:node_pools: no pool can run CoreDNS"),
 ], ids=["version-1.31", "al2-at-1.35", "coredns-deadlock"])
 def test_plan_refuses_a_stack_edited_back_to_what_eks_refuses_in_one_line(tmp_path, edit, line):
-    root = _project(tmp_path)
+    root = copy_task_files(tmp_path)
     stack = root / "Pulumi.dev.yaml"
     assert stack.read_text().count(edit[0]) == 1
     stack.write_text(stack.read_text().replace(*edit))
@@ -460,7 +452,7 @@ def test_plan_refuses_a_stack_edited_back_to_what_eks_refuses_in_one_line(tmp_pa
 
 
 def test_plan_warns_about_extended_support_and_still_plans(tmp_path):
-    root = _project(tmp_path)
+    root = copy_task_files(tmp_path)
     stack = root / "Pulumi.dev.yaml"
     stack.write_text(stack.read_text().replace('version: "1.35"', 'version: "1.34"').replace(
         "upgrade_policy: STANDARD", "upgrade_policy: EXTENDED").replace("v1.35.3-eksbuild.13", "v1.34.6-eksbuild.2"))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -11,7 +10,8 @@ from infra.components.edge import CONTROLLER_POLICY
 from infra.config import ConfigError, from_mapping, load_stack_config, read_stack_file
 from infra.plan.offline import Plan, PlannedResource, plan_config
 from infra.sections.edge import TLS_POLICY
-from tests.stack.test_plan_task import ROOT, invoke
+from tests.support.cli import invoke
+from tests.support.project import copy_task_files
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 RECORD = "aws:route53/record:Record"
@@ -163,11 +163,9 @@ def test_bad_edge_config_names_the_key(changes, key, words):
 
 
 def test_invoke_plan_exits_2_naming_a_hostname_outside_the_zone(tmp_path):
-    for name in ("tasks.py", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "__main__.py"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "infra", tmp_path / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_task_files(tmp_path)
     stack = tmp_path / "Pulumi.dev.yaml"
     stack.write_text(stack.read_text().replace("api: api.dev.example.com", "api: api.example.org"))
-    result = invoke("plan", "--env", "dev", cwd=tmp_path)
+    result = invoke("plan", "--env", "dev", cwd=tmp_path, env={"COLUMNS": "200"})
     assert result.returncode == 2
     assert "eks-platform:edge.hostnames.api" in result.stderr and "Traceback" not in result.stderr

@@ -3,54 +3,27 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, cli
+from tests.support.fake_pulumi import FakePulumi
+from tests.support.project import copy_task_files
 
 ROOT = REPO_ROOT
 
 
 def invoke(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=120)
+    return cli.invoke(*args, cwd=cwd, env={"COLUMNS": "200", **(env or {})})
 
 
 @pytest.fixture()
 def project_copy(tmp_path: Path) -> Path:
     """A copy of the project to break config in without touching the real stack files."""
-    for name in ("tasks.py", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "__main__.py"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "infra", tmp_path / "infra", ignore=shutil.ignore_patterns("__pycache__"))
-    return tmp_path
-
-
-def fake_pulumi(directory: Path, outputs: dict | None = None, exit_code: int = 0) -> Path:
-    """A `pulumi` executable that records its argv and prints the given stack outputs."""
-    log = directory / "pulumi-calls.jsonl"
-    outputs_file = directory / "pulumi-outputs.json"
-    outputs_file.write_text(json.dumps(outputs or {}))
-    script = directory / "bin" / "pulumi"
-    script.parent.mkdir(exist_ok=True)
-    script.write_text(f"""#!{sys.executable}
-import json, sys
-with open({str(log)!r}, "a") as f:
-    f.write(json.dumps(sys.argv[1:]) + "\\n")
-if sys.argv[1:3] == ["stack", "output"]:
-    print(open({str(outputs_file)!r}).read())
-sys.exit({exit_code})
-""")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return log
-
-
-def calls(log: Path) -> list[list[str]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return copy_task_files(tmp_path)
 
 
 def test_plan_dev_prints_tree_grouped_by_component_and_summary():
@@ -116,11 +89,10 @@ def test_bad_config_exits_2_listing_every_problem(project_copy):
 
 
 def test_preview_and_up_go_through_the_pulumi_cli(tmp_path):
-    log = fake_pulumi(tmp_path, outputs={"clusterName": "eks"})  # a stack that exists: not its first up
-    env = {"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    assert invoke("preview", "--env", "dev", env=env).returncode == 0
-    assert invoke("up", "--env", "prod", "--yes", env=env).returncode == 0
-    recorded = calls(log)
+    pulumi = FakePulumi(tmp_path, outputs={"clusterName": "eks"})  # a stack that exists: not its first up
+    assert invoke("preview", "--env", "dev", env=pulumi.env()).returncode == 0
+    assert invoke("up", "--env", "prod", "--yes", env=pulumi.env()).returncode == 0
+    recorded = pulumi.argvs()
     pack = ["--policy-pack", "infra/policy"]  # the project's CrossGuard pack judges every preview and update
     assert ["preview", "--diff", *pack, "--stack", "dev", "--non-interactive"] in recorded
     assert ["up", "--yes", "--skip-preview", *pack, "--stack", "prod", "--non-interactive"] in recorded
@@ -128,24 +100,20 @@ def test_preview_and_up_go_through_the_pulumi_cli(tmp_path):
 
 def test_first_up_needs_to_know_who_creates_the_cluster(tmp_path):
     """No outputs yet: `up` asks STS who would create the cluster before the Pulumi CLI runs; no answer, no up."""
-    log = fake_pulumi(tmp_path, outputs={})
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env.update({"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200",
-                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),
-                "AWS_EC2_METADATA_DISABLED": "true"})
-    result = subprocess.run([sys.executable, "-m", "invoke", "up", "--env", "prod", "--yes"], cwd=ROOT,
-                            capture_output=True, text=True, env=env, timeout=120)
+    pulumi = FakePulumi(tmp_path, outputs={})
+    result = cli.invoke("up", "--env", "prod", "--yes", unset=[key for key in os.environ if key.startswith("AWS_")],
+                        env={**pulumi.env(), "COLUMNS": "200", "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                             "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true"})
     assert result.returncode == 1 and result.stderr.startswith("error: sts get_caller_identity failed: no AWS creden")
-    assert not [c for c in calls(log) if c[0] == "up"]
+    assert pulumi.ups() == []
 
 
 def test_up_refuses_changing_the_ami_of_a_deployed_generation(tmp_path):
-    log = fake_pulumi(tmp_path, outputs={"nodeGroupAmiTypes": {"general": {"green": "AL2_x86_64"}}})
-    env = {"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    result = invoke("up", "--env", "dev", "--yes", env=env)
+    pulumi = FakePulumi(tmp_path, outputs={"nodeGroupAmiTypes": {"general": {"green": "AL2_x86_64"}}})
+    result = invoke("up", "--env", "dev", "--yes", env=pulumi.env())
     assert result.returncode == 2
     assert "node_pools.general.generations.green.ami_type" in result.stderr and "nodes.migrate" in result.stderr
-    assert not [c for c in calls(log) if c[0] == "up"], "nothing may be changed"
+    assert pulumi.ups() == [], "nothing may be changed"
 
 
 def test_missing_pulumi_cli_is_a_clear_error(tmp_path):

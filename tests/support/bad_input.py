@@ -1,4 +1,4 @@
-"""The world and the one assertion behind the bad-input tables (tests/test_bad_input_*.py).
+"""The world and the one assertion behind the bad-input tables (tests/cli/test_bad_input_*.py).
 
 Every case runs `invoke` in a subprocess inside a git copy of the project, so a task that wrongly writes can
 damage nothing real and any write shows: the copy's files are hashed before and after. Around it sit the outside
@@ -17,10 +17,8 @@ import json
 import os
 import shlex
 import shutil
-import stat
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +26,9 @@ from typing import Any
 import pytest
 
 from tests.support.cli import ROOT, invoke, one_line_error
+from tests.support.fake_pulumi import FakePulumi
 
 CASE_TIMEOUT_S = 120  # generous bound per case; a bad input is refused in about a second
-# pulumi commands that change a stack; a bad input may at most read outputs.
-PULUMI_WRITES = {"up", "destroy", "refresh", "import", "cancel", "config", "state", "stack"}
 OUTSIDE_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL",
                "AWS_DEFAULT_PROFILE", "KUBECONFIG", "PULUMI_ACCESS_TOKEN", "GITHUB_ACTIONS")
 
@@ -68,45 +65,6 @@ def row(id: str, command: str, code: int, *fragments: str, stdin: str | None = N
 def ids_are_unique(table: list[Any]) -> bool:
     names = [param.id for param in table]
     return len(names) == len(set(names))
-
-
-# --- the fake pulumi ---------------------------------------------------------------------------------
-
-FAKE_PULUMI = """#!{python}
-import json, os, sys
-argv = sys.argv[1:]
-with open({log!r}, "a") as log:
-    log.write(json.dumps(argv) + "\\n")
-if argv[:2] == ["stack", "output"]:
-    print(open({outputs!r}).read())
-"""
-
-
-@dataclass
-class FakePulumi:
-    """`pulumi` on PATH: serves stack outputs from a file, records every call, changes nothing itself."""
-
-    directory: Path
-
-    def __post_init__(self) -> None:
-        self.bin = self.directory / "bin"
-        self.bin.mkdir(parents=True, exist_ok=True)
-        self.log, self.outputs_file = self.directory / "pulumi-calls.jsonl", self.directory / "pulumi-outputs.json"
-        script = self.bin / "pulumi"
-        script.write_text(FAKE_PULUMI.format(python=sys.executable, log=str(self.log), outputs=str(self.outputs_file)))
-        script.chmod(script.stat().st_mode | stat.S_IXUSR)
-        self.reset()
-
-    def reset(self, outputs: dict[str, Any] | None = None) -> None:
-        self.outputs_file.write_text(json.dumps(outputs or {}))
-        self.log.unlink(missing_ok=True)
-
-    def calls(self) -> list[list[str]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
-
-    def writes(self) -> list[list[str]]:
-        """Calls that would change a stack (`stack output` is the one read the fake serves)."""
-        return [call for call in self.calls() if call[:1] and call[0] in PULUMI_WRITES and call[:2] != ["stack", "output"]]
 
 
 # --- the project copy --------------------------------------------------------------------------------
@@ -433,27 +391,6 @@ def seal(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("COLUMNS", "250")  # rich tables keep rule names on one line
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """One git copy of the project per table; every case gets it back as committed."""
-    return copy_project(tmp_path_factory.mktemp("project"))
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[Any]:
-    """One kubesim cluster per table (three Ready general/blue nodes), seeded by `seed_cluster`."""
-    from tests.kubesim.cluster import start
-
-    sim = start(workdir=str(tmp_path_factory.mktemp("kubesim")))
-    try:
-        seed_cluster(sim)
-        yield sim
-    finally:
-        sim.stop()
-    if sim.internal_errors:
-        pytest.fail("kubesim internal error(s):\n" + "\n".join(sim.internal_errors), pytrace=False)
-
-
 def make_world(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cluster: Any = None,
                aws: str | None = None) -> World:
     """A sealed world on the module's project copy; with `cluster`, KUBECONFIG points at it (a user whose
@@ -464,8 +401,8 @@ def make_world(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     seal(monkeypatch, tmp_path / "home")
     for name, value in aws_env.items():
         monkeypatch.setenv(name, value)
-    pulumi = FakePulumi(tmp_path / "pulumi")
-    monkeypatch.setenv("PATH", f"{pulumi.bin}{os.pathsep}{os.environ['PATH']}")
+    pulumi = FakePulumi(tmp_path, outputs={})  # a stack never deployed, unless a row says otherwise
+    monkeypatch.setenv("PATH", pulumi.path)
     if cluster is not None:
         monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
     scratch = tmp_path / "scratch"

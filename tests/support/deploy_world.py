@@ -1,25 +1,17 @@
-"""Fixtures for deploy/rollout tests: kubesim (Kubernetes over HTTP) + moto server (ECR) wired to the real engines."""
+"""The deploy world: kubesim (Kubernetes over HTTP) + moto server (ECR) wired to the real engines; its fixtures are in
+tests/support/fixtures/deploy.py."""
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import os
-import stat
-import sys
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
-import boto3
-import pytest
-
-from infra.identity import repository_name
 from infra.ops.deploy import pipeline as deploy
 from infra.ops.deploy import target as catalog
 from infra.ops.deploy.report import Reporter
 from infra.ops.deploy.requests import DeployRequest
-from infra.ops.io.kube import Kube, from_kubeconfig
+from infra.ops.io.kube import Kube
 
 REGION = "eu-west-1"
 NAMESPACE = "apps-dev"
@@ -70,58 +62,3 @@ class DeployEnv:
                 if not p["metadata"].get("deletionTimestamp")
                 and any(x["type"] == "Ready" and x["status"] == "True" for x in p["status"].get("conditions") or [])
                 for c in p["spec"]["containers"]}
-
-
-@pytest.fixture
-def deploy_env(kubesim, aws) -> DeployEnv:
-    kube = from_kubeconfig(kubesim.kubeconfig)
-    kube.request("POST", "/api/v1/namespaces",
-                 body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-    ecr = boto3.client("ecr", region_name=REGION)
-    for service in ("api", "worker", "scheduler"):  # named as the dev stack declares them
-        ecr.create_repository(repositoryName=repository_name("dev", service))
-        for tag in ("v1", "v2", "v3"):
-            push(ecr, repository_name("dev", service), tag)
-    uri = ecr.describe_repositories(repositoryNames=[repository_name("dev", "api")])["repositories"][0]["repositoryUri"]
-    return DeployEnv(cluster=kubesim, kube=kube, ecr=ecr, uri=uri)
-
-
-@pytest.fixture
-def deployed_v1(deploy_env) -> DeployEnv:
-    """api:v1 deployed and healthy: the 'previous version' of every failure test."""
-    deploy_env.engine("v1").run()
-    assert deploy_env.running_images() == {deploy_env.image("v1")}
-    return deploy_env
-
-
-@pytest.fixture
-def fake_docker(tmp_path, monkeypatch):
-    """A `docker` on PATH that records argv and stdin, one JSON line per call."""
-    log = tmp_path / "docker.log"
-    script = tmp_path / "bin" / "docker"
-    script.parent.mkdir()
-    script.write_text(f"#!{sys.executable}\nimport json, sys\nstdin = '' if sys.stdin.isatty() else sys.stdin.read()\n"
-                      f"open({str(log)!r}, 'a').write(json.dumps({{'argv': sys.argv[1:], 'stdin': stdin}}) + '\\n')\n"
-                      f"sys.exit(3 if 'fail' in sys.argv else 0)\n")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
-    return log
-
-
-@pytest.fixture
-def webhook():
-    received: list[dict] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server naming
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200 if len(received) > 1 or "flaky" not in self.path else 503)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", received
-    server.shutdown()

@@ -1,38 +1,101 @@
-"""A fake `pulumi` executable for engine tests, and a moto EKS world that follows the stack file.
+"""The one fake `pulumi`: an executable first on PATH that logs every call and answers as a deployed stack would.
 
-The fake records every call (argv plus the stack file's config at that moment) to $FAKE_PULUMI_LOG.
-`EksFollower` (a thread in the test process) then makes moto's EKS match the stack file after each
-successful `up` (what a real `pulumi up` would do), so engines observe their changes through the EKS API.
-$FAKE_PULUMI_FAIL_ON_UP=N makes the N-th `up` fail (an interrupted run).
+Every call is appended to the fake's `calls.jsonl` (argv, stack, the stack file's config at that moment, whether it
+failed). `stack output` prints the outputs the test gave (by default those of a stack that exists: its cluster
+name from the stack file); the N-th `up` fails when told (`fail_on_up=N`, an interrupted run); an `up` may play
+a world's part (`on_up="module:function"`, e.g. tests.support.nat_world.replace_on_up launches the replacement
+instance, as Pulumi and the group's launch hook would). The settings live in the fake's `state.json`, so a test
+changes them between two calls of the engine, and the script holds its own paths: a task in a subprocess reaches
+the same fake through PATH alone.
+`EksFollower` (a thread in the test process) then makes moto's EKS match the stack file after each successful
+`up` (what a real `pulumi up` would do), so engines observe their changes through the EKS API.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import stat
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from tests.support import REPO_ROOT
 
 ROOT = REPO_ROOT
+# pulumi commands that change a stack; `stack output` is the one read the fake serves.
+WRITES = {"up", "destroy", "refresh", "import", "cancel", "config", "state", "stack"}
 
 
-def install(tmp_path: Path, monkeypatch, fail_on_up: int | None = None) -> Path:
-    """Put the fake first on PATH; returns the call log path."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    script = bin_dir / "pulumi"
-    script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-                      f"from tests.support.fake_pulumi import main\nsys.exit(main(sys.argv[1:]))\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    log = tmp_path / "pulumi-calls.jsonl"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_PULUMI_LOG", str(log))
-    if fail_on_up:
-        monkeypatch.setenv("FAKE_PULUMI_FAIL_ON_UP", str(fail_on_up))
-    return log
+class FakePulumi:
+    """One fake `pulumi` in `directory`/pulumi (its bin/, calls.jsonl and state.json); `world` options go to the
+    `on_up` hook."""
+
+    def __init__(self, directory: Path, outputs: dict[str, Any] | None = None, *, fail_on_up: int | None = None,
+                 on_up: str | None = None, **world: Any):
+        home = directory / "pulumi"
+        self.home, self.bin = home, home / "bin"
+        self.log, self.state = home / "calls.jsonl", home / "state.json"
+        self.bin.mkdir(parents=True, exist_ok=True)
+        script = self.bin / "pulumi"
+        script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                          f"from tests.support.fake_pulumi import main\nsys.exit(main(sys.argv[1:], {str(home)!r}))\n")
+        script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        _save(self.state, {"outputs": outputs, "fail_on_up": fail_on_up, "on_up": on_up, "world": world})
+
+    @property
+    def path(self) -> str:
+        """PATH with this fake first."""
+        return f"{self.bin}{os.pathsep}{os.environ['PATH']}"
+
+    def env(self) -> dict[str, str]:
+        """What a task run by tests/support/cli.py needs to find this fake."""
+        return {"PATH": self.path}
+
+    def set(self, **settings: Any) -> None:
+        """Change `outputs` or `fail_on_up` (None: never) for the calls still to come."""
+        _save(self.state, {**_load(self.state), **settings})
+
+    def reset(self, outputs: dict[str, Any] | None = None) -> None:
+        """New outputs and an empty call log: the next case starts from a clean stack."""
+        self.set(outputs=outputs or {})
+        self.log.unlink(missing_ok=True)
+
+    def outputs(self) -> dict[str, Any] | None:
+        """The outputs as they stand (an `on_up` hook may have changed them)."""
+        return _load(self.state)["outputs"]
+
+    def calls(self) -> list[dict]:
+        return calls(self.log)
+
+    def argvs(self) -> list[list[str]]:
+        return [call["argv"] for call in self.calls()]
+
+    def ups(self) -> list[dict]:
+        return [call for call in self.calls() if call["argv"][:1] == ["up"]]
+
+    def writes(self) -> list[list[str]]:
+        """Calls that would change a stack."""
+        return [argv for argv in self.argvs() if argv[:1] and argv[0] in WRITES and argv[:2] != ["stack", "output"]]
+
+
+def install(tmp_path: Path, monkeypatch, outputs: dict[str, Any] | None = None, **options: Any) -> FakePulumi:
+    """A FakePulumi in tmp_path, first on this test's PATH (and so on its tasks')."""
+    fake = FakePulumi(tmp_path, outputs, **options)
+    monkeypatch.setenv("PATH", fake.path)
+    return fake
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    """Whole or not at all (a rename): a call never reads half a state."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(state))
+    partial.replace(path)
 
 
 def calls(log: Path) -> list[dict]:
@@ -66,23 +129,40 @@ def snapshot(call: dict) -> dict:
                             for pool, spec in cfg.node_pools.items() for gen, g in spec.generations.items()}}
 
 
-def main(argv: list[str]) -> int:
-    """Runs as the `pulumi` executable: stdlib + PyYAML only, so every call stays fast."""
+def _stack_config(stack: str) -> dict[str, Any] | None:
+    """The stack file's config in the working directory; None when there is none to read (a case that broke it)."""
     import yaml
 
+    try:
+        document = yaml.safe_load(Path(f"Pulumi.{stack}.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    config = document.get("config") if isinstance(document, dict) else None
+    return config if isinstance(config, dict) else None
+
+
+def main(argv: list[str], home: str | Path) -> int:
+    """Runs as the `pulumi` executable: stdlib + PyYAML only (plus the hook's module on `up`), so calls stay fast."""
+    home = Path(home)
+    state, log = _load(home / "state.json"), home / "calls.jsonl"
     stack = argv[argv.index("--stack") + 1] if "--stack" in argv else "dev"
     command = argv[0] if argv else ""
-    log = Path(os.environ["FAKE_PULUMI_LOG"])
     ups = sum(1 for call in calls(log) if call["argv"][:1] == ["up"])
-    failing = command == "up" and os.environ.get("FAKE_PULUMI_FAIL_ON_UP") == str(ups + 1)
-    document = yaml.safe_load(Path(f"Pulumi.{stack}.yaml").read_text())
-    entry = {"argv": argv, "stack": stack, "file": document["config"], "failed": failing}
-    _append(log, entry)
+    failing = command == "up" and state["fail_on_up"] == ups + 1
+    config = _stack_config(stack)
+    _append(log, {"argv": argv, "stack": stack, "file": config, "failed": failing})
     if failing:
         print("error: update failed (injected)", file=sys.stderr)
         return 255
-    if command == "stack":  # the outputs of a stack that exists: its first `up` is behind it (infra.ops.creator)
-        print(json.dumps({"clusterName": (document["config"].get("eks-platform:cluster") or {}).get("name")}))
+    if argv[:2] == ["stack", "output"]:
+        outputs = state["outputs"]
+        if outputs is None:  # a stack that exists: its first `up` is behind it (infra.ops.creator)
+            outputs = {"clusterName": ((config or {}).get("eks-platform:cluster") or {}).get("name")}
+        print(json.dumps(outputs))
+    elif command == "up" and state["on_up"]:
+        module, _, function = state["on_up"].partition(":")
+        hook = getattr(importlib.import_module(module), function)
+        _save(home / "state.json", {**state, "outputs": hook(argv, state["outputs"], **state["world"])})
     return 0
 
 

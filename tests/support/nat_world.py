@@ -141,6 +141,28 @@ def build(az_count: int, stack: str = STACK) -> World:
     return World(ec2, tables, instances, topic, queue, sqs, by_az, groups, addresses, probe_tables, vpc)
 
 
+
+def replace_on_up(argv: list[str], outputs: dict, launch: bool = True) -> dict:
+    """`pulumi up --replace <urn>` of a NAT instance, played inside the fake `pulumi` (tests/support/fake_pulumi.py):
+    what Pulumi (and the group's launch hook) would do. The replacement is launched in the old one's subnet with its
+    tags and takes the AZ's EIP (unless `launch` is False: it never shows up), then the old one is terminated.
+    Returns the outputs with the new instance."""
+    urn = argv[argv.index("--replace") + 1]
+    az = {u: a for a, u in outputs["natInstanceUrns"].items()}[urn]
+    ec2 = boto3.client("ec2", region_name=REGION)
+    old = ec2.describe_instances(InstanceIds=[outputs["natInstanceIds"][az]])["Reservations"][0]["Instances"][0]
+    tags = [t for t in old["Tags"] if t["Key"] in (STACK_TAG, AZ_TAG)]
+    if launch:
+        new = ec2.run_instances(ImageId=IMAGE, MinCount=1, MaxCount=1, InstanceType="t4g.nano",
+                                SubnetId=old["SubnetId"], TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
+        outputs["natInstanceIds"][az] = new["Instances"][0]["InstanceId"]
+        # what the group's launch hook does (infra/lambdas/nat/launch.py): the AZ's EIP moves to the new instance
+        for address in ec2.describe_addresses(Filters=[{"Name": "instance-id", "Values": [old["InstanceId"]]}])["Addresses"]:
+            ec2.associate_address(AllocationId=address["AllocationId"], InstanceId=new["Instances"][0]["InstanceId"],
+                                  AllowReassociation=True)
+    ec2.terminate_instances(InstanceIds=[old["InstanceId"]])
+    return outputs
+
 @dataclass
 class FakeClock:
     """Simulated time: `sleep` advances it instantly, so hysteresis minutes pass in milliseconds.

@@ -10,7 +10,7 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from tests.kubesim.tests.test_kubesim_workloads import deployment, rolled_out
+from tests.support.kube_objects import deployment, rolled_out
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from kubernetes import client
 
-from tests.kubesim.tests.test_kubesim_workloads import deployment, rolled_out
+from tests.support.kube_objects import deployment, rolled_out
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
 

@@ -5,7 +5,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.kubesim.tests.test_kubesim_workloads import deployment, rolled_out
+from tests.support.kube_objects import deployment, rolled_out
 
 
 @pytest.fixture

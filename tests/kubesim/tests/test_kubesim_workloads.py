@@ -7,14 +7,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-
-def deployment(name="web", image="repo/app:1", replicas=3, surge="25%", unavailable="25%", **spec):
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "strategy": {"type": "RollingUpdate",
-                                  "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "app", "image": image}]}}, **spec}}
+from tests.support.kube_objects import deployment, rolled_out
 
 
 @pytest.fixture
@@ -25,15 +18,6 @@ def apps(kubesim):
 @pytest.fixture
 def core(kubesim):
     return client.CoreV1Api(kubesim.api_client())
-
-
-def rolled_out(apps, name="web", ns="default"):
-    d = apps.read_namespaced_deployment(name, ns)
-    s = d.status
-    if s is None:
-        return False
-    return (s.observed_generation == d.metadata.generation and (s.updated_replicas or 0) == d.spec.replicas
-            and (s.replicas or 0) == d.spec.replicas and (s.available_replicas or 0) == d.spec.replicas) and d
 
 
 def condition(d, typ):

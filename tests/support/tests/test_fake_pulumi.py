@@ -21,16 +21,16 @@ def test_calls_never_read_a_line_still_being_written(tmp_path):
 
 
 def test_each_call_is_appended_as_one_whole_line(tmp_path, monkeypatch):
-    log = fake_pulumi.install(tmp_path, monkeypatch)
+    fake = fake_pulumi.install(tmp_path, monkeypatch)
     (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  eks-platform:big: " + "x" * 20000 + "\n")
     monkeypatch.chdir(tmp_path)
     writes = []
     real_write = fake_pulumi.os.write
     monkeypatch.setattr(fake_pulumi.os, "write", lambda fd, data: writes.append(data) or real_write(fd, data))
     for argv in (["up", "--stack", "dev"], ["stack", "output", "--stack", "dev"]):
-        assert fake_pulumi.main(argv) == 0
+        assert fake_pulumi.main(argv, fake.home) == 0
     assert [json.loads(w)["argv"][0] for w in writes] == ["up", "stack"] and all(w.endswith(b"\n") for w in writes)
-    assert [c["argv"][0] for c in fake_pulumi.calls(log)] == ["up", "stack"]
+    assert [c["argv"][0] for c in fake_pulumi.calls(fake.log)] == ["up", "stack"]
 
 
 def test_follower_plays_an_up_logged_during_a_sync_before_it_stops(tmp_path, monkeypatch):

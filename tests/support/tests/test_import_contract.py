@@ -9,15 +9,14 @@ and `importlib.import_module("...")` with a literal name.
 """
 from __future__ import annotations
 
-import ast
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.support import REPO_ROOT
+from tests.support.imports import imported
 
 
 @dataclass(frozen=True)
@@ -42,30 +41,6 @@ RULES = (
     Rule("infra/lambdas", PULUMI, "Lambdas run in AWS with boto3 only"),
     Rule("infra/ops/io", CAPABILITIES, "the clients serve every capability and import none"),
 )
-
-
-def module_name(path: Path, root: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imported(path: Path, root: Path) -> Iterator[tuple[int, tuple[str, ...]]]:
-    """(line, absolute module names) per import statement; `from a import b` names a, then a.b."""
-    module = module_name(path, root)
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            yield node.lineno, tuple(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
-                base = ".".join([*anchor, *([base] if base else [])])
-            yield node.lineno, (base, *(f"{base}.{alias.name}" for alias in node.names if alias.name != "*"))
-        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str)
-              and (getattr(node.func, "attr", None) == "import_module" or getattr(node.func, "id", None) == "__import__")):
-            yield node.lineno, (node.args[0].value,)
 
 
 def violations(root: Path, rule: Rule) -> list[str]:

@@ -1,4 +1,4 @@
-"""A real PostgreSQL (Debian's binaries) for the rotation tests: TLS on, SCRAM logins, one `api` user.
+"""A real PostgreSQL (Debian's binaries) for the secrets rotation tests: TLS on, SCRAM logins, one `api` user.
 
 initdb refuses root, so the server runs as the `postgres` user (runuser) from a data directory it owns; the
 certificate is self-signed (openssl), which `tls: require` accepts and `verify-full` must refuse.
@@ -58,8 +58,8 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Server]:
+def tls_server() -> Iterator[Server]:
+    """Start the server, yield it, stop it (the `tls_postgres` fixture, tests/support/fixtures/secrets.py)."""
     if not BINARIES or os.geteuid() != 0 or not shutil.which("openssl"):
         pytest.skip("needs Debian's postgresql, root (to run it as the postgres user) and openssl")
     bin_dir = BINARIES[-1]

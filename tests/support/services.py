@@ -1,48 +1,19 @@
-"""Real PostgreSQL and RabbitMQ (Debian packages) for the services' tests: one each per test session (per xdist
-worker), on free ports under temporary directories, stopped at the end. No mocks of either."""
+"""The services' world: the repository's services started as processes (the path `service.check` takes without
+Docker), and waits that return as soon as their condition holds. The real PostgreSQL and RabbitMQ they talk to are
+fixtures (tests/support/fixtures/services.py)."""
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from infra.ops.service import contract
 from infra.ops.service.check import http, until
 from infra.ops.service.launch import ProcessLauncher, Running
-from infra.ops.service.local import LocalPostgres, LocalRabbitMQ, free_port
+from infra.ops.service.local import free_port
 from tests.support import REPO_ROOT
 
 WAIT_S = 60.0
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[LocalPostgres]:
-    with LocalPostgres() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def rabbitmq() -> Iterator[LocalRabbitMQ]:
-    with LocalRabbitMQ() as server:
-        yield server
-
-
-@pytest.fixture
-def database(postgres) -> Iterator[str]:
-    """A fresh database on the session's server; its URL."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:{postgres.port}/{name}"
-    with contextlib.suppress(Exception), psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Services:
@@ -68,13 +39,6 @@ class Services:
             if run.exited is None:
                 run.signal(signal.SIGKILL)
             run.wait(10)
-
-
-@pytest.fixture
-def services(tmp_path) -> Iterator[Services]:
-    started = Services(tmp_path)
-    yield started
-    started.stop_all()
 
 
 def ready(base: str, run: Running, timeout_s: float = WAIT_S) -> bool:
