@@ -130,13 +130,12 @@ def static_rules(service: Service, report: Report) -> None:
                else f"liveness must GET /healthz and readiness /readyz on the container port named by PORT "
                     f"(found {w.liveness}, {w.readiness}, PORT {w.env.get('PORT') or 'unset'}, ports {w.ports})")
     user = w.container_security.get("runAsUser", w.pod_security.get("runAsUser"))
-    final = service.dockerfile.rsplit("\nFROM ", 1)[-1]
+    final = re.split(r"(?im)^\s*FROM\s+", service.dockerfile)[-1]  # the final stage, from its base image on
     users = re.findall(r"^\s*USER\s+(\S+)", final, flags=re.MULTILINE)
     exposed = re.findall(r"^\s*EXPOSE\s+(\d+)", final, flags=re.MULTILINE)
     image_ok = bool(users) and users[-1].split(":")[0] == str(UID) and user == UID and \
         w.container_security.get("readOnlyRootFilesystem") is True and str(w.port) in exposed and \
-        "org.opencontainers.image.title" in final and re.search(r"^FROM \$\{BASE_IMAGE\}", service.dockerfile,
-                                                                  flags=re.MULTILINE) is not None
+        "org.opencontainers.image.title" in final and final.startswith("${BASE_IMAGE}")  # the final stage's FROM
     report.add("non-root, read-only image", image_ok,
                f"USER {UID}, runAsUser {UID}, readOnlyRootFilesystem, EXPOSE {w.port}, FROM the shared base"
                if image_ok else f"the final stage needs USER {UID}, EXPOSE {w.port}, an OCI title label and FROM "

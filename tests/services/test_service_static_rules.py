@@ -1,0 +1,62 @@
+"""The rules `invoke service.check` reads from the Dockerfile and the manifests, before anything runs: each break is
+named by its rule and says what to write; the reference services keep every one."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.ops.service import check as engine
+from infra.ops.service import contract
+from tests.support import REPO_ROOT
+from tests.support.services import copy_repo
+
+
+def static(repo: Path, name: str) -> dict[str, tuple[bool, str]]:
+    report = engine.Report(name, "static")
+    engine.static_rules(contract.load(repo, name), report)
+    return {r.rule: (r.ok, r.detail) for r in report.results}
+
+
+def patch(repo: Path, path: str, old: str, new: str) -> None:
+    target = repo / path
+    text = target.read_text()
+    assert text.count(old) == 1, (path, old)
+    target.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize("name", ["api", "worker", "scheduler"])
+def test_reference_services_keep_every_static_rule(name):
+    results = static(REPO_ROOT, name)
+    assert all(ok for ok, _ in results.values()), results
+    assert {"grace period", "probes", "non-root, read-only image"} <= set(results)
+
+
+IMAGE = "non-root, read-only image"
+BREAKS = {
+    "no EXPOSE of the health port": ("api", "services/api/Dockerfile", "EXPOSE 8080\n", "", IMAGE, "EXPOSE 8080"),
+    "no OCI title label": ("worker", "services/worker/Dockerfile", 'org.opencontainers.image.title="worker"',
+                           'org.example.name="worker"', IMAGE, "an OCI title label"),
+    "not built from the shared base": ("scheduler", "services/scheduler/Dockerfile", "FROM ${BASE_IMAGE}\nLABEL",
+                                       "FROM python:3.12-slim\nLABEL", IMAGE, "FROM ${BASE_IMAGE}"),
+    "writable root filesystem": ("api", "infra/k8s/base/api/deployment.yaml", "readOnlyRootFilesystem: true",
+                                 "readOnlyRootFilesystem: false", IMAGE, "readOnlyRootFilesystem"),
+    "liveness on the readiness path": ("worker", "infra/k8s/base/worker/deployment.yaml", "path: /healthz",
+                                       "path: /readyz", "probes", "liveness must GET /healthz"),
+    "cron without a starting deadline": ("scheduler", "infra/k8s/base/scheduler/cronjob.yaml",
+                                         "startingDeadlineSeconds:", "x-startingDeadlineSeconds:",
+                                         "one run at a time", "startingDeadlineSeconds on the CronJob"),
+    "cron runs may overlap": ("scheduler", "infra/k8s/base/scheduler/cronjob.yaml", "concurrencyPolicy: Forbid",
+                              "concurrencyPolicy: Allow", "one run at a time", "concurrencyPolicy: Forbid"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BREAKS))
+def test_each_static_break_is_named_with_its_fix(tmp_path, case):
+    name, path, old, new, rule, fix = BREAKS[case]
+    repo = copy_repo(tmp_path / "repo")
+    patch(repo, path, old, new)
+    results = static(repo, name)
+    ok, detail = results[rule]
+    assert not ok and fix in detail, detail
+    assert [r for r, (passed, _) in results.items() if not passed] == [rule]  # only the rule that was broken
