@@ -142,3 +142,16 @@ def test_plan_json_is_the_same_bytes_on_every_run():
     """Registration order and property order vary inside the engine; the plan a person diffs must not."""
     first, second = (invoke("plan", "--env", "dev", "--json") for _ in range(2))
     assert first.returncode == 0 and first.stdout == second.stdout
+
+
+@pytest.mark.parametrize("task", [("preview", "--env", "dev"), ("up", "--env", "dev", "--yes")])
+def test_preview_and_up_warn_of_extended_support_with_its_cost(project_copy, tmp_path, task):
+    """The same warning `plan` gives, before the Pulumi CLI runs: the version costs extended-support money."""
+    stack = project_copy / "Pulumi.dev.yaml"
+    stack.write_text(stack.read_text().replace('version: "1.35"', 'version: "1.34"').replace(
+        "upgrade_policy: STANDARD", "upgrade_policy: EXTENDED").replace("v1.35.3-eksbuild.13", "v1.34.6-eksbuild.2"))
+    pulumi = FakePulumi(tmp_path / "pulumi", outputs={"clusterName": "eks", "clusterVersion": "1.34"})
+    result = invoke(*task, cwd=project_copy, env={**pulumi.env(), "EKS_PLATFORM_TODAY": "2026-12-05"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("warning: eks-platform:cluster.version 1.34 is in EKS extended support")
+    assert "$365/month" in result.stderr and pulumi.argvs()[-1][0] == task[0]  # and the task went on
