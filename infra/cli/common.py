@@ -269,12 +269,12 @@ KUBE_HELP = "kubeconfig file (default: $KUBECONFIG, else a token for the stack's
 def console(**options):
     """A rich Console for a task's output whose broken pipe (`| head -1`) reaches `run` as the BrokenPipeError it is,
     ending the task quietly with exit 0; rich's own default exits 1 with no message. Into a pipe or a file a table
-    is 160 columns wide unless told otherwise (rich would squeeze it into 80)."""
+    is 160 columns wide unless told otherwise (COLUMNS; rich would squeeze it into 80)."""
     import sys
 
     from rich.console import Console
 
-    if "file" not in options and "stderr" not in options and not sys.stdout.isatty():
+    if "file" not in options and "stderr" not in options and not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         options.setdefault("width", 160)
 
     class PipedConsole(Console):

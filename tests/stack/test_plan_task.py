@@ -150,7 +150,7 @@ def test_preview_and_up_warn_of_extended_support_with_its_cost(project_copy, tmp
     stack = project_copy / "Pulumi.dev.yaml"
     stack.write_text(stack.read_text().replace('version: "1.35"', 'version: "1.34"').replace(
         "upgrade_policy: STANDARD", "upgrade_policy: EXTENDED").replace("v1.35.3-eksbuild.13", "v1.34.6-eksbuild.2"))
-    pulumi = FakePulumi(tmp_path / "pulumi", outputs={"clusterName": "eks", "clusterVersion": "1.34"})
+    pulumi = FakePulumi(tmp_path / "cli", outputs={"clusterName": "eks", "clusterVersion": "1.34"})
     result = invoke(*task, cwd=project_copy, env={**pulumi.env(), "EKS_PLATFORM_TODAY": "2026-12-05"})
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("warning: eks-platform:cluster.version 1.34 is in EKS extended support")
