@@ -270,8 +270,6 @@ def console(**options):
     """A rich Console for a task's output whose broken pipe (`| head -1`) reaches `run` as the BrokenPipeError it is,
     ending the task quietly with exit 0; rich's own default exits 1 with no message. Into a pipe or a file a table
     is 160 columns wide unless told otherwise (COLUMNS; rich would squeeze it into 80)."""
-    import sys
-
     from rich.console import Console
 
     if "file" not in options and "stderr" not in options and not sys.stdout.isatty() and "COLUMNS" not in os.environ:
