@@ -26,6 +26,17 @@ def calendar_day(monkeypatch):
     return CALENDAR_DAY
 
 
+# rich sizes tables from COLUMNS when it is set (tasks keep 160 columns into a pipe only when it is not): every
+# test sees the same width, whatever terminal or CI runner starts the suite, subprocesses included.
+TERMINAL_COLUMNS = "200"
+
+
+@pytest.fixture(autouse=True)
+def terminal_columns(monkeypatch):
+    monkeypatch.setenv("COLUMNS", TERMINAL_COLUMNS)
+    return TERMINAL_COLUMNS
+
+
 @pytest.fixture(scope="session")
 def moto_server():
     """A moto server on 127.0.0.1 (random port) for the whole session; yields its URL."""
