@@ -60,3 +60,23 @@ def test_each_static_break_is_named_with_its_fix(tmp_path, case):
     ok, detail = results[rule]
     assert not ok and fix in detail, detail
     assert [r for r, (passed, _) in results.items() if not passed] == [rule]  # only the rule that was broken
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_an_answer_cut_mid_body_is_no_answer_not_a_crash(status):
+    """A service that exits while answering (a cron run that is done) leaves the probe with a short body."""
+    import socket
+    import threading
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def answer_half():
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: 6\r\n\r\nok".encode())
+
+        thread = threading.Thread(target=answer_half, daemon=True)
+        thread.start()
+        code, why = engine.http(f"http://127.0.0.1:{server.getsockname()[1]}/readyz")
+        thread.join(timeout=10)
+    assert (code, why) == ((None, "IncompleteRead(2 bytes read, 4 more expected)") if status == 200 else (503, ""))

@@ -17,6 +17,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from pathlib import Path
 
 from infra.ops.errors import Failed
@@ -89,13 +90,17 @@ class Dependencies:
 
 # -- small clients -----------------------------------------------------------------------------------------
 def http(url: str, timeout_s: float = 3.0, method: str = "GET") -> tuple[int | None, str]:
+    """(status, body) of one request, or (None, why) when no whole answer came: refused, reset, or cut mid-body
+    (a process that exits while answering, as a cron run does when it is done)."""
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=timeout_s) as answer:
             return answer.status, answer.read().decode(errors="replace")
     except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-    except (OSError, urllib.error.URLError) as error:
-        return None, str(getattr(error, "reason", error))
+        with contextlib.suppress(OSError, HTTPException):
+            return error.code, error.read().decode(errors="replace")
+        return error.code, ""
+    except (OSError, HTTPException) as error:  # URLError is an OSError
+        return None, str(getattr(error, "reason", error)) or type(error).__name__
 
 
 def until(condition: Callable[[], bool], timeout_s: float, every_s: float = 0.2) -> bool:
