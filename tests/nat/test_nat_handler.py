@@ -342,6 +342,25 @@ def test_probe_function_reports_the_source_address_an_echo_target_saw(answer, so
     assert result["source_ip"] == source and result["reached"] is (source is not None)
 
 
+def test_a_target_that_does_not_speak_http_is_reported_not_raised():
+    """An http(s) target or echo answered by something else (an SSH banner): http.client's BadStatusLine is no
+    OSError, and must not end the probe."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def banner():
+            for _ in range(2):  # the target and the echo
+                conn, _ = server.accept()
+                with conn:
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+        thread = threading.Thread(target=banner, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+        result = nat_probe.probe([url], 10, url)
+        thread.join(timeout=10)
+    assert result["reached"] is False and result["source_ip"] is None
+    assert result["detail"].count("BadStatusLine") == 2, result["detail"]
+
+
 def test_health_records_round_trip_and_name_their_instance():
     record = Health("i-1", ok=3, since=1_700_000_000.0).passed(1_700_000_001.0)
     assert Health.parse(record.render(), "i-1", 1_700_000_002.0) == (record, None)

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPException
 from urllib.parse import urlsplit
 
 MAX_BODY = 256  # an echo answer is one address; anything longer is not one
@@ -36,7 +37,7 @@ def reach(target: str, timeout: float) -> tuple[bool, float, str]:
             status, _ = _get(target, timeout)
             if status >= 500:
                 return False, (time.monotonic() - started) * 1000, f"{target}: HTTP {status}"
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, HTTPException) as exc:  # HTTPException: an answer cut short or malformed
         return False, (time.monotonic() - started) * 1000, f"{target}: {type(exc).__name__}: {exc}"
     return True, (time.monotonic() - started) * 1000, f"{target}: ok"
 
@@ -60,7 +61,7 @@ def echo(url: str, timeout: float) -> tuple[str | None, float, str]:
             return None, elapsed, f"echo {url}: HTTP {status}"
         text = body.decode("ascii", "replace").strip()
         return str(ipaddress.IPv4Address(text)), elapsed, f"echo {url}: {text}"
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, HTTPException) as exc:  # HTTPException: an answer cut short or malformed
         return None, (time.monotonic() - started) * 1000, f"echo {url}: {type(exc).__name__}: {exc}"
 
 
