@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def _owned_dir(user: str, prefix: str) -> Path:
 
 
 @dataclass
-class LocalServer:
+class LocalServer(ABC):
     """One server process (and its helpers), started in its own process group and stopped by that group's id."""
 
     name: str
@@ -116,8 +117,9 @@ class LocalServer:
     def __exit__(self, *_exc) -> None:
         self.stop()
 
-    def start(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def start(self) -> None:
+        """Initialise and start the server on `self.port`; each kind of server says how."""
 
 
 @dataclass
