@@ -3,8 +3,6 @@ rule, for services that break it: a liveness probe that checks the database, a w
 mid-task, multi-line logs, a startup that blocks on the broker."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from infra.lint import scaffold
@@ -12,7 +10,7 @@ from infra.ops.service import check as engine
 from infra.ops.service.contract import UnknownService
 from tests.support import REPO_ROOT
 from tests.support.cli import invoke
-from tests.support.services import copy_repo
+from tests.support.services import copy_repo, patch
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -38,13 +36,6 @@ def test_reference_services_keep_the_contract(deps, name):
         assert {"SIGTERM: in-flight work finished", "readyz 503 from SIGTERM on"} <= rules
     else:
         assert {"one run at a time", "run exits 0 when done", "second run idempotent"} <= rules
-
-
-def patch(repo: Path, path: str, old: str, new: str) -> None:
-    target = repo / path
-    text = target.read_text()
-    assert old in text, (path, old)
-    target.write_text(text.replace(old, new, 1))
 
 
 BREAKS = {

@@ -9,20 +9,13 @@ import pytest
 from infra.ops.service import check as engine
 from infra.ops.service import contract
 from tests.support import REPO_ROOT
-from tests.support.services import copy_repo
+from tests.support.services import copy_repo, patch
 
 
 def static(repo: Path, name: str) -> dict[str, tuple[bool, str]]:
     report = engine.Report(name, "static")
     engine.static_rules(contract.load(repo, name), report)
     return {r.rule: (r.ok, r.detail) for r in report.results}
-
-
-def patch(repo: Path, path: str, old: str, new: str) -> None:
-    target = repo / path
-    text = target.read_text()
-    assert text.count(old) == 1, (path, old)
-    target.write_text(text.replace(old, new))
 
 
 @pytest.mark.parametrize("name", ["api", "worker", "scheduler"])

@@ -52,6 +52,14 @@ def copy_repo(target: Path) -> Path:
     return target
 
 
+def patch(repo: Path, path: str, old: str, new: str) -> None:
+    """Replace one exact snippet of a copied file (it must occur once: a stale case fails loudly)."""
+    target = repo / path
+    text = target.read_text()
+    assert text.count(old) == 1, (path, old)
+    target.write_text(text.replace(old, new))
+
+
 def wait_for(condition, timeout_s: float = WAIT_S) -> bool:
     """Returns as soon as `condition()` holds; False after timeout_s."""
     return until(condition, timeout_s, every_s=0.1)
