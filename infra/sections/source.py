@@ -111,10 +111,11 @@ def config_map(data: bytes, source: str) -> dict[str, Any]:
         raise ConfigError(source, [ConfigIssue(key=FILE, problem=f"is {error}; save it as UTF-8")]) from None
     yaml = _loader()
     try:
-        duplicates = duplicate_keys(yaml.compose(text))
+        root = yaml.compose(text)  # parsed once: the duplicate check reads the nodes the document is built from
+        duplicates = duplicate_keys(root)
         if duplicates:
             raise ConfigError(source, duplicates)
-        document = yaml.load(text)
+        document = yaml.constructor.construct_document(root) if root is not None else None
     except YAMLError as error:
         raise ConfigError(source, [ConfigIssue(key=FILE, problem=f"is not valid YAML: {_problem(error, text)}")]) from None
     config = document.get("config") if isinstance(document, dict) else None
