@@ -231,7 +231,7 @@ def yamllint(k8s_root: Path, config: Path = YAMLLINT_CONFIG) -> list[Finding]:
         try:
             text = read_utf8(path)
         except (NotUtf8, OSError) as error:  # kubectl and yamllint read UTF-8 only
-            findings.append(Finding(where, "", "yamllint/encoding", str(error).removeprefix(f"{path}: "),
+            findings.append(Finding(where, "", "yamllint/encoding", str(error),
                                     "save it as UTF-8 (or remove it if it is no manifest)"))
             continue
         for problem in linter.run(text, conf, str(path)):

@@ -72,7 +72,7 @@ class Sources:
                 try:
                     read_utf8(path)
                 except (NotUtf8, OSError) as error:
-                    unreadable.append(Finding(where, "", "sources", str(error).removeprefix(f"{path}: "),
+                    unreadable.append(Finding(where, "", "sources", str(error),
                                               "save it as UTF-8 (GitHub reads workflow files as UTF-8)"))
                     continue
                 kept.append(path)
